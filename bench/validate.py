@@ -1,0 +1,113 @@
+"""Decode + validate `/batch/` bodies: eventplan's compiled validator vs orjson + fastjsonschema.
+
+    .venv/bin/python bench/validate.py [--events 200000] [--batch 100]
+
+Both sides get the same raw bodies of plan-shaped events (10% broken) and must
+produce a verdict per event. The baseline decodes with orjson and validates each
+event with fastjsonschema compiled from our own exported JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from eventplan.plan import load_plan
+from eventplan.plan.schema import plan_schemas
+from eventplan.plan.validator import Validator
+from eventplan.simulate.samples import sample_events
+
+PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
+
+
+def bodies(events: list[dict[str, Any]], batch: int) -> list[bytes]:
+    return [
+        orjson.dumps({"api_key": "phc_bench", "batch": events[i : i + batch]})
+        for i in range(0, len(events), batch)
+    ]
+
+
+def ours(validator: Validator) -> Callable[[bytes], int]:
+    def run(body: bytes) -> int:
+        return sum(1 for _, verdict in validator.check_batch(body) if not verdict.ok)
+
+    return run
+
+
+def baseline(schemas: dict[str, Any]) -> Callable[[bytes], int]:
+    compiled = {name: fastjsonschema.compile(schema) for name, schema in schemas.items()}
+
+    def run(body: bytes) -> int:
+        bad = 0
+        for event in orjson.loads(body)["batch"]:
+            name = event.get("event")
+            check = compiled.get(name)
+            if check is None:
+                bad += not name.startswith("$")  # PostHog's own events are valid
+                continue
+            try:
+                check(event)
+            except fastjsonschema.JsonSchemaException:
+                bad += 1
+        return bad
+
+    return run
+
+
+def measure(run: Callable[[bytes], int], payloads: list[bytes], events: int) -> tuple[float, int]:
+    best = float("inf")
+    bad = 0
+    for _ in range(3):
+        started = time.perf_counter()
+        bad = sum(run(body) for body in payloads)
+        best = min(best, time.perf_counter() - started)
+    return events / best, bad
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=100)
+    args = parser.parse_args()
+    plan = load_plan(PLAN)
+    events = sample_events(plan, args.events, seed=7, invalid_share=0.1)
+    payloads = bodies(events, args.batch)
+    ours_rate, ours_bad = measure(ours(Validator(plan)), payloads, len(events))
+    base_rate, base_bad = measure(baseline(plan_schemas(plan)), payloads, len(events))
+    table = Table(
+        title=f"decode + validate, {len(events):,} events in /batch/ bodies of {args.batch}"
+    )
+    table.add_column("path")
+    table.add_column("events/s", justify="right")
+    table.add_column("not valid", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row(
+        "orjson + fastjsonschema (baseline)", f"{base_rate:,.0f}", f"{base_bad:,}", "1.00"
+    )
+    table.add_row(
+        "eventplan Validator.check_batch",
+        f"{ours_rate:,.0f}",
+        f"{ours_bad:,}",
+        f"{ours_rate / base_rate:.2f}",
+    )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"machine: {platform.machine()}, Python {platform.python_version()}, best of 3 runs"
+    )
+    if ours_bad != base_bad:
+        console.print(f"[red]verdicts differ: ours {ours_bad} not valid, baseline {base_bad}[/red]")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

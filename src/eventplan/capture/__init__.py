@@ -1,0 +1,1 @@
+"""Capture: PostHog's wire protocol in, enriched and judged events out."""

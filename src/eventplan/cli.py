@@ -1,0 +1,228 @@
+"""The `eventplan` command: a thin shell over the library's functions."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from eventplan.capture.files import read_events
+from eventplan.errors import EventplanError
+from eventplan.plan import load_plan
+from eventplan.plan.lint import lint_file
+from eventplan.plan.schema import event_schema, plan_schemas
+from eventplan.plan.validator import Validator, Verdict
+
+console = Console()
+plan_argument = click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _load(path: Path) -> Any:
+    try:
+        return load_plan(path)
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(package_name="eventplan")
+def cli() -> None:
+    """eventplan: make a product-analytics tracking plan real."""
+
+
+@cli.command()
+@plan_argument
+def lint(plan: Path) -> None:
+    """Check a plan's naming rules and consistency.
+
+    Prints `path:line: code: message` for each finding; exits 1 on any error.
+    """
+    findings = lint_file(plan)
+    for finding in findings:
+        click.echo(finding.render())
+    error_count = sum(1 for f in findings if f.severity == "error")
+    warning_count = len(findings) - error_count
+    click.echo(f"{plan}: {error_count} error(s), {warning_count} warning(s)", err=True)
+    if error_count:
+        sys.exit(1)
+
+
+@cli.group(name="plan")
+def plan_group() -> None:
+    """Look at a plan."""
+
+
+@plan_group.command(name="show")
+@plan_argument
+@click.option("--event", "event_name", help="Show one event's properties in full.")
+def plan_show(plan: Path, event_name: str | None) -> None:
+    """Print the plan's events, owners and properties."""
+    loaded = _load(plan)
+    if event_name is not None:
+        if event_name not in loaded.events:
+            raise click.ClickException(f"event `{event_name}` is not in the plan")
+        _show_event(loaded, event_name)
+        return
+    table = Table(title=f"{loaded.name} {loaded.version}: {len(loaded.events)} events")
+    for column in ("event", "owner", "surfaces", "required properties", "optional"):
+        table.add_column(column)
+    for event in loaded.events.values():
+        own = event.properties.values()
+        table.add_row(
+            event.name,
+            event.owner,
+            ", ".join(event.surfaces),
+            ", ".join(p.name for p in own if p.required),
+            ", ".join(p.name for p in own if not p.required),
+        )
+    console.print(table)
+    groups = Table(title="property groups (super-properties)")
+    for column in ("group", "applies to", "properties"):
+        groups.add_column(column)
+    for group in loaded.groups.values():
+        target = (
+            "all events"
+            if group.applies_to.all
+            else ", ".join([*group.applies_to.surfaces, *group.applies_to.events])
+        )
+        groups.add_row(group.name, target, ", ".join(group.properties))
+    console.print(groups)
+    console.print(
+        f"{len(loaded.dashboards)} dashboards: "
+        + ", ".join(d.title for d in loaded.dashboards)
+        + f"; {len(loaded.alerts)} alerts: "
+        + ", ".join(a.name for a in loaded.alerts)
+    )
+
+
+def _show_event(loaded: Any, name: str) -> None:
+    event = loaded.events[name]
+    console.print(f"[bold]{event.name}[/bold] — {event.description}")
+    console.print(f"owner {event.owner}; surfaces {', '.join(event.surfaces)}")
+    console.print(f"trigger {event.trigger.file} ({event.trigger.hook}); value: {event.value}")
+    table = Table()
+    for column in ("property", "type", "required", "rule", "privacy", "from"):
+        table.add_column(column)
+    for prop in loaded.properties_of(name).values():
+        rule = []
+        if prop.enum is not None:
+            rule.append(" | ".join(map(str, prop.enum)))
+        if prop.pattern:
+            rule.append(f"/{prop.pattern}/")
+        if prop.minimum is not None or prop.maximum is not None:
+            rule.append(f"[{prop.minimum}, {prop.maximum}]")
+        table.add_row(
+            prop.name,
+            prop.type + ("?" if prop.nullable else ""),
+            "yes" if prop.required else "",
+            " ".join(rule),
+            prop.privacy.policy,
+            prop.owner,
+        )
+    console.print(table)
+
+
+@cli.command()
+@plan_argument
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON verdict per event on stdout.")
+def validate(plan: Path, file: Path, as_json: bool) -> None:
+    """Validate events from a JSON-lines file or a PostHog JSON export.
+
+    Exits 1 when any event is invalid or unplanned, or a line is not an event.
+    """
+    validator = Validator(_load(plan))
+    try:
+        records = read_events(file)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from exc
+    judged: list[tuple[dict[str, Any] | Any, Verdict]] = []
+    bad_lines = 0
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    for record in records:
+        if record.error is not None:
+            bad_lines += 1
+            click.echo(f"{file}:{record.line}: {record.error}", err=True)
+            continue
+        verdict = validator.check(record.event)
+        judged.append((record.event, verdict))
+        if as_json:
+            event = record.event if isinstance(record.event, dict) else {}
+            out.write(
+                encoder.encode(
+                    {
+                        "uuid": event.get("uuid"),
+                        "event": event.get("event"),
+                        "verdict": verdict.verdict,
+                        "violations": verdict.violations,
+                    }
+                )
+                + b"\n"
+            )
+    if not as_json:
+        _report(judged, bad_lines)
+    if bad_lines or any(not verdict.ok for _, verdict in judged):
+        sys.exit(1)
+
+
+def _report(judged: list[tuple[Any, Verdict]], bad_lines: int) -> None:
+    per_event: dict[str, Counter[str]] = {}
+    problems: Counter[tuple[str, str, str]] = Counter()
+    for event, verdict in judged:
+        name = str(event.get("event")) if isinstance(event, dict) else "(not an object)"
+        per_event.setdefault(name, Counter())[verdict.verdict] += 1
+        for violation in verdict.violations:
+            problems[(violation.code, name, violation.property or "")] += 1
+    table = Table(title=f"{len(judged)} events")
+    for column in ("event", "valid", "invalid", "unplanned"):
+        table.add_column(column, justify="left" if column == "event" else "right")
+    for name, counts in sorted(per_event.items()):
+        table.add_row(name, str(counts["valid"]), str(counts["invalid"]), str(counts["unplanned"]))
+    console.print(table)
+    if problems:
+        top = Table(title="most frequent violations")
+        for column in ("code", "event", "property", "count"):
+            top.add_column(column)
+        for (code, name, prop), count in problems.most_common(15):
+            top.add_row(code, name, prop, str(count))
+        console.print(top)
+    if bad_lines:
+        console.print(f"{bad_lines} line(s) were not events (see above)")
+
+
+@cli.command()
+@plan_argument
+@click.option("--event", "event_name", help="Only this event's schema.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one <event>.json file per event into this folder.",
+)
+def schema(plan: Path, event_name: str | None, out: Path | None) -> None:
+    """Export the plan as JSON Schema (draft 2020-12), one schema per event."""
+    loaded = _load(plan)
+    if event_name is not None:
+        if event_name not in loaded.events:
+            raise click.ClickException(f"event `{event_name}` is not in the plan")
+        schemas = {event_name: event_schema(loaded, event_name)}
+    else:
+        schemas = plan_schemas(loaded)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, one in schemas.items():
+            (out / f"{name}.json").write_bytes(msgspec.json.format(msgspec.json.encode(one)))
+        click.echo(f"wrote {len(schemas)} schema(s) to {out}", err=True)
+        return
+    document: Any = schemas[event_name] if event_name is not None else schemas
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(document)).decode() + "\n")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,732 @@
+"""Read a plan file into a `Plan`, collecting every structural problem with its line.
+
+`load_plan` is what the server, the validator and codegen call: it raises
+`PlanError` if the file has any error. `read_plan` is what the linter calls: it
+returns the plan it could build plus every finding, so one run reports them all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+from eventplan.errors import PlanError
+from eventplan.plan.model import (
+    PRIVACY_POLICIES,
+    PROPERTY_TYPES,
+    SURFACES,
+    UNPLANNED_PROPERTY_POLICIES,
+    Acknowledgement,
+    Alert,
+    AppliesTo,
+    Dashboard,
+    Event,
+    EventRef,
+    Filter,
+    Insight,
+    Naming,
+    Plan,
+    Privacy,
+    Property,
+    PropertyGroup,
+    Scalar,
+    Threshold,
+    Trigger,
+)
+from eventplan.plan.yamlsource import SourceList, SourceMap, load_yaml
+
+Severity = Literal["error", "warning"]
+
+FILTER_OPERATORS = (
+    "exact",
+    "is_not",
+    "contains",
+    "not_contains",
+    "regex",
+    "not_regex",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "is_set",
+    "is_not_set",
+)
+MATHS = (
+    "total",
+    "dau",
+    "unique_group",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "median",
+    "p75",
+    "p90",
+    "p95",
+    "p99",
+)
+ALERT_CONDITIONS = ("absolute_value", "relative_increase", "relative_decrease")
+INTERVALS = ("minute", "hour", "day", "week", "month")
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One linter finding: rendered as `path:line: code: message`."""
+
+    path: str
+    line: int
+    code: str
+    message: str
+    severity: Severity = "error"
+    acknowledged: str = ""
+
+    def render(self) -> str:
+        text = f"{self.path}:{self.line}: {self.code}: {self.message}"
+        if self.severity == "warning":
+            text = f"{self.path}:{self.line}: {self.code} (warning): {self.message}"
+        if self.acknowledged:
+            text += f" [acknowledged: {self.acknowledged}]"
+        return text
+
+
+class _Reader:
+    """Turns the YAML tree into model objects, noting problems instead of stopping."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, line: int, code: str, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.path, line, code, message, "error"))
+
+    def warn(self, line: int, code: str, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.path, line, code, message, "warning"))
+
+    # -- helpers ---------------------------------------------------------------
+
+    def mapping(
+        self, value: Any, line: int, where: str, duplicate_code: str = "duplicate_key"
+    ) -> SourceMap:
+        if isinstance(value, SourceMap):
+            for key, key_line in value.duplicate_keys:
+                self.error(key_line, duplicate_code, f"{where}: `{key}` is defined twice")
+            return value
+        if value is not None:
+            self.error(line, "wrong_shape", f"{where} must be a mapping, got {_kind(value)}")
+        empty = SourceMap()
+        empty.line, empty.key_lines, empty.duplicate_keys = line, {}, []
+        return empty
+
+    def text(self, node: SourceMap, key: str, where: str, default: str = "") -> str:
+        value = node.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, str | int | float):
+            self.error(node.line_of(key), "wrong_shape", f"{where}.{key} must be text")
+            return default
+        return str(value)
+
+    def strings(self, node: SourceMap, key: str, where: str) -> tuple[str, ...]:
+        value = node.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(node.line_of(key), "wrong_shape", f"{where}.{key} must be a list of names")
+            return ()
+        return tuple(value)
+
+    def unknown_keys(self, node: SourceMap, allowed: tuple[str, ...], where: str) -> None:
+        for key in node:
+            if key not in allowed:
+                self.error(
+                    node.line_of(key),
+                    "unknown_key",
+                    f"{where}: unknown key `{key}` (expected one of: {', '.join(allowed)})",
+                )
+
+    # -- the plan --------------------------------------------------------------
+
+    def plan(self, root: Any) -> Plan:
+        top = self.mapping(root, 1, "the plan")
+        self.unknown_keys(
+            top,
+            (
+                "plan",
+                "version",
+                "description",
+                "naming",
+                "unplanned_properties",
+                "system_events",
+                "privacy",
+                "property_groups",
+                "events",
+                "dashboards",
+                "alerts",
+                "acknowledge",
+            ),
+            "the plan",
+        )
+        name = self.text(top, "plan", "plan")
+        if not name:
+            self.error(top.line, "missing_key", "the plan needs a `plan:` name")
+        version = self.text(top, "version", "plan", "0")
+        unplanned = self.text(top, "unplanned_properties", "plan", "warn")
+        if unplanned not in UNPLANNED_PROPERTY_POLICIES:
+            self.error(
+                top.line_of("unplanned_properties"),
+                "unknown_policy",
+                f"unplanned_properties is `{unplanned}`; "
+                f"expected one of {', '.join(UNPLANNED_PROPERTY_POLICIES)}",
+            )
+            unplanned = "warn"
+        system_events = self.text(top, "system_events", "plan", "valid")
+        if system_events not in ("valid", "unplanned"):
+            self.error(
+                top.line_of("system_events"),
+                "unknown_policy",
+                f"system_events is `{system_events}`; expected valid or unplanned",
+            )
+            system_events = "valid"
+        privacy = self.mapping(top.get("privacy"), top.line_of("privacy"), "privacy")
+        groups = self.groups(top)
+        events = self.events(top)
+        return Plan(
+            name=name,
+            version=version,
+            description=self.text(top, "description", "plan"),
+            naming=self.naming(top),
+            unplanned_properties=cast(Any, unplanned),
+            system_events=cast(Any, system_events),
+            hash_salt_env=self.text(privacy, "hash_salt_env", "privacy", "EVENTPLAN_HASH_SALT"),
+            events=events,
+            groups=groups,
+            dashboards=self.dashboards(top),
+            alerts=self.alerts(top),
+            acknowledged=self.acknowledgements(top),
+            path=self.path,
+        )
+
+    def naming(self, top: SourceMap) -> Naming:
+        node = self.mapping(top.get("naming"), top.line_of("naming"), "naming")
+        self.unknown_keys(
+            node, ("events", "properties", "legacy_events", "legacy_properties"), "naming"
+        )
+        default = Naming()
+        event_pattern = self.text(node, "events", "naming", default.event_pattern)
+        property_pattern = self.text(node, "properties", "naming", default.property_pattern)
+        for key, pattern in (("events", event_pattern), ("properties", property_pattern)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                self.error(node.line_of(key), "bad_pattern", f"naming.{key}: {exc}")
+        return Naming(
+            event_pattern=event_pattern,
+            property_pattern=property_pattern,
+            legacy_events=self.strings(node, "legacy_events", "naming"),
+            legacy_properties=self.strings(node, "legacy_properties", "naming"),
+        )
+
+    def groups(self, top: SourceMap) -> dict[str, PropertyGroup]:
+        node = self.mapping(
+            top.get("property_groups"), top.line_of("property_groups"), "property_groups"
+        )
+        groups: dict[str, PropertyGroup] = {}
+        for name, raw in node.items():
+            where = f"property group `{name}`"
+            group = self.mapping(raw, node.line_of(name), where)
+            self.unknown_keys(group, ("description", "applies_to", "properties"), where)
+            groups[name] = PropertyGroup(
+                name=name,
+                description=self.text(group, "description", where),
+                applies_to=self.applies_to(group, where),
+                properties=self.properties(group, where, owner=f"group {name}"),
+                line=node.line_of(name),
+            )
+        return groups
+
+    def applies_to(self, group: SourceMap, where: str) -> AppliesTo:
+        raw = group.get("applies_to", "all")
+        if raw == "all":
+            return AppliesTo(all=True)
+        node = self.mapping(raw, group.line_of("applies_to"), f"{where}.applies_to")
+        self.unknown_keys(node, ("surfaces", "events"), f"{where}.applies_to")
+        surfaces = self.strings(node, "surfaces", f"{where}.applies_to")
+        for surface in surfaces:
+            if surface not in SURFACES:
+                self.error(
+                    node.line_of("surfaces"),
+                    "unknown_surface",
+                    f"{where}: unknown surface `{surface}` (expected {', '.join(SURFACES)})",
+                )
+        return AppliesTo(surfaces=surfaces, events=self.strings(node, "events", where))
+
+    def events(self, top: SourceMap) -> dict[str, Event]:
+        node = self.mapping(top.get("events"), top.line_of("events"), "events", "duplicate_event")
+        if not node:
+            self.error(node.line, "no_events", "the plan defines no events")
+        events: dict[str, Event] = {}
+        for name, raw in node.items():
+            where = f"event `{name}`"
+            spec = self.mapping(raw, node.line_of(name), where)
+            self.unknown_keys(
+                spec,
+                ("description", "owner", "surfaces", "trigger", "value", "properties"),
+                where,
+            )
+            surfaces = self.strings(spec, "surfaces", where)
+            for surface in surfaces:
+                if surface not in SURFACES:
+                    self.error(
+                        spec.line_of("surfaces"),
+                        "unknown_surface",
+                        f"{where}: unknown surface `{surface}` (expected {', '.join(SURFACES)})",
+                    )
+            trigger = self.mapping(spec.get("trigger"), spec.line_of("trigger"), where)
+            self.unknown_keys(trigger, ("file", "hook"), f"{where}.trigger")
+            events[name] = Event(
+                name=name,
+                description=self.text(spec, "description", where),
+                owner=self.text(spec, "owner", where),
+                surfaces=surfaces,
+                trigger=Trigger(
+                    file=self.text(trigger, "file", where), hook=self.text(trigger, "hook", where)
+                ),
+                value=self.text(spec, "value", where),
+                properties=self.properties(spec, where, owner=name),
+                line=node.line_of(name),
+            )
+        return events
+
+    def properties(self, parent: SourceMap, where: str, owner: str) -> dict[str, Property]:
+        node = self.mapping(
+            parent.get("properties"), parent.line_of("properties"), where, "duplicate_property"
+        )
+        result: dict[str, Property] = {}
+        for name, raw in node.items():
+            line = node.line_of(name)
+            if isinstance(raw, str):  # shorthand: `chat_id: string`
+                raw = _shorthand(raw, line)
+            prop = self.property(name, self.mapping(raw, line, f"{where} property `{name}`"), line)
+            if prop is not None:
+                result[name] = Property(**{**prop.__dict__, "owner": owner})
+        return result
+
+    def property(self, name: str, spec: SourceMap, line: int) -> Property | None:
+        where = f"property `{name}`"
+        self.unknown_keys(
+            spec,
+            (
+                "type",
+                "description",
+                "required",
+                "nullable",
+                "enum",
+                "minimum",
+                "maximum",
+                "min_length",
+                "max_length",
+                "pattern",
+                "privacy",
+                "examples",
+            ),
+            where,
+        )
+        type_ = spec.get("type")
+        if type_ not in PROPERTY_TYPES:
+            self.error(
+                spec.line_of("type"),
+                "unknown_type",
+                f"{where} has type `{type_}`; expected one of {', '.join(PROPERTY_TYPES)}",
+            )
+            return None
+        enum = self.enum(spec, where, type_)
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                self.error(spec.line_of("pattern"), "bad_pattern", f"{where}: {exc}")
+                pattern = None
+        minimum, maximum = self.number(spec, "minimum", where), self.number(spec, "maximum", where)
+        if minimum is not None and maximum is not None and minimum > maximum:
+            self.error(
+                spec.line_of("minimum"),
+                "empty_range",
+                f"{where}: minimum {minimum} is above maximum {maximum}",
+            )
+        if (minimum is not None or maximum is not None) and type_ not in ("integer", "number"):
+            self.error(
+                spec.line_of("minimum" if minimum is not None else "maximum"),
+                "bound_on_non_number",
+                f"{where}: minimum/maximum apply to integer and number, not {type_}",
+            )
+        return Property(
+            name=name,
+            type=type_,
+            description=self.text(spec, "description", where),
+            required=self.flag(spec, "required", where),
+            nullable=self.flag(spec, "nullable", where),
+            enum=enum,
+            minimum=minimum,
+            maximum=maximum,
+            min_length=self.count(spec, "min_length", where),
+            max_length=self.count(spec, "max_length", where),
+            pattern=str(pattern) if pattern is not None else None,
+            privacy=self.privacy(spec, where),
+            examples=tuple(spec.get("examples") or ()),
+            line=line,
+        )
+
+    def enum(self, spec: SourceMap, where: str, type_: str) -> tuple[Scalar, ...] | None:
+        if "enum" not in spec:
+            return None
+        raw = spec["enum"]
+        line = spec.line_of("enum")
+        if not isinstance(raw, list) or not raw:
+            self.error(line, "empty_enum", f"{where}: enum must list at least one value")
+            return None
+        seen: set[tuple[str, Scalar]] = set()
+        for index, value in enumerate(raw):
+            item_line = raw.line_of(index) if isinstance(raw, SourceList) else line
+            if not _fits(value, type_):
+                self.error(
+                    item_line,
+                    "enum_wrong_type",
+                    f"{where}: enum value {value!r} is not a {type_}",
+                )
+            key = (type(value).__name__, value)
+            if key in seen:
+                self.error(item_line, "duplicate_enum", f"{where}: enum lists {value!r} twice")
+            seen.add(key)
+        return tuple(raw)
+
+    def flag(self, spec: SourceMap, key: str, where: str) -> bool:
+        value = spec.get(key, False)
+        if not isinstance(value, bool):
+            self.error(spec.line_of(key), "wrong_shape", f"{where}.{key} must be true or false")
+            return False
+        return value
+
+    def number(self, spec: SourceMap, key: str, where: str) -> float | None:
+        value = spec.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(spec.line_of(key), "wrong_shape", f"{where}.{key} must be a number")
+            return None
+        return value
+
+    def count(self, spec: SourceMap, key: str, where: str) -> int | None:
+        value = spec.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.error(spec.line_of(key), "wrong_shape", f"{where}.{key} must be a whole number")
+            return None
+        return value
+
+    def privacy(self, spec: SourceMap, where: str) -> Privacy:
+        raw = spec.get("privacy", "keep")
+        line = spec.line_of("privacy")
+        if isinstance(raw, str):
+            raw = _shorthand_privacy(raw, line)
+        node = self.mapping(raw, line, f"{where}.privacy")
+        self.unknown_keys(node, ("policy", "keep_last", "length"), f"{where}.privacy")
+        policy = node.get("policy", "keep")
+        if policy not in PRIVACY_POLICIES:
+            self.error(
+                line,
+                "unknown_privacy",
+                f"{where}: privacy `{policy}`; expected one of {', '.join(PRIVACY_POLICIES)}",
+            )
+            return Privacy()
+        keep_last = self.count(node, "keep_last", where)
+        length = self.count(node, "length", where)
+        if policy == "truncate" and length is None:
+            self.error(line, "missing_key", f"{where}: truncate needs a `length`")
+        return Privacy(
+            policy=policy,
+            keep_last=4 if keep_last is None else keep_last,
+            length=256 if length is None else length,
+        )
+
+    # -- dashboards and alerts -------------------------------------------------
+
+    def dashboards(self, top: SourceMap) -> tuple[Dashboard, ...]:
+        node = self.mapping(top.get("dashboards"), top.line_of("dashboards"), "dashboards")
+        dashboards = []
+        for name, raw in node.items():
+            where = f"dashboard `{name}`"
+            spec = self.mapping(raw, node.line_of(name), where)
+            self.unknown_keys(spec, ("title", "description", "insights"), where)
+            insights_node = self.mapping(spec.get("insights"), spec.line_of("insights"), where)
+            insights = tuple(
+                self.insight(
+                    key,
+                    self.mapping(value, insights_node.line_of(key), f"insight `{key}`"),
+                    insights_node.line_of(key),
+                )
+                for key, value in insights_node.items()
+            )
+            dashboards.append(
+                Dashboard(
+                    name=name,
+                    title=self.text(spec, "title", where, name),
+                    description=self.text(spec, "description", where),
+                    insights=insights,
+                    line=node.line_of(name),
+                )
+            )
+        return tuple(dashboards)
+
+    def insight(self, name: str, spec: SourceMap, line: int) -> Insight:
+        where = f"insight `{name}`"
+        self.unknown_keys(
+            spec,
+            (
+                "kind",
+                "title",
+                "description",
+                "series",
+                "steps",
+                "formula",
+                "breakdowns",
+                "interval",
+                "display",
+                "options",
+            ),
+            where,
+        )
+        kind = spec.get("kind", "trends")
+        if kind not in ("trends", "funnel"):
+            self.error(spec.line_of("kind"), "unknown_kind", f"{where}: kind `{kind}`")
+            kind = "trends"
+        key = "steps" if kind == "funnel" else "series"
+        raw_series = spec.get(key) or []
+        if not isinstance(raw_series, list) or not raw_series:
+            self.error(spec.line_of(key), "missing_key", f"{where} needs at least one of `{key}`")
+            raw_series = []
+        series = tuple(
+            self.event_ref(
+                item,
+                raw_series.line_of(i) if isinstance(raw_series, SourceList) else line,
+                where,
+            )
+            for i, item in enumerate(raw_series)
+        )
+        interval = self.text(spec, "interval", where, "day")
+        if interval not in INTERVALS:
+            self.error(spec.line_of("interval"), "unknown_interval", f"{where}: `{interval}`")
+        options = self.mapping(spec.get("options"), spec.line_of("options"), where)
+        return Insight(
+            name=name,
+            kind=kind,
+            title=self.text(spec, "title", where, name),
+            description=self.text(spec, "description", where),
+            series=series,
+            formula=self.text(spec, "formula", where) or None,
+            breakdowns=self.strings(spec, "breakdowns", where),
+            interval=interval,
+            display=self.text(spec, "display", where),
+            options=dict(options),
+            line=line,
+        )
+
+    def event_ref(self, raw: Any, line: int, where: str) -> EventRef:
+        if isinstance(raw, str):
+            return EventRef(event=raw, line=line)
+        spec = self.mapping(raw, line, where)
+        self.unknown_keys(spec, ("event", "name", "where", "filters", "math", "property"), where)
+        event = self.text(spec, "event", where)
+        if not event:
+            self.error(line, "missing_key", f"{where}: a series or step needs an `event`")
+        math = self.text(spec, "math", where, "total")
+        if math not in MATHS:
+            self.error(
+                spec.line_of("math"),
+                "unknown_math",
+                f"{where}: math `{math}`; expected one of {', '.join(MATHS)}",
+            )
+        math_property = self.text(spec, "property", where) or None
+        if math not in ("total", "dau", "unique_group") and math_property is None:
+            self.error(line, "missing_key", f"{where}: math `{math}` needs a `property`")
+        filters = [
+            Filter(property=str(key), value=_scalar_or_tuple(value), line=spec.line_of("where"))
+            for key, value in self.mapping(spec.get("where"), line, where).items()
+        ]
+        raw_filters = spec.get("filters") or []
+        if not isinstance(raw_filters, list):
+            self.error(spec.line_of("filters"), "wrong_shape", f"{where}.filters must be a list")
+            raw_filters = []
+        for index, item in enumerate(raw_filters):
+            item_line = raw_filters.line_of(index) if isinstance(raw_filters, SourceList) else line
+            node = self.mapping(item, item_line, f"{where} filter")
+            operator = self.text(node, "operator", where, "exact")
+            if operator not in FILTER_OPERATORS:
+                self.error(
+                    item_line,
+                    "unknown_operator",
+                    f"{where}: operator `{operator}`; "
+                    f"expected one of {', '.join(FILTER_OPERATORS)}",
+                )
+            filters.append(
+                Filter(
+                    property=self.text(node, "property", where),
+                    operator=operator,
+                    value=_scalar_or_tuple(node.get("value")),
+                    line=item_line,
+                )
+            )
+        return EventRef(
+            event=event,
+            filters=tuple(filters),
+            math=math,
+            math_property=math_property,
+            name=self.text(spec, "name", where),
+            line=line,
+        )
+
+    def alerts(self, top: SourceMap) -> tuple[Alert, ...]:
+        node = self.mapping(top.get("alerts"), top.line_of("alerts"), "alerts")
+        alerts = []
+        for name, raw in node.items():
+            where = f"alert `{name}`"
+            line = node.line_of(name)
+            spec = self.mapping(raw, line, where)
+            self.unknown_keys(
+                spec, ("description", "insight", "condition", "threshold", "frequency"), where
+            )
+            insight = self.insight(
+                name,
+                self.mapping(spec.get("insight"), spec.line_of("insight"), where),
+                spec.line_of("insight"),
+            )
+            condition = self.text(spec, "condition", where, "absolute_value")
+            if condition not in ALERT_CONDITIONS:
+                self.error(
+                    spec.line_of("condition"),
+                    "unknown_condition",
+                    f"{where}: condition `{condition}`; expected one of "
+                    f"{', '.join(ALERT_CONDITIONS)}",
+                )
+                condition = "absolute_value"
+            threshold = self.mapping(spec.get("threshold"), spec.line_of("threshold"), where)
+            self.unknown_keys(threshold, ("lower", "upper"), f"{where}.threshold")
+            lower = self.number(threshold, "lower", where)
+            upper = self.number(threshold, "upper", where)
+            if lower is None and upper is None:
+                self.error(
+                    spec.line_of("threshold"), "missing_key", f"{where} needs a lower or upper"
+                )
+            alerts.append(
+                Alert(
+                    name=name,
+                    description=self.text(spec, "description", where),
+                    insight=insight,
+                    condition=cast(Any, condition),
+                    threshold=Threshold(lower=lower, upper=upper),
+                    frequency=self.text(spec, "frequency", where, "hourly"),
+                    line=line,
+                )
+            )
+        return tuple(alerts)
+
+    def acknowledgements(self, top: SourceMap) -> tuple[Acknowledgement, ...]:
+        raw = top.get("acknowledge") or []
+        if not isinstance(raw, list):
+            self.error(top.line_of("acknowledge"), "wrong_shape", "acknowledge must be a list")
+            return ()
+        result = []
+        for index, item in enumerate(raw):
+            line = raw.line_of(index) if isinstance(raw, SourceList) else top.line
+            node = self.mapping(item, line, "acknowledge")
+            reason = self.text(node, "reason", "acknowledge")
+            if not reason:
+                self.error(line, "missing_key", "an acknowledged warning needs a `reason`")
+            result.append(
+                Acknowledgement(
+                    code=self.text(node, "code", "acknowledge"),
+                    subjects=self.strings(node, "subjects", "acknowledge"),
+                    reason=reason,
+                    line=line,
+                )
+            )
+        return tuple(result)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _shorthand(type_name: str, line: int) -> SourceMap:
+    node = SourceMap(type=type_name)
+    node.line, node.key_lines, node.duplicate_keys = line, {"type": line}, []
+    return node
+
+
+def _shorthand_privacy(policy: str, line: int) -> SourceMap:
+    node = SourceMap(policy=policy)
+    node.line, node.key_lines, node.duplicate_keys = line, {"policy": line}, []
+    return node
+
+
+def _fits(value: Any, type_: str) -> bool:
+    if type_ in ("string", "datetime"):
+        return isinstance(value, str)
+    if type_ == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_ == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, bool)
+
+
+def _scalar_or_tuple(value: Any) -> Scalar | tuple[Scalar, ...] | None:
+    if isinstance(value, list):
+        return tuple(value)
+    return cast(Scalar | None, value)
+
+
+def read_plan(path: str | Path) -> tuple[Plan | None, list[Diagnostic]]:
+    """Build the plan and return it with every structural finding (for the linter)."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [Diagnostic(name, 0, "unreadable", f"cannot read the plan: {exc.strerror}")]
+    return read_plan_text(text, name)
+
+
+def read_plan_text(text: str, name: str = "<plan>") -> tuple[Plan | None, list[Diagnostic]]:
+    try:
+        root = load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [
+            Diagnostic(name, line, "yaml_syntax", f"the file is not valid YAML: {problem}")
+        ]
+    reader = _Reader(name)
+    plan = reader.plan(root)
+    return plan, reader.diagnostics
+
+
+def load_plan(path: str | Path) -> Plan:
+    """The plan, ready to use; `PlanError` lists every error if it has any."""
+    from eventplan.plan.lint import lint_plan  # the hard rules live with the linter
+
+    plan, diagnostics = read_plan(path)
+    if plan is not None:
+        diagnostics = diagnostics + lint_plan(plan)
+    errors = [d.render() for d in diagnostics if d.severity == "error"]
+    if plan is None or errors:
+        raise PlanError(f"the plan {path} has {len(errors)} error(s); run `eventplan lint`", errors)
+    return plan

@@ -1,0 +1,215 @@
+"""The plan as Python objects: events, properties, property groups, dashboards, alerts.
+
+Everything else (the validator, the privacy policy, the JSON Schema export, codegen,
+the capture server's typed columns) reads these objects; nothing re-reads the YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PropertyType = Literal["string", "integer", "number", "boolean", "datetime"]
+PROPERTY_TYPES: tuple[PropertyType, ...] = ("string", "integer", "number", "boolean", "datetime")
+
+PrivacyPolicy = Literal["keep", "hash", "mask", "truncate", "drop"]
+PRIVACY_POLICIES: tuple[PrivacyPolicy, ...] = ("keep", "hash", "mask", "truncate", "drop")
+
+Surface = Literal["web", "server", "extension"]
+SURFACES: tuple[Surface, ...] = ("web", "server", "extension")
+
+UnplannedPropertyPolicy = Literal["allow", "warn", "reject"]
+UNPLANNED_PROPERTY_POLICIES: tuple[UnplannedPropertyPolicy, ...] = ("allow", "warn", "reject")
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What the capture server does to a property's value before anything is stored."""
+
+    policy: PrivacyPolicy = "keep"
+    keep_last: int = 4  # mask: characters left visible at the end
+    length: int = 256  # truncate: characters kept
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    type: PropertyType
+    description: str = ""
+    required: bool = False
+    nullable: bool = False
+    enum: tuple[Scalar, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    privacy: Privacy = field(default_factory=Privacy)
+    examples: tuple[Scalar, ...] = ()
+    line: int = 0
+    owner: str = ""  # the event or property group that defines it
+
+
+@dataclass(frozen=True)
+class Trigger:
+    file: str = ""
+    hook: str = ""
+
+
+@dataclass(frozen=True)
+class AppliesTo:
+    """Which events a property group applies to: all, those on some surfaces, or a list."""
+
+    all: bool = False
+    surfaces: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+
+    def matches(self, event: Event) -> bool:
+        if self.all:
+            return True
+        if event.name in self.events:
+            return True
+        return any(surface in self.surfaces for surface in event.surfaces)
+
+
+@dataclass(frozen=True)
+class PropertyGroup:
+    name: str
+    description: str
+    applies_to: AppliesTo
+    properties: dict[str, Property]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    description: str = ""
+    owner: str = ""
+    surfaces: tuple[str, ...] = ()
+    trigger: Trigger = field(default_factory=Trigger)
+    value: str = ""
+    properties: dict[str, Property] = field(default_factory=dict)
+    legacy: bool = False
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Filter:
+    """`property operator value`, as dashboards, alerts and queries use it."""
+
+    property: str
+    operator: str = "exact"
+    value: Scalar | tuple[Scalar, ...] | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """One series of a trends insight, or one step of a funnel."""
+
+    event: str
+    filters: tuple[Filter, ...] = ()
+    math: str = "total"
+    math_property: str | None = None
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Insight:
+    name: str
+    kind: Literal["trends", "funnel"]
+    title: str = ""
+    description: str = ""
+    series: tuple[EventRef, ...] = ()
+    formula: str | None = None
+    breakdowns: tuple[str, ...] = ()
+    interval: str = "day"
+    display: str = ""
+    options: dict[str, object] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    name: str
+    title: str = ""
+    description: str = ""
+    insights: tuple[Insight, ...] = ()
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Threshold:
+    lower: float | None = None
+    upper: float | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    description: str
+    insight: Insight
+    condition: Literal["absolute_value", "relative_increase", "relative_decrease"]
+    threshold: Threshold
+    frequency: str = "hourly"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Naming:
+    event_pattern: str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*\.[a-z][a-z0-9]*(_[a-z0-9]+)*$"
+    property_pattern: str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
+    legacy_events: tuple[str, ...] = ()
+    legacy_properties: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """A lint warning the plan's authors have looked at, with their reason."""
+
+    code: str
+    subjects: tuple[str, ...]
+    reason: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    version: str
+    description: str = ""
+    naming: Naming = field(default_factory=Naming)
+    unplanned_properties: UnplannedPropertyPolicy = "warn"
+    system_events: Literal["valid", "unplanned"] = "valid"
+    hash_salt_env: str = "EVENTPLAN_HASH_SALT"
+    events: dict[str, Event] = field(default_factory=dict)
+    groups: dict[str, PropertyGroup] = field(default_factory=dict)
+    dashboards: tuple[Dashboard, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    acknowledged: tuple[Acknowledgement, ...] = ()
+    path: str = ""
+
+    def groups_for(self, event: Event) -> list[PropertyGroup]:
+        return [group for group in self.groups.values() if group.applies_to.matches(event)]
+
+    def properties_of(self, event_name: str) -> dict[str, Property]:
+        """Every property an event may carry: the groups' that apply to it, then its own.
+
+        An event's own definition wins over a group's: the seed registers `model_id`
+        as a super-property and also names it on `chat_message_submitted`.
+        """
+        event = self.events[event_name]
+        merged: dict[str, Property] = {}
+        for group in self.groups_for(event):
+            merged.update(group.properties)
+        merged.update(event.properties)
+        return merged
+
+    def all_property_names(self) -> set[str]:
+        names = {name for event in self.events.values() for name in event.properties}
+        names.update(name for group in self.groups.values() for name in group.properties)
+        return names

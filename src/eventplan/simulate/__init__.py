@@ -1,0 +1,1 @@
+"""Traffic that follows a plan: sample events now, the OpenChat simulator later."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real OpenChat plan and helpers that write plan files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from eventplan.plan import Plan, load_plan
+from eventplan.plan.validator import Validator
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENCHAT = ROOT / "plans" / "openchat.yaml"
+
+
+@pytest.fixture(scope="session")
+def openchat_plan() -> Plan:
+    return load_plan(OPENCHAT)
+
+
+@pytest.fixture(scope="session")
+def openchat_validator(openchat_plan: Plan) -> Validator:
+    return Validator(openchat_plan)
+
+
+@pytest.fixture
+def write_plan(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str) -> Path:
+        path = tmp_path / "plan.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a system tool, or skip (locally) naming the package that provides it.
+
+    Under CI=true nothing is skipped: a missing tool is a failure.
+    """
+    path = shutil.which(name)
+    if path is None:
+        message = f"needs `{name}` (Debian package `{package}`); see the README's prerequisites"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
