@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -226,3 +227,171 @@ def schema(plan: Path, event_name: str | None, out: Path | None) -> None:
 
 def main() -> None:
     cli()
+
+
+# -- the server and its data ----------------------------------------------------------
+
+
+@cli.command()
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="DuckDB file.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 8000).")
+@click.option("--token", multiple=True, help="Project token (repeatable).")
+@click.option("--api-key", multiple=True, help="Personal API key for /api/* (repeatable).")
+@click.option("--enforcement", type=click.Choice(["flag", "quarantine"]))
+@click.option("--trusted-proxy", multiple=True, help="Network whose X-Forwarded-For to trust.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file."
+)
+def serve(config_file: Path | None, **flags: Any) -> None:
+    """Run the capture server and data API (PostHog-compatible)."""
+    import uvicorn
+
+    from eventplan.config import load_settings
+    from eventplan.server import Server, serve_info_path
+
+    try:
+        settings = load_settings(flags, config_file)
+        server = Server(settings)
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    info = serve_info_path(settings.db)
+    info.write_bytes(
+        msgspec.json.encode({"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid()})
+    )
+    click.echo(
+        f"eventplan {len(server.projects)} project(s) on http://{settings.host}:{settings.port} "
+        f"(db {settings.db})",
+        err=True,
+    )
+    config = uvicorn.Config(
+        server.app(),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        info.unlink(missing_ok=True)
+
+
+@cli.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--api-key", envvar="EVENTPLAN_API_KEY", help="Used when the server holds the db.")
+@click.option("--json", "as_json", is_flag=True, help="Print {columns, results} as JSON.")
+@click.argument("query")
+def sql(db: Path, api_key: str | None, as_json: bool, query: str) -> None:
+    """Run a read-only SQL query over the events (works while the server runs)."""
+    from eventplan.store.duckdb import EventStore
+
+    if not db.exists():
+        raise click.ClickException(f"{db} does not exist")
+    try:
+        store = EventStore(db, read_only=True)
+    except EventplanError:
+        columns, rows = _sql_through_server(db, api_key, query)
+    else:
+        try:
+            columns, rows = store.sql(query)
+        except EventplanError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            store.close()
+    if as_json:
+        sys.stdout.write(msgspec.json.encode({"columns": columns, "results": rows}).decode() + "\n")
+        return
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    console.print(table)
+
+
+def _sql_through_server(db: Path, api_key: str | None, query: str) -> tuple[list[str], list[Any]]:
+    """The db is held by a running server: ask it over /api/sql instead."""
+    import httpx
+
+    from eventplan.server import serve_info_path
+
+    info = serve_info_path(db)
+    if not info.exists():
+        raise click.ClickException(f"{db} is in use by another process and no server is listed")
+    if not api_key:
+        raise click.ClickException(
+            f"{db} is held by the running server; pass --api-key (or EVENTPLAN_API_KEY) "
+            "to query it through /api/sql"
+        )
+    url = msgspec.json.decode(info.read_bytes())["url"]
+    try:
+        response = httpx.post(
+            f"{url}/api/sql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"the server at {url} did not answer: {exc}") from exc
+    body = response.json()
+    if response.status_code != 200:
+        raise click.ClickException(str(body.get("detail", body)))
+    return body["columns"], body["results"]
+
+
+@cli.group()
+def quarantine() -> None:
+    """Events held back by a project in `quarantine` enforcement."""
+
+
+@quarantine.command(name="list")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--limit", type=int, default=50)
+def quarantine_list(db: Path, limit: int) -> None:
+    """Show quarantined events, newest first, with their violations."""
+    store = _open_store(db, read_only=True)
+    try:
+        columns, rows = store.sql(
+            "SELECT uuid, event, distinct_id, timestamp, verdict, violations FROM quarantine "
+            f"ORDER BY created_at DESC LIMIT {int(limit)}"
+        )
+    finally:
+        store.close()
+    table = Table(title=f"quarantine ({len(rows)} shown)")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    console.print(table)
+
+
+@quarantine.command(name="replay")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def quarantine_replay(db: Path, plan: Path) -> None:
+    """Re-validate quarantined events against PLAN; move the ones that now pass."""
+    from eventplan.store.quarantine import replay_quarantine
+
+    loaded = _load(plan)
+    store = _open_store(db, read_only=False, plans=[loaded])
+    try:
+        moved, still = replay_quarantine(store, loaded)
+    finally:
+        store.close()
+    click.echo(f"moved {moved} event(s) into events; {still} still fail the plan")
+
+
+def _open_store(db: Path, read_only: bool, plans: list[Any] | None = None) -> Any:
+    from eventplan.store.duckdb import EventStore
+
+    if not db.exists():
+        raise click.ClickException(f"{db} does not exist")
+    try:
+        return EventStore(db, plans or [], read_only=read_only)
+    except EventplanError as exc:
+        raise click.ClickException(f"{exc} (stop the server to change the store)") from exc

@@ -1,0 +1,221 @@
+"""A decoded capture payload turned into events: the envelope, token, ids and times.
+
+Follows PostHog's capture rules (shared/reference/posthog-wire.md §1.3–1.4): the
+payload is an array, a `{batch, api_key, sent_at}` envelope or one event; the token
+comes from the envelope or the events; `distinct_id` may sit inside `properties`
+(posthog-js); clock skew is corrected from `sent_at`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid as uuidlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from eventplan.capture.errors import BadRequest, PayloadTooLarge, Unauthorized
+
+MAX_EVENTS_PER_REQUEST: Final = 20_000  # posthog-python cuts batches at 5 MiB, ~5k events
+MAX_DISTINCT_ID_CHARS: Final = 200  # PostHog cuts longer ids to this length
+MAX_PROPERTY_DEPTH: Final = 16  # nested objects/arrays inside one property value
+FUTURE_CLAMP_US: Final = 23 * 3600 * 1_000_000  # PostHog: > 23 h in the future → now
+SKEW_ROUNDING_US: Final = 5 * 60 * 1_000_000  # PostHog ignores skew under 2.5 min
+
+
+@dataclass(slots=True)
+class IncomingEvent:
+    """One event of a request, normalized but not yet enriched or judged."""
+
+    uuid: str
+    event: str
+    distinct_id: str
+    timestamp_us: int
+    properties: dict[str, Any]
+    set: dict[str, Any] | None
+    set_once: dict[str, Any] | None
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def uuid7(timestamp_us: int | None = None) -> str:
+    """A UUIDv7 (time-ordered), as PostHog gives events that arrive without one."""
+    millis = (timestamp_us if timestamp_us is not None else now_us()) // 1000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
+    return str(uuidlib.UUID(int=value))
+
+
+def parse_time_us(value: Any) -> int | None:
+    """Epoch microseconds from an ISO 8601 string or epoch milliseconds; None if neither."""
+    if isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None if moment.year < 1 else _naive_utc_us(moment)
+        return int(moment.timestamp() * 1_000_000)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value * 1000)
+    return None
+
+
+def _naive_utc_us(moment: datetime) -> int:
+    from datetime import UTC
+
+    return int(moment.replace(tzinfo=UTC).timestamp() * 1_000_000)
+
+
+def split_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The events of a payload and its envelope (empty for a bare array or event)."""
+    if isinstance(payload, list):
+        return payload, {}
+    if isinstance(payload, dict):
+        if "batch" in payload:
+            batch = payload["batch"]
+            if not isinstance(batch, list):
+                raise BadRequest("`batch` must be an array of events")
+            return batch, payload
+        return [payload], {}
+    raise BadRequest("the body must be a JSON object or an array of events")
+
+
+def find_token(events: list[Any], envelope: dict[str, Any]) -> str:
+    """The project token of a request; 401 when missing, mixed or a personal key."""
+    token = envelope.get("api_key") or envelope.get("token")
+    tokens: set[str] = set()
+    if isinstance(token, str) and token:
+        tokens.add(token)
+    else:
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            properties = event.get("properties")
+            candidates = (
+                event.get("token"),
+                event.get("$token"),
+                event.get("api_key"),
+                properties.get("token") if isinstance(properties, dict) else None,
+            )
+            found = next((c for c in candidates if isinstance(c, str) and c), None)
+            if found is not None:
+                tokens.add(found)
+    if not tokens:
+        raise Unauthorized(
+            "no project token: send it as `api_key` in the body or `token` in the properties"
+        )
+    if len(tokens) > 1:
+        raise Unauthorized("the events of one request carry different project tokens")
+    (found,) = tokens
+    if found.startswith("phx_"):
+        raise Unauthorized("that is a personal API key; capture takes the project token (phc_…)")
+    return found
+
+
+def _depth(value: Any, limit: int) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values() if limit > 0), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value if limit > 0), default=0)
+    return 0
+
+
+def normalize(
+    events: list[Any], envelope: dict[str, Any], query: dict[str, str], received_us: int
+) -> list[IncomingEvent]:
+    """Check and normalize every event; the whole request fails on the first bad one."""
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise PayloadTooLarge(
+            f"{len(events)} events in one request; the limit is {MAX_EVENTS_PER_REQUEST}"
+        )
+    sent_at = parse_time_us(envelope.get("sent_at"))
+    if sent_at is None and query.get("_", "").isdigit():
+        sent_at = int(query["_"]) * 1000
+    result = []
+    for index, raw in enumerate(events):
+        where = f"event {index}"
+        if not isinstance(raw, dict):
+            raise BadRequest(f"{where} is not a JSON object")
+        name = raw.get("event")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"{where} has no `event` name")
+        properties = raw.get("properties")
+        if properties is None:
+            properties = {}
+        elif not isinstance(properties, dict):
+            raise BadRequest(f"{where} ({name}): `properties` must be an object")
+        for key, value in properties.items():
+            if (
+                isinstance(value, dict | list)
+                and _depth(value, MAX_PROPERTY_DEPTH) >= MAX_PROPERTY_DEPTH
+            ):
+                raise BadRequest(
+                    f"{where} ({name}): property `{key}` nests deeper than "
+                    f"{MAX_PROPERTY_DEPTH} levels"
+                )
+        distinct_id = raw.get("distinct_id", raw.get("$distinct_id", properties.get("distinct_id")))
+        if distinct_id is None or distinct_id == "":
+            raise BadRequest(f"{where} ({name}) has no distinct_id")
+        if not isinstance(distinct_id, str):
+            distinct_id = str(distinct_id)
+        event_uuid = raw.get("uuid")
+        if event_uuid in (None, ""):
+            event_uuid = uuid7()
+        else:
+            try:
+                event_uuid = str(uuidlib.UUID(str(event_uuid)))
+            except ValueError as exc:
+                raise BadRequest(f"{where} ({name}): `uuid` {event_uuid!r} is not a UUID") from exc
+        result.append(
+            IncomingEvent(
+                uuid=event_uuid,
+                event=name,
+                distinct_id=distinct_id[:MAX_DISTINCT_ID_CHARS],
+                timestamp_us=event_time(raw, properties, sent_at, received_us),
+                properties=properties,
+                set=_person_update(raw, properties, "$set"),
+                set_once=_person_update(raw, properties, "$set_once"),
+            )
+        )
+    return result
+
+
+def _person_update(
+    raw: dict[str, Any], properties: dict[str, Any], key: str
+) -> dict[str, Any] | None:
+    # posthog-python sends $set at the top level, posthog-js inside properties;
+    # top-level keys win (PostHog's ingestion does the same).
+    inner = properties.get(key)
+    outer = raw.get(key)
+    merged: dict[str, Any] = {}
+    if isinstance(inner, dict):
+        merged.update(inner)
+    if isinstance(outer, dict):
+        merged.update(outer)
+    return merged or None
+
+
+def event_time(
+    raw: dict[str, Any], properties: dict[str, Any], sent_at: int | None, received_us: int
+) -> int:
+    """When the event happened, in server time (PostHog's clock-skew rules)."""
+    timestamp = parse_time_us(raw.get("timestamp"))
+    offset = raw.get("offset")
+    if isinstance(offset, int | float) and not isinstance(offset, bool):
+        result = received_us - int(offset * 1000)
+    elif timestamp is None:
+        result = received_us
+    elif sent_at is not None and not properties.get("$ignore_sent_at"):
+        skew = sent_at - received_us
+        rounded = round(skew / SKEW_ROUNDING_US) * SKEW_ROUNDING_US
+        result = timestamp - rounded
+    else:
+        result = timestamp
+    if result - received_us > FUTURE_CLAMP_US:
+        return received_us
+    return result

@@ -1,0 +1,120 @@
+"""From a decoded request to stored-event records: the capture pipeline in order.
+
+normalize (envelope, token, ids, clock skew) → enrich (ip_hash, referrer, UTM) →
+validate (the plan's verdict) → privacy (hash, mask, truncate, drop). Nothing
+touches disk before the privacy policy has run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eventplan.capture.enrich import Enricher, TrustedProxies, ip_hash
+from eventplan.capture.errors import Unauthorized, Unavailable
+from eventplan.capture.events import find_token, normalize, split_payload
+from eventplan.config import Enforcement
+from eventplan.plan.model import Plan
+from eventplan.plan.privacy import PrivacyPolicy
+from eventplan.plan.validator import Validator
+from eventplan.store.records import StoredEvent
+
+
+class Project:
+    """One project: its tokens, its plan compiled, and what to do with bad events."""
+
+    def __init__(
+        self, name: str, plan: Plan, tokens: tuple[str, ...], enforcement: Enforcement, salt: bytes
+    ) -> None:
+        self.name = name
+        self.plan = plan
+        self.tokens = tokens
+        self.enforcement = enforcement
+        self.validator = Validator(plan)
+        self.privacy = PrivacyPolicy(plan, salt)
+        self.enricher = Enricher(plan)
+
+
+class TokenBudget:
+    """Events per second per token (a token bucket); exceeding it answers 503."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, token: str, count: int) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            level, last = self._buckets.get(token, (float(self.rate), now))
+            level = min(float(self.rate), level + (now - last) * self.rate)
+            if level < count and level < self.rate:
+                self._buckets[token] = (level, now)
+                wait = max(1, int((count - level) / self.rate) + 1)
+                raise Unavailable(
+                    f"this project token is over its budget of {self.rate} events/s; retry later",
+                    retry_after=wait,
+                )
+            self._buckets[token] = (level - count, now)
+
+
+@dataclass
+class Ingested:
+    project: Project
+    events: list[StoredEvent]
+
+
+class Ingestor:
+    def __init__(self, projects: list[Project], proxies: TrustedProxies, token_rate: int = 0):
+        self.projects = projects
+        self._by_token = {token: project for project in projects for token in project.tokens}
+        self.proxies = proxies
+        self.budget = TokenBudget(token_rate)
+
+    def project_for(self, token: str) -> Project:
+        project = self._by_token.get(token)
+        if project is None:
+            raise Unauthorized(f"unknown project token {token[:8]}…; check the client's api key")
+        return project
+
+    def process(
+        self,
+        payload: Any,
+        query: dict[str, str],
+        peer: str | None,
+        forwarded_for: str | None,
+        received_us: int,
+    ) -> Ingested:
+        raw_events, envelope = split_payload(payload)
+        project = self.project_for(find_token(raw_events, envelope))
+        events = normalize(raw_events, envelope, query, received_us)
+        self.budget.take(project.tokens[0], len(events))
+        client_ip = self.proxies.client_ip(peer, forwarded_for)
+        hashed_ip = ip_hash(client_ip) if client_ip else None
+        stored = []
+        for event in events:
+            properties = event.properties
+            project.enricher.enrich(event.event, properties)
+            verdict = project.validator.check_properties(event.event, properties)
+            project.privacy.apply(event.event, properties)
+            stored.append(
+                StoredEvent(
+                    uuid=event.uuid,
+                    event=event.event,
+                    distinct_id=event.distinct_id,
+                    timestamp=event.timestamp_us,
+                    created_at=received_us,
+                    project=project.name,
+                    ip_hash=hashed_ip,
+                    properties=properties,
+                    set=event.set,
+                    set_once=event.set_once,
+                    verdict=verdict.verdict,
+                    violations=verdict.violations or None,
+                )
+            )
+        return Ingested(project, stored)

@@ -1,0 +1,167 @@
+"""Settings: from flags, `EVENTPLAN_*` environment variables, or a TOML file.
+
+Flags win over the environment, the environment over the file. Every setting is
+listed once in `SETTINGS` with its help, which the CLI and the docs read.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from eventplan.errors import EventplanError
+
+Enforcement = Literal["flag", "quarantine"]
+
+
+class ConfigError(EventplanError):
+    pass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("plan", None, "the plan file for the default project"),
+    Setting("db", "data/eventplan.duckdb", "the DuckDB file (its write-ahead log sits beside it)"),
+    Setting("host", "127.0.0.1", "address to listen on"),
+    Setting("port", 8000, "port to listen on"),
+    Setting("token", [], "project token(s) accepted for the default project (repeatable)"),
+    Setting("api_key", [], "personal API key(s) for /api/* (repeatable; kept only hashed)"),
+    Setting(
+        "enforcement", "flag", "flag: store everything, marked; quarantine: hold back bad events"
+    ),
+    Setting("trusted_proxy", [], "networks whose X-Forwarded-For is believed (repeatable)"),
+    Setting("max_body_bytes", 20 * 1024 * 1024, "largest request body, after decompression"),
+    Setting("max_pending_events", 2_000_000, "acknowledged but unstored events before 503"),
+    Setting("token_rate", 0, "events per second per token before 503 (0: no budget)"),
+    Setting("hash_salt", None, "salt for `hash` privacy (default: generated once, kept in the db)"),
+)
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    name: str
+    plan: Path
+    tokens: tuple[str, ...]
+    enforcement: Enforcement = "flag"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path
+    host: str
+    port: int
+    projects: tuple[ProjectConfig, ...]
+    api_keys: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_pending_events: int = 2_000_000
+    token_rate: int = 0
+    hash_salt: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wal_dir(self) -> Path:
+        return self.db.with_name(self.db.name + ".log")
+
+
+def _env(name: str, default: Any) -> Any:
+    value = os.environ.get(f"EVENTPLAN_{name.upper()}")
+    if value is None:
+        return default
+    if isinstance(default, list):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"EVENTPLAN_{name.upper()} has value {value!r}; expected a whole number"
+            ) from exc
+    return value
+
+
+def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Settings from flags (None or empty = not given), the environment, then the file."""
+    file_values: dict[str, Any] = {}
+    config_file = config_file or (
+        Path(os.environ["EVENTPLAN_CONFIG"]) if os.environ.get("EVENTPLAN_CONFIG") else None
+    )
+    if config_file is not None:
+        try:
+            file_values = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        given = flags.get(setting.name)
+        if given not in (None, [], ()):
+            values[setting.name] = list(given) if isinstance(given, tuple) else given
+            continue
+        from_env = _env(setting.name, None if not isinstance(setting.default, list) else [])
+        if from_env not in (None, []):
+            values[setting.name] = (
+                int(from_env)
+                if isinstance(setting.default, int) and setting.default is not None
+                else from_env
+            )
+            continue
+        file_key = {
+            "token": "tokens",
+            "api_key": "api_keys",
+            "trusted_proxy": "trusted_proxies",
+        }.get(setting.name, setting.name)
+        values[setting.name] = file_values.get(file_key, setting.default)
+    enforcement = values["enforcement"]
+    if enforcement not in ("flag", "quarantine"):
+        raise ConfigError(f"enforcement is {enforcement!r}; expected flag or quarantine")
+    projects = [_project(p, i) for i, p in enumerate(file_values.get("projects", []))]
+    if values["plan"] is not None:
+        tokens = tuple(values["token"])
+        if not tokens:
+            raise ConfigError("no project token: pass --token or set EVENTPLAN_TOKEN")
+        projects.insert(0, ProjectConfig("", Path(values["plan"]), tokens, enforcement))
+    if not projects:
+        raise ConfigError("no plan: pass --plan (and --token), or list [[projects]] in a TOML file")
+    seen: set[str] = set()
+    for project in projects:
+        for token in project.tokens:
+            if token in seen:
+                raise ConfigError(f"token {token[:6]}… is given to two projects")
+            seen.add(token)
+    return Settings(
+        db=Path(values["db"]),
+        host=str(values["host"]),
+        port=int(values["port"]),
+        projects=tuple(projects),
+        api_keys=tuple(values["api_key"]),
+        trusted_proxies=tuple(values["trusted_proxy"]),
+        max_body_bytes=int(values["max_body_bytes"]),
+        max_pending_events=int(values["max_pending_events"]),
+        token_rate=int(values["token_rate"]),
+        hash_salt=values["hash_salt"],
+    )
+
+
+def _project(raw: Any, index: int) -> ProjectConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[[projects]] entry {index + 1} must be a table")
+    try:
+        tokens = raw["tokens"]
+        plan = raw["plan"]
+    except KeyError as exc:
+        raise ConfigError(f"[[projects]] entry {index + 1} needs `{exc.args[0]}`") from exc
+    enforcement = raw.get("enforcement", "flag")
+    if enforcement not in ("flag", "quarantine"):
+        raise ConfigError(f"[[projects]] entry {index + 1}: enforcement {enforcement!r}")
+    return ProjectConfig(str(raw.get("name", "")), Path(plan), tuple(tokens), enforcement)

@@ -1,0 +1,329 @@
+"""The eventplan server: one ASGI app for capture, the data API and health.
+
+Every URL is listed in `Server.routes()`. The capture endpoints speak PostHog's
+protocol (shared/reference/posthog-wire.md): any 4xx is final for posthog-js, so
+only malformed requests get one; a full queue or an exhausted budget answers 503
+with Retry-After, which both clients retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from eventplan.capture.decode import decode_body
+from eventplan.capture.enrich import TrustedProxies
+from eventplan.capture.errors import CaptureError, PayloadTooLarge, Unavailable
+from eventplan.capture.events import now_us
+from eventplan.capture.ingest import Ingestor, Project
+from eventplan.config import Settings
+from eventplan.plan import load_plan
+from eventplan.store.duckdb import EventStore, QueryError
+from eventplan.store.records import encode_events
+from eventplan.store.wal import WriteAheadLog
+from eventplan.store.writer import BackgroundWriter
+
+log = logging.getLogger("eventplan.server")
+_json = msgspec.json.Encoder()
+
+CAPTURE_PATHS = ("/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage")
+RECORDING_PATHS = ("/s",)
+FLAGS_PATHS = ("/flags", "/decide")
+REMOTE_CONFIG: dict[str, Any] = {
+    "supportedCompression": ["gzip", "gzip-js"],
+    "hasFeatureFlags": False,
+    "sessionRecording": False,
+    "heatmaps": False,
+    "surveys": False,
+    "analytics": {"endpoint": "/e/"},
+}
+NO_FLAGS: dict[str, Any] = {
+    "flags": {},
+    "featureFlags": {},
+    "featureFlagPayloads": {},
+    "errorsWhileComputingFlags": False,
+    "quotaLimited": [],
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_json.encode(body), status, headers, media_type="application/json")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The one error shape: PostHog's (`type`, `code`, `detail`) plus `status`."""
+    kind = "authentication_error" if status == 401 else "validation_error"
+    if status >= 500:
+        kind = "server_error"
+    body = {"type": kind, "code": _code(status), "detail": message, "status": status}
+    return json_response(body, status, headers)
+
+
+def _code(status: int) -> str:
+    return {
+        400: "invalid_payload",
+        401: "invalid_api_key",
+        403: "permission_denied",
+        404: "not_found",
+        413: "payload_too_large",
+        503: "unavailable",
+    }.get(status, "error")
+
+
+def cors_headers(request: Request) -> dict[str, str]:
+    """PostHog's CORS: mirror the Origin and allow credentials."""
+    origin = request.headers.get("origin")
+    if not origin:
+        return {"Access-Control-Allow-Origin": "*"}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class Server:
+    """The running system: projects, the log, the store and the writer behind one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        plans = [load_plan(p.plan) for p in settings.projects]
+        self.store = EventStore(settings.db, plans)
+        salt = (settings.hash_salt or self._stored_salt()).encode()
+        self.projects = [
+            Project(config.name or plan.name, plan, config.tokens, config.enforcement, salt)
+            for config, plan in zip(settings.projects, plans, strict=True)
+        ]
+        self.ingestor = Ingestor(
+            self.projects, TrustedProxies(settings.trusted_proxies), settings.token_rate
+        )
+        self.wal = WriteAheadLog(settings.wal_dir)
+        quarantined = frozenset(p.name for p in self.projects if p.enforcement == "quarantine")
+        self.writer = BackgroundWriter(self.store, self.wal, quarantine=quarantined)
+        self._api_keys = [hash_key(key) for key in settings.api_keys]
+        self.counters: Counter[str] = Counter()
+        self.recordings: Counter[str] = Counter()
+        self.started = False
+
+    def _stored_salt(self) -> str:
+        salt = self.store.meta("hash_salt")
+        if salt is None:
+            salt = os.urandom(16).hex()
+            self.store.set_meta("hash_salt", salt)
+        return salt
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        replayed = self.writer.replay()
+        if replayed:
+            log.warning("replayed %d acknowledged events from the write-ahead log", replayed)
+        self.writer.start()
+        self.started = True
+
+    def stop(self) -> None:
+        """Clean shutdown: everything acknowledged goes into the store first."""
+        if self.started:
+            self.writer.flush()
+            self.writer.stop()
+        self.wal.close()
+        self.store.close()
+        self.started = False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.start()
+        try:
+            yield
+        finally:
+            self.stop()
+
+    def app(self) -> Starlette:
+        return Starlette(routes=self.routes(), lifespan=self.lifespan)
+
+    def routes(self) -> list[Route]:
+        methods = ["GET", "POST", "OPTIONS"]
+        routes = [Route("/_health", self.health, methods=["GET"])]
+        for path in CAPTURE_PATHS:
+            routes += [Route(path, self.capture, methods=methods)]
+            routes += [Route(path + "/", self.capture, methods=methods)]
+        for path in RECORDING_PATHS:
+            routes += [Route(path, self.recording, methods=methods)]
+            routes += [Route(path + "/", self.recording, methods=methods)]
+        for path in FLAGS_PATHS:
+            routes += [Route(path, self.flags, methods=methods)]
+            routes += [Route(path + "/", self.flags, methods=methods)]
+        routes += [
+            Route("/array/{token}/config", self.remote_config, methods=["GET", "OPTIONS"]),
+            Route("/array/{token}/config.js", self.remote_config_js, methods=["GET", "OPTIONS"]),
+            Route("/api/sql", self.api_sql, methods=["POST"]),
+        ]
+        return routes
+
+    # -- capture -----------------------------------------------------------------
+
+    async def capture(self, request: Request) -> Response:
+        cors = cors_headers(request)
+        if request.method == "OPTIONS":
+            return self._preflight(request, cors)
+        try:
+            if self.writer.pending_events > self.settings.max_pending_events:
+                raise Unavailable("the server is catching up on writes; retry shortly", 2)
+            body = await self._read_body(request)
+            payload = decode_body(
+                body,
+                content_type=request.headers.get("content-type", ""),
+                content_encoding=request.headers.get("content-encoding", ""),
+                query=dict(request.query_params),
+                limit=self.settings.max_body_bytes,
+            )
+            ingested = self.ingestor.process(
+                payload,
+                dict(request.query_params),
+                request.client.host if request.client else None,
+                request.headers.get("x-forwarded-for"),
+                now_us(),
+            )
+            try:
+                seq = await self.wal.append(encode_events(ingested.events))
+            except OSError as exc:
+                log.error("write-ahead log append failed: %s", exc)
+                raise Unavailable("the server cannot write to disk right now; retry", 5) from exc
+            self.writer.submit(seq, ingested.events)
+        except CaptureError as exc:
+            self.counters[f"http_{exc.status}"] += 1
+            return error_response(exc.status, exc.message, {**cors, **exc.headers})
+        self.counters["requests_ok"] += 1
+        self.counters["events_accepted"] += len(ingested.events)
+        for event in ingested.events:
+            self.counters[f"events_{event.verdict}"] += 1
+        return json_response({"status": 1}, headers=cors)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _preflight(self, request: Request, cors: dict[str, str]) -> Response:
+        headers = {
+            **cors,
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get(
+                "access-control-request-headers", "*"
+            ),
+            "Access-Control-Max-Age": "86400",
+        }
+        return Response(status_code=200, headers=headers)
+
+    async def recording(self, request: Request) -> Response:
+        """Session recordings are accepted and counted, not stored (see README)."""
+        cors = cors_headers(request)
+        if request.method == "OPTIONS":
+            return self._preflight(request, cors)
+        try:
+            body = await self._read_body(request)
+        except CaptureError as exc:
+            return error_response(exc.status, exc.message, cors)
+        self.recordings["requests"] += 1
+        self.recordings["bytes"] += len(body)
+        return json_response({"status": 1}, headers=cors)
+
+    async def flags(self, request: Request) -> Response:
+        cors = cors_headers(request)
+        if request.method == "OPTIONS":
+            return self._preflight(request, cors)
+        return json_response(NO_FLAGS, headers=cors)
+
+    async def remote_config(self, request: Request) -> Response:
+        cors = cors_headers(request)
+        if request.method == "OPTIONS":
+            return self._preflight(request, cors)
+        return json_response(REMOTE_CONFIG, headers=cors)
+
+    async def remote_config_js(self, request: Request) -> Response:
+        cors = cors_headers(request)
+        if request.method == "OPTIONS":
+            return self._preflight(request, cors)
+        token = _json.encode(request.path_params["token"]).decode()
+        config = _json.encode(REMOTE_CONFIG).decode()
+        script = (
+            "(function(){window._POSTHOG_REMOTE_CONFIG=window._POSTHOG_REMOTE_CONFIG||{};"
+            f"window._POSTHOG_REMOTE_CONFIG[{token}]={{config:{config},siteApps:[]}};}})();"
+        )
+        return Response(script, headers=cors, media_type="application/javascript")
+
+    # -- health and data -----------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        stats = self.writer.stats
+        return json_response(
+            {
+                "status": "ok" if stats.last_error is None else "degraded",
+                "projects": [p.name for p in self.projects],
+                "wal_seq": self.wal.last_seq,
+                "stored_seq": stats.stored_seq,
+                "pending_events": self.writer.pending_events,
+                "inserted": stats.inserted,
+                "duplicates_skipped": stats.duplicates,
+                "store_error": stats.last_error,
+                "counters": dict(self.counters),
+                "recordings": dict(self.recordings),
+            }
+        )
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            return False
+        digest = hash_key(key.strip())
+        return any(hmac.compare_digest(digest, allowed) for allowed in self._api_keys)
+
+    async def api_sql(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return error_response(
+                401, "send `Authorization: Bearer <personal API key>`; project tokens cannot read"
+            )
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            return error_response(400, f"the body is not valid JSON: {exc}")
+        query = body.get("query") if isinstance(body, dict) else None
+        if not isinstance(query, str) or not query.strip():
+            return error_response(400, 'the body must be {"query": "SELECT …"}')
+        try:
+            columns, rows = self.store.sql(query)
+        except QueryError as exc:
+            return error_response(400, str(exc))
+        return json_response({"columns": columns, "results": rows})
+
+
+def serve_info_path(db: Path) -> Path:
+    """Where a running server says its address, for `eventplan sql` to find it."""
+    return db.with_name(db.name + ".serve.json")

@@ -1,0 +1,1 @@
+"""Storage: the write-ahead log, the background writer and the event store (DuckDB)."""

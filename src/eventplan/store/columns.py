@@ -1,0 +1,67 @@
+"""Typed columns derived from the plan.
+
+The plan knows every property's type, so each planned property gets its own
+column (`p_<name>`), and only what the plan does not type stays in a JSON column.
+A name planned with two types on different events (`status` is a string on
+`chat_message_stream` and an integer on `openrouter.models_fetch_failed`) gets one
+column per type, the later one suffixed with its type. The store records which
+column holds what, so a name never changes once data is in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from eventplan.plan.model import Plan, PropertyType
+
+SQL_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "datetime": "VARCHAR",  # kept as sent (RFC 3339 text): exact round trip into `properties`
+}
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "datetime": pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the SQL column
+    key: str  # the property it holds
+    type: PropertyType
+
+    @property
+    def sql_type(self) -> str:
+        return SQL_TYPES[self.type]
+
+
+def planned_types(plans: Iterable[Plan]) -> list[tuple[str, PropertyType]]:
+    """Every (property, type) pair the plans define, in a stable order."""
+    pairs = {
+        (prop.name, prop.type)
+        for plan in plans
+        for event in plan.events
+        for prop in plan.properties_of(event).values()
+    }
+    return sorted(pairs)
+
+
+def new_column(prop: str, type_: PropertyType, taken: set[str]) -> Column:
+    """A column for a pair the store does not have yet; existing names never change."""
+    name = f"p_{prop}"
+    if name in taken:
+        name = f"p_{prop}__{type_}"
+    return Column(name=name, key=prop, type=type_)
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

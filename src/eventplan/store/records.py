@@ -1,0 +1,38 @@
+"""The stored shape of an event: what the write-ahead log holds and the store loads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from eventplan.plan.validator import Violation
+
+
+class StoredEvent(msgspec.Struct, array_like=True, gc=False):
+    """One event after enrichment, validation and the privacy policy."""
+
+    uuid: str
+    event: str
+    distinct_id: str
+    timestamp: int  # epoch microseconds, server time (skew corrected)
+    created_at: int  # epoch microseconds when the server received it
+    project: str
+    ip_hash: str | None
+    properties: dict[str, Any]
+    set: dict[str, Any] | None
+    set_once: dict[str, Any] | None
+    verdict: str
+    violations: list[Violation] | None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[StoredEvent])
+
+
+def encode_events(events: list[StoredEvent]) -> bytes:
+    return _encoder.encode(events)
+
+
+def decode_events(payload: bytes) -> list[StoredEvent]:
+    return _decoder.decode(payload)
