@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,13 @@ def require_tool(name: str, package: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One OpenChat server per test module; tests keep apart by distinct_id."""
+    from tests.servers import openchat_server
+
+    running = openchat_server(tmp_path_factory.mktemp("server"), "--trusted-proxy", "127.0.0.0/8")
+    yield running
+    running.stop()

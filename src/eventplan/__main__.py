@@ -1,0 +1,3 @@
+from eventplan.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""A real eventplan server in a subprocess on a loopback port, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import OPENCHAT
+
+TOKEN = "phc_openchat_test"
+API_KEY = "phx_personal_test_key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    db: Path
+    port: int
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RunningServer:
+        log = open(self.db.with_suffix(".log"), "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "eventplan",
+                "serve",
+                "--db",
+                str(self.db),
+                "--port",
+                str(self.port),
+                "--api-key",
+                API_KEY,
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {self.db.with_suffix('.log').read_text()}")
+            try:
+                if httpx.get(f"{self.url}/_health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not become healthy")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+        self.process = None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def sql(self, query: str) -> list[list[Any]]:
+        response = httpx.post(
+            f"{self.url}/api/sql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["results"])
+
+    def wait_for_count(self, where: str, count: int, timeout: float = 60) -> None:
+        """Poll until `count` stored events match `where` (bounded; not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            seen = self.sql(f"SELECT count(*) FROM events WHERE {where}")[0][0]
+            if seen >= count:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"expected {count} events where {where}, found {seen}")
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/_health", timeout=5).json())
+
+
+def openchat_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
+    return RunningServer(
+        db=tmp / "eventplan.duckdb",
+        port=free_port(),
+        args=["--plan", str(OPENCHAT), "--token", TOKEN, *extra],
+        env=env or {},
+    ).start()
