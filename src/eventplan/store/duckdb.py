@@ -31,6 +31,11 @@ from eventplan.plan.model import Plan, PropertyType
 from eventplan.store.columns import ARROW_TYPES, Column, new_column, planned_types, quote
 from eventplan.store.records import StoredEvent
 
+# A retried event is found by uuid among stored events within this distance of the
+# batch's times: a retry re-sends the same timestamp, or (when the client sent
+# none) gets a new server time minutes later. Bounding the search keeps it a scan
+# of recent row groups instead of the whole table.
+DEDUPE_WINDOW_US = 24 * 3600 * 1_000_000
 PERSON_NAMESPACE = uuidlib.UUID("5b6b9c1e-2f0a-4c3e-9a57-0e5f1d7c6a10")
 _json = msgspec.json.Encoder()
 
@@ -276,8 +281,8 @@ class EventStore:
         for column, values in zip(columns, typed, strict=True):
             arrays[column.name] = pa.array(values, ARROW_TYPES[column.type])
         staged = pa.table(arrays)
-        low = min(e.timestamp for e in events)
-        high = max(e.timestamp for e in events)
+        low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
+        high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
         select = ", ".join(
             [
                 "s.uuid::UUID AS uuid",

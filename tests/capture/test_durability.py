@@ -1,0 +1,71 @@
+"""An acknowledged event is never lost, and a retried one is stored once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+
+from eventplan.store.duckdb import EventStore
+from tests.servers import TOKEN, openchat_server
+
+
+def body(person: str, count: int) -> bytes:
+    return json.dumps(
+        {
+            "api_key": TOKEN,
+            "batch": [
+                {
+                    "event": "chat.rate_limited",
+                    "distinct_id": person,
+                    "uuid": str(uuid.uuid4()),
+                    "properties": {
+                        "app": "openchat-server",
+                        "chat_id": f"c-{i}",
+                        "limit": 20,
+                        "window_ms": 60000,
+                    },
+                }
+                for i in range(count)
+            ],
+        }
+    ).encode()
+
+
+def count_in_file(db: Path, person: str) -> int:
+    store = EventStore(db, read_only=True)
+    try:
+        return int(
+            store.sql("SELECT count(*) FROM events WHERE distinct_id = ?", [person])[1][0][0]
+        )
+    finally:
+        store.close()
+
+
+def test_sigkill_right_after_the_acknowledgement_loses_nothing(tmp_path: Path) -> None:
+    server = openchat_server(tmp_path)
+    person = f"kill-{uuid.uuid4()}"
+    response = httpx.post(f"{server.url}/batch/", content=body(person, 500), timeout=30)
+    assert response.status_code == 200
+    server.kill()  # no chance to flush: only the write-ahead log has the batch
+    server.start()
+    server.wait_for_count(f"distinct_id = '{person}'", 500)
+    server.stop()
+    assert count_in_file(server.db, person) == 500
+
+
+def test_a_retried_batch_is_stored_once_even_across_a_restart(tmp_path: Path) -> None:
+    server = openchat_server(tmp_path)
+    person = f"retry-{uuid.uuid4()}"
+    payload = body(person, 50)
+    for _ in range(2):
+        assert httpx.post(f"{server.url}/batch/", content=payload, timeout=30).status_code == 200
+    server.wait_for_count(f"distinct_id = '{person}'", 50)
+    server.kill()
+    server.start()
+    assert httpx.post(f"{server.url}/batch/", content=payload, timeout=30).status_code == 200
+    assert server.health()["counters"]["events_accepted"] == 50
+    server.stop()  # a clean stop flushes everything into the file
+    assert count_in_file(server.db, person) == 50
