@@ -273,6 +273,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # capture reads X-Forwarded-For itself (trusted proxies only)
         timeout_graceful_shutdown=10,
     )
     try:

@@ -1,8 +1,8 @@
 """Enrichment before validation and storage: the seed's server-side rules.
 
 * `ip_hash`: hex of the first 8 bytes of SHA-256 of the client IP (seed §3). The IP
-  is the socket peer, or the left-most `X-Forwarded-For` address when the peer is a
-  trusted proxy. The raw IP, and any `$ip` a client sends, is never kept.
+  is the socket peer, or, when the peer is a trusted proxy, the nearest untrusted
+  `X-Forwarded-For` address. The raw IP, and any `$ip` a client sends, is never kept.
 * `referrer_url` ("direct" when empty) and `referrer_domain` from the referrer,
   `utm_*` from the current URL, `entry_path` / `entry_query` from the current URL —
   each only on events whose plan defines it and only when the client did not send it.
@@ -31,14 +31,23 @@ class TrustedProxies:
         self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
-        """The client's address: the peer, unless the peer is a proxy we trust."""
+        """The client's address: the peer, unless the peer is a proxy we trust.
+
+        Behind trusted proxies, `X-Forwarded-For` is read from the right, skipping
+        our own proxies; the first address we do not trust is the client. (The
+        left-most entry is whatever the client chose to send.)
+        """
         if peer is None or not forwarded_for or not self._trusted(peer):
             return peer
-        first = forwarded_for.split(",")[0].strip()
-        try:
-            return str(ipaddress.ip_address(first))
-        except ValueError:
-            return peer
+        client = peer
+        for hop in reversed(forwarded_for.split(",")):
+            try:
+                client = str(ipaddress.ip_address(hop.strip()))
+            except ValueError:
+                return client
+            if not self._trusted(client):
+                return client
+        return client
 
     def _trusted(self, peer: str) -> bool:
         try:
