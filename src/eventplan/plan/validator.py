@@ -238,7 +238,7 @@ def _fast_type(prop: Property) -> Any:
 
 
 class _CompiledEvent:
-    __slots__ = ("datetime_fields", "decoder", "known", "name", "properties")
+    __slots__ = ("converted", "datetime_fields", "decoder", "known", "name", "properties")
 
     def __init__(self, plan: Plan, event: Event) -> None:
         self.name = event.name
@@ -248,6 +248,7 @@ class _CompiledEvent:
         rename: dict[str, str] = {}
         datetime_fields: list[str] = []
         self.decoder: msgspec.json.Decoder[Any] | None = None
+        self.converted: type[msgspec.Struct] | None = None
         for index, prop in enumerate(self.properties.values()):
             annotation = _fast_type(prop)
             if annotation is None:
@@ -258,25 +259,28 @@ class _CompiledEvent:
             if prop.type == "datetime":
                 datetime_fields.append(field)
         self.datetime_fields = tuple(datetime_fields)
-        # Unknown keys make the fast decode fail (then the exact path decides), so
-        # PostHog's usual keys are declared and skipped undecoded as Raw.
+        # Unknown keys make the fast check fail (then the exact path decides), so
+        # PostHog's usual keys are declared: skipped undecoded as Raw from JSON
+        # bytes, passed through as Any from Python objects.
         forbid_unknown = plan.unplanned_properties != "allow"
-        if forbid_unknown:
-            builtins = (*PLAIN_BUILTIN_PROPERTIES, *COMMON_DOLLAR_PROPERTIES)
-            for index, key in enumerate(k for k in builtins if k not in self.properties):
-                field = f"b{index}"
-                rename[field] = key
-                fields.append((field, msgspec.Raw, None))
-        # Required fields must come first in a Struct; the order means nothing in JSON.
-        fields.sort(key=len)
-        struct = msgspec.defstruct(
-            "Props_" + re.sub(r"\W", "_", event.name),
-            fields,
-            rename=rename,
-            forbid_unknown_fields=forbid_unknown,
-            gc=False,
-        )
-        self.decoder = msgspec.json.Decoder(struct)
+        name = "Props_" + re.sub(r"\W", "_", event.name)
+        for kind, extra_type in (("raw", msgspec.Raw), ("objects", Any)):
+            all_fields = list(fields)
+            all_rename = dict(rename)
+            if forbid_unknown:
+                builtins = (*PLAIN_BUILTIN_PROPERTIES, *COMMON_DOLLAR_PROPERTIES)
+                for index, key in enumerate(k for k in builtins if k not in self.properties):
+                    all_rename[f"b{index}"] = key
+                    all_fields.append((f"b{index}", extra_type, None))
+            # Required fields come first in a Struct; the order means nothing in JSON.
+            all_fields.sort(key=len)
+            struct = msgspec.defstruct(
+                name, all_fields, rename=all_rename, forbid_unknown_fields=forbid_unknown, gc=False
+            )
+            if kind == "raw":
+                self.decoder = msgspec.json.Decoder(struct)
+            else:
+                self.converted = struct
 
 
 class RawEvent(msgspec.Struct, gc=False):
@@ -357,7 +361,22 @@ class Validator:
         compiled = self._events.get(name)
         if compiled is None:
             return self._unplanned_event(name)
+        if compiled.converted is not None:
+            try:
+                props = msgspec.convert(properties, compiled.converted)
+            except msgspec.ValidationError:
+                pass
+            else:
+                if self._datetimes_ok(compiled, props):
+                    return VALID
         return self._exact(compiled, properties)
+
+    @staticmethod
+    def _datetimes_ok(compiled: _CompiledEvent, props: Any) -> bool:
+        return not compiled.datetime_fields or all(
+            getattr(props, f) is None or is_datetime(getattr(props, f))
+            for f in compiled.datetime_fields
+        )
 
     def check_raw(self, name: Any, raw_properties: bytes | msgspec.Raw) -> Verdict:
         """The verdict for an event whose properties are still JSON bytes (the fast path)."""
@@ -368,10 +387,7 @@ class Validator:
             except msgspec.ValidationError:
                 pass
             else:
-                if not compiled.datetime_fields or all(
-                    getattr(props, f) is None or is_datetime(getattr(props, f))
-                    for f in compiled.datetime_fields
-                ):
+                if self._datetimes_ok(compiled, props):
                     return VALID
         try:
             properties = _PROPERTIES_DECODER.decode(raw_properties)

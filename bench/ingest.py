@@ -1,0 +1,219 @@
+"""Capture throughput: eventplan serve vs a bare endpoint, same load, same run.
+
+    .venv/bin/python bench/ingest.py [--duration 15] [--clients 2] [--concurrency 8]
+
+Load generators in separate processes post gzip `/batch/` bodies of 100
+plan-shaped OpenChat events (10% broken) for a fixed time. The baseline is a bare
+ASGI endpoint on the same uvicorn settings: read the body, gunzip and decode it,
+append it to a file, answer 200. eventplan does that plus validation, enrichment,
+the privacy policy and a durable (fsync'd) acknowledgement, and then stores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = ROOT / "plans" / "openchat.yaml"
+TOKEN = "phc_bench"
+
+BARE_APP = '''
+import gzip, orjson, sys
+out = open(sys.argv[1], "ab")
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if body[:2] == b"\\x1f\\x8b":
+        body = gzip.decompress(body)
+    orjson.loads(body)
+    out.write(body + b"\\n"); out.flush()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"status":1}'})
+import uvicorn
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
+            log_level="warning", access_log=False)
+'''
+
+
+def make_bodies(count: int, seed: int) -> list[bytes]:
+    from eventplan.plan import load_plan
+    from eventplan.simulate.samples import sample_events
+
+    plan = load_plan(PLAN)
+    events = sample_events(plan, count * 100, seed=seed, invalid_share=0.1)
+    for event in events:
+        event["uuid"] = str(uuid.uuid4())
+    return [
+        gzip.compress(orjson.dumps({"api_key": TOKEN, "batch": events[i : i + 100]}), 1)
+        for i in range(0, len(events), 100)
+    ]
+
+
+def load_worker(url: str, seed: int, duration: float, concurrency: int, queue: Any) -> None:
+    bodies = make_bodies(400, seed)
+    latencies: list[float] = []
+    sent = 0
+
+    async def run() -> None:
+        nonlocal sent
+        deadline = time.monotonic() + duration
+        async with httpx.AsyncClient(timeout=60) as client:
+
+            async def one(offset: int) -> None:
+                nonlocal sent
+                index = offset
+                while time.monotonic() < deadline:
+                    body = bodies[index % len(bodies)]
+                    index += concurrency
+                    started = time.perf_counter()
+                    response = await client.post(
+                        url, content=body, headers={"content-type": "text/plain"}
+                    )
+                    latencies.append(time.perf_counter() - started)
+                    if response.status_code == 200:
+                        sent += 100
+
+            await asyncio.gather(*(one(i) for i in range(concurrency)))
+
+    queue.put("ready")
+    asyncio.run(run())
+    queue.put((sent, latencies))
+
+
+def wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(url, content=b"", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def drive(url: str, clients: int, duration: float, concurrency: int) -> tuple[float, float, float]:
+    queue: Any = multiprocessing.Queue()
+    workers = [
+        multiprocessing.Process(
+            target=load_worker, args=(url, seed, duration, concurrency, queue)
+        )
+        for seed in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    ready = 0
+    results: list[tuple[int, list[float]]] = []
+    while len(results) < clients:
+        item = queue.get()
+        if item == "ready":
+            ready += 1
+        else:
+            results.append(item)
+    for worker in workers:
+        worker.join()
+    sent = sum(r[0] for r in results)
+    latencies = sorted(latency for r in results for latency in r[1])
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    return sent / duration, p50, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="eventplan-bench-"))
+    console = Console()
+    try:
+        port = 18431
+        bare = subprocess.Popen(
+            [sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)]
+        )
+        wait_healthy(f"http://127.0.0.1:{port}/batch/")
+        bare_rate, bare_p50, bare_p99 = drive(
+            f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
+        )
+        bare_rss = peak_rss_mb(bare.pid)
+        bare.send_signal(signal.SIGTERM)
+        bare.wait()
+
+        port += 1
+        db = work / "eventplan.duckdb"
+        server = subprocess.Popen(
+            [
+                sys.executable, "-m", "eventplan", "serve", "--plan", str(PLAN), "--db", str(db),
+                "--port", str(port), "--token", TOKEN,
+            ]
+        )
+        wait_healthy(f"http://127.0.0.1:{port}/batch/")
+        rate, p50, p99 = drive(
+            f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
+        )
+        health = httpx.get(f"http://127.0.0.1:{port}/_health", timeout=60).json()
+        rss = peak_rss_mb(server.pid)
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+        from eventplan.store.duckdb import EventStore
+
+        store = EventStore(db, read_only=True)
+        stored = store.sql("SELECT count(*) FROM events_data")[1][0][0]
+        store.close()
+        db_mb = db.stat().st_size / 1e6
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    table = Table(title=f"capture, gzip /batch/ of 100 events, {args.clients} load processes "
+                        f"x {args.concurrency} connections, {args.duration:.0f} s each")
+    for column in ("endpoint", "events/s", "p50 ms", "p99 ms", "peak RSS MB", "ratio"):
+        table.add_column(column, justify="left" if column == "endpoint" else "right")
+    table.add_row("bare (decode, append, 200)", f"{bare_rate:,.0f}", f"{bare_p50:.1f}",
+                  f"{bare_p99:.1f}", f"{bare_rss:.0f}", "1.00")
+    table.add_row("eventplan serve", f"{rate:,.0f}", f"{p50:.1f}", f"{p99:.1f}", f"{rss:.0f}",
+                  f"{rate / bare_rate:.2f}")
+    console.print(table)
+    console.print(
+        f"stored {stored:,} distinct events ({health['duplicates_skipped']:,} resent bodies "
+        f"deduplicated); DuckDB file {db_mb:.1f} MB = {db_mb / max(stored, 1) * 1e6:.1f} MB "
+        "per million events"
+    )
+    console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+                  f"{platform.python_version()}")
+
+
+if __name__ == "__main__":
+    main()
