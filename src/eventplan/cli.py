@@ -396,3 +396,80 @@ def _open_store(db: Path, read_only: bool, plans: list[Any] | None = None) -> An
         return EventStore(db, plans or [], read_only=read_only)
     except EventplanError as exc:
         raise click.ClickException(f"{exc} (stop the server to change the store)") from exc
+
+
+@cli.command()
+@click.option(
+    "--plan",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("plans/openchat.yaml"),
+    show_default=True,
+)
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--days", type=int, default=30, show_default=True, help="Backfilled days.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--broken", type=float, default=0.01, show_default=True, help="Share that breaks the plan."
+)
+@click.option("--incident", "incidents", multiple=True, help="e.g. db-outage@day=12,hours=3")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help=".jsonl or .parquet")
+@click.option("--host", help="A running eventplan (or PostHog) to send to.")
+@click.option("--token", envvar="EVENTPLAN_TOKEN", help="Project token, with --host.")
+@click.option(
+    "--rate", type=float, default=0, help="Events per second with --host (0: as fast as possible)."
+)
+def simulate(
+    plan: Path,
+    users: int,
+    days: int,
+    seed: int,
+    broken: float,
+    incidents: tuple[str, ...],
+    out: Path | None,
+    host: str | None,
+    token: str | None,
+    rate: float,
+) -> None:
+    """Simulate OpenChat traffic: to a server (--host, --token) or a file (--out)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventplan.simulate.openchat import Incident, Simulation
+    from eventplan.simulate.send import send_to_server, write_file
+
+    if (out is None) == (host is None):
+        raise click.ClickException("give exactly one of --out FILE or --host URL")
+    if host is not None and not token:
+        raise click.ClickException("--host needs --token (or EVENTPLAN_TOKEN)")
+    try:
+        parsed = [Incident.parse(text) for text in incidents]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    simulation = Simulation(
+        _load(plan), users=users, days=days, seed=seed, broken_share=broken, incidents=parsed
+    )
+    events = list(simulation.events())
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("sending" if host else "writing", total=len(events))
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        if out is not None:
+            count = write_file(events, out, advance)
+            errors: list[str] = []
+        else:
+            assert host is not None and token is not None
+            count, errors = send_to_server(events, host, token, rate, advance)
+    click.echo(
+        f"{count:,} events from {users:,} users over {days} days "
+        f"({len(simulation.broken):,} deliberately broken; incidents: "
+        f"{', '.join(incidents) or 'none'})",
+        err=True,
+    )
+    for error in errors[:5]:
+        click.echo(f"client error: {error}", err=True)
+    if errors:
+        sys.exit(1)

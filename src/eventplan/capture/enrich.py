@@ -19,6 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 from eventplan.plan.model import Plan
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+DERIVED_PROPERTIES = frozenset(
+    {"referrer_url", "referrer_domain", "entry_path", "entry_query", *UTM_KEYS}
+)
 DIRECT = "direct"
 
 
@@ -69,9 +72,8 @@ class Enricher:
 
     def __init__(self, plan: Plan) -> None:
         self._wants: dict[str, frozenset[str]] = {}
-        derivable = {"referrer_url", "referrer_domain", "entry_path", "entry_query", *UTM_KEYS}
         for name in plan.events:
-            wanted = derivable & set(plan.properties_of(name))
+            wanted = DERIVED_PROPERTIES & set(plan.properties_of(name))
             if wanted:
                 self._wants[name] = frozenset(wanted)
 

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventplan.capture.enrich import DERIVED_PROPERTIES
 from eventplan.plan.model import Plan, Property
 
 BREAKAGES = ("missing_required", "not_in_enum", "wrong_type", "unplanned_event")
@@ -51,7 +52,13 @@ def break_event(plan: Plan, event: dict[str, Any], rng: random.Random) -> str:
     """Break one rule of the plan in `event` the way real apps do; returns which."""
     properties = event["properties"]
     planned = plan.properties_of(event["event"]) if event["event"] in plan.events else {}
-    required = [name for name, p in planned.items() if p.required and name in properties]
+    # Capture derives some properties when they are missing; removing one of those
+    # would not break the event once it arrives.
+    required = [
+        name
+        for name, p in planned.items()
+        if p.required and name in properties and name not in DERIVED_PROPERTIES
+    ]
     enums = [
         name for name, p in planned.items() if p.enum and p.type == "string" and name in properties
     ]

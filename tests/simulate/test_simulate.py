@@ -1,0 +1,164 @@
+"""The OpenChat simulator: deterministic, plan-valid except its deliberate breakage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from eventplan.cli import cli
+from eventplan.plan import Plan
+from eventplan.plan.validator import Validator
+from eventplan.simulate.openchat import Incident, Simulation
+from tests.conftest import OPENCHAT
+from tests.servers import TOKEN, RunningServer
+
+
+def test_the_same_seed_gives_the_same_events(tmp_path: Path) -> None:
+    runner = CliRunner()
+    digests = set()
+    for name in ("a.jsonl", "b.jsonl"):
+        result = runner.invoke(
+            cli,
+            [
+                "simulate",
+                "--users",
+                "150",
+                "--days",
+                "7",
+                "--seed",
+                "9",
+                "--out",
+                str(tmp_path / name),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        digests.add(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert len(digests) == 1
+    other = runner.invoke(
+        cli,
+        [
+            "simulate",
+            "--users",
+            "150",
+            "--days",
+            "7",
+            "--seed",
+            "10",
+            "--out",
+            str(tmp_path / "c.jsonl"),
+        ],
+    )
+    assert other.exit_code == 0
+    assert hashlib.sha256((tmp_path / "c.jsonl").read_bytes()).hexdigest() not in digests
+
+
+def test_every_event_is_valid_except_the_deliberately_broken(openchat_plan: Plan) -> None:
+    simulation = Simulation(openchat_plan, users=400, days=14, seed=4, broken_share=0.02)
+    validator = Validator(openchat_plan)
+    not_valid = {e["uuid"] for e in simulation.events() if not validator.check(e).ok}
+    assert simulation.broken, "the simulation should break some events"
+    assert not_valid == set(simulation.broken)
+
+
+def test_the_journey_covers_every_planned_event_and_identifies_guests(
+    openchat_plan: Plan,
+) -> None:
+    events = list(Simulation(openchat_plan, users=600, days=30, seed=2, broken_share=0).events())
+    names = {e["event"] for e in events}
+    assert set(openchat_plan.events) <= names
+    identify = [e for e in events if e["event"] == "$identify"]
+    assert identify and all(
+        e["properties"]["$anon_distinct_id"].startswith("anon-") for e in identify
+    )
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize(
+    ("kind", "event", "where"),
+    [
+        ("db-outage", "workspace.fallback_storage_used", {}),
+        ("rate-limit-storm", "chat.rate_limited", {}),
+        ("models-fetch-down", "openrouter.models_fetch_failed", {}),
+        ("model-errors", "chat_message_stream", {"status": "error"}),
+    ],
+)
+def test_an_incident_multiplies_its_events_in_its_window(
+    openchat_plan: Plan, kind: str, event: str, where: dict[str, str]
+) -> None:
+    extra = ",model=openai/gpt-4o-mini" if kind == "model-errors" else ""
+    incident = Incident.parse(f"{kind}@day=5,hours=12,at=8{extra}")
+
+    def count(incidents: list[Incident]) -> int:
+        simulation = Simulation(
+            openchat_plan, users=800, days=7, seed=1, broken_share=0, incidents=incidents
+        )
+        start = simulation.start_us
+        total = 0
+        for e in simulation.events():
+            micros = int(
+                __import__("datetime")
+                .datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
+                .timestamp()
+                * 1_000_000
+            )
+            if (
+                e["event"] == event
+                and incident.active(start, micros)
+                and all(e["properties"].get(k) == v for k, v in where.items())
+            ):
+                total += 1
+        return total
+
+    assert count([incident]) > 3 * max(count([]), 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("flood@day=1", "unknown incident"),
+        ("db-outage", "needs day"),
+        ("db-outage@day=x", "whole number"),
+        ("model-errors@day=2,model=gpt-9", "unknown model"),
+    ],
+)
+def test_bad_incidents_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["simulate", "--out", str(tmp_path / "x.jsonl"), "--incident", text]
+    )
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_parquet_output_in_posthog_event_shape(tmp_path: Path) -> None:
+    path = tmp_path / "events.parquet"
+    result = CliRunner().invoke(
+        cli, ["simulate", "--users", "100", "--days", "3", "--out", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(path)
+    assert table.column_names == ["uuid", "event", "distinct_id", "timestamp", "properties"]
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["event"] == "$pageview" and "referrer_url" in json.loads(first["properties"])
+
+
+def test_sending_through_posthog_python_lands_every_event(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "same.jsonl"
+    runner = CliRunner()
+    args = ["--users", "60", "--days", "3", "--seed", "77"]
+    assert runner.invoke(cli, ["simulate", *args, "--out", str(out)]).exit_code == 0
+    expected = len(out.read_text().splitlines())
+    sent = runner.invoke(cli, ["simulate", *args, "--host", server.url, "--token", TOKEN])
+    assert sent.exit_code == 0, sent.output
+    server.wait_for_count("distinct_id LIKE 'user-%' OR distinct_id LIKE 'anon-%'", expected)
+    [[count]] = server.sql(
+        "SELECT count(*) FROM events WHERE distinct_id LIKE 'user-%' OR distinct_id LIKE 'anon-%'"
+    )
+    assert count == expected
