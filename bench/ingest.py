@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "plans" / "openchat.yaml"
 TOKEN = "phc_bench"
 
-BARE_APP = '''
+BARE_APP = """
 import gzip, orjson, sys
 out = open(sys.argv[1], "ab")
 async def app(scope, receive, send):
@@ -58,7 +58,7 @@ async def app(scope, receive, send):
 import uvicorn
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
             log_level="warning", access_log=False)
-'''
+"""
 
 
 def make_bodies(count: int, seed: int) -> list[bytes]:
@@ -127,9 +127,7 @@ def peak_rss_mb(pid: int) -> float:
 def drive(url: str, clients: int, duration: float, concurrency: int) -> tuple[float, float, float]:
     queue: Any = multiprocessing.Queue()
     workers = [
-        multiprocessing.Process(
-            target=load_worker, args=(url, seed, duration, concurrency, queue)
-        )
+        multiprocessing.Process(target=load_worker, args=(url, seed, duration, concurrency, queue))
         for seed in range(clients)
     ]
     for worker in workers:
@@ -161,9 +159,7 @@ def main() -> None:
     console = Console()
     try:
         port = 18431
-        bare = subprocess.Popen(
-            [sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)]
-        )
+        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)])
         wait_healthy(f"http://127.0.0.1:{port}/batch/")
         bare_rate, bare_p50, bare_p99 = drive(
             f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
@@ -176,8 +172,18 @@ def main() -> None:
         db = work / "eventplan.duckdb"
         server = subprocess.Popen(
             [
-                sys.executable, "-m", "eventplan", "serve", "--plan", str(PLAN), "--db", str(db),
-                "--port", str(port), "--token", TOKEN,
+                sys.executable,
+                "-m",
+                "eventplan",
+                "serve",
+                "--plan",
+                str(PLAN),
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--token",
+                TOKEN,
             ]
         )
         wait_healthy(f"http://127.0.0.1:{port}/batch/")
@@ -197,22 +203,37 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    table = Table(title=f"capture, gzip /batch/ of 100 events, {args.clients} load processes "
-                        f"x {args.concurrency} connections, {args.duration:.0f} s each")
+    table = Table(
+        title=f"capture, gzip /batch/ of 100 events, {args.clients} load processes "
+        f"x {args.concurrency} connections, {args.duration:.0f} s each"
+    )
     for column in ("endpoint", "events/s", "p50 ms", "p99 ms", "peak RSS MB", "ratio"):
         table.add_column(column, justify="left" if column == "endpoint" else "right")
-    table.add_row("bare (decode, append, 200)", f"{bare_rate:,.0f}", f"{bare_p50:.1f}",
-                  f"{bare_p99:.1f}", f"{bare_rss:.0f}", "1.00")
-    table.add_row("eventplan serve", f"{rate:,.0f}", f"{p50:.1f}", f"{p99:.1f}", f"{rss:.0f}",
-                  f"{rate / bare_rate:.2f}")
+    table.add_row(
+        "bare (decode, append, 200)",
+        f"{bare_rate:,.0f}",
+        f"{bare_p50:.1f}",
+        f"{bare_p99:.1f}",
+        f"{bare_rss:.0f}",
+        "1.00",
+    )
+    table.add_row(
+        "eventplan serve",
+        f"{rate:,.0f}",
+        f"{p50:.1f}",
+        f"{p99:.1f}",
+        f"{rss:.0f}",
+        f"{rate / bare_rate:.2f}",
+    )
     console.print(table)
     console.print(
         f"stored {stored:,} distinct events ({health['duplicates_skipped']:,} resent bodies "
         f"deduplicated); DuckDB file {db_mb:.1f} MB = {db_mb / max(stored, 1) * 1e6:.1f} MB "
         "per million events"
     )
-    console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-                  f"{platform.python_version()}")
+    console.print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
 
 
 if __name__ == "__main__":

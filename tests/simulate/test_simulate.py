@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,7 +14,6 @@ from eventplan.cli import cli
 from eventplan.plan import Plan
 from eventplan.plan.validator import Validator
 from eventplan.simulate.openchat import Incident, Simulation
-from tests.conftest import OPENCHAT
 from tests.servers import TOKEN, RunningServer
 
 
