@@ -387,10 +387,12 @@ def quarantine_replay(db: Path, plan: Path) -> None:
     click.echo(f"moved {moved} event(s) into events; {still} still fail the plan")
 
 
-def _open_store(db: Path, read_only: bool, plans: list[Any] | None = None) -> Any:
+def _open_store(
+    db: Path, read_only: bool, plans: list[Any] | None = None, create: bool = False
+) -> Any:
     from eventplan.store.duckdb import EventStore
 
-    if not db.exists():
+    if not db.exists() and not create:
         raise click.ClickException(f"{db} does not exist")
     try:
         return EventStore(db, plans or [], read_only=read_only)
@@ -473,3 +475,33 @@ def simulate(
         click.echo(f"client error: {error}", err=True)
     if errors:
         sys.exit(1)
+
+
+@cli.command(name="import")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--project", help="Project name (default: the plan's name).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_command(db: Path, plan: Path, project: str | None, file: Path) -> None:
+    """Load events from FILE (JSON lines, PostHog export, Parquet) as if captured."""
+    from rich.progress import Progress
+
+    from eventplan.capture.importer import import_events, iter_file
+    from eventplan.capture.ingest import Project
+
+    loaded = _load(plan)
+    store = _open_store(db, read_only=False, plans=[loaded], create=True)
+    try:
+        salt = store.meta("hash_salt")
+        if salt is None:
+            salt = os.urandom(16).hex()
+            store.set_meta("hash_salt", salt)
+        target = Project(project or loaded.name, loaded, (), "flag", salt.encode())
+        with Progress(console=Console(stderr=True)) as bar:
+            task = bar.add_task("importing", total=None)
+            added = import_events(store, target, iter_file(file), lambda n: bar.advance(task, n))
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"imported {added:,} new event(s) into {db}", err=True)

@@ -153,4 +153,5 @@ def test_five_dashboards_and_alerts(openchat_plan: Plan) -> None:
         "rate_limit_spike",
         "model_error_rate",
         "models_fetch_down",
+        "sync_failures",
     }

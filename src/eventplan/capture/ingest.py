@@ -14,7 +14,7 @@ from typing import Any
 
 from eventplan.capture.enrich import Enricher, TrustedProxies, ip_hash
 from eventplan.capture.errors import Unauthorized, Unavailable
-from eventplan.capture.events import find_token, normalize, split_payload
+from eventplan.capture.events import IncomingEvent, find_token, normalize, split_payload
 from eventplan.config import Enforcement
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
@@ -95,26 +95,33 @@ class Ingestor:
         self.budget.take(project.tokens[0], len(events))
         client_ip = self.proxies.client_ip(peer, forwarded_for)
         hashed_ip = ip_hash(client_ip) if client_ip else None
-        stored = []
-        for event in events:
-            properties = event.properties
-            project.enricher.enrich(event.event, properties)
-            verdict = project.validator.check_properties(event.event, properties)
-            project.privacy.apply(event.event, properties)
-            stored.append(
-                StoredEvent(
-                    uuid=event.uuid,
-                    event=event.event,
-                    distinct_id=event.distinct_id,
-                    timestamp=event.timestamp_us,
-                    created_at=received_us,
-                    project=project.name,
-                    ip_hash=hashed_ip,
-                    properties=properties,
-                    set=event.set,
-                    set_once=event.set_once,
-                    verdict=verdict.verdict,
-                    violations=verdict.violations or None,
-                )
+        return Ingested(project, judge(project, events, hashed_ip, received_us))
+
+
+def judge(
+    project: Project, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
+) -> list[StoredEvent]:
+    """Enrich, validate and apply the privacy policy: events ready for the log."""
+    stored = []
+    for event in events:
+        properties = event.properties
+        project.enricher.enrich(event.event, properties)
+        verdict = project.validator.check_properties(event.event, properties)
+        project.privacy.apply(event.event, properties)
+        stored.append(
+            StoredEvent(
+                uuid=event.uuid,
+                event=event.event,
+                distinct_id=event.distinct_id,
+                timestamp=event.timestamp_us,
+                created_at=received_us,
+                project=project.name,
+                ip_hash=hashed_ip,
+                properties=properties,
+                set=event.set,
+                set_once=event.set_once,
+                verdict=verdict.verdict,
+                violations=verdict.violations or None,
             )
-        return Ingested(project, stored)
+        )
+    return stored

@@ -69,7 +69,7 @@ MATHS = (
     "p95",
     "p99",
 )
-ALERT_CONDITIONS = ("absolute_value", "relative_increase", "relative_decrease")
+ALERT_CONDITIONS = ("absolute_value", "relative_increase", "relative_decrease", "above_baseline")
 INTERVALS = ("minute", "hour", "day", "week", "month")
 
 
@@ -600,7 +600,19 @@ class _Reader:
             line = node.line_of(name)
             spec = self.mapping(raw, line, where)
             self.unknown_keys(
-                spec, ("description", "insight", "condition", "threshold", "frequency"), where
+                spec,
+                (
+                    "description",
+                    "insight",
+                    "condition",
+                    "threshold",
+                    "frequency",
+                    "min_count",
+                    "factor",
+                    "baseline_intervals",
+                    "owner",
+                ),
+                where,
             )
             insight = self.insight(
                 name,
@@ -620,10 +632,11 @@ class _Reader:
             self.unknown_keys(threshold, ("lower", "upper"), f"{where}.threshold")
             lower = self.number(threshold, "lower", where)
             upper = self.number(threshold, "upper", where)
-            if lower is None and upper is None:
+            if lower is None and upper is None and condition != "above_baseline":
                 self.error(
                     spec.line_of("threshold"), "missing_key", f"{where} needs a lower or upper"
                 )
+            factor = self.number(spec, "factor", where)
             alerts.append(
                 Alert(
                     name=name,
@@ -632,6 +645,10 @@ class _Reader:
                     condition=cast(Any, condition),
                     threshold=Threshold(lower=lower, upper=upper),
                     frequency=self.text(spec, "frequency", where, "hourly"),
+                    min_count=self.count(spec, "min_count", where) or 0,
+                    factor=3.0 if factor is None else factor,
+                    baseline_intervals=self.count(spec, "baseline_intervals", where) or 168,
+                    owner=self.text(spec, "owner", where),
                     line=line,
                 )
             )

@@ -148,14 +148,23 @@ class Threshold:
     upper: float | None = None
 
 
+AlertCondition = Literal[
+    "absolute_value", "relative_increase", "relative_decrease", "above_baseline"
+]
+
+
 @dataclass(frozen=True)
 class Alert:
     name: str
     description: str
     insight: Insight
-    condition: Literal["absolute_value", "relative_increase", "relative_decrease"]
+    condition: AlertCondition
     threshold: Threshold
     frequency: str = "hourly"
+    min_count: int = 0  # events in the checked interval (all series) below which it stays quiet
+    factor: float = 3.0  # above_baseline: value above factor × median of the baseline
+    baseline_intervals: int = 168  # above_baseline: how many earlier intervals (7 days hourly)
+    owner: str = ""
     line: int = 0
 
 

@@ -36,11 +36,11 @@ REFERRERS = [  # (referrer URL, utm_source, weight)
     ("https://newsletter.example.com/issue/12", "newsletter", 7),
 ]
 MODELS = {  # model id: (share of messages, median stream ms, error rate)
-    "openai/gpt-4o-mini": (0.35, 2200, 0.01),
-    "anthropic/claude-3.5-sonnet": (0.25, 4200, 0.015),
-    "google/gemini-2.0-flash": (0.2, 1800, 0.02),
-    "meta-llama/llama-3.1-70b": (0.12, 3500, 0.03),
-    "mistralai/mistral-large": (0.08, 3900, 0.025),
+    "openai/gpt-4o-mini": (0.35, 2200, 0.008),
+    "anthropic/claude-3.5-sonnet": (0.25, 4200, 0.01),
+    "google/gemini-2.0-flash": (0.2, 1800, 0.012),
+    "meta-llama/llama-3.1-70b": (0.12, 3500, 0.015),
+    "mistralai/mistral-large": (0.08, 3900, 0.013),
 }
 MIMES = [
     ("image/png", 40),
@@ -62,7 +62,7 @@ class Incident:
     day: int
     hours: int = 3
     at: int = 14
-    model: str = "google/gemini-2.0-flash"
+    model: str = "openai/gpt-4o-mini"
 
     @classmethod
     def parse(cls, text: str) -> Incident:
@@ -120,6 +120,7 @@ class Simulation:
             user = _User(self, index, random.Random(f"{self.seed}:{index}"), start)
             for order, event in enumerate(user.journey()):
                 stream.append((event["_ts"], index * 1_000_000 + order, event))
+        stream.extend(self._polling_failures(start))
         stream.sort(key=lambda item: (item[0], item[1]))
         rng = random.Random(f"{self.seed}:broken")
         for timestamp, _, event in stream:
@@ -128,6 +129,30 @@ class Simulation:
             if rng.random() < self.broken_share and not event["event"].startswith("$identify"):
                 self.broken[event["uuid"]] = break_event(self.plan, event, rng)
             yield event
+
+    def _polling_failures(self, start: int) -> list[tuple[int, int, dict[str, Any]]]:
+        """While the catalogue is down, every open tab's periodic refetch fails too."""
+        extra = []
+        for number, incident in enumerate(self.incidents):
+            if incident.kind != "models-fetch-down":
+                continue
+            rng = random.Random(f"{self.seed}:poll:{number}")
+            begin = start + (incident.day - 1) * DAY_US + incident.at * HOUR_US
+            for slot in range(incident.hours * 12):
+                index = rng.randrange(self.users)
+                user = _User(self, index, random.Random(f"{self.seed}:{index}"), start)
+                user.identified, user.distinct_id, user.has_key = True, user.member, True
+                moment = begin + slot * 5 * MINUTE_US + rng.randrange(5 * MINUTE_US)
+                event = user.web(
+                    "openrouter.models_fetch_failed",
+                    moment,
+                    status=503,
+                    error_message="Failed to fetch models: 503 Service Unavailable",
+                    provider_host="openrouter.ai",
+                    has_api_key=True,
+                )
+                extra.append((moment, -1 - len(extra), event))
+        return extra
 
 
 def _iso(micros: int) -> str:
@@ -255,8 +280,8 @@ class _User:
         t += rng.randrange(2, 30) * 1_000_000
         # The guest id gets a stable workspace identity on entering the app.
         self.identified = True
+        self.distinct_id = self.member  # $identify is sent as the new id, naming the old one
         yield self.web("$identify", t, **{"$anon_distinct_id": self.anon})
-        self.distinct_id = self.member
         yield self.web(
             "$groupidentify",
             t + 1,
@@ -268,9 +293,9 @@ class _User:
         )
         yield from self.session(t + 1_000_000, first=True)
         # Returning visits: most users come back a few times, some many.
-        visits = min(int(rng.expovariate(1 / 4)), 25)
+        visits = min(int(rng.expovariate(1 / 10)), 40)
         for _ in range(visits):
-            t = t + int(rng.expovariate(1 / (2.5 * DAY_US))) + HOUR_US
+            t = t + int(rng.expovariate(1 / (1.5 * DAY_US))) + HOUR_US
             if t >= self.end - HOUR_US:
                 break
             yield from self.session(t, first=False)
@@ -280,6 +305,13 @@ class _User:
         yield self.web(
             "sync.connection_state", t, state="connected", retry_count=0, tab_id=self.tab
         )
+        if self.incident("db-outage", t):  # the sidebar's chat list falls back too
+            yield self.server(
+                "workspace.fallback_storage_used",
+                t + 100_000,
+                operation="list",
+                fallback_size=rng.randrange(1, 50),
+            )
         yield self.web(
             "dashboard.entered",
             t + 300_000,
@@ -338,7 +370,7 @@ class _User:
         chat_id = f"chat-{self.index:06d}-{self.chat_count:04d}"
         self.chat_count += 1
         outage = self.incident("db-outage", t) is not None
-        backend = "memory_fallback" if outage or rng.random() < 0.005 else "postgres"
+        backend = "memory_fallback" if outage or rng.random() < 0.001 else "postgres"
         if backend == "memory_fallback":
             yield self.server(
                 "workspace.fallback_storage_used",
@@ -399,7 +431,7 @@ class _User:
             )
             return
         outage = self.incident("db-outage", t) is not None
-        if outage or rng.random() < 0.003:
+        if outage or rng.random() < 0.0005:
             yield self.server(
                 "workspace.fallback_storage_used",
                 t + 40_000,

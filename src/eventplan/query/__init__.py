@@ -1,0 +1,1 @@
+"""Queries: one model, one engine, results with plan-aware warnings."""

@@ -1,0 +1,232 @@
+"""Alerts: the plan's metric alerts and the data-quality alerts every plan gets.
+
+Each alert's insight is computed by the query engine once over the range, then
+every completed interval is checked (PostHog checks the last completed one,
+`data[-2]`; `check_alerts(..., since=...)` checks every one since, for backfills).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventplan.plan.model import Alert, Insight, Plan
+from eventplan.query.dashboards import insight_query
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange, Series, TrendsQuery
+from eventplan.store.duckdb import EventStore
+
+INTERVAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+INVALID_SHARE_ALERT = 0.10  # data quality: more than 10% of an event's last 24 h is invalid
+INVALID_SHARE_MIN_EVENTS = 20
+SILENCE_HOURS = 24  # data quality: a planned event gone quiet this long...
+SILENCE_MIN_DAILY = 20  # ...after averaging at least this many a day over the week before
+
+
+@dataclass
+class Firing:
+    """One interval (and breakdown value) where an alert's condition held."""
+
+    alert: str
+    at: str
+    value: float
+    threshold: str
+    breakdown_value: str | None = None
+    owner: str = ""
+    message: str = ""
+
+
+@dataclass
+class AlertResult:
+    name: str
+    kind: str  # "metric" or "data_quality"
+    description: str
+    owner: str
+    firing: list[Firing] = field(default_factory=list)
+
+    @property
+    def fired(self) -> bool:
+        return bool(self.firing)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "owner": self.owner,
+            "fired": self.fired,
+            "firing": [vars(f) for f in self.firing],
+        }
+
+
+def check_alerts(
+    store: EventStore, plan: Plan, now: datetime | None = None, since: str | None = None
+) -> list[AlertResult]:
+    """Every alert, checked at the last completed interval or at each one since `since`."""
+    now = now or datetime.now(UTC)
+    results = [check_metric_alert(store, plan, alert, now, since) for alert in plan.alerts]
+    results.extend(check_data_quality(store, plan, now, since))
+    return results
+
+
+def check_metric_alert(
+    store: EventStore, plan: Plan, alert: Alert, now: datetime, since: str | None
+) -> AlertResult:
+    result = AlertResult(alert.name, "metric", alert.description, alert.owner)
+    interval = alert.insight.interval if alert.insight.interval in INTERVAL else "hour"
+    step = INTERVAL[interval]
+    lookback = step * (alert.baseline_intervals + 3 if alert.condition == "above_baseline" else 3)
+    start = _start(since, now) - lookback if since else now - lookback
+    query = insight_query(alert.insight, DateRange(date_from=start.isoformat()), interval)
+    data = run_query(store, plan, query, now)
+    counts = _counts(store, plan, alert.insight, start, now, interval)
+    checked_from = _start(since, now) if since else None
+    for item in data["results"]:
+        values: list[float] = item["data"]
+        days: list[str] = item["days"]
+        breakdown = item.get("breakdown_value")
+        last = len(values) - 1  # the current, incomplete interval is never checked
+        indexes = range(last) if checked_from else range(max(last - 1, 0), last)
+        for i in indexes:
+            moment = datetime.fromisoformat(days[i]).replace(tzinfo=UTC)
+            if checked_from and moment < checked_from:
+                continue
+            count = counts.get((breakdown, days[i]), 0)
+            if count < alert.min_count:
+                continue
+            fired, threshold = _breached(alert, values, i)
+            if fired:
+                result.firing.append(
+                    Firing(
+                        alert.name, days[i], round(values[i], 4), threshold, breakdown, alert.owner
+                    )
+                )
+    return result
+
+
+def _breached(alert: Alert, values: list[float], i: int) -> tuple[bool, str]:
+    value = values[i]
+    bounds = alert.threshold
+    if alert.condition == "above_baseline":
+        window = values[max(0, i - alert.baseline_intervals) : i]
+        baseline = statistics.median(window) if window else 0.0
+        return value > alert.factor * baseline, f"> {alert.factor:g} × median {baseline:g}"
+    if alert.condition in ("relative_increase", "relative_decrease"):
+        if i == 0:
+            return False, ""
+        previous = values[i - 1]
+        change = (value - previous) / previous if previous else (float("inf") if value else 0.0)
+        if alert.condition == "relative_decrease":
+            change = -change
+        value = change
+    upper_hit = bounds.upper is not None and value > bounds.upper
+    lower_hit = bounds.lower is not None and value < bounds.lower
+    text = " or ".join(
+        part
+        for part in (
+            f"> {bounds.upper:g}" if bounds.upper is not None else "",
+            f"< {bounds.lower:g}" if bounds.lower is not None else "",
+        )
+        if part
+    )
+    return upper_hit or lower_hit, text
+
+
+def _counts(
+    store: EventStore, plan: Plan, insight: Insight, start: datetime, now: datetime, interval: str
+) -> dict[tuple[str | None, str], float]:
+    """Events per interval (and breakdown value) across the alert's series: for min_count."""
+    query = insight_query(insight, DateRange(date_from=start.isoformat()), interval)
+    assert isinstance(query, TrendsQuery)
+    plain = TrendsQuery(
+        series=tuple(Series(event=s.event, filters=s.filters) for s in query.series),
+        interval=query.interval,
+        date_range=query.date_range,
+        breakdown=query.breakdown,
+        breakdown_limit=query.breakdown_limit,
+    )
+    totals: dict[tuple[str | None, str], float] = {}
+    for item in run_query(store, plan, plain, now)["results"]:
+        for day, value in zip(item["days"], item["data"], strict=True):
+            key = (item.get("breakdown_value"), day)
+            totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+def _start(since: str | None, now: datetime) -> datetime:
+    from eventplan.query.sql import parse_moment
+
+    return parse_moment(since or "-1h", now)
+
+
+def check_data_quality(
+    store: EventStore, plan: Plan, now: datetime, since: str | None
+) -> list[AlertResult]:
+    """Invalid share per event, and planned events that went quiet; each names its owner."""
+    invalid = AlertResult(
+        "invalid_share",
+        "data_quality",
+        f"more than {INVALID_SHARE_ALERT:.0%} of an event's last 24 h breaks the plan",
+        "",
+    )
+    quiet = AlertResult(
+        "event_went_quiet",
+        "data_quality",
+        f"a planned event seen before has not arrived for {SILENCE_HOURS} h",
+        "",
+    )
+    end = now
+    start = _start(since, now) if since else now
+    checks = []
+    moment = start
+    while moment <= end:
+        checks.append(moment)
+        moment += timedelta(days=1)
+    for at in checks:
+        _, rows = store.sql(
+            "SELECT event, count(*), count(*) FILTER (verdict <> 'valid') FROM events_data "
+            "WHERE timestamp >= ? AND timestamp < ? GROUP BY event",
+            [at - timedelta(days=1), at],
+        )
+        for event, total, bad in rows:
+            if (
+                event in plan.events
+                and total >= INVALID_SHARE_MIN_EVENTS
+                and bad / total > INVALID_SHARE_ALERT
+            ):
+                owner = plan.events[event].owner
+                invalid.firing.append(
+                    Firing(
+                        "invalid_share",
+                        at.isoformat(),
+                        round(bad / total, 4),
+                        f"> {INVALID_SHARE_ALERT:g}",
+                        event,
+                        owner,
+                        f"{bad}/{total} {event} events break the plan; owner: {owner}",
+                    )
+                )
+        _, rows = store.sql(
+            "SELECT event, count(*) FILTER (timestamp < ?), max(timestamp) FROM events_data "
+            "WHERE timestamp >= ? AND timestamp < ? GROUP BY event",
+            [at - timedelta(hours=SILENCE_HOURS), at - timedelta(days=7, hours=SILENCE_HOURS), at],
+        )
+        for event, before, last_seen in rows:
+            if event not in plan.events or before / 7 < SILENCE_MIN_DAILY:
+                continue
+            if last_seen < at - timedelta(hours=SILENCE_HOURS):
+                owner = plan.events[event].owner
+                quiet.firing.append(
+                    Firing(
+                        "event_went_quiet",
+                        at.isoformat(),
+                        float(before),
+                        f"{SILENCE_HOURS} h",
+                        event,
+                        owner,
+                        f"{event} last seen {last_seen.isoformat()}; owner: {owner}",
+                    )
+                )
+    return [invalid, quiet]

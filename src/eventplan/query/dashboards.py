@@ -1,0 +1,118 @@
+"""The plan's dashboards, computed: each insight becomes a query for the engine."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventplan.errors import EventplanError
+from eventplan.plan.model import Dashboard, EventRef, Insight, Plan
+from eventplan.query.model import (
+    DateRange,
+    FunnelsQuery,
+    PropertyFilter,
+    Query,
+    Series,
+    TrendsQuery,
+)
+from eventplan.store.duckdb import EventStore
+
+
+class NotFound(EventplanError):
+    status = 404
+
+
+def _series(ref: EventRef) -> Series:
+    return Series(
+        event=ref.event,
+        filters=tuple(
+            PropertyFilter(
+                key=f.property,
+                operator=f.operator,  # type: ignore[arg-type]
+                value=list(f.value) if isinstance(f.value, tuple) else f.value,
+            )
+            for f in ref.filters
+        ),
+        math=ref.math,  # type: ignore[arg-type]
+        math_property=ref.math_property,
+        name=ref.name,
+    )
+
+
+def insight_query(
+    insight: Insight,
+    date_range: DateRange,
+    interval: str | None = None,
+    breakdown: str | None = None,
+) -> Query:
+    """The engine's query for a plan insight; `breakdown` picks one of its breakdowns."""
+    chosen = (
+        breakdown
+        if breakdown is not None
+        else (insight.breakdowns[0] if insight.breakdowns else None)
+    )
+    series = tuple(_series(ref) for ref in insight.series)
+    if insight.kind == "funnel":
+        return FunnelsQuery(steps=series, date_range=date_range, breakdown=chosen)
+    return TrendsQuery(
+        series=series,
+        interval=(interval or insight.interval),  # type: ignore[arg-type]
+        date_range=date_range,
+        breakdown=chosen,
+        formula=insight.formula,
+    )
+
+
+def find_dashboard(plan: Plan, name: str) -> Dashboard:
+    for dashboard in plan.dashboards:
+        if dashboard.name == name:
+            return dashboard
+    names = ", ".join(d.name for d in plan.dashboards)
+    raise NotFound(f"no dashboard `{name}` in the plan (dashboards: {names})")
+
+
+def dashboard_data(
+    store: EventStore,
+    plan: Plan,
+    name: str,
+    date_range: DateRange,
+    interval: str | None = None,
+    breakdown: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Every insight of a dashboard, computed once: the JSON API, the CLI and the UI render it."""
+    from eventplan.query.engine import run_query
+
+    dashboard = find_dashboard(plan, name)
+    insights = []
+    for insight in dashboard.insights:
+        chosen = breakdown if breakdown in insight.breakdowns else None
+        query = insight_query(insight, date_range, interval, chosen)
+        result = run_query(store, plan, query, now)
+        insights.append(
+            {
+                "name": insight.name,
+                "title": insight.title,
+                "kind": insight.kind,
+                "display": insight.display or ("funnel" if insight.kind == "funnel" else "line"),
+                "breakdowns": list(insight.breakdowns),
+                "breakdown": query.breakdown,
+                "options": insight.options,
+                "query": query_json(query),
+                "result": result,
+            }
+        )
+    return {
+        "name": dashboard.name,
+        "title": dashboard.title,
+        "description": dashboard.description,
+        "date_range": {"date_from": date_range.date_from, "date_to": date_range.date_to},
+        "insights": insights,
+    }
+
+
+def query_json(query: Query) -> dict[str, Any]:
+    """The query in PostHog's query-API shape (for "copy query as JSON")."""
+    from eventplan.query.posthog import to_posthog
+
+    return to_posthog(query)

@@ -1,0 +1,509 @@
+"""The one query engine: trends and funnels over the store, with plan-aware warnings.
+
+The CLI, the HTTP API, dashboards and alerts all call `run_query`; none of them
+computes a number on its own.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eventplan.plan.model import Plan
+from eventplan.query.model import (
+    BREAKDOWN_NULL,
+    BREAKDOWN_OTHER,
+    FunnelsQuery,
+    Query,
+    Series,
+    TrendsQuery,
+    Warning,
+)
+from eventplan.query.sql import FROM, PERSON, Compiler, QueryError, bucket_sql, resolve_range
+from eventplan.store.duckdb import EventStore
+
+INVALID_SHARE_WARNING = 0.05  # warn when more than 5% of a series' events break the plan
+
+
+@dataclass
+class Context:
+    store: EventStore
+    plan: Plan | None
+    now: datetime
+
+    @property
+    def compiler(self) -> Compiler:
+        return Compiler(self.store.columns)
+
+
+def run_query(
+    store: EventStore, plan: Plan | None, query: Query, now: datetime | None = None
+) -> dict[str, Any]:
+    context = Context(store, plan, now or datetime.now(UTC))
+    if isinstance(query, TrendsQuery):
+        return trends(context, query)
+    return funnel(context, query)
+
+
+# -- trends -----------------------------------------------------------------------------
+
+
+def trends(ctx: Context, query: TrendsQuery) -> dict[str, Any]:
+    if not query.series:
+        raise QueryError("a trends query needs at least one series")
+    start, end, buckets = resolve_range(query.date_range, query.interval, ctx.now)
+    results = _trend_results(ctx, query, start, end, buckets)
+    if query.compare:
+        span = end - start
+        previous = _trend_results(ctx, query, start - span, start, [b - span for b in buckets])
+        for item in results:
+            item["compare_label"] = "current"
+        for item in previous:
+            item["compare_label"] = "previous"
+            item["labels"] = [_label(b + span) for b in item["days_raw"]]
+        results = results + previous
+    for item in results:
+        item.pop("days_raw", None)
+    return {
+        "kind": "TrendsQuery",
+        "interval": query.interval,
+        "date_from": start.isoformat() + "Z",
+        "date_to": end.isoformat() + "Z",
+        "results": results,
+        "warnings": warnings_for(ctx, list(query.series), query.breakdown, start, end),
+    }
+
+
+def _trend_results(
+    ctx: Context, query: TrendsQuery, start: datetime, end: datetime, buckets: list[datetime]
+) -> list[dict[str, Any]]:
+    compiler = ctx.compiler
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    top: list[str] | None = None
+    if query.breakdown is not None:
+        top = _top_values(ctx, query, start, end)
+    per_series: list[dict[str, list[float]]] = []
+    for series in query.series:
+        params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
+        breakdown = _breakdown_sql(compiler, query.breakdown, top, params)
+        where = compiler.series_condition(series, query.verdicts, params, query.project)
+        sql = (
+            f"SELECT {bucket_sql(query.interval)} AS bucket, {breakdown} AS bv, "
+            f"{compiler.aggregate(series)} AS value FROM {FROM} "
+            f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
+        )
+        params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+        _, rows = ctx.store.sql(sql, params)
+        values: dict[str, list[float]] = {}
+        if top is not None:
+            for value in top:
+                values[value] = [0.0] * len(buckets)
+        else:
+            values[""] = [0.0] * len(buckets)
+        for bucket, bv, value in rows:
+            slot = index.get(bucket)
+            if slot is None:
+                continue
+            key = "" if top is None else str(bv)
+            values.setdefault(key, [0.0] * len(buckets))[slot] = float(value or 0)
+        per_series.append(values)
+    labels = [_label(b) for b in buckets]
+    days = [b.isoformat() for b in buckets]
+    if query.formula:
+        formula = compile_formula(query.formula, len(query.series))
+        keys = sorted({k for values in per_series for k in values}, key=_breakdown_order(top))
+        results = []
+        for key in keys:
+            columns = [values.get(key, [0.0] * len(buckets)) for values in per_series]
+            data = [formula([column[i] for column in columns]) for i in range(len(buckets))]
+            results.append(
+                _result(
+                    query.formula,
+                    None,
+                    key if top is not None else None,
+                    labels,
+                    days,
+                    data,
+                    buckets,
+                )
+            )
+        return results
+    results = []
+    for series, values in zip(query.series, per_series, strict=True):
+        for key in sorted(values, key=_breakdown_order(top)):
+            results.append(
+                _result(
+                    series.label,
+                    series,
+                    key if top is not None else None,
+                    labels,
+                    days,
+                    values[key],
+                    buckets,
+                )
+            )
+    return results
+
+
+def _result(
+    label: str,
+    series: Series | None,
+    breakdown: str | None,
+    labels: list[str],
+    days: list[str],
+    data: list[float],
+    buckets: list[datetime],
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "label": label if breakdown is None else f"{label} - {breakdown}",
+        "labels": labels,
+        "days": days,
+        "days_raw": buckets,
+        "data": [round(value, 6) for value in data],
+        "count": round(sum(data), 6),
+    }
+    if series is not None:
+        item["action"] = {
+            "id": series.event,
+            "math": series.math,
+            "math_property": series.math_property,
+        }
+    if breakdown is not None:
+        item["breakdown_value"] = breakdown
+    return item
+
+
+def _label(bucket: datetime) -> str:
+    return bucket.strftime("%-d-%b-%Y") if bucket.hour == 0 else bucket.strftime("%-d-%b %H:%M")
+
+
+def _breakdown_order(top: list[str] | None) -> Callable[[str], tuple[int, str]]:
+    order = {value: i for i, value in enumerate(top or [])}
+    return lambda key: (order.get(key, len(order)), key)
+
+
+def _breakdown_sql(
+    compiler: Compiler, key: str | None, top: list[str] | None, params: list[Any]
+) -> str:
+    if key is None or top is None:
+        return "NULL"
+    expr = compiler.text(key)
+    named = [value for value in top if value not in (BREAKDOWN_OTHER, BREAKDOWN_NULL)]
+    marks = ", ".join("?" for _ in named) or "NULL"
+    params.extend(named)
+    return (
+        f"CASE WHEN {expr} IS NULL THEN '{BREAKDOWN_NULL}' "
+        f"WHEN {expr} IN ({marks}) THEN {expr} ELSE '{BREAKDOWN_OTHER}' END"
+    )
+
+
+def _top_values(ctx: Context, query: TrendsQuery, start: datetime, end: datetime) -> list[str]:
+    """The breakdown values to show: the most frequent, then "other" and "none" buckets."""
+    assert query.breakdown is not None
+    compiler = ctx.compiler
+    params: list[Any] = []
+    conditions = [
+        f"({compiler.series_condition(s, query.verdicts, params, query.project)})"
+        for s in query.series
+    ]
+    expr = compiler.text(query.breakdown)
+    params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+    _, rows = ctx.store.sql(
+        f"SELECT {expr} AS bv, count(*) AS n FROM {FROM} "
+        f"WHERE ({' OR '.join(conditions)}) AND e.timestamp >= ? AND e.timestamp < ? "
+        "GROUP BY ALL ORDER BY n DESC, bv",
+        params,
+    )
+    named = [str(bv) for bv, _ in rows if bv is not None]
+    top = named[: query.breakdown_limit]
+    if len(named) > len(top):
+        top.append(BREAKDOWN_OTHER)
+    if any(bv is None for bv, _ in rows):
+        top.append(BREAKDOWN_NULL)
+    return top
+
+
+_OPERATORS: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: lambda a, b: a / b if b else 0.0,  # PostHog shows 0 where it would divide by 0
+}
+
+
+def compile_formula(text: str, series_count: int) -> Callable[[list[float]], float]:
+    """`A / B * 100` over series letters, checked once, evaluated per point."""
+    try:
+        tree = ast.parse(text.upper(), mode="eval")
+    except SyntaxError as exc:
+        raise QueryError(f"formula {text!r} does not parse: {exc.msg}") from exc
+    letters = {chr(ord("A") + i): i for i in range(series_count)}
+
+    def build(node: ast.AST) -> Callable[[list[float]], float]:
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            left, right, apply = build(node.left), build(node.right), _OPERATORS[type(node.op)]
+            return lambda values: apply(left(values), right(values))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = build(node.operand)
+            return lambda values: -inner(values)
+        if isinstance(node, ast.Name) and node.id in letters:
+            slot = letters[node.id]
+            return lambda values: values[slot]
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            constant = float(node.value)
+            return lambda values: constant
+        raise QueryError(
+            f"formula {text!r}: only + - * / over series letters "
+            f"{', '.join(letters)} and numbers are allowed"
+        )
+
+    return build(tree.body)
+
+
+# -- funnels ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Attempt:
+    times: list[int]  # microseconds, one per step reached
+    values: list[Any]  # breakdown value at each step
+    excluded: bool = False
+
+
+def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
+    if len(query.steps) < 2:
+        raise QueryError("a funnel needs at least two steps")
+    compiler = ctx.compiler
+    start, end, _ = resolve_range(query.date_range, "day", ctx.now)
+    params: list[Any] = []
+    flags = []
+    for step_series in query.steps:
+        flags.append(
+            f"({compiler.series_condition(step_series, query.verdicts, params, query.project)})"
+        )
+    for exclusion in query.exclusions:
+        excluded = Series(event=exclusion.event, filters=exclusion.filters)
+        flags.append(
+            f"({compiler.series_condition(excluded, query.verdicts, params, query.project)})"
+        )
+    actor = PERSON if query.aggregate_by == "person" else compiler.group(query.group_type)
+    breakdown = compiler.text(query.breakdown) if query.breakdown else "NULL"
+    # A strict funnel must see every event of the actor (any other event resets it).
+    if query.order == "strict":
+        scope, scope_params = "TRUE", []
+        if query.project is not None:
+            scope, scope_params = "e.project = ?", [query.project]
+    else:
+        scope, scope_params = " OR ".join(flags), list(params)
+    sql = (
+        f"SELECT {actor}::VARCHAR AS actor, epoch_us(e.timestamp) AS ts, {breakdown} AS bv, "
+        f"{', '.join(f'{flag} AS f{i}' for i, flag in enumerate(flags))} "
+        f"FROM {FROM} WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
+        + (f"AND {actor} IS NOT NULL " if query.aggregate_by == "group" else "")
+        + "ORDER BY actor, ts, e.uuid"
+    )
+    _, rows = ctx.store.sql(
+        sql, params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+    )
+    steps = len(query.steps)
+    best: dict[str, _Attempt] = {}
+    current_actor = None
+    events: list[tuple[int, Any, list[bool]]] = []
+    for row in rows:
+        actor_id = row[0]
+        if actor_id != current_actor:
+            if current_actor is not None:
+                _finish(best, current_actor, events, query, steps)
+            current_actor, events = actor_id, []
+        events.append((row[1], row[2], [bool(flag) for flag in row[3:]]))
+    if current_actor is not None:
+        _finish(best, current_actor, events, query, steps)
+    return _funnel_result(ctx, query, best, start, end)
+
+
+def _finish(
+    best: dict[str, _Attempt],
+    actor: str,
+    events: list[tuple[int, Any, list[bool]]],
+    query: FunnelsQuery,
+    steps: int,
+) -> None:
+    attempt = furthest_attempt(events, query, steps)
+    if attempt is not None and not attempt.excluded:
+        best[actor] = attempt
+
+
+def furthest_attempt(
+    events: list[tuple[int, Any, list[bool]]], query: FunnelsQuery, steps: int
+) -> _Attempt | None:
+    """PostHog's funnel for one actor: the first attempt to reach the furthest step.
+
+    Each step is measured from the attempt's step-1 time (the conversion window);
+    a later step may share a timestamp with the one before, but one event fills
+    at most one step of an attempt.
+    """
+    window = query.window_seconds * 1_000_000
+    entered: list[_Attempt | None] = [None] * steps
+    result: _Attempt | None = None
+    for ts, value, matched in events:
+        step_flags, exclusion_flags = matched[:steps], matched[steps:]
+        for exclusion, hit in zip(query.exclusions, exclusion_flags, strict=True):
+            if not hit:
+                continue
+            for i in range(exclusion.from_step, min(exclusion.to_step, steps)):
+                partial = entered[i]
+                if partial is not None and ts - partial.times[0] <= window:
+                    partial.excluded = True
+        advanced = False
+        for i in range(steps - 1, 0, -1):
+            previous = entered[i - 1]
+            if step_flags[i] and previous is not None and ts - previous.times[0] <= window:
+                entered[i] = _Attempt(
+                    [*previous.times, ts], [*previous.values, value], previous.excluded
+                )
+                if result is None or i + 1 > len(result.times):
+                    result = entered[i]
+                advanced = True
+                break
+        if query.order == "strict" and not advanced:
+            entered = [None] * steps
+        if not advanced and step_flags[0]:
+            entered[0] = _Attempt([ts], [value])
+            if result is None:
+                result = entered[0]
+    return result
+
+
+def _funnel_result(
+    ctx: Context, query: FunnelsQuery, best: dict[str, _Attempt], start: datetime, end: datetime
+) -> dict[str, Any]:
+    groups: dict[str | None, list[_Attempt]] = defaultdict(list)
+    for attempt in best.values():
+        if query.breakdown is None:
+            groups[None].append(attempt)
+            continue
+        if query.breakdown_attribution == "first_touch":
+            value = attempt.values[0]
+        elif query.breakdown_attribution == "last_touch":
+            value = attempt.values[-1]
+        else:
+            if len(attempt.values) <= query.attribution_step:
+                continue  # never reached the attribution step: PostHog drops them
+            value = attempt.values[query.attribution_step]
+        groups[BREAKDOWN_NULL if value is None else str(value)].append(attempt)
+    results = []
+    ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
+    if query.breakdown is not None and len(ordered) > query.breakdown_limit:
+        keep, rest = ordered[: query.breakdown_limit], ordered[query.breakdown_limit :]
+        groups[BREAKDOWN_OTHER] = [a for key in rest for a in groups.pop(key)]
+        ordered = [*keep, BREAKDOWN_OTHER]
+    for key in ordered:
+        results.append(_funnel_steps(query, groups[key], key))
+    if not results:
+        results.append(_funnel_steps(query, [], None))
+    return {
+        "kind": "FunnelsQuery",
+        "date_from": start.isoformat() + "Z",
+        "date_to": end.isoformat() + "Z",
+        "results": results[0] if query.breakdown is None else results,
+        "warnings": warnings_for(ctx, list(query.steps), query.breakdown, start, end),
+    }
+
+
+def _funnel_steps(
+    query: FunnelsQuery, attempts: list[_Attempt], breakdown: str | None
+) -> list[dict[str, Any]]:
+    counts = [sum(1 for a in attempts if len(a.times) > i) for i in range(len(query.steps))]
+    steps = []
+    for i, series in enumerate(query.steps):
+        durations = [
+            (a.times[i] - a.times[i - 1]) / 1_000_000
+            for a in attempts
+            if i > 0 and len(a.times) > i
+        ]
+        step: dict[str, Any] = {
+            "action_id": series.event,
+            "name": series.label,
+            "custom_name": series.name or None,
+            "order": i,
+            "count": counts[i],
+            "conversion_from_first": round(counts[i] / counts[0], 6) if counts[0] else 0.0,
+            "conversion_from_previous": (
+                round(counts[i] / counts[i - 1], 6)
+                if i and counts[i - 1]
+                else (1.0 if i == 0 and counts[0] else 0.0)
+            ),
+            "average_conversion_time": round(statistics.fmean(durations), 6) if durations else None,
+            "median_conversion_time": round(statistics.median(durations), 6) if durations else None,
+        }
+        if breakdown is not None:
+            step["breakdown_value"] = breakdown
+        steps.append(step)
+    return steps
+
+
+# -- plan-aware warnings ------------------------------------------------------------------
+
+
+def warnings_for(
+    ctx: Context, series: list[Series], breakdown: str | None, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Why a number might be wrong: unplanned events, broken data, unplanned properties."""
+    plan = ctx.plan
+    found: list[Warning] = []
+    events = sorted({s.event for s in series})
+    if events:
+        marks = ", ".join("?" for _ in events)
+        _, rows = ctx.store.sql(
+            "SELECT event, count(*), count(*) FILTER (verdict <> 'valid') FROM events_data "
+            f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? GROUP BY event",
+            [*events, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)],
+        )
+        for event, total, bad in rows:
+            share = bad / total if total else 0.0
+            if share > INVALID_SHARE_WARNING and plan is not None and event in plan.events:
+                found.append(
+                    Warning(
+                        "invalid_share",
+                        event,
+                        f"{share:.1%} of {event} events in this range break the plan",
+                        share=round(share, 4),
+                    )
+                )
+    if plan is not None:
+        for item in series:
+            if item.event not in plan.events:
+                if not item.event.startswith("$"):
+                    found.append(
+                        Warning("unplanned_event", item.event, f"{item.event} is not in the plan")
+                    )
+                continue
+            known = plan.properties_of(item.event)
+            used = [f.key for f in item.filters] + [item.math_property or ""] + [breakdown or ""]
+            for key in used:
+                if key and not key.startswith("$") and key not in known:
+                    found.append(
+                        Warning(
+                            "unplanned_property",
+                            item.event,
+                            f"{key} is not a planned property of {item.event}",
+                            property=key,
+                        )
+                    )
+    unique = {(w.code, w.event, w.property): w for w in found}
+    return [
+        {
+            "code": w.code,
+            "event": w.event,
+            "message": w.message,
+            "property": w.property,
+            "share": w.share,
+        }
+        for w in unique.values()
+    ]

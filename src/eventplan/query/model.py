@@ -1,0 +1,97 @@
+"""The query model: what the CLI, the HTTP API, dashboards and alerts ask for.
+
+Named after PostHog's query schema (`TrendsQuery`, `FunnelsQuery`) so a PostHog
+user recognises it; `query/posthog.py` translates PostHog's own JSON into these.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Operator = Literal[
+    "exact", "is_not", "contains", "not_contains", "regex", "not_regex",
+    "gt", "gte", "lt", "lte", "is_set", "is_not_set",
+]  # fmt: skip
+Math = Literal[
+    "total", "dau", "unique_group", "sum", "avg", "min", "max", "median",
+    "p75", "p90", "p95", "p99",
+]  # fmt: skip
+Interval = Literal["hour", "day", "week", "month"]
+Verdict = Literal["valid", "invalid", "unplanned"]
+ALL_VERDICTS: tuple[Verdict, ...] = ("valid", "invalid", "unplanned")
+BREAKDOWN_OTHER = "$$_posthog_breakdown_other_$$"
+BREAKDOWN_NULL = "$$_posthog_breakdown_null_$$"
+
+
+class PropertyFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: str
+    operator: Operator = "exact"
+    value: Any = None
+
+
+class Series(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    event: str
+    filters: tuple[PropertyFilter, ...] = ()
+    math: Math = "total"
+    math_property: str | None = None
+    math_group_type: str = "workspace"
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.event
+
+
+class DateRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    date_from: str = "-7d"  # -Nh, -Nd, -Nw, -Nm, or an ISO date/time
+    date_to: str | None = None  # default: now
+
+
+class TrendsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="trends"):
+    series: tuple[Series, ...]
+    interval: Interval = "day"
+    date_range: DateRange = DateRange()
+    breakdown: str | None = None
+    breakdown_limit: int = 25
+    formula: str | None = None
+    compare: bool = False
+    verdicts: tuple[Verdict, ...] = ALL_VERDICTS
+    project: str | None = None
+
+
+class Exclusion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    event: str
+    filters: tuple[PropertyFilter, ...] = ()
+    from_step: int = 0
+    to_step: int = 1
+
+
+class FunnelsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="funnel"):
+    steps: tuple[Series, ...]
+    date_range: DateRange = DateRange(date_from="-30d")
+    window_seconds: int = 14 * 24 * 3600
+    order: Literal["ordered", "strict"] = "ordered"
+    breakdown: str | None = None
+    breakdown_limit: int = 25
+    breakdown_attribution: Literal["first_touch", "last_touch", "step"] = "first_touch"
+    attribution_step: int = 0
+    exclusions: tuple[Exclusion, ...] = ()
+    aggregate_by: Literal["person", "group"] = "person"
+    group_type: str = "workspace"
+    verdicts: tuple[Verdict, ...] = ALL_VERDICTS
+    project: str | None = None
+
+
+Query = TrendsQuery | FunnelsQuery
+
+
+class Warning(msgspec.Struct, frozen=True):
+    """A reason to distrust a number: the plan-aware part of every result."""
+
+    code: Literal["unplanned_event", "invalid_share", "unplanned_property"]
+    event: str
+    message: str
+    property: str | None = None
+    share: float | None = None

@@ -1,0 +1,249 @@
+"""PostHog's query schema (`TrendsQuery`, `FunnelsQuery`, `HogQLQuery`) to ours and back.
+
+Only the part eventplan computes is accepted; any other field is refused with a
+400 that names it, so a script never silently gets an answer to another question.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventplan.query.model import (
+    DateRange,
+    Exclusion,
+    FunnelsQuery,
+    PropertyFilter,
+    Query,
+    Series,
+    TrendsQuery,
+)
+from eventplan.query.sql import QueryError
+
+SERIES_KEYS = {
+    "kind",
+    "event",
+    "name",
+    "custom_name",
+    "math",
+    "math_property",
+    "math_group_type_index",
+    "properties",
+}
+TRENDS_KEYS = {
+    "kind",
+    "series",
+    "interval",
+    "dateRange",
+    "breakdownFilter",
+    "trendsFilter",
+    "compareFilter",
+    "properties",
+    "filterTestAccounts",
+}
+FUNNELS_KEYS = {
+    "kind",
+    "series",
+    "dateRange",
+    "breakdownFilter",
+    "funnelsFilter",
+    "properties",
+    "aggregation_group_type_index",
+    "filterTestAccounts",
+}
+FUNNEL_FILTER_KEYS = {
+    "funnelWindowInterval",
+    "funnelWindowIntervalUnit",
+    "funnelOrderType",
+    "exclusions",
+    "breakdownAttributionType",
+    "breakdownAttributionValue",
+    "funnelVizType",
+}
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
+
+
+def _refuse_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise QueryError(f"{where}: eventplan does not support {', '.join(unknown)}")
+
+
+def _filters(raw: Any, where: str) -> tuple[PropertyFilter, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise QueryError(f"{where}.properties must be a list")
+    result = []
+    for item in raw:
+        if not isinstance(item, dict) or "key" not in item:
+            raise QueryError(f"{where}.properties: each filter needs a `key`")
+        _refuse_unknown(item, {"key", "value", "operator", "type", "label"}, f"{where} filter")
+        if item.get("type", "event") != "event":
+            raise QueryError(f"{where}: only event property filters are supported")
+        operator = item.get("operator", "exact")
+        result.append(PropertyFilter(key=item["key"], operator=operator, value=item.get("value")))
+    return tuple(result)
+
+
+def _series(raw: Any, index: int, global_filters: tuple[PropertyFilter, ...]) -> Series:
+    where = f"series[{index}]"
+    if not isinstance(raw, dict) or raw.get("kind", "EventsNode") != "EventsNode":
+        raise QueryError(f"{where} must be an EventsNode")
+    _refuse_unknown(raw, SERIES_KEYS, where)
+    if not isinstance(raw.get("event"), str):
+        raise QueryError(f"{where} needs an `event`")
+    math = raw.get("math", "total")
+    if math in ("unique_group",) and raw.get("math_group_type_index", 0) != 0:
+        raise QueryError(f"{where}: only group type index 0 (workspace) is supported")
+    return Series(
+        event=raw["event"],
+        filters=_filters(raw.get("properties"), where) + global_filters,
+        math=math,
+        math_property=raw.get("math_property"),
+        name=raw.get("custom_name") or "",
+    )
+
+
+def _date_range(raw: Any, default_from: str) -> DateRange:
+    if raw is None:
+        return DateRange(date_from=default_from)
+    if not isinstance(raw, dict):
+        raise QueryError("dateRange must be an object")
+    _refuse_unknown(raw, {"date_from", "date_to", "explicitDate"}, "dateRange")
+    return DateRange(date_from=raw.get("date_from") or default_from, date_to=raw.get("date_to"))
+
+
+def _breakdown(raw: Any) -> tuple[str | None, int]:
+    if not raw:
+        return None, 25
+    _refuse_unknown(raw, {"breakdown", "breakdown_type", "breakdown_limit"}, "breakdownFilter")
+    if raw.get("breakdown_type", "event") != "event":
+        raise QueryError("breakdownFilter: only event property breakdowns are supported")
+    breakdown = raw.get("breakdown")
+    if breakdown is not None and not isinstance(breakdown, str):
+        raise QueryError("breakdownFilter.breakdown must be one property name")
+    return breakdown, int(raw.get("breakdown_limit", 25))
+
+
+def from_posthog(body: Any) -> Query | str:
+    """Our query for a PostHog query object; a HogQLQuery comes back as its SQL text."""
+    if not isinstance(body, dict):
+        raise QueryError("the query must be a JSON object")
+    kind = body.get("kind")
+    if kind == "HogQLQuery":
+        _refuse_unknown(body, {"kind", "query"}, "HogQLQuery")
+        if not isinstance(body.get("query"), str):
+            raise QueryError("HogQLQuery needs a `query` string")
+        return str(body["query"])
+    global_filters = _filters(body.get("properties"), "query")
+    if kind == "TrendsQuery":
+        _refuse_unknown(body, TRENDS_KEYS, "TrendsQuery")
+        breakdown, limit = _breakdown(body.get("breakdownFilter"))
+        trends_filter = body.get("trendsFilter") or {}
+        _refuse_unknown(trends_filter, {"formula", "display"}, "trendsFilter")
+        compare = body.get("compareFilter") or {}
+        _refuse_unknown(compare, {"compare"}, "compareFilter")
+        return TrendsQuery(
+            series=tuple(
+                _series(s, i, global_filters) for i, s in enumerate(body.get("series") or [])
+            ),
+            interval=body.get("interval", "day"),
+            date_range=_date_range(body.get("dateRange"), "-7d"),
+            breakdown=breakdown,
+            breakdown_limit=limit,
+            formula=trends_filter.get("formula"),
+            compare=bool(compare.get("compare", False)),
+        )
+    if kind == "FunnelsQuery":
+        _refuse_unknown(body, FUNNELS_KEYS, "FunnelsQuery")
+        funnels_filter = body.get("funnelsFilter") or {}
+        _refuse_unknown(funnels_filter, FUNNEL_FILTER_KEYS, "funnelsFilter")
+        if funnels_filter.get("funnelVizType", "steps") != "steps":
+            raise QueryError("funnelsFilter.funnelVizType: only `steps` is supported")
+        unit = funnels_filter.get("funnelWindowIntervalUnit", "day")
+        if unit not in UNITS:
+            raise QueryError(f"funnelWindowIntervalUnit {unit!r} is not one of {', '.join(UNITS)}")
+        order = funnels_filter.get("funnelOrderType", "ordered")
+        if order not in ("ordered", "strict"):
+            raise QueryError(f"funnelOrderType {order!r}: only ordered and strict are supported")
+        breakdown, limit = _breakdown(body.get("breakdownFilter"))
+        exclusions = tuple(
+            Exclusion(
+                event=e["event"],
+                filters=_filters(e.get("properties"), "exclusion"),
+                from_step=int(e.get("funnelFromStep", 0)),
+                to_step=int(e.get("funnelToStep", 1)),
+            )
+            for e in funnels_filter.get("exclusions") or []
+        )
+        group = body.get("aggregation_group_type_index")
+        return FunnelsQuery(
+            steps=tuple(
+                _series(s, i, global_filters) for i, s in enumerate(body.get("series") or [])
+            ),
+            date_range=_date_range(body.get("dateRange"), "-30d"),
+            window_seconds=int(funnels_filter.get("funnelWindowInterval", 14)) * UNITS[unit],
+            order=order,
+            breakdown=breakdown,
+            breakdown_limit=limit,
+            breakdown_attribution=funnels_filter.get("breakdownAttributionType", "first_touch"),
+            attribution_step=int(funnels_filter.get("breakdownAttributionValue", 0)),
+            exclusions=exclusions,
+            aggregate_by="group" if group is not None else "person",
+        )
+    raise QueryError(
+        f"query kind {kind!r} is not supported (TrendsQuery, FunnelsQuery, HogQLQuery are)"
+    )
+
+
+def to_posthog(query: Query) -> dict[str, Any]:
+    def series(item: Series) -> dict[str, Any]:
+        node: dict[str, Any] = {"kind": "EventsNode", "event": item.event, "math": item.math}
+        if item.math_property:
+            node["math_property"] = item.math_property
+        if item.name:
+            node["custom_name"] = item.name
+        if item.filters:
+            node["properties"] = [
+                {"key": f.key, "value": f.value, "operator": f.operator, "type": "event"}
+                for f in item.filters
+            ]
+        return node
+
+    date_range = {"date_from": query.date_range.date_from, "date_to": query.date_range.date_to}
+    breakdown = (
+        {
+            "breakdownFilter": {
+                "breakdown": query.breakdown,
+                "breakdown_type": "event",
+                "breakdown_limit": query.breakdown_limit,
+            }
+        }
+        if query.breakdown
+        else {}
+    )
+    if isinstance(query, TrendsQuery):
+        body: dict[str, Any] = {
+            "kind": "TrendsQuery",
+            "series": [series(s) for s in query.series],
+            "interval": query.interval,
+            "dateRange": date_range,
+            **breakdown,
+        }
+        if query.formula:
+            body["trendsFilter"] = {"formula": query.formula}
+        if query.compare:
+            body["compareFilter"] = {"compare": True}
+        return body
+    return {
+        "kind": "FunnelsQuery",
+        "series": [series(s) for s in query.steps],
+        "dateRange": date_range,
+        "funnelsFilter": {
+            "funnelWindowInterval": query.window_seconds // 86400 or 1,
+            "funnelWindowIntervalUnit": "day" if query.window_seconds >= 86400 else "second",
+            "funnelOrderType": query.order,
+            "breakdownAttributionType": query.breakdown_attribution,
+        },
+        **breakdown,
+    }

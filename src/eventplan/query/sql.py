@@ -1,0 +1,200 @@
+"""SQL pieces for queries over the event store (the DuckDB dialect).
+
+Planned properties live in typed columns, everything else (and a value that did
+not fit its column) in `properties_rest`; a property expression reads both, so a
+query never has to know where a value was stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventplan.errors import EventplanError
+from eventplan.query.model import DateRange, Interval, PropertyFilter, Series, Verdict
+from eventplan.store.columns import Column, quote
+
+PERSON = "COALESCE(m.person_id, e.person_id)"
+FROM = (
+    "events_data e LEFT JOIN person_distinct_ids m "
+    "ON m.project = e.project AND m.distinct_id = e.distinct_id"
+)
+QUANTILES = {"median": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+_RELATIVE = re.compile(r"^-(\d+)([hdwmy])$")
+
+
+class QueryError(EventplanError):
+    status = 400
+
+
+def json_path(key: str) -> str:
+    """A JSON path literal for one top-level key (PostHog keys may hold `$` and dots)."""
+    return "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
+
+
+class Compiler:
+    """Turns query parts into SQL text plus parameters, knowing the store's columns."""
+
+    def __init__(self, columns: Sequence[Column]) -> None:
+        self._by_key: dict[str, list[Column]] = {}
+        for column in columns:
+            self._by_key.setdefault(column.key, []).append(column)
+
+    def text(self, key: str) -> str:
+        parts = [f"CAST(e.{quote(c.name)} AS VARCHAR)" for c in self._by_key.get(key, [])]
+        parts.append(f"json_extract_string(e.properties_rest, {json_path(key)})")
+        return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
+
+    def number(self, key: str) -> str:
+        parts = [
+            f"CAST(e.{quote(c.name)} AS DOUBLE)"
+            for c in self._by_key.get(key, [])
+            if c.type in ("integer", "number")
+        ]
+        parts.append(
+            f"TRY_CAST(json_extract_string(e.properties_rest, {json_path(key)}) AS DOUBLE)"
+        )
+        return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
+
+    @staticmethod
+    def group(group_type: str) -> str:
+        path = '\'$."$groups"."' + group_type.replace("'", "''").replace('"', '\\"') + "\"'"
+        return f"json_extract_string(e.properties_rest, {path})"
+
+    def condition(self, flt: PropertyFilter, params: list[Any]) -> str:
+        op, value = flt.operator, flt.value
+        if op == "is_set":
+            return f"({self.text(flt.key)} IS NOT NULL)"
+        if op == "is_not_set":
+            return f"({self.text(flt.key)} IS NULL)"
+        if op in ("gt", "gte", "lt", "lte"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise QueryError(f"filter {flt.key} {op} needs a number, got {value!r}")
+            params.append(float(value))
+            symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+            return f"({self.number(flt.key)} {symbol} ?)"
+        if op in ("contains", "not_contains", "regex", "not_regex"):
+            if not isinstance(value, str):
+                raise QueryError(f"filter {flt.key} {op} needs text, got {value!r}")
+            expr = self.text(flt.key)
+            if op in ("contains", "not_contains"):
+                params.append(f"%{value}%")
+                test = f"{expr} ILIKE ?"
+            else:
+                params.append(value)
+                test = f"regexp_matches({expr}, ?)"
+            return f"({test})" if not op.startswith("not") else f"({expr} IS NULL OR NOT {test})"
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if not values:
+            raise QueryError(f"filter {flt.key} {op} needs a value")
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            expr = self.number(flt.key)
+            params.extend(float(v) for v in values)
+        else:
+            expr = self.text(flt.key)
+            params.extend(_as_text(v) for v in values)
+        marks = ", ".join("?" for _ in values)
+        if op == "exact":
+            return f"({expr} IN ({marks}))"
+        if op == "is_not":
+            return f"({expr} IS NULL OR {expr} NOT IN ({marks}))"
+        raise QueryError(f"unknown filter operator {op!r}")
+
+    def series_condition(
+        self, series: Series, verdicts: Sequence[Verdict], params: list[Any], project: str | None
+    ) -> str:
+        parts = ["e.event = ?"]
+        params.append(series.event)
+        parts.extend(self.condition(flt, params) for flt in series.filters)
+        parts.append(self.verdicts(verdicts, params))
+        if project is not None:
+            parts.append("e.project = ?")
+            params.append(project)
+        return " AND ".join(parts)
+
+    @staticmethod
+    def verdicts(verdicts: Sequence[Verdict], params: list[Any]) -> str:
+        params.extend(verdicts)
+        return f"e.verdict IN ({', '.join('?' for _ in verdicts)})"
+
+    def aggregate(self, series: Series) -> str:
+        math = series.math
+        if math == "total":
+            return "count(*)"
+        if math == "dau":
+            return f"count(DISTINCT {PERSON})"
+        if math == "unique_group":
+            return f"count(DISTINCT {self.group(series.math_group_type)})"
+        if series.math_property is None:
+            raise QueryError(f"math {math} needs a math_property")
+        value = self.number(series.math_property)
+        if math in QUANTILES:
+            return f"quantile_cont({value}, {QUANTILES[math]})"
+        return f"{math}({value})"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def bucket_sql(interval: Interval) -> str:
+    return f"CAST(date_trunc('{interval}', e.timestamp AT TIME ZONE 'UTC') AS TIMESTAMP)"
+
+
+def truncate(moment: datetime, interval: Interval) -> datetime:
+    moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if interval == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+    return day.replace(day=1)
+
+
+def step(moment: datetime, interval: Interval) -> datetime:
+    if interval == "hour":
+        return moment + timedelta(hours=1)
+    if interval == "day":
+        return moment + timedelta(days=1)
+    if interval == "week":
+        return moment + timedelta(days=7)
+    return (moment.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    relative = _RELATIVE.match(text.strip())
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        days = {"d": 1, "w": 7, "m": 30, "y": 365}.get(unit)
+        delta = timedelta(hours=amount) if unit == "h" else timedelta(days=amount * (days or 1))
+        return now - delta
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise QueryError(f"date {text!r} is neither -Nh/-Nd/-Nw/-Nm nor an ISO date") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def resolve_range(
+    date_range: DateRange, interval: Interval, now: datetime
+) -> tuple[datetime, datetime, list[datetime]]:
+    """Start (inclusive), end (exclusive) and the interval buckets, all naive UTC."""
+    end_moment = parse_moment(date_range.date_to, now) if date_range.date_to else now
+    start = truncate(parse_moment(date_range.date_from, now), interval)
+    end = end_moment.astimezone(UTC).replace(tzinfo=None)
+    if end <= start:
+        raise QueryError("the date range is empty: date_from must come before date_to")
+    buckets = []
+    cursor = start
+    while cursor < end:
+        buckets.append(cursor)
+        cursor = step(cursor, interval)
+        if len(buckets) > 20_000:
+            raise QueryError("the range has too many intervals; use a larger interval")
+    return start, end, buckets
