@@ -505,3 +505,302 @@ def import_command(db: Path, plan: Path, project: str | None, file: Path) -> Non
     finally:
         store.close()
     click.echo(f"imported {added:,} new event(s) into {db}", err=True)
+
+
+# -- insights -------------------------------------------------------------------------------
+
+
+def _store_for_reading(db: Path, plan: Any) -> Any:
+    """The store, read-only; a running server holds the file, so say how to reach it."""
+    from eventplan.store.duckdb import EventStore
+
+    if not db.exists():
+        raise click.ClickException(f"{db} does not exist")
+    try:
+        return EventStore(db, [plan], read_only=True)
+    except EventplanError as exc:
+        raise click.ClickException(
+            f"{exc}; while `eventplan serve` runs, use its /api/ endpoints"
+        ) from exc
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+        return
+    if result["kind"] == "FunnelsQuery":
+        groups = result["results"]
+        groups = [groups] if groups and isinstance(groups[0], dict) else groups
+        for steps in groups:
+            title = steps[0].get("breakdown_value") if steps else None
+            table = Table(title=f"funnel{f' — {title}' if title else ''}")
+            for column in ("step", "count", "from first", "from previous", "median s", "avg s"):
+                table.add_column(column, justify="left" if column == "step" else "right")
+            for step in steps:
+                table.add_row(
+                    step["name"],
+                    str(step["count"]),
+                    f"{step['conversion_from_first']:.1%}",
+                    f"{step['conversion_from_previous']:.1%}",
+                    _seconds(step["median_conversion_time"]),
+                    _seconds(step["average_conversion_time"]),
+                )
+            console.print(table)
+    else:
+        table = Table(title=f"trends by {result['interval']}")
+        table.add_column("series")
+        labels = result["results"][0]["labels"] if result["results"] else []
+        shown = labels[-8:]
+        for label in shown:
+            table.add_column(label, justify="right")
+        table.add_column("total", justify="right")
+        for item in result["results"]:
+            values = item["data"][-len(shown) :] if shown else []
+            table.add_row(item["label"], *(f"{v:g}" for v in values), f"{item['count']:g}")
+        console.print(table)
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning[/yellow] {warning['code']}: {warning['message']}")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:,.1f}"
+
+
+def _filters(values: tuple[str, ...]) -> tuple[Any, ...]:
+    """`key=value`, `key!=value`, `key~text`, `key>5`, `key<5`, `key?` (is set)."""
+    from eventplan.query.model import PropertyFilter
+
+    result = []
+    for text in values:
+        for symbol, operator in (
+            ("!=", "is_not"),
+            (">=", "gte"),
+            ("<=", "lte"),
+            ("=", "exact"),
+            ("~", "contains"),
+            (">", "gt"),
+            ("<", "lt"),
+        ):
+            if symbol in text:
+                key, _, raw = text.partition(symbol)
+                value: Any = raw
+                if operator in ("gt", "gte", "lt", "lte"):
+                    try:
+                        value = float(raw)
+                    except ValueError as exc:
+                        raise click.ClickException(
+                            f"filter {text!r}: {raw!r} is not a number"
+                        ) from exc
+                elif raw in ("true", "false"):
+                    value = raw == "true"
+                result.append(PropertyFilter(key=key, operator=operator, value=value))  # type: ignore[arg-type]
+                break
+        else:
+            if text.endswith("?"):
+                result.append(PropertyFilter(key=text[:-1], operator="is_set"))
+            else:
+                raise click.ClickException(f"filter {text!r}: use key=value, key!=value, key>5 …")
+    return tuple(result)
+
+
+@cli.group()
+def query() -> None:
+    """Ask the query engine: trends and funnels (`--json` for PostHog's result shape)."""
+
+
+_query_options = [
+    click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True),
+    click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True),
+    click.option("--from", "date_from", default="-7d", show_default=True),
+    click.option("--to", "date_to", default=None),
+    click.option("--breakdown"),
+    click.option("--where", "filters", multiple=True, help="Filter on every series/step."),
+    click.option(
+        "--verdict", "verdicts", multiple=True, type=click.Choice(["valid", "invalid", "unplanned"])
+    ),
+    click.option("--json", "as_json", is_flag=True),
+]
+
+
+def _with_query_options(function: Any) -> Any:
+    for option in reversed(_query_options):
+        function = option(function)
+    return function
+
+
+@query.command(name="trends")
+@click.argument("events", nargs=-1, required=True)
+@_with_query_options
+@click.option("--math", default="total", show_default=True)
+@click.option("--property", "math_property")
+@click.option("--interval", type=click.Choice(["hour", "day", "week", "month"]), default="day")
+@click.option("--formula")
+@click.option("--compare", is_flag=True)
+def query_trends(
+    events: tuple[str, ...],
+    db: Path,
+    plan: Path,
+    date_from: str,
+    date_to: str | None,
+    breakdown: str | None,
+    filters: tuple[str, ...],
+    verdicts: tuple[str, ...],
+    as_json: bool,
+    math: str,
+    math_property: str | None,
+    interval: str,
+    formula: str | None,
+    compare: bool,
+) -> None:
+    """Trends of EVENTS (one series each)."""
+    from eventplan.query.engine import run_query
+    from eventplan.query.model import DateRange, Series, TrendsQuery
+
+    loaded = _load(plan)
+    try:
+        spec = TrendsQuery(
+            series=tuple(
+                Series(
+                    event=e,
+                    filters=_filters(filters),
+                    math=math,  # type: ignore[arg-type]
+                    math_property=math_property,
+                )
+                for e in events
+            ),
+            interval=interval,  # type: ignore[arg-type]
+            date_range=DateRange(date_from=date_from, date_to=date_to),
+            breakdown=breakdown,
+            formula=formula,
+            compare=compare,
+            verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
+        )
+        store = _store_for_reading(db, loaded)
+        try:
+            result = run_query(store, loaded, spec)
+        finally:
+            store.close()
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_result(result, as_json)
+
+
+@query.command(name="funnel")
+@click.argument("steps", nargs=-1, required=True)
+@_with_query_options
+@click.option("--window-days", type=int, default=14, show_default=True)
+@click.option("--strict", is_flag=True, help="Any other event in between resets progress.")
+def query_funnel(
+    steps: tuple[str, ...],
+    db: Path,
+    plan: Path,
+    date_from: str,
+    date_to: str | None,
+    breakdown: str | None,
+    filters: tuple[str, ...],
+    verdicts: tuple[str, ...],
+    as_json: bool,
+    window_days: int,
+    strict: bool,
+) -> None:
+    """A funnel over STEPS (event names, in order)."""
+    from eventplan.query.engine import run_query
+    from eventplan.query.model import DateRange, FunnelsQuery, Series
+
+    loaded = _load(plan)
+    try:
+        spec = FunnelsQuery(
+            steps=tuple(Series(event=e, filters=_filters(filters)) for e in steps),
+            date_range=DateRange(date_from=date_from, date_to=date_to),
+            window_seconds=window_days * 86400,
+            order="strict" if strict else "ordered",
+            breakdown=breakdown,
+            verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
+        )
+        store = _store_for_reading(db, loaded)
+        try:
+            result = run_query(store, loaded, spec)
+        finally:
+            store.close()
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_result(result, as_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--from", "date_from", default="-30d", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def report(name: str, db: Path, plan: Path, date_from: str, as_json: bool) -> None:
+    """Print one of the plan's dashboards (NAME) in the terminal."""
+    from eventplan.query.dashboards import dashboard_data
+    from eventplan.query.model import DateRange
+
+    loaded = _load(plan)
+    store = _store_for_reading(db, loaded)
+    try:
+        data = dashboard_data(store, loaded, name, DateRange(date_from=date_from))
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+        return
+    console.rule(f"[bold]{data['title']}[/bold]")
+    for insight in data["insights"]:
+        console.print(f"\n[bold]{insight['title']}[/bold]")
+        _print_result(insight["result"], False)
+
+
+@cli.group()
+def alerts() -> None:
+    """The plan's alerts and the data-quality alerts."""
+
+
+@alerts.command(name="check")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--since", help="Check every completed interval since (e.g. -30d), not just the last."
+)
+@click.option("--json", "as_json", is_flag=True)
+def alerts_check(db: Path, plan: Path, since: str | None, as_json: bool) -> None:
+    """Evaluate every alert once; exit 1 when any fires (for cron and CI)."""
+    from eventplan.query.alerts import check_alerts
+
+    loaded = _load(plan)
+    store = _store_for_reading(db, loaded)
+    try:
+        results = check_alerts(store, loaded, since=since)
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(msgspec.json.encode([r.as_dict() for r in results]).decode() + "\n")
+    else:
+        table = Table(title="alerts")
+        for column in ("alert", "kind", "state", "when", "value", "threshold", "owner"):
+            table.add_column(column)
+        for result in results:
+            if not result.firing:
+                table.add_row(result.name, result.kind, "ok", "", "", "", result.owner)
+            for firing in result.firing[:10]:
+                label = result.name + (
+                    f" ({firing.breakdown_value})" if firing.breakdown_value else ""
+                )
+                table.add_row(
+                    label,
+                    result.kind,
+                    "[red]FIRING[/red]",
+                    firing.at,
+                    f"{firing.value:g}",
+                    firing.threshold,
+                    firing.owner,
+                )
+        console.print(table)
+    if any(result.fired for result in results):
+        sys.exit(1)

@@ -132,7 +132,7 @@ class Simulation:
 
     def _polling_failures(self, start: int) -> list[tuple[int, int, dict[str, Any]]]:
         """While the catalogue is down, every open tab's periodic refetch fails too."""
-        extra = []
+        extra: list[tuple[int, int, dict[str, Any]]] = []
         for number, incident in enumerate(self.incidents):
             if incident.kind != "models-fetch-down":
                 continue
