@@ -14,12 +14,13 @@ import hmac
 import logging
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,7 +31,13 @@ from eventplan.capture.errors import CaptureError, PayloadTooLarge, Unavailable
 from eventplan.capture.events import now_us
 from eventplan.capture.ingest import Ingestor, Project
 from eventplan.config import Settings
+from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
+from eventplan.query.alerts import check_alerts
+from eventplan.query.dashboards import NotFound, dashboard_data
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange
+from eventplan.query.posthog import from_posthog
 from eventplan.store.duckdb import EventStore, QueryError
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
@@ -174,6 +181,11 @@ class Server:
             Route("/array/{token}/config", self.remote_config, methods=["GET", "OPTIONS"]),
             Route("/array/{token}/config.js", self.remote_config_js, methods=["GET", "OPTIONS"]),
             Route("/api/sql", self.api_sql, methods=["POST"]),
+            Route("/api/projects/{project}/query", self.api_query, methods=["POST"]),
+            Route("/api/projects/{project}/query/", self.api_query, methods=["POST"]),
+            Route("/api/dashboards", self.api_dashboards, methods=["GET"]),
+            Route("/api/dashboards/{name}", self.api_dashboard, methods=["GET"]),
+            Route("/api/alerts", self.api_alerts, methods=["GET"]),
         ]
         return routes
 
@@ -322,6 +334,91 @@ class Server:
         except QueryError as exc:
             return error_response(400, str(exc))
         return json_response({"columns": columns, "results": rows})
+
+    def project(self, key: str | None) -> Project:
+        """A project by name or 1-based number; the first one when not given."""
+        if key is None:
+            return self.projects[0]
+        for number, project in enumerate(self.projects, start=1):
+            if key in (project.name, str(number)):
+                return project
+        raise NotFound(f"no project {key!r}; projects: {', '.join(p.name for p in self.projects)}")
+
+    async def _guarded(self, request: Request, work: Callable[[], Any]) -> Response:
+        """Authorized, computed off the event loop, errors in the one error shape."""
+        if not self._authorized(request):
+            return error_response(
+                401, "send `Authorization: Bearer <personal API key>`; project tokens cannot read"
+            )
+        try:
+            result = await run_in_threadpool(work)
+        except EventplanError as exc:
+            return error_response(exc.status, str(exc))
+        return json_response(result)
+
+    async def api_query(self, request: Request) -> Response:
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            return error_response(400, f"the body is not valid JSON: {exc}")
+        project_key = request.path_params["project"]
+
+        def work() -> Any:
+            project = self.project(project_key)
+            raw = body.get("query") if isinstance(body, dict) and "query" in body else body
+            parsed = from_posthog(raw)
+            if isinstance(parsed, str):
+                columns, rows = self.store.sql(parsed)
+                return {"columns": columns, "results": rows}
+            return run_query(self.store, project.plan, parsed)
+
+        return await self._guarded(request, work)
+
+    async def api_dashboards(self, request: Request) -> Response:
+        def work() -> Any:
+            plan = self.project(request.query_params.get("project")).plan
+            return {
+                "results": [
+                    {
+                        "name": d.name,
+                        "title": d.title,
+                        "description": d.description,
+                        "insights": [i.name for i in d.insights],
+                    }
+                    for d in plan.dashboards
+                ]
+            }
+
+        return await self._guarded(request, work)
+
+    async def api_dashboard(self, request: Request) -> Response:
+        params = request.query_params
+
+        def work() -> Any:
+            plan = self.project(params.get("project")).plan
+            date_range = DateRange(
+                date_from=params.get("date_from", "-30d"), date_to=params.get("date_to")
+            )
+            return dashboard_data(
+                self.store,
+                plan,
+                request.path_params["name"],
+                date_range,
+                params.get("interval"),
+                params.get("breakdown"),
+            )
+
+        return await self._guarded(request, work)
+
+    async def api_alerts(self, request: Request) -> Response:
+        params = request.query_params
+
+        def work() -> Any:
+            plan = self.project(params.get("project")).plan
+            results = check_alerts(self.store, plan, since=params.get("since"))
+            return {"results": [r.as_dict() for r in results]}
+
+        return await self._guarded(request, work)
 
 
 def serve_info_path(db: Path) -> Path:

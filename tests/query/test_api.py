@@ -1,0 +1,224 @@
+"""The query API speaks PostHog's query schema; dashboards and alerts as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from eventplan.cli import cli
+from tests.conftest import OPENCHAT
+from tests.servers import API_KEY, RunningServer, openchat_server
+
+
+@pytest.fixture(scope="module")
+def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("api")
+    runner = CliRunner()
+    events = folder / "events.jsonl"
+    assert (
+        runner.invoke(
+            cli, ["simulate", "--users", "300", "--days", "10", "--seed", "3", "--out", str(events)]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            cli,
+            [
+                "import",
+                "--db",
+                str(folder / "eventplan.duckdb"),
+                "--plan",
+                str(OPENCHAT),
+                str(events),
+            ],
+        ).exit_code
+        == 0
+    )
+    server = openchat_server(folder)
+    yield server
+    server.stop()
+
+
+def post(server: RunningServer, path: str, body: object, key: str = API_KEY) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}{path}", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
+
+
+def test_trends_query_in_posthog_shape_matches_plain_sql(busy_server: RunningServer) -> None:
+    response = post(
+        busy_server,
+        "/api/projects/1/query/",
+        {
+            "query": {
+                "kind": "TrendsQuery",
+                "series": [
+                    {
+                        "kind": "EventsNode",
+                        "event": "chat_message_stream",
+                        "properties": [
+                            {
+                                "key": "status",
+                                "value": "error",
+                                "operator": "exact",
+                                "type": "event",
+                            }
+                        ],
+                    }
+                ],
+                "interval": "day",
+                "dateRange": {"date_from": "-14d"},
+            }
+        },
+    )
+    assert response.status_code == 200, response.text
+    [series] = response.json()["results"]
+    rows = busy_server.sql(
+        "SELECT strftime(date_trunc('day', timestamp AT TIME ZONE 'UTC'), '%Y-%m-%dT%H:%M:%S'), "
+        "count(*) "
+        "FROM events WHERE event = 'chat_message_stream' AND properties->>'status' = 'error' "
+        "AND timestamp >= date_trunc('day', now() - INTERVAL 14 DAY) GROUP BY 1"
+    )
+    by_day = dict(zip(series["days"], series["data"], strict=True))
+    assert {day: count for day, count in rows} == {d: v for d, v in by_day.items() if v}
+    assert series["count"] == sum(count for _, count in rows)
+
+
+def test_funnel_and_hogql_queries(busy_server: RunningServer) -> None:
+    funnel = post(
+        busy_server,
+        "/api/projects/openchat/query/",
+        {
+            "query": {
+                "kind": "FunnelsQuery",
+                "series": [
+                    {"kind": "EventsNode", "event": "marketing.visit_landing"},
+                    {"kind": "EventsNode", "event": "dashboard.entered"},
+                ],
+                "dateRange": {"date_from": "-30d"},
+                "funnelsFilter": {"funnelWindowInterval": 14, "funnelWindowIntervalUnit": "day"},
+            }
+        },
+    ).json()
+    [[visitors]] = busy_server.sql(
+        "SELECT count(DISTINCT person_id) FROM events WHERE event = 'marketing.visit_landing'"
+    )
+    assert funnel["results"][0]["count"] == visitors
+    assert 0 < funnel["results"][1]["count"] < visitors
+    hogql = post(
+        busy_server,
+        "/api/projects/1/query/",
+        {"query": {"kind": "HogQLQuery", "query": "SELECT count(*) FROM events"}},
+    ).json()
+    assert hogql["columns"] and hogql["results"][0][0] > 0
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"kind": "TrendsQuery", "series": [], "lifecycleFilter": {}}, "lifecycleFilter"),
+        ({"kind": "RetentionQuery"}, "RetentionQuery"),
+        (
+            {"kind": "TrendsQuery", "series": [{"kind": "EventsNode", "event": "x", "fancy": 1}]},
+            "fancy",
+        ),
+        (
+            {
+                "kind": "FunnelsQuery",
+                "series": [{"kind": "EventsNode", "event": "x"}],
+                "funnelsFilter": {"funnelOrderType": "unordered"},
+            },
+            "unordered",
+        ),
+        ({"kind": "HogQLQuery", "query": "DROP TABLE events_data"}, "only SELECT"),
+    ],
+)
+def test_unsupported_queries_are_refused_by_name(
+    busy_server: RunningServer, query: dict[str, object], message: str
+) -> None:
+    response = post(busy_server, "/api/projects/1/query/", {"query": query})
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+def test_dashboards_and_alerts_as_json(busy_server: RunningServer) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    listing = httpx.get(f"{busy_server.url}/api/dashboards", headers=headers, timeout=30).json()
+    assert len(listing["results"]) == 5
+    board = httpx.get(
+        f"{busy_server.url}/api/dashboards/model_performance?date_from=-10d",
+        headers=headers,
+        timeout=60,
+    ).json()
+    assert [i["name"] for i in board["insights"]] == [
+        "success_rate_by_model",
+        "error_rate_by_model",
+        "median_duration_by_model",
+        "characters_by_model",
+    ]
+    assert board["insights"][0]["query"]["kind"] == "TrendsQuery"
+    assert board["insights"][0]["result"]["results"]
+    missing = httpx.get(f"{busy_server.url}/api/dashboards/nope", headers=headers, timeout=30)
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    alerts = httpx.get(f"{busy_server.url}/api/alerts", headers=headers, timeout=60).json()
+    assert {a["name"] for a in alerts["results"]} >= {"fallback_storage_share", "invalid_share"}
+
+
+def test_the_api_needs_the_personal_key(busy_server: RunningServer) -> None:
+    assert httpx.get(f"{busy_server.url}/api/dashboards", timeout=10).status_code == 401
+    assert (
+        post(busy_server, "/api/projects/1/query/", {}, key="phc_openchat_test").status_code == 401
+    )
+
+
+def test_report_and_query_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    events, db = tmp_path / "e.jsonl", tmp_path / "e.duckdb"
+    runner.invoke(cli, ["simulate", "--users", "200", "--days", "5", "--out", str(events)])
+    runner.invoke(cli, ["import", "--db", str(db), "--plan", str(OPENCHAT), str(events)])
+    report = runner.invoke(
+        cli,
+        ["report", "reliability", "--db", str(db), "--plan", str(OPENCHAT)],
+        env={"COLUMNS": "200"},
+    )
+    assert report.exit_code == 0 and "Reliability Board" in report.output
+    trends = runner.invoke(
+        cli,
+        [
+            "query",
+            "trends",
+            "chat.created",
+            "--db",
+            str(db),
+            "--plan",
+            str(OPENCHAT),
+            "--where",
+            "app=openchat-server",
+            "--json",
+        ],
+    )
+    assert trends.exit_code == 0, trends.output
+    funnel = runner.invoke(
+        cli,
+        [
+            "query",
+            "funnel",
+            "marketing.visit_landing",
+            "dashboard.entered",
+            "--db",
+            str(db),
+            "--plan",
+            str(OPENCHAT),
+            "--from",
+            "-10d",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert funnel.exit_code == 0 and "dashboard.entered" in funnel.output
+    unknown = runner.invoke(cli, ["report", "nope", "--db", str(db), "--plan", str(OPENCHAT)])
+    assert unknown.exit_code == 1 and "nope" in unknown.output

@@ -1,0 +1,203 @@
+"""Funnels, cross-checked against the brute-force reference, plus PostHog's rules by example."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventplan.plan import Plan
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange, Exclusion, FunnelsQuery, PropertyFilter, Series
+from tests.query import reference
+from tests.query.conftest import loaded_store
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = START + timedelta(days=20)
+RANGE = DateRange(date_from=START.isoformat(), date_to=END.isoformat())
+STEPS = [
+    "marketing.visit_landing",
+    "marketing.cta_clicked",
+    "dashboard.entered",
+    "openrouter.key_saved",
+]
+PROPS = {
+    "marketing.visit_landing": {
+        "referrer_url": "direct",
+        "referrer_domain": "direct",
+        "entry_path": "/",
+        "session_is_guest": True,
+    },
+    "marketing.cta_clicked": {"cta_id": "hero_try_openchat", "section": "hero"},
+    "dashboard.entered": {"chat_total": 0, "has_api_key": False},
+    "openrouter.key_saved": {"source": "modal"},
+}
+
+
+def event(name: str, who: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    props = {"app": "openchat-web", **PROPS.get(name, {}), **extra}
+    return {
+        "event": name,
+        "distinct_id": who,
+        "uuid": str(uuid.uuid4()),
+        "timestamp": at.isoformat(),
+        "properties": props,
+    }
+
+
+@st.composite
+def journeys(draw: st.DrawFn) -> list[dict[str, Any]]:
+    events = []
+    for person in range(draw(st.integers(min_value=1, max_value=8))):
+        who = [f"anon-{person}", f"user-{person}"]
+        for _ in range(draw(st.integers(min_value=0, max_value=7))):
+            name = draw(st.sampled_from([*STEPS, "sync.connection_state"]))
+            offset = draw(
+                st.one_of(
+                    st.sampled_from([0, 60, 14 * 86400, 14 * 86400 + 1]),
+                    st.integers(min_value=0, max_value=19 * 86400),
+                )
+            )
+            extra = {}
+            if name == "marketing.cta_clicked":
+                extra["cta_id"] = draw(st.sampled_from(["hero_try_openchat", "hero_request_demo"]))
+            events.append(
+                event(name, draw(st.sampled_from(who)), START + timedelta(seconds=offset), **extra)
+            )
+        if draw(st.booleans()):
+            events.append(
+                event(
+                    "$identify",
+                    who[1],
+                    START + timedelta(seconds=draw(st.integers(0, 19 * 86400))),
+                    **{"$anon_distinct_id": who[0]},
+                )
+            )
+    return events
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(journeys(), st.sampled_from([1, 14]))
+def test_step_counts_match_the_brute_force_reference(
+    openchat_plan: Plan, events: list[dict[str, Any]], window_days: int
+) -> None:
+    cta = [("cta_id", "exact", "hero_try_openchat")]
+    steps = [(STEPS[0], []), (STEPS[1], cta), (STEPS[2], []), (STEPS[3], [])]
+    want, _ = reference.funnel_counts(events, steps, timedelta(days=window_days), START, END)
+    query = FunnelsQuery(
+        steps=(
+            Series(STEPS[0]),
+            Series(STEPS[1], filters=(PropertyFilter("cta_id", "exact", "hero_try_openchat"),)),
+            Series(STEPS[2]),
+            Series(STEPS[3]),
+        ),
+        date_range=RANGE,
+        window_seconds=window_days * 86400,
+    )
+    with loaded_store(openchat_plan, events) as store:
+        result = run_query(store, openchat_plan, query, END)
+    assert [step["count"] for step in result["results"]] == want
+
+
+def test_conversion_rates_and_times(openchat_plan: Plan) -> None:
+    events = []
+    for person, gaps in enumerate([(60, 120, 300), (30, 90), (600,), ()]):
+        at = START + timedelta(hours=person)
+        events.append(event(STEPS[0], f"p{person}", at))
+        for step, gap in enumerate(gaps, start=1):
+            at += timedelta(seconds=gap)
+            events.append(event(STEPS[step], f"p{person}", at))
+    query = FunnelsQuery(steps=tuple(Series(s) for s in STEPS), date_range=RANGE)
+    with loaded_store(openchat_plan, events) as store:
+        steps = run_query(store, openchat_plan, query, END)["results"]
+    assert [s["count"] for s in steps] == [4, 3, 2, 1]
+    assert [s["conversion_from_first"] for s in steps] == [1.0, 0.75, 0.5, 0.25]
+    assert [s["conversion_from_previous"] for s in steps] == [
+        1.0,
+        0.75,
+        2 / 3 if False else round(2 / 3, 6),
+        0.5,
+    ]
+    assert steps[1]["median_conversion_time"] == statistics.median([60, 30, 600])
+    assert steps[1]["average_conversion_time"] == statistics.fmean([60, 30, 600])
+    assert steps[2]["median_conversion_time"] == statistics.median([120, 90])
+    assert steps[3]["average_conversion_time"] == 300
+
+
+def test_a_guest_who_identifies_mid_funnel_counts_once(openchat_plan: Plan) -> None:
+    events = [
+        event(STEPS[0], "anon-1", START),
+        event(STEPS[1], "anon-1", START + timedelta(minutes=1)),
+        event(
+            "$identify", "user-1", START + timedelta(minutes=2), **{"$anon_distinct_id": "anon-1"}
+        ),
+        event(STEPS[2], "user-1", START + timedelta(minutes=3)),
+        event(STEPS[3], "user-1", START + timedelta(minutes=4)),
+    ]
+    query = FunnelsQuery(steps=tuple(Series(s) for s in STEPS), date_range=RANGE)
+    with loaded_store(openchat_plan, events) as store:
+        steps = run_query(store, openchat_plan, query, END)["results"]
+    assert [s["count"] for s in steps] == [1, 1, 1, 1]
+
+
+def test_repeated_steps_need_distinct_events_and_equal_timestamps_may_convert(
+    openchat_plan: Plan,
+) -> None:
+    same = START + timedelta(hours=1)
+    events = [event(STEPS[0], "a", same), event(STEPS[0], "b", same), event(STEPS[1], "b", same)]
+    query = FunnelsQuery(steps=(Series(STEPS[0]), Series(STEPS[0])), date_range=RANGE)
+    mixed = FunnelsQuery(steps=(Series(STEPS[0]), Series(STEPS[1])), date_range=RANGE)
+    with loaded_store(openchat_plan, events) as store:
+        repeated = run_query(store, openchat_plan, query, END)["results"]
+        converted = run_query(store, openchat_plan, mixed, END)["results"]
+    assert [s["count"] for s in repeated] == [2, 0]  # one landing event cannot be two steps
+    assert [s["count"] for s in converted] == [2, 1]  # same timestamp still converts
+
+
+def test_strict_order_exclusions_and_breakdown_attribution(openchat_plan: Plan) -> None:
+    events = [
+        event(STEPS[0], "strict", START, referrer_domain="google.com"),
+        event("sync.connection_state", "strict", START + timedelta(minutes=1), state="connected"),
+        event(STEPS[1], "strict", START + timedelta(minutes=2)),
+        event(STEPS[0], "excluded", START, referrer_domain="news.ycombinator.com"),
+        event(
+            "openrouter.key_prompt_shown",
+            "excluded",
+            START + timedelta(minutes=1),
+            reason="missing",
+        ),
+        event(STEPS[1], "excluded", START + timedelta(minutes=2)),
+    ]
+    steps = (Series(STEPS[0]), Series(STEPS[1]))
+    with loaded_store(openchat_plan, events) as store:
+        ordered = run_query(store, openchat_plan, FunnelsQuery(steps=steps, date_range=RANGE), END)
+        strict = run_query(
+            store, openchat_plan, FunnelsQuery(steps=steps, date_range=RANGE, order="strict"), END
+        )
+        excluded = run_query(
+            store,
+            openchat_plan,
+            FunnelsQuery(
+                steps=steps,
+                date_range=RANGE,
+                exclusions=(Exclusion("openrouter.key_prompt_shown", from_step=0, to_step=1),),
+            ),
+            END,
+        )
+        broken_down = run_query(
+            store,
+            openchat_plan,
+            FunnelsQuery(steps=steps, date_range=RANGE, breakdown="referrer_domain"),
+            END,
+        )
+    assert [s["count"] for s in ordered["results"]] == [2, 2]
+    assert [s["count"] for s in strict["results"]] == [2, 0]  # an event in between resets both
+    assert [s["count"] for s in excluded["results"]] == [1, 1]  # the excluded person is removed
+    by_value = {
+        group[0]["breakdown_value"]: [s["count"] for s in group] for group in broken_down["results"]
+    }
+    assert by_value == {"google.com": [1, 1], "news.ycombinator.com": [1, 1]}

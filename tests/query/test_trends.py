@@ -1,0 +1,239 @@
+"""Trends, cross-checked against the pure-Python reference on generated event streams."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventplan.plan import Plan
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange, PropertyFilter, Series, TrendsQuery
+from tests.query import reference
+from tests.query.conftest import loaded_store
+
+START = datetime(2026, 11, 10, tzinfo=UTC)
+DAYS = 6
+RANGE = DateRange(date_from=START.isoformat(), date_to=(START + timedelta(days=DAYS)).isoformat())
+MODELS = ["openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "google/gemini-2.0-flash"]
+
+# Times on and around day boundaries and duplicates, plus anywhere in the range.
+boundary_seconds = st.sampled_from([0, 1, 86_399, 86_400, 86_401, 3 * 86_400, DAYS * 86_400 - 1])
+seconds = st.one_of(boundary_seconds, st.integers(min_value=-3600, max_value=DAYS * 86_400 + 3600))
+maybe = st.one_of(st.just("missing"), st.none())
+
+
+@st.composite
+def stream_event(draw: st.DrawFn) -> dict[str, Any]:
+    person = draw(st.integers(min_value=0, max_value=5))
+    props: dict[str, Any] = {"app": "openchat-server", "chat_id": "c"}
+    status = draw(st.sampled_from(["completed", "error", "aborted", "eror", "missing"]))
+    if status != "missing":
+        props["status"] = status
+    duration = draw(
+        st.one_of(
+            st.integers(min_value=0, max_value=10_000), maybe, st.sampled_from(["1200", "slow"])
+        )
+    )
+    if duration != "missing":
+        props["duration_ms"] = duration
+    model = draw(st.sampled_from([*MODELS, "missing", None, 7]))
+    if model != "missing":
+        props["model_id"] = model
+    if draw(st.booleans()):
+        props["$groups"] = {"workspace": f"ws-{draw(st.integers(min_value=0, max_value=3))}"}
+    return {
+        "event": "chat_message_stream",
+        "distinct_id": draw(st.sampled_from([f"user-{person}", f"anon-{person}"])),
+        "uuid": str(uuid.UUID(int=draw(st.integers(min_value=1, max_value=2**120)), version=4)),
+        "timestamp": (START + timedelta(seconds=draw(seconds))).isoformat(),
+        "properties": props,
+    }
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
+    events = draw(st.lists(stream_event(), min_size=1, max_size=60, unique_by=lambda e: e["uuid"]))
+    for person in draw(st.sets(st.integers(min_value=0, max_value=5), max_size=4)):
+        events.append(
+            {
+                "event": "$identify",
+                "distinct_id": f"user-{person}",
+                "uuid": str(uuid.uuid4()),
+                "timestamp": (START + timedelta(seconds=draw(seconds))).isoformat(),
+                "properties": {"$anon_distinct_id": f"anon-{person}"},
+            }
+        )
+    return events
+
+
+MATHS = [
+    ("total", None),
+    ("dau", None),
+    ("unique_group", None),
+    ("sum", "duration_ms"),
+    ("avg", "duration_ms"),
+    ("min", "duration_ms"),
+    ("max", "duration_ms"),
+    ("median", "duration_ms"),
+    ("p90", "duration_ms"),
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_every_math_with_and_without_breakdown_matches_the_reference(
+    openchat_plan: Plan, events: list[dict[str, Any]]
+) -> None:
+    now = START + timedelta(days=DAYS)
+    with loaded_store(openchat_plan, events) as store:
+        for math, prop in MATHS:
+            for breakdown in (None, "model_id"):
+                query = TrendsQuery(
+                    series=(Series("chat_message_stream", math=math, math_property=prop),),  # type: ignore[arg-type]
+                    date_range=RANGE,
+                    breakdown=breakdown,
+                )
+                got = {
+                    item.get("breakdown_value"): item["data"]
+                    for item in run_query(store, openchat_plan, query, now)["results"]
+                }
+                want = reference.trend(
+                    events, "chat_message_stream", [], math, prop, START, DAYS, breakdown
+                )
+                assert set(got) == set(want), (math, breakdown)
+                for key, values in want.items():
+                    assert got[key] == [round(v, 6) for v in values], (math, breakdown, key)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_filters_and_formulas_match_the_reference(
+    openchat_plan: Plan, events: list[dict[str, Any]]
+) -> None:
+    now = START + timedelta(days=DAYS)
+    error = [("status", "exact", "error")]
+    with loaded_store(openchat_plan, events) as store:
+        query = TrendsQuery(
+            series=(
+                Series("chat_message_stream"),
+                Series(
+                    "chat_message_stream", filters=(PropertyFilter("status", "exact", "error"),)
+                ),
+            ),
+            date_range=RANGE,
+            formula="B / A * 100",
+        )
+        [result] = run_query(store, openchat_plan, query, now)["results"]
+        totals = reference.trend(events, "chat_message_stream", [], "total", None, START, DAYS)[
+            None
+        ]
+        errors = reference.trend(events, "chat_message_stream", error, "total", None, START, DAYS)[
+            None
+        ]
+        assert result["data"] == [
+            round(e / t * 100, 6) if t else 0.0 for e, t in zip(errors, totals, strict=True)
+        ]
+        for flt in [
+            ("status", "is_not", "error"),
+            ("duration_ms", "gt", 5000),
+            ("model_id", "is_set", None),
+        ]:
+            query = TrendsQuery(
+                series=(Series("chat_message_stream", filters=(PropertyFilter(*flt),)),),  # type: ignore[arg-type]
+                date_range=RANGE,
+            )
+            [item] = run_query(store, openchat_plan, query, now)["results"]
+            assert (
+                item["data"]
+                == reference.trend(
+                    events, "chat_message_stream", [flt], "total", None, START, DAYS
+                )[None]
+            ), flt
+
+
+def test_breakdown_keeps_the_top_values_and_folds_the_rest(openchat_plan: Plan) -> None:
+    events = []
+    for index, model in enumerate(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] + [None]):
+        props = {"app": "openchat-server", "chat_id": "c", "status": "completed", "duration_ms": 1}
+        if model:
+            props["model_id"] = model
+        events.append(
+            {
+                "event": "chat_message_stream",
+                "distinct_id": "u",
+                "uuid": str(uuid.uuid4()),
+                "timestamp": (START + timedelta(hours=index)).isoformat(),
+                "properties": props,
+            }
+        )
+    with loaded_store(openchat_plan, events) as store:
+        query = TrendsQuery(
+            series=(Series("chat_message_stream"),),
+            date_range=RANGE,
+            breakdown="model_id",
+            breakdown_limit=2,
+        )
+        counts = {
+            item["breakdown_value"]: item["count"]
+            for item in run_query(store, openchat_plan, query, START + timedelta(days=DAYS))[
+                "results"
+            ]
+        }
+    assert counts == {
+        "a": 5,
+        "b": 3,
+        "$$_posthog_breakdown_other_$$": 3,
+        "$$_posthog_breakdown_null_$$": 1,
+    }
+
+
+def test_compare_gives_the_previous_period_and_warnings_flag_broken_data(
+    openchat_plan: Plan,
+) -> None:
+    events = [
+        {
+            "event": "chat_message_stream",
+            "distinct_id": "u",
+            "uuid": str(uuid.uuid4()),
+            "timestamp": (START + timedelta(days=d, hours=1)).isoformat(),
+            "properties": {
+                "app": "openchat-server",
+                "chat_id": "c",
+                "status": status,
+                "duration_ms": 5,
+                "model_id": "m",
+            },
+        }
+        for d, status in [(-5, "completed"), (-4, "completed"), (1, "completed"), (2, "eror")]
+    ]
+    events.append(
+        {
+            "event": "chat.reaction",
+            "distinct_id": "u",
+            "uuid": str(uuid.uuid4()),
+            "timestamp": (START + timedelta(days=1)).isoformat(),
+            "properties": {},
+        }
+    )
+    with loaded_store(openchat_plan, events) as store:
+        query = TrendsQuery(
+            series=(
+                Series("chat_message_stream", filters=(PropertyFilter("colour", "is_set"),)),
+                Series("chat.reaction"),
+            ),
+            date_range=RANGE,
+            compare=True,
+        )
+        result = run_query(store, openchat_plan, query, START + timedelta(days=DAYS))
+        plain = TrendsQuery(series=(Series("chat_message_stream"),), date_range=RANGE, compare=True)
+        compared = run_query(store, openchat_plan, plain, START + timedelta(days=DAYS))
+    labels = {(r["label"], r["compare_label"]): r["count"] for r in compared["results"]}
+    assert labels == {("chat_message_stream", "current"): 2, ("chat_message_stream", "previous"): 2}
+    codes = {(w["code"], w["event"]) for w in result["warnings"]}
+    assert ("invalid_share", "chat_message_stream") in codes
+    assert ("unplanned_event", "chat.reaction") in codes
+    assert ("unplanned_property", "chat_message_stream") in codes
