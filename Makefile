@@ -18,8 +18,7 @@ node_modules/.installed: package.json package-lock.json
 	touch node_modules/.installed
 
 demo: $(STAMP)
-	$(BIN)/eventplan plan show plans/openchat.yaml
-	$(BIN)/eventplan validate plans/openchat.yaml examples/openchat-events.jsonl || test $$? -eq 1
+	$(BIN)/eventplan demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -239,6 +240,7 @@ def main() -> None:
 @click.option("--port", type=int, help="Port (default 8000).")
 @click.option("--token", multiple=True, help="Project token (repeatable).")
 @click.option("--api-key", multiple=True, help="Personal API key for /api/* (repeatable).")
+@click.option("--api-key-sha256", multiple=True, help="SHA-256 hex of a personal API key.")
 @click.option("--enforcement", type=click.Choice(["flag", "quarantine"]))
 @click.option("--trusted-proxy", multiple=True, help="Network whose X-Forwarded-For to trust.")
 @click.option(
@@ -804,3 +806,110 @@ def alerts_check(db: Path, plan: Path, since: str | None, as_json: bool) -> None
         console.print(table)
     if any(result.fired for result in results):
         sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--plan",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("plans/openchat.yaml"),
+    show_default=True,
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--days", type=int, default=30, show_default=True)
+@click.option("--no-wait", is_flag=True, help="Stop the server once the data is in (for tests).")
+def demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool) -> None:
+    """Start the server with the OpenChat plan, fed a simulated month with incidents."""
+    from eventplan import demo as demo_module
+    from eventplan.simulate.openchat import Incident, Simulation
+    from eventplan.simulate.send import send_to_server
+
+    data.mkdir(parents=True, exist_ok=True)
+    state_path = data / "demo.json"
+    state = demo_module.load_state(state_path)
+    key = None
+    if "api_key_sha256" not in state:
+        key, state["api_key_sha256"] = demo_module.new_key()
+        demo_module.save_state(state_path, state)
+    db = data / "eventplan.duckdb"
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process = demo_module.start_server(plan, db, port, state["api_key_sha256"])
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        if not state.get("seeded"):
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            simulation = Simulation(
+                _load(plan),
+                users=users,
+                days=days,
+                seed=2026,
+                incidents=[Incident.parse(text) for text in demo_module.INCIDENTS],
+            )
+            events = list(simulation.events())
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task(f"simulating {users:,} OpenChat users", total=len(events))
+                sent, problems = send_to_server(
+                    events, url, demo_module.TOKEN, 0, lambda n: bar.advance(task, n)
+                )
+            if problems:
+                raise click.ClickException(f"the client reported: {problems[0]}")
+            httpx_wait_stored(url, sent)
+            state["seeded"] = {"events": sent, "users": users, "days": days}
+            demo_module.save_state(state_path, state)
+        console.print(
+            f"\n[bold]eventplan demo[/bold] — {state['seeded']['events']:,} events stored"
+        )
+        console.print(f"  capture (PostHog host):  {url}   project token: {demo_module.TOKEN}")
+        console.print(f"  dashboards (JSON):       {url}/api/dashboards")
+        console.print(f"  query API:               {url}/api/projects/1/query/")
+        console.print(f"  health:                  {url}/_health")
+        if key is not None:
+            console.print(f"  personal API key (shown once, kept hashed): [bold]{key}[/bold]")
+            console.print(f"    curl -H 'Authorization: Bearer {key}' {url}/api/dashboards")
+        else:
+            console.print(f"  personal API key: printed on the first run (hash in {state_path})")
+        console.print(
+            f"  alerts:  eventplan alerts check --db {db} --plan {plan} --since -30d"
+            "  (with the server stopped)"
+        )
+        if no_wait:
+            return
+        console.print("Press Ctrl-C to stop.")
+        demo_module.wait(process)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def httpx_wait_stored(url: str, count: int) -> None:
+    """Wait (bounded) until the server has stored what it acknowledged."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{url}/_health", timeout=10).json()
+        if (
+            health["pending_events"] == 0
+            and health["inserted"] + health["duplicates_skipped"] >= count
+        ):
+            return
+        time.sleep(0.3)

@@ -35,6 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 8000, "port to listen on"),
     Setting("token", [], "project token(s) accepted for the default project (repeatable)"),
     Setting("api_key", [], "personal API key(s) for /api/* (repeatable; kept only hashed)"),
+    Setting("api_key_sha256", [], "SHA-256 (hex) of personal API key(s), to keep no key in config"),
     Setting(
         "enforcement", "flag", "flag: store everything, marked; quarantine: hold back bad events"
     ),
@@ -61,6 +62,7 @@ class Settings:
     port: int
     projects: tuple[ProjectConfig, ...]
     api_keys: tuple[str, ...] = ()
+    api_key_hashes: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     max_body_bytes: int = 20 * 1024 * 1024
     max_pending_events: int = 2_000_000
@@ -145,6 +147,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         port=int(values["port"]),
         projects=tuple(projects),
         api_keys=tuple(values["api_key"]),
+        api_key_hashes=tuple(values["api_key_sha256"]),
         trusted_proxies=tuple(values["trusted_proxy"]),
         max_body_bytes=int(values["max_body_bytes"]),
         max_pending_events=int(values["max_pending_events"]),

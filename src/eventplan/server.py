@@ -125,6 +125,7 @@ class Server:
         quarantined = frozenset(p.name for p in self.projects if p.enforcement == "quarantine")
         self.writer = BackgroundWriter(self.store, self.wal, quarantine=quarantined)
         self._api_keys = [hash_key(key) for key in settings.api_keys]
+        self._api_keys += [bytes.fromhex(digest) for digest in settings.api_key_hashes]
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
         self.started = False

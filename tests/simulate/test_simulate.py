@@ -64,6 +64,14 @@ def test_every_event_is_valid_except_the_deliberately_broken(openchat_plan: Plan
     assert not_valid == set(simulation.broken)
 
 
+def test_every_event_has_its_own_uuid(openchat_plan: Plan) -> None:
+    incidents = [Incident.parse("models-fetch-down@day=2,hours=3")]
+    events = list(
+        Simulation(openchat_plan, users=300, days=5, seed=8, incidents=incidents).events()
+    )
+    assert len({e["uuid"] for e in events}) == len(events)
+
+
 def test_the_journey_covers_every_planned_event_and_identifies_guests(
     openchat_plan: Plan,
 ) -> None:
@@ -143,6 +151,43 @@ def test_parquet_output_in_posthog_event_shape(tmp_path: Path) -> None:
     assert table.column_names == ["uuid", "event", "distinct_id", "timestamp", "properties"]
     first = table.slice(0, 1).to_pylist()[0]
     assert first["event"] == "$pageview" and "referrer_url" in json.loads(first["properties"])
+
+
+def test_demo_starts_the_server_feeds_it_once_and_keeps_no_key(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    runner = CliRunner()
+    args = [
+        "demo",
+        "--data",
+        str(tmp_path),
+        "--port",
+        str(free_port()),
+        "--users",
+        "80",
+        "--days",
+        "5",
+        "--no-wait",
+    ]
+    first = runner.invoke(cli, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "personal API key (shown once" in first.output
+    key = next(w for w in first.output.split() if w.startswith("phx_"))
+    assert key not in (tmp_path / "demo.json").read_text()
+    second = runner.invoke(cli, args, env={"COLUMNS": "200"})
+    assert second.exit_code == 0 and "shown once" not in second.output
+    counted = runner.invoke(
+        cli,
+        [
+            "sql",
+            "--db",
+            str(tmp_path / "eventplan.duckdb"),
+            "--json",
+            "SELECT count(*), count(DISTINCT uuid) FROM events",
+        ],
+    )
+    [[total, distinct]] = json.loads(counted.output)["results"]
+    assert total == distinct > 0
 
 
 def test_sending_through_posthog_python_lands_every_event(

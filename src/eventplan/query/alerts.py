@@ -22,7 +22,7 @@ INTERVAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timede
 INVALID_SHARE_ALERT = 0.10  # data quality: more than 10% of an event's last 24 h is invalid
 INVALID_SHARE_MIN_EVENTS = 20
 SILENCE_HOURS = 24  # data quality: a planned event gone quiet this long...
-SILENCE_MIN_DAILY = 20  # ...after averaging at least this many a day over the week before
+SILENCE_MIN_DAILY = 20  # ...after a median day of at least this many in the week before
 
 
 @dataclass
@@ -208,13 +208,21 @@ def check_data_quality(
                         f"{bad}/{total} {event} events break the plan; owner: {owner}",
                     )
                 )
+        # Typical volume is the median day of the week before, so one burst (an
+        # incident) does not make an event look regular.
+        quiet_from = at - timedelta(hours=SILENCE_HOURS)
         _, rows = store.sql(
-            "SELECT event, count(*) FILTER (timestamp < ?), max(timestamp) FROM events_data "
+            "SELECT event, max(timestamp), "
+            "list(timestamp) FILTER (timestamp < ?) FROM events_data "
             "WHERE timestamp >= ? AND timestamp < ? GROUP BY event",
-            [at - timedelta(hours=SILENCE_HOURS), at - timedelta(days=7, hours=SILENCE_HOURS), at],
+            [quiet_from, quiet_from - timedelta(days=7), at],
         )
-        for event, before, last_seen in rows:
-            if event not in plan.events or before / 7 < SILENCE_MIN_DAILY:
+        for event, last_seen, stamps in rows:
+            per_day = [0] * 7
+            for stamp in stamps or []:
+                per_day[min(int((quiet_from - stamp).total_seconds() // 86400), 6)] += 1
+            before = statistics.median(per_day)
+            if event not in plan.events or before < SILENCE_MIN_DAILY:
                 continue
             if last_seen < at - timedelta(hours=SILENCE_HOURS):
                 owner = plan.events[event].owner

@@ -142,6 +142,7 @@ class Simulation:
                 index = rng.randrange(self.users)
                 user = _User(self, index, random.Random(f"{self.seed}:{index}"), start)
                 user.identified, user.distinct_id, user.has_key = True, user.member, True
+                user.rng = rng  # fresh uuids: the user's own stream already used its sequence
                 moment = begin + slot * 5 * MINUTE_US + rng.randrange(5 * MINUTE_US)
                 event = user.web(
                     "openrouter.models_fetch_failed",
