@@ -243,6 +243,8 @@ def main() -> None:
 @click.option("--api-key-sha256", multiple=True, help="SHA-256 hex of a personal API key.")
 @click.option("--enforcement", type=click.Choice(["flag", "quarantine"]))
 @click.option("--trusted-proxy", multiple=True, help="Network whose X-Forwarded-For to trust.")
+@click.option("--alert-interval", type=int, help="Seconds between alert checks (0: never).")
+@click.option("--webhook", help="URL notified when an alert fires or resolves.")
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file."
 )

@@ -44,6 +44,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_pending_events", 2_000_000, "acknowledged but unstored events before 503"),
     Setting("token_rate", 0, "events per second per token before 503 (0: no budget)"),
     Setting("hash_salt", None, "salt for `hash` privacy (default: generated once, kept in the db)"),
+    Setting("alert_interval", 300, "seconds between alert checks while serving (0: never)"),
+    Setting(
+        "webhook", None, "URL that gets a JSON POST (Slack-style `text`) when an alert changes"
+    ),
 )
 
 
@@ -68,6 +72,8 @@ class Settings:
     max_pending_events: int = 2_000_000
     token_rate: int = 0
     hash_salt: str | None = None
+    alert_interval: int = 300
+    webhook: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,6 +159,8 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         max_pending_events=int(values["max_pending_events"]),
         token_rate=int(values["token_rate"]),
         hash_salt=values["hash_salt"],
+        alert_interval=int(values["alert_interval"]),
+        webhook=values["webhook"],
     )
 
 

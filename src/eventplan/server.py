@@ -8,6 +8,7 @@ with Retry-After, which both clients retry.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -37,6 +38,7 @@ from eventplan.query.alerts import check_alerts
 from eventplan.query.dashboards import NotFound, dashboard_data
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange
+from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store.duckdb import EventStore, QueryError
 from eventplan.store.records import encode_events
@@ -126,6 +128,10 @@ class Server:
         self.writer = BackgroundWriter(self.store, self.wal, quarantine=quarantined)
         self._api_keys = [hash_key(key) for key in settings.api_keys]
         self._api_keys += [bytes.fromhex(digest) for digest in settings.api_key_hashes]
+        self.monitor = AlertMonitor(
+            self.store, {p.name: p.plan for p in self.projects}, settings.webhook
+        )
+        self._alert_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
         self.started = False
@@ -158,10 +164,25 @@ class Server:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.start()
+        if self.settings.alert_interval > 0:
+            self._alert_task = asyncio.create_task(self._check_alerts_forever())
         try:
             yield
         finally:
+            if self._alert_task is not None:
+                self._alert_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._alert_task
             self.stop()
+
+    async def _check_alerts_forever(self) -> None:
+        while True:
+            try:
+                changes = await run_in_threadpool(self.monitor.check)
+                await self.monitor.notify(changes)
+            except EventplanError as exc:
+                log.error("alert check failed: %s", exc)
+            await asyncio.sleep(self.settings.alert_interval)
 
     def app(self) -> Starlette:
         return Starlette(routes=self.routes(), lifespan=self.lifespan)
@@ -415,9 +436,28 @@ class Server:
         params = request.query_params
 
         def work() -> Any:
-            plan = self.project(params.get("project")).plan
-            results = check_alerts(self.store, plan, since=params.get("since"))
-            return {"results": [r.as_dict() for r in results]}
+            project = self.project(params.get("project"))
+            results = check_alerts(self.store, project.plan, since=params.get("since"))
+            _, history = self.store.sql(
+                "SELECT alert, kind, subject, state, value, threshold, owner, changed_at, notified "
+                "FROM alert_history WHERE project = ? ORDER BY changed_at DESC LIMIT 200",
+                [project.name],
+            )
+            keys = (
+                "alert",
+                "kind",
+                "subject",
+                "state",
+                "value",
+                "threshold",
+                "owner",
+                "at",
+                "notified",
+            )
+            return {
+                "results": [r.as_dict() for r in results],
+                "history": [dict(zip(keys, row, strict=True)) for row in history],
+            }
 
         return await self._guarded(request, work)
 

@@ -16,12 +16,15 @@ from eventplan.plan.model import Alert, Insight, Plan
 from eventplan.query.dashboards import insight_query
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
+from eventplan.query.sql import Compiler
 from eventplan.store.duckdb import EventStore
 
 INTERVAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 INVALID_SHARE_ALERT = 0.10  # data quality: more than 10% of an event's last 24 h is invalid
 INVALID_SHARE_MIN_EVENTS = 20
 SILENCE_HOURS = 24  # data quality: a planned event gone quiet this long...
+VOLUME_DROP_SHARE = 0.5  # data quality: an app_version's last 24 h below half its median day
+VOLUME_DROP_MIN_DAILY = 100  # ...for versions with at least this many events on a median day
 SILENCE_MIN_DAILY = 20  # ...after a median day of at least this many in the week before
 
 
@@ -177,6 +180,12 @@ def check_data_quality(
         f"a planned event seen before has not arrived for {SILENCE_HOURS} h",
         "",
     )
+    drop = AlertResult(
+        "volume_drop",
+        "data_quality",
+        f"an app_version sent less than {VOLUME_DROP_SHARE:.0%} of its median daily volume",
+        "",
+    )
     end = now
     start = _start(since, now) if since else now
     checks = []
@@ -237,4 +246,35 @@ def check_data_quality(
                         f"{event} last seen {last_seen.isoformat()}; owner: {owner}",
                     )
                 )
-    return [invalid, quiet]
+        _volume_drop(store, at, drop)
+    return [invalid, quiet, drop]
+
+
+def _volume_drop(store: EventStore, at: datetime, result: AlertResult) -> None:
+    """Per app_version: the last 24 h against the median of the 7 days before it."""
+    version = Compiler(store.columns).text("app_version")
+    _, rows = store.sql(
+        "SELECT version, day, count(*) FROM ("
+        f"  SELECT {version} AS version,"
+        "         floor(epoch(? - e.timestamp) / 86400)::INTEGER AS day"
+        "  FROM events_data e WHERE e.timestamp > ? AND e.timestamp <= ?"
+        ") WHERE version IS NOT NULL GROUP BY ALL",
+        [at, at - timedelta(days=8), at],
+    )
+    days: dict[str, list[int]] = {}
+    for name, day, count in rows:
+        days.setdefault(name, [0] * 8)[min(int(day), 7)] += count
+    for name, counts in days.items():
+        typical = statistics.median(counts[1:])
+        if typical >= VOLUME_DROP_MIN_DAILY and counts[0] < VOLUME_DROP_SHARE * typical:
+            result.firing.append(
+                Firing(
+                    "volume_drop",
+                    at.isoformat(),
+                    float(counts[0]),
+                    f"< {VOLUME_DROP_SHARE:g} × median {typical:g}",
+                    name,
+                    "",
+                    f"app_version {name}: {counts[0]} events in 24 h, median day {typical:g}",
+                )
+            )

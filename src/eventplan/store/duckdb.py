@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS person_distinct_ids (
 CREATE TABLE IF NOT EXISTS persons (
     project VARCHAR, person_id UUID, properties JSON, created_at TIMESTAMPTZ,
     PRIMARY KEY (project, person_id));
+CREATE TABLE IF NOT EXISTS alert_history (
+    project VARCHAR, alert VARCHAR, kind VARCHAR, subject VARCHAR, state VARCHAR,
+    value DOUBLE, threshold VARCHAR, owner VARCHAR, changed_at TIMESTAMPTZ, notified BOOLEAN);
 CREATE TABLE IF NOT EXISTS groups (
     project VARCHAR, group_type VARCHAR, group_key VARCHAR, properties JSON,
     updated_at TIMESTAMPTZ, PRIMARY KEY (project, group_type, group_key));
@@ -522,6 +525,34 @@ class EventStore:
                     "DELETE FROM persons WHERE project = ? AND person_id = ?::UUID",
                     [project, person],
                 )
+
+    def record_alert_changes(self, changes: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for change in changes:
+                self._run(
+                    "INSERT INTO alert_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+                    [
+                        change["project"],
+                        change["alert"],
+                        change["kind"],
+                        change["subject"],
+                        change["state"],
+                        change["value"],
+                        change["threshold"],
+                        change["owner"],
+                        change["at"],
+                    ],
+                )
+
+    def mark_alert_notified(
+        self, project: str, alert: str, subject: str, state: str, at: Any
+    ) -> None:
+        with self._lock:
+            self._run(
+                "UPDATE alert_history SET notified = true WHERE project = ? AND alert = ? "
+                "AND subject = ? AND state = ? AND changed_at = ?",
+                [project, alert, subject, state, at],
+            )
 
     def delete_quarantined(self, uuids: list[str]) -> None:
         with self._lock:
