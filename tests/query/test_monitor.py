@@ -1,4 +1,4 @@
-"""Alerts on a schedule: history, and a webhook told once when an alert fires and once when it resolves."""
+"""Alerts on a schedule: history, and a webhook told once on firing and once on resolving."""
 
 from __future__ import annotations
 
