@@ -176,7 +176,11 @@ def funnel_counts(
     reached = [0] * len(steps)
     chains: dict[str, list[datetime]] = {}
     for person, own in by_person.items():
-        own.sort(key=lambda e: (when(e), e["uuid"]))
+        # At the same moment, events go in step order (a page firing two steps converts).
+        def rank(e: dict[str, Any]) -> int:
+            return next((i for i, (n, f) in enumerate(steps) if matches(e, n, f)), len(steps))
+
+        own.sort(key=lambda e: (when(e), rank(e), e["uuid"]))
         best: list[datetime] = []
         for first, event in enumerate(own):
             if not matches(event, steps[0][0], steps[0][1]):

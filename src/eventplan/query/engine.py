@@ -306,10 +306,14 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         f"{', '.join(f'{flag} AS f{i}' for i, flag in enumerate(flags))} "
         f"FROM {FROM} WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
         + (f"AND {actor} IS NOT NULL " if query.aggregate_by == "group" else "")
-        + "ORDER BY actor, ts, e.uuid"
+        # Events at the same moment go in step order, so a page that fires two steps
+        # at once converts (as in PostHog); the uuid only makes the order total.
+        + "ORDER BY actor, ts, "
+        + f"CASE {' '.join(f'WHEN {flag} THEN {i}' for i, flag in enumerate(flags))} END, e.uuid"
     )
     _, rows = ctx.store.sql(
-        sql, params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+        sql,
+        params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)] + params,
     )
     steps = len(query.steps)
     best: dict[str, _Attempt] = {}

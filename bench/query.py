@@ -1,0 +1,224 @@
+"""Insight speed: eventplan's query engine on DuckDB vs ClickHouse (chDB) on the same events.
+
+    .venv/bin/pip install chdb==4.4.0   # the baseline engine, not a project dependency
+    .venv/bin/python bench/query.py [--events 1000000] [--persons 20000]
+
+Generates plan-shaped events over 30 days, loads them into eventplan's store, copies
+the stored rows to Parquet and into a chDB MergeTree ordered by (event, timestamp),
+then times three insights both ways (best of 3) and checks the answers agree:
+the seed's 4-step funnel (windowFunnel in ClickHouse), chat health trends with a
+breakdown, and the model-performance median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from eventplan.plan import load_plan
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange, FunnelsQuery, PropertyFilter, Series, TrendsQuery
+from eventplan.simulate.samples import sample_properties
+from eventplan.store.duckdb import EventStore
+from eventplan.store.records import StoredEvent
+
+PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+FUNNEL = [
+    "marketing.visit_landing",
+    "marketing.cta_clicked",
+    "dashboard.entered",
+    "openrouter.key_saved",
+]
+WEIGHTS = {
+    "marketing.visit_landing": 10,
+    "marketing.cta_clicked": 5,
+    "dashboard.entered": 4,
+    "openrouter.key_saved": 2,
+    "chat_message_submitted": 30,
+    "chat_message_stream": 30,
+    "chat.created": 8,
+    "sync.connection_state": 6,
+    "chat.attachment_event": 5,
+}
+
+
+def generate(plan: Any, count: int, persons: int) -> list[StoredEvent]:
+    rng = random.Random(1)
+    names = list(WEIGHTS)
+    weights = [WEIGHTS[n] for n in names]
+    start = int((NOW - timedelta(days=30)).timestamp() * 1_000_000)
+    span = 30 * 86_400 * 1_000_000
+    templates = {name: [sample_properties(plan, name, rng) for _ in range(50)] for name in names}
+    events = []
+    for _ in range(count):
+        name = rng.choices(names, weights)[0]
+        props = dict(rng.choice(templates[name]))
+        if name == "marketing.cta_clicked":
+            props["cta_id"] = "hero_try_openchat" if rng.random() < 0.8 else "hero_request_demo"
+        moment = start + rng.randrange(span)
+        events.append(
+            StoredEvent(
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                name,
+                f"user-{rng.randrange(persons)}",
+                moment,
+                moment,
+                plan.name,
+                None,
+                props,
+                None,
+                None,
+                "valid",
+                None,
+            )
+        )
+    return events
+
+
+def best(run: Callable[[], Any]) -> tuple[float, Any]:
+    fastest, result = float("inf"), None
+    for _ in range(3):
+        started = time.perf_counter()
+        result = run()
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--persons", type=int, default=20_000)
+    args = parser.parse_args()
+    import chdb.session
+
+    plan = load_plan(PLAN)
+    console = Console()
+    work = Path(tempfile.mkdtemp(prefix="eventplan-query-bench-"))
+    store = EventStore(work / "events.duckdb", [plan])
+    events = generate(plan, args.events, args.persons)
+    started = time.perf_counter()
+    for i in range(0, len(events), 100_000):
+        store.insert(events[i : i + 100_000], i + 1)
+    console.print(f"loaded {len(events):,} events in {time.perf_counter() - started:.1f} s")
+    parquet = work / "events.parquet"
+    store._run(  # noqa: SLF001 - a bench may reach in to export
+        f"COPY (SELECT person_id::VARCHAR AS person_id, event, timestamp AT TIME ZONE 'UTC' AS ts, "
+        f"properties->>'cta_id' AS cta_id, properties->>'model_id' AS model_id, "
+        f"properties->>'status' AS status, TRY_CAST(properties->>'duration_ms' AS DOUBLE) "
+        f"AS duration_ms FROM events) TO '{parquet}' (FORMAT parquet)"
+    )
+    ch = chdb.session.Session(str(work / "chdb"))
+    ch.query(
+        "CREATE TABLE events ENGINE = MergeTree ORDER BY (event, ts) AS "
+        f"SELECT * FROM file('{parquet}', Parquet)"
+    )
+    window = 14 * 86400
+    date_range = DateRange(
+        date_from=(NOW - timedelta(days=30)).isoformat(), date_to=NOW.isoformat()
+    )
+    cases = []
+
+    funnel = FunnelsQuery(
+        steps=(
+            Series(FUNNEL[0]),
+            Series(FUNNEL[1], filters=(PropertyFilter("cta_id", "exact", "hero_try_openchat"),)),
+            Series(FUNNEL[2]),
+            Series(FUNNEL[3]),
+        ),
+        date_range=date_range,
+    )
+    funnel_sql = (
+        "SELECT level, count() FROM (SELECT person_id, windowFunnel(" + str(window) + ")(ts, "
+        f"event = '{FUNNEL[0]}', event = '{FUNNEL[1]}' AND cta_id = 'hero_try_openchat', "
+        f"event = '{FUNNEL[2]}', event = '{FUNNEL[3]}') AS level FROM events "
+        f"WHERE event IN ('{FUNNEL[0]}', '{FUNNEL[1]}', '{FUNNEL[2]}', '{FUNNEL[3]}') "
+        "GROUP BY person_id) GROUP BY level ORDER BY level"
+    )
+    cases.append(
+        (
+            "seed funnel, 4 steps",
+            funnel,
+            funnel_sql,
+            lambda ours: [s["count"] for s in ours["results"]],
+            lambda rows: _funnel_levels(rows, 4),
+        )
+    )
+
+    health = TrendsQuery(
+        series=(Series("chat_message_stream"),),
+        interval="day",
+        date_range=date_range,
+        breakdown="status",
+    )
+    health_sql = (
+        "SELECT status, count() FROM events WHERE event = 'chat_message_stream' "
+        "GROUP BY toDate(ts), status ORDER BY status"
+    )
+    cases.append(
+        (
+            "chat health, daily by status",
+            health,
+            health_sql,
+            lambda ours: sum(r["count"] for r in ours["results"]),
+            lambda rows: sum(int(line.split(",")[1]) for line in rows),
+        )
+    )
+
+    medians = TrendsQuery(
+        series=(Series("chat_message_stream", math="median", math_property="duration_ms"),),
+        interval="month",
+        date_range=date_range,
+        breakdown="model_id",
+    )
+    medians_sql = (
+        "SELECT model_id, quantileExact(0.5)(duration_ms) FROM events "
+        "WHERE event = 'chat_message_stream' GROUP BY toStartOfMonth(ts), model_id"
+    )
+    cases.append(
+        (
+            "model median duration",
+            medians,
+            medians_sql,
+            lambda ours: len(ours["results"]),
+            lambda rows: len(rows),
+        )
+    )
+
+    table = Table(title=f"insights on {len(events):,} events, {args.persons:,} persons, 30 days")
+    for column in ("insight", "chDB s", "eventplan s", "ratio", "answers agree"):
+        table.add_column(column, justify="left" if column == "insight" else "right")
+    for name, query, sql, ours_key, theirs_key in cases:
+        their_time, their_rows = best(lambda sql=sql: ch.query(sql, "CSV").data().splitlines())
+        our_time, ours = best(lambda query=query: run_query(store, plan, query, NOW))
+        agree = ours_key(ours) == theirs_key(their_rows)
+        table.add_row(
+            name,
+            f"{their_time:.3f}",
+            f"{our_time:.3f}",
+            f"{our_time / their_time:.2f}",
+            "yes" if agree else f"NO ({ours_key(ours)} vs {theirs_key(their_rows)})",
+        )
+    console.print(table)
+    console.print(f"machine: {platform.machine()}, Python {platform.python_version()}, best of 3")
+    store.close()
+
+
+def _funnel_levels(rows: list[str], steps: int) -> list[int]:
+    at_level = {int(line.split(",")[0]): int(line.split(",")[1]) for line in rows}
+    return [sum(n for level, n in at_level.items() if level > i) for i in range(steps)]
+
+
+if __name__ == "__main__":
+    main()
