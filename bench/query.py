@@ -113,7 +113,7 @@ def main() -> None:
         store.insert(events[i : i + 100_000], i + 1)
     console.print(f"loaded {len(events):,} events in {time.perf_counter() - started:.1f} s")
     parquet = work / "events.parquet"
-    store._run(  # noqa: SLF001 - a bench may reach in to export
+    store._run(
         f"COPY (SELECT person_id::VARCHAR AS person_id, event, timestamp AT TIME ZONE 'UTC' AS ts, "
         f"properties->>'cta_id' AS cta_id, properties->>'model_id' AS model_id, "
         f"properties->>'status' AS status, TRY_CAST(properties->>'duration_ms' AS DOUBLE) "
@@ -121,10 +121,11 @@ def main() -> None:
     )
     ch = chdb.session.Session(str(work / "chdb"))
     ch.query(
-        "CREATE TABLE events ENGINE = MergeTree ORDER BY (event, ts) AS "
+        "CREATE TABLE events ENGINE = MergeTree ORDER BY (event, ts) "
+        "SETTINGS allow_nullable_key = 1 AS "
         f"SELECT * FROM file('{parquet}', Parquet)"
     )
-    window = 14 * 86400
+    window = 14 * 86400 * 1_000_000  # windowFunnel over microseconds
     date_range = DateRange(
         date_from=(NOW - timedelta(days=30)).isoformat(), date_to=NOW.isoformat()
     )
@@ -140,7 +141,8 @@ def main() -> None:
         date_range=date_range,
     )
     funnel_sql = (
-        "SELECT level, count() FROM (SELECT person_id, windowFunnel(" + str(window) + ")(ts, "
+        "SELECT level, count() FROM (SELECT person_id, windowFunnel(" + str(window) + ")("
+        "toUInt64(toUnixTimestamp64Micro(ts)), "
         f"event = '{FUNNEL[0]}', event = '{FUNNEL[1]}' AND cta_id = 'hero_try_openchat', "
         f"event = '{FUNNEL[2]}', event = '{FUNNEL[3]}') AS level FROM events "
         f"WHERE event IN ('{FUNNEL[0]}', '{FUNNEL[1]}', '{FUNNEL[2]}', '{FUNNEL[3]}') "
@@ -181,6 +183,7 @@ def main() -> None:
         interval="month",
         date_range=date_range,
         breakdown="model_id",
+        breakdown_limit=1000,
     )
     medians_sql = (
         "SELECT model_id, quantileExact(0.5)(duration_ms) FROM events "
@@ -191,8 +194,12 @@ def main() -> None:
             "model median duration",
             medians,
             medians_sql,
-            lambda ours: len(ours["results"]),
-            lambda rows: len(rows),
+            lambda ours: sorted(
+                (r["breakdown_value"], round(v)) for r in ours["results"] for v in r["data"] if v
+            ),
+            lambda rows: sorted(
+                (line.split(",")[0].strip('"'), round(float(line.split(",")[1]))) for line in rows
+            ),
         )
     )
 
