@@ -48,6 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "webhook", None, "URL that gets a JSON POST (Slack-style `text`) when an alert changes"
     ),
+    Setting("secure_cookies", 0, "1: session cookies only over HTTPS (set it behind TLS)"),
 )
 
 
@@ -74,6 +75,7 @@ class Settings:
     hash_salt: str | None = None
     alert_interval: int = 300
     webhook: str | None = None
+    secure_cookies: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -161,6 +163,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         hash_salt=values["hash_salt"],
         alert_interval=int(values["alert_interval"]),
         webhook=values["webhook"],
+        secure_cookies=bool(int(values["secure_cookies"])),
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,9 +23,11 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from eventplan.capture.decode import decode_body
 from eventplan.capture.enrich import TrustedProxies
@@ -35,7 +38,13 @@ from eventplan.config import Settings
 from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
 from eventplan.query.alerts import check_alerts
-from eventplan.query.dashboards import NotFound, dashboard_data
+from eventplan.query.dashboards import (
+    NotFound,
+    dashboard_data,
+    find_dashboard,
+    find_insight,
+    insight_data,
+)
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange
 from eventplan.query.monitor import AlertMonitor
@@ -44,6 +53,8 @@ from eventplan.store.duckdb import EventStore, QueryError
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import BackgroundWriter
+from eventplan.web.live import LiveFeed
+from eventplan.web.pages import Pages
 
 log = logging.getLogger("eventplan.server")
 _json = msgspec.json.Encoder()
@@ -132,6 +143,7 @@ class Server:
             self.store, {p.name: p.plan for p in self.projects}, settings.webhook
         )
         self._alert_task: asyncio.Task[None] | None = None
+        self.live = LiveFeed()
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
         self.started = False
@@ -185,11 +197,25 @@ class Server:
             await asyncio.sleep(self.settings.alert_interval)
 
     def app(self) -> Starlette:
-        return Starlette(routes=self.routes(), lifespan=self.lifespan)
+        secret = self.store.meta("session_secret")
+        if secret is None:
+            secret = secrets.token_hex(32)
+            self.store.set_meta("session_secret", secret)
+        middleware = [
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret,
+                session_cookie="eventplan_session",
+                same_site="strict",
+                https_only=self.settings.secure_cookies,
+                max_age=14 * 24 * 3600,
+            )
+        ]
+        return Starlette(routes=self.routes(), lifespan=self.lifespan, middleware=middleware)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "OPTIONS"]
-        routes = [Route("/_health", self.health, methods=["GET"])]
+        routes: list[BaseRoute] = [Route("/_health", self.health, methods=["GET"])]
         for path in CAPTURE_PATHS:
             routes += [Route(path, self.capture, methods=methods)]
             routes += [Route(path + "/", self.capture, methods=methods)]
@@ -207,8 +233,10 @@ class Server:
             Route("/api/projects/{project}/query/", self.api_query, methods=["POST"]),
             Route("/api/dashboards", self.api_dashboards, methods=["GET"]),
             Route("/api/dashboards/{name}", self.api_dashboard, methods=["GET"]),
+            Route("/api/dashboards/{name}/insights/{insight}", self.api_insight, methods=["GET"]),
             Route("/api/alerts", self.api_alerts, methods=["GET"]),
         ]
+        routes += Pages(self).routes()
         return routes
 
     # -- capture -----------------------------------------------------------------
@@ -241,6 +269,7 @@ class Server:
                 log.error("write-ahead log append failed: %s", exc)
                 raise Unavailable("the server cannot write to disk right now; retry", 5) from exc
             self.writer.submit(seq, ingested.events)
+            self.live.publish(ingested.events)
         except CaptureError as exc:
             self.counters[f"http_{exc.status}"] += 1
             return error_response(exc.status, exc.message, {**cors, **exc.headers})
@@ -331,13 +360,19 @@ class Server:
             }
         )
 
-    def _authorized(self, request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key:
+    def key_is_valid(self, key: str) -> bool:
+        if not key:
             return False
         digest = hash_key(key.strip())
         return any(hmac.compare_digest(digest, allowed) for allowed in self._api_keys)
+
+    def _authorized(self, request: Request) -> bool:
+        """A personal API key as a bearer token, or a logged-in browser session."""
+        if "session" in request.scope and request.session.get("user"):
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        return scheme.lower() == "bearer" and self.key_is_valid(key)
 
     async def api_sql(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -428,6 +463,27 @@ class Server:
                 date_range,
                 params.get("interval"),
                 params.get("breakdown"),
+            )
+
+        return await self._guarded(request, work)
+
+    async def api_insight(self, request: Request) -> Response:
+        params = request.query_params
+
+        def work() -> Any:
+            plan = self.project(params.get("project")).plan
+            board = find_dashboard(plan, request.path_params["name"])
+            insight = find_insight(board, request.path_params["insight"])
+            date_range = DateRange(
+                date_from=params.get("date_from", "-30d"), date_to=params.get("date_to") or None
+            )
+            return insight_data(
+                self.store,
+                plan,
+                insight,
+                date_range,
+                params.get("interval") or None,
+                params.get("breakdown") or None,
             )
 
         return await self._guarded(request, work)

@@ -71,6 +71,40 @@ def find_dashboard(plan: Plan, name: str) -> Dashboard:
     raise NotFound(f"no dashboard `{name}` in the plan (dashboards: {names})")
 
 
+def insight_data(
+    store: EventStore,
+    plan: Plan,
+    insight: Insight,
+    date_range: DateRange,
+    interval: str | None = None,
+    breakdown: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One insight of a dashboard, computed: what a chart panel shows."""
+    from eventplan.query.engine import run_query
+
+    chosen = breakdown if breakdown in insight.breakdowns else None
+    query = insight_query(insight, date_range, interval, chosen)
+    return {
+        "name": insight.name,
+        "title": insight.title,
+        "kind": insight.kind,
+        "display": insight.display or ("funnel" if insight.kind == "funnel" else "line"),
+        "breakdowns": list(insight.breakdowns),
+        "breakdown": query.breakdown,
+        "options": insight.options,
+        "query": query_json(query),
+        "result": run_query(store, plan, query, now),
+    }
+
+
+def find_insight(dashboard: Dashboard, name: str) -> Insight:
+    for insight in dashboard.insights:
+        if insight.name == name:
+            return insight
+    raise NotFound(f"dashboard `{dashboard.name}` has no insight `{name}`")
+
+
 def dashboard_data(
     store: EventStore,
     plan: Plan,
@@ -81,33 +115,16 @@ def dashboard_data(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every insight of a dashboard, computed once: the JSON API, the CLI and the UI render it."""
-    from eventplan.query.engine import run_query
-
     dashboard = find_dashboard(plan, name)
-    insights = []
-    for insight in dashboard.insights:
-        chosen = breakdown if breakdown in insight.breakdowns else None
-        query = insight_query(insight, date_range, interval, chosen)
-        result = run_query(store, plan, query, now)
-        insights.append(
-            {
-                "name": insight.name,
-                "title": insight.title,
-                "kind": insight.kind,
-                "display": insight.display or ("funnel" if insight.kind == "funnel" else "line"),
-                "breakdowns": list(insight.breakdowns),
-                "breakdown": query.breakdown,
-                "options": insight.options,
-                "query": query_json(query),
-                "result": result,
-            }
-        )
     return {
         "name": dashboard.name,
         "title": dashboard.title,
         "description": dashboard.description,
         "date_range": {"date_from": date_range.date_from, "date_to": date_range.date_to},
-        "insights": insights,
+        "insights": [
+            insight_data(store, plan, insight, date_range, interval, breakdown, now)
+            for insight in dashboard.insights
+        ],
     }
 
 

@@ -1,0 +1,79 @@
+"""Coverage: the plan against what actually arrives.
+
+Per planned event its volume (24 h, 7 d), when it was last seen and its invalid
+share; events planned but never seen; events seen but not planned; properties
+planned but never sent. The plan page and `eventplan coverage` both show this.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventplan.plan.model import Plan
+from eventplan.query.sql import Compiler
+from eventplan.store.duckdb import EventStore
+
+
+def coverage(store: EventStore, plan: Plan, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    _, rows = store.sql(
+        "SELECT event, count(*) FILTER (timestamp >= ?), count(*) FILTER (timestamp >= ?), "
+        "max(timestamp), count(*) FILTER (timestamp >= ? AND verdict <> 'valid'), count(*) "
+        "FROM events_data WHERE project = ? GROUP BY event",
+        [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), plan.name],
+    )
+    seen = {row[0]: row for row in rows}
+    compiler = Compiler(store.columns)
+    events = []
+    for name, event in plan.events.items():
+        row = seen.get(name)
+        last_7d = row[2] if row else 0
+        unsent: list[str] = []
+        if row:
+            props = list(plan.properties_of(name))
+            counts = ", ".join(f"count({compiler.text(p)})" for p in props)
+            _, [present] = store.sql(
+                f"SELECT {counts} FROM events_data e WHERE e.event = ? AND e.project = ?",
+                [name, plan.name],
+            )
+            unsent = [p for p, n in zip(props, present, strict=True) if not n]
+        events.append(
+            {
+                "event": name,
+                "description": event.description,
+                "owner": event.owner,
+                "surfaces": list(event.surfaces),
+                "trigger": f"{event.trigger.file} — {event.trigger.hook}",
+                "value": event.value,
+                "properties": [
+                    {
+                        "name": p.name,
+                        "type": p.type,
+                        "required": p.required,
+                        "enum": list(p.enum) if p.enum else None,
+                        "description": p.description,
+                    }
+                    for p in plan.properties_of(name).values()
+                ],
+                "last_24h": row[1] if row else 0,
+                "last_7d": last_7d,
+                "last_seen": row[3].isoformat() if row else None,
+                "invalid_share": round(row[4] / last_7d, 4) if row and last_7d else 0.0,
+                "total": row[5] if row else 0,
+                "properties_never_sent": unsent,
+            }
+        )
+    unplanned = [
+        {"event": name, "total": row[5], "last_seen": row[3].isoformat()}
+        for name, row in sorted(seen.items())
+        if name not in plan.events
+    ]
+    return {
+        "plan": plan.name,
+        "version": plan.version,
+        "events": events,
+        "planned_never_seen": [e["event"] for e in events if not e["total"]],
+        "seen_not_planned": [u for u in unplanned if not u["event"].startswith("$")],
+        "posthog_events_seen": [u for u in unplanned if u["event"].startswith("$")],
+    }

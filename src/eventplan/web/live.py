@@ -1,0 +1,70 @@
+"""The live feed: captured events fanned out to connected browsers, filtered on the server."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eventplan.store.records import StoredEvent
+
+QUEUE_SIZE = 1000  # a browser that falls this far behind misses events rather than slowing capture
+
+
+@dataclass
+class LiveFilter:
+    event: str = ""
+    distinct_id: str = ""
+    problems_only: bool = False
+
+    def matches(self, event: StoredEvent) -> bool:
+        if self.event and event.event != self.event:
+            return False
+        if self.distinct_id and event.distinct_id != self.distinct_id:
+            return False
+        return not (self.problems_only and event.verdict == "valid")
+
+
+@dataclass
+class Subscriber:
+    project: str
+    filter: LiveFilter
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+
+
+def row(event: StoredEvent) -> dict[str, Any]:
+    """What a live-feed row shows of an event."""
+    return {
+        "uuid": event.uuid,
+        "event": event.event,
+        "distinct_id": event.distinct_id,
+        "timestamp": datetime.fromtimestamp(event.timestamp / 1e6, UTC).isoformat(),
+        "verdict": event.verdict,
+        "violations": [
+            {"code": v.code, "property": v.property, "message": v.message, "severity": v.severity}
+            for v in event.violations or []
+        ],
+    }
+
+
+class LiveFeed:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, project: str, live_filter: LiveFilter) -> Subscriber:
+        subscriber = Subscriber(project, live_filter)
+        self._subscribers.append(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
+    def publish(self, events: list[StoredEvent]) -> None:
+        for subscriber in self._subscribers:
+            for event in events:
+                if event.project == subscriber.project and subscriber.filter.matches(event):
+                    if subscriber.queue.full():
+                        break
+                    subscriber.queue.put_nowait(row(event))

@@ -1,0 +1,204 @@
+"""The pages. Each renders what the JSON API already computes; none computes a number.
+
+Dashboards load their panels from `/api/dashboards/{name}/insights/{insight}` one by
+one, so the first chart shows without waiting for the slowest. `/live` streams
+captured events over server-sent events, filtered on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from eventplan.query.coverage import coverage
+from eventplan.web.live import LiveFilter
+
+if TYPE_CHECKING:
+    from eventplan.server import Server
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def csrf_ok(request: Request, submitted: str) -> bool:
+    expected = request.session.get("csrf", "")
+    return bool(expected) and hmac.compare_digest(str(expected), submitted)
+
+
+class Pages:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/", self.page(self.index), methods=["GET"]),
+            Route("/dashboards/{name}", self.page(self.dashboard), methods=["GET"]),
+            Route("/live", self.page(self.live), methods=["GET"]),
+            Route("/live/stream", self.page(self.live_stream), methods=["GET"]),
+            Route("/plan", self.page(self.plan), methods=["GET"]),
+            Route("/alerts", self.page(self.alerts), methods=["GET"]),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ]
+
+    def page(self, handler: Handler) -> Handler:
+        """Pages need a login; without one, go to the login form and come back."""
+
+        async def guarded(request: Request) -> Response:
+            if not request.session.get("user"):
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            return await handler(request)
+
+        return guarded
+
+    def render(self, request: Request, name: str, **context: Any) -> Response:
+        project = self.server.project(request.query_params.get("project"))
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "csrf": csrf_token(request),
+                "project": project.name,
+                "dashboards": project.plan.dashboards,
+                **context,
+            },
+        )
+
+    async def login(self, request: Request) -> Response:
+        error = ""
+        target = request.query_params.get("next", "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        if request.method == "POST":
+            form = await request.form()
+            key = str(form.get("key", ""))
+            if not csrf_ok(request, str(form.get("csrf", ""))):
+                error = "The form expired; please try again."
+            elif self.server.key_is_valid(key):
+                request.session["user"] = "api-key"
+                request.session["csrf"] = secrets.token_urlsafe(24)  # new session, new token
+                return RedirectResponse(target, status_code=303)
+            else:
+                error = "That key is not valid."
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"csrf": csrf_token(request), "error": error, "next": target},
+            status_code=401 if error else 200,
+        )
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        if not csrf_ok(request, str(form.get("csrf", ""))):
+            return Response("The form expired; reload the page.", status_code=403)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    async def index(self, request: Request) -> Response:
+        return self.render(request, "index.html")
+
+    async def dashboard(self, request: Request) -> Response:
+        project = self.server.project(request.query_params.get("project"))
+        name = request.path_params["name"]
+        board = next((d for d in project.plan.dashboards if d.name == name), None)
+        if board is None:
+            return self.render(request, "index.html", missing=name)
+        return self.render(request, "dashboard.html", board=board)
+
+    async def live(self, request: Request) -> Response:
+        project = self.server.project(request.query_params.get("project"))
+        _, rows = await run_in_threadpool(
+            self.server.store.sql,
+            "SELECT uuid::VARCHAR, event, distinct_id, timestamp, verdict, violations "
+            "FROM events_data WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT 50",
+            [project.name],
+        )
+        recent = [
+            {
+                "uuid": r[0],
+                "event": r[1],
+                "distinct_id": r[2],
+                "timestamp": r[3].isoformat(),
+                "verdict": r[4],
+                "violations": msgspec.json.decode(r[5]) if r[5] else [],
+            }
+            for r in rows
+        ]
+        return self.render(request, "live.html", recent=recent)
+
+    async def live_stream(self, request: Request) -> Response:
+        project = self.server.project(request.query_params.get("project"))
+        params = request.query_params
+        live_filter = LiveFilter(
+            event=params.get("event", ""),
+            distinct_id=params.get("distinct_id", ""),
+            problems_only=params.get("verdict") == "problems",
+        )
+        subscriber = self.server.live.subscribe(project.name, live_filter)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b": connected\n\n"
+                while not await request.is_disconnected():
+                    try:
+                        item = await asyncio.wait_for(subscriber.queue.get(), timeout=10)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield b"data: " + msgspec.json.encode(item) + b"\n\n"
+            finally:
+                self.server.live.unsubscribe(subscriber)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def plan(self, request: Request) -> Response:
+        project = self.server.project(request.query_params.get("project"))
+        report = await run_in_threadpool(coverage, self.server.store, project.plan)
+        return self.render(request, "plan.html", coverage=report)
+
+    async def alerts(self, request: Request) -> Response:
+        project = self.server.project(request.query_params.get("project"))
+        from eventplan.query.alerts import check_alerts
+
+        results = await run_in_threadpool(check_alerts, self.server.store, project.plan)
+        _, history = await run_in_threadpool(
+            self.server.store.sql,
+            "SELECT alert, subject, state, value, threshold, owner, changed_at, notified "
+            "FROM alert_history WHERE project = ? ORDER BY changed_at DESC LIMIT 100",
+            [project.name],
+        )
+        return self.render(
+            request,
+            "alerts.html",
+            results=[r.as_dict() for r in results],
+            history=history,
+            plan_alerts=project.plan.alerts,
+        )

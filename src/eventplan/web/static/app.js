@@ -1,0 +1,213 @@
+// eventplan UI: every number comes from the JSON API; this file only draws it.
+"use strict";
+
+const COLORS = ["#4f46e5", "#0891b2", "#16a34a", "#ea580c", "#db2777", "#7c3aed", "#ca8a04", "#64748b"];
+
+function rangeParams(form) {
+  const data = new FormData(form);
+  const params = new URLSearchParams();
+  let from = data.get("date_from");
+  if (from === "custom") {
+    from = data.get("custom_from") || "-30d";
+    if (data.get("custom_to")) params.set("date_to", data.get("custom_to"));
+  }
+  params.set("date_from", from);
+  if (data.get("interval")) params.set("interval", data.get("interval"));
+  return params;
+}
+
+function fmt(value) {
+  if (value === null || value === undefined) return "";
+  return Number.isInteger(value) ? value.toLocaleString() : Number(value).toLocaleString(undefined, { maximumFractionDigits: 2 });
+}
+
+function cell(tag, text, cls) {
+  const el = document.createElement(tag);
+  el.textContent = text;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function histogram(results) {
+  // A histogram of a numeric breakdown: counts per power-of-two bucket.
+  const buckets = new Map();
+  for (const r of results) {
+    const value = Number(r.breakdown_value);
+    if (!Number.isFinite(value)) continue;
+    const low = value <= 0 ? 0 : 2 ** Math.floor(Math.log2(value));
+    buckets.set(low, (buckets.get(low) || 0) + r.count);
+  }
+  const lows = [...buckets.keys()].sort((a, b) => a - b);
+  return { labels: lows.map((l) => `≥ ${fmt(l)}`), values: lows.map((l) => buckets.get(l)) };
+}
+
+function drawTrends(panel, data) {
+  const result = data.result;
+  const canvas = panel.querySelector("canvas");
+  const table = panel.querySelector("table.numbers");
+  table.replaceChildren();
+  const flagAbove = data.options && data.options.flag_above;
+  let config;
+  if (data.display === "histogram") {
+    const h = histogram(result.results);
+    config = { type: "bar", data: { labels: h.labels, datasets: [{ label: "events", data: h.values, backgroundColor: COLORS[0] }] } };
+    const head = table.insertRow();
+    head.append(cell("th", "bucket"), cell("th", "events", "num"));
+    h.labels.forEach((label, i) => { const row = table.insertRow(); row.append(cell("td", label), cell("td", fmt(h.values[i]), "num")); });
+  } else {
+    const stacked = data.display === "stacked_bars";
+    config = {
+      type: stacked ? "bar" : "line",
+      data: {
+        labels: result.results.length ? result.results[0].labels : [],
+        datasets: result.results.map((r, i) => ({
+          label: r.label, data: r.data, borderColor: COLORS[i % COLORS.length],
+          backgroundColor: COLORS[i % COLORS.length], tension: 0.2, pointRadius: 0,
+        })),
+      },
+      options: { scales: { x: { stacked }, y: { stacked, beginAtZero: true } } },
+    };
+    const head = table.insertRow();
+    const summary = result.results.length && result.results[0].data.length ? "average" : "";
+    head.append(cell("th", "series"), cell("th", "total", "num"), cell("th", summary, "num"));
+    for (const r of result.results) {
+      const row = table.insertRow();
+      const average = r.data.length ? r.count / r.data.length : 0;
+      row.dataset.series = r.label;
+      row.dataset.total = r.count;
+      if (flagAbove !== undefined && average > flagAbove) row.className = "flagged";
+      row.append(cell("td", r.label), cell("td", fmt(r.count), "num"), cell("td", fmt(average), "num"));
+    }
+  }
+  config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
+    plugins: { legend: { display: true, position: "bottom", labels: { boxWidth: 10, font: { size: 11 } } } } }, config.options || {});
+  if (panel.chart) panel.chart.destroy();
+  panel.chart = new Chart(canvas, config);
+}
+
+function drawFunnel(panel, data) {
+  const groups = Array.isArray(data.result.results[0]) ? data.result.results : [data.result.results];
+  const table = panel.querySelector("table.numbers");
+  table.replaceChildren();
+  const head = table.insertRow();
+  ["step", "breakdown", "people", "from first", "from previous", "median time"].forEach((h, i) => head.append(cell("th", h, i > 1 ? "num" : "")));
+  for (const steps of groups) {
+    for (const s of steps) {
+      const row = table.insertRow();
+      row.dataset.series = `${s.name}${s.breakdown_value ? " - " + s.breakdown_value : ""}`;
+      row.dataset.total = s.count;
+      row.append(cell("td", s.name), cell("td", s.breakdown_value || ""), cell("td", fmt(s.count), "num"),
+        cell("td", (s.conversion_from_first * 100).toFixed(1) + "%", "num"),
+        cell("td", (s.conversion_from_previous * 100).toFixed(1) + "%", "num"),
+        cell("td", s.median_conversion_time === null ? "" : fmt(s.median_conversion_time) + " s", "num"));
+    }
+  }
+  const totals = groups[0].map((_, i) => groups.reduce((sum, steps) => sum + steps[i].count, 0));
+  const labels = groups[0].map((s, i) => `${s.name} (${totals[0] ? (totals[i] / totals[0] * 100).toFixed(1) : 0}%)`);
+  if (panel.chart) panel.chart.destroy();
+  panel.chart = new Chart(panel.querySelector("canvas"), {
+    type: "bar", data: { labels, datasets: [{ label: "people", data: totals, backgroundColor: COLORS[0] }] },
+    options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false },
+  });
+}
+
+async function loadPanel(panel, form) {
+  const state = panel.querySelector(".state");
+  state.className = "state loading";
+  state.textContent = "Loading…";
+  panel.dataset.loaded = "";
+  const params = rangeParams(form);
+  const breakdown = panel.querySelector("select.breakdown");
+  if (breakdown) params.set("breakdown", breakdown.value);
+  const url = `/api/dashboards/${panel.dataset.dashboard}/insights/${panel.dataset.insight}?${params}`;
+  try {
+    const response = await fetch(url, { credentials: "same-origin" });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.detail || response.statusText);
+    panel.data = data;
+    (data.kind === "funnel" ? drawFunnel : drawTrends)(panel, data);
+    const warnings = panel.querySelector(".warnings");
+    warnings.replaceChildren(...data.result.warnings.map((w) => cell("div", "⚠ " + w.message)));
+    state.textContent = "";
+    state.className = "state";
+    panel.dataset.loaded = params.toString();
+  } catch (error) {
+    state.className = "state error";
+    state.textContent = "Could not load this insight: " + error.message;
+  }
+}
+
+function csv(panel) {
+  const rows = [...panel.querySelectorAll("table.numbers tr")].map((tr) =>
+    [...tr.children].map((c) => `"${c.textContent.replaceAll('"', '""')}"`).join(","));
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([rows.join("\n")], { type: "text/csv" }));
+  link.download = `${panel.dataset.insight}.csv`;
+  link.click();
+}
+
+function initDashboard() {
+  const form = document.getElementById("controls");
+  if (!form) return;
+  const panels = [...document.querySelectorAll(".panel")];
+  const reload = () => panels.forEach((p) => loadPanel(p, form));
+  form.addEventListener("change", () => {
+    form.classList.toggle("custom-range", form.date_from.value === "custom");
+    reload();
+  });
+  for (const panel of panels) {
+    const breakdown = panel.querySelector("select.breakdown");
+    if (breakdown) breakdown.addEventListener("change", () => loadPanel(panel, form));
+    panel.querySelector("button.csv").addEventListener("click", () => csv(panel));
+    panel.querySelector("button.copy").addEventListener("click", () =>
+      navigator.clipboard && navigator.clipboard.writeText(JSON.stringify(panel.data.query, null, 2)));
+  }
+  reload();
+}
+
+function liveRow(e) {
+  const row = document.createElement("tr");
+  row.className = e.verdict;
+  row.dataset.uuid = e.uuid;
+  const violations = document.createElement("td");
+  for (const v of e.violations) violations.append(cell("div", v.message, "violation " + v.severity));
+  row.append(cell("td", e.timestamp), cell("td", e.event), cell("td", e.distinct_id), cell("td", e.verdict, "verdict"), violations);
+  return row;
+}
+
+function initLive() {
+  const form = document.getElementById("live-filters");
+  if (!form) return;
+  const body = document.querySelector("#live tbody");
+  const status = document.getElementById("live-status");
+  let source;
+  const connect = () => {
+    if (source) source.close();
+    const data = new FormData(form);
+    const params = new URLSearchParams();
+    for (const key of ["event", "distinct_id", "verdict"]) if (data.get(key)) params.set(key, data.get(key));
+    source = new EventSource(`/live/stream?${params}`);
+    source.onopen = () => { status.textContent = "live"; };
+    source.onerror = () => { status.textContent = "reconnecting…"; };
+    source.onmessage = (message) => {
+      body.prepend(liveRow(JSON.parse(message.data)));
+      while (body.rows.length > 500) body.deleteRow(-1);
+    };
+  };
+  form.addEventListener("change", connect);
+  form.addEventListener("submit", (event) => { event.preventDefault(); connect(); });
+  connect();
+}
+
+function initPlanSearch() {
+  const search = document.getElementById("plan-search");
+  if (!search) return;
+  search.addEventListener("input", () => {
+    const needle = search.value.toLowerCase();
+    for (const row of document.querySelectorAll("#plan-events tbody tr")) {
+      row.hidden = needle && !row.textContent.toLowerCase().includes(needle);
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { initDashboard(); initLive(); initPlanSearch(); });
