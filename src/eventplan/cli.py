@@ -878,6 +878,7 @@ def demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool
             f"\n[bold]eventplan demo[/bold] — {state['seeded']['events']:,} events stored"
         )
         console.print(f"  capture (PostHog host):  {url}   project token: {demo_module.TOKEN}")
+        console.print(f"  dashboards:              {url}/   (log in with the personal API key)")
         console.print(f"  dashboards (JSON):       {url}/api/dashboards")
         console.print(f"  query API:               {url}/api/projects/1/query/")
         console.print(f"  health:                  {url}/_health")

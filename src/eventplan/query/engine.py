@@ -416,7 +416,15 @@ def _funnel_result(
         "date_from": start.isoformat() + "Z",
         "date_to": end.isoformat() + "Z",
         "results": results[0] if query.breakdown is None else results,
-        "warnings": warnings_for(ctx, list(query.steps), query.breakdown, start, end),
+        # A funnel's breakdown is read at the attributed step only.
+        "warnings": warnings_for(
+            ctx,
+            list(query.steps),
+            query.breakdown,
+            start,
+            end,
+            breakdown_on=query.attribution_step if query.breakdown_attribution == "step" else 0,
+        ),
     }
 
 
@@ -456,7 +464,12 @@ def _funnel_steps(
 
 
 def warnings_for(
-    ctx: Context, series: list[Series], breakdown: str | None, start: datetime, end: datetime
+    ctx: Context,
+    series: list[Series],
+    breakdown: str | None,
+    start: datetime,
+    end: datetime,
+    breakdown_on: int | None = None,
 ) -> list[dict[str, Any]]:
     """Why a number might be wrong: unplanned events, broken data, unplanned properties."""
     plan = ctx.plan
@@ -481,7 +494,7 @@ def warnings_for(
                     )
                 )
     if plan is not None:
-        for item in series:
+        for index, item in enumerate(series):
             if item.event not in plan.events:
                 if not item.event.startswith("$"):
                     found.append(
@@ -489,7 +502,9 @@ def warnings_for(
                     )
                 continue
             known = plan.properties_of(item.event)
-            used = [f.key for f in item.filters] + [item.math_property or ""] + [breakdown or ""]
+            checks_breakdown = breakdown_on is None or breakdown_on == index
+            used = [f.key for f in item.filters] + [item.math_property or ""]
+            used.append(breakdown or "" if checks_breakdown else "")
             for key in used:
                 if key and not key.startswith("$") and key not in known:
                     found.append(

@@ -1,0 +1,228 @@
+"""The web UI in real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from playwright.sync_api import Browser, Page, sync_playwright
+from posthog import Posthog
+
+from eventplan.cli import cli
+from tests.conftest import OPENCHAT, require_tool
+from tests.servers import API_KEY, TOKEN, RunningServer, openchat_server
+
+DASHBOARDS = [
+    "acquisition_to_activation",
+    "chat_health",
+    "reliability",
+    "attachment_demand",
+    "model_performance",
+]
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("ui")
+    runner = CliRunner()
+    events = folder / "events.jsonl"
+    assert (
+        runner.invoke(
+            cli, ["simulate", "--users", "300", "--days", "10", "--seed", "5", "--out", str(events)]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            cli,
+            [
+                "import",
+                "--db",
+                str(folder / "eventplan.duckdb"),
+                "--plan",
+                str(OPENCHAT),
+                str(events),
+            ],
+        ).exit_code
+        == 0
+    )
+    server = openchat_server(folder, "--alert-interval", "0")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = require_tool("chromium", "chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, ui_server: RunningServer) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{ui_server.url}/login")
+    page.fill("input[name=key]", API_KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{ui_server.url}/")
+    yield page
+    context.close()
+
+
+def api(server: RunningServer, path: str) -> Any:
+    response = httpx.get(
+        f"{server.url}{path}", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def panel_totals(page: Page, insight: str) -> dict[str, float]:
+    rows = page.locator(f'.panel[data-insight="{insight}"] table.numbers tr[data-series]')
+    return {
+        row.get_attribute("data-series") or "": float(row.get_attribute("data-total") or 0)
+        for row in rows.all()
+    }
+
+
+def wait_loaded(page: Page) -> None:
+    page.wait_for_function(
+        "[...document.querySelectorAll('.panel')].every(p => p.dataset.loaded || "
+        "p.querySelector('.state.error'))",
+        timeout=60_000,
+    )
+
+
+def api_totals(data: dict[str, Any]) -> dict[str, float]:
+    result = data["result"]
+    if data["kind"] == "funnel":
+        groups = (
+            result["results"] if isinstance(result["results"][0], list) else [result["results"]]
+        )
+        return {
+            s["name"] + (f" - {s['breakdown_value']}" if s.get("breakdown_value") else ""): float(
+                s["count"]
+            )
+            for steps in groups
+            for s in steps
+        }
+    return {r["label"]: float(r["count"]) for r in result["results"]}
+
+
+def test_pages_need_a_login(browser: Browser, ui_server: RunningServer) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{ui_server.url}/plan")
+    assert "/login" in page.url
+    page.fill("input[name=key]", "phx_wrong")
+    page.click("button[type=submit]")
+    assert page.locator(".error").inner_text() == "That key is not valid."
+    page.fill("input[name=key]", API_KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{ui_server.url}/plan")
+    assert page.locator("h1").inner_text().startswith("Plan openchat")
+    context.close()
+
+
+@pytest.mark.parametrize("dashboard", DASHBOARDS)
+def test_every_chart_shows_what_the_query_api_returns(
+    page: Page, ui_server: RunningServer, dashboard: str
+) -> None:
+    page.goto(f"{ui_server.url}/dashboards/{dashboard}")
+    wait_loaded(page)
+    assert page.locator(".state.error").count() == 0
+    board = api(ui_server, f"/api/dashboards/{dashboard}?date_from=-30d")
+    for insight in board["insights"]:
+        if insight["display"] == "histogram":
+            continue  # drawn as buckets of the same numbers; checked below
+        assert panel_totals(page, insight["name"]) == pytest.approx(api_totals(insight)), insight[
+            "name"
+        ]
+        assert page.locator(f'.panel[data-insight="{insight["name"]}"] canvas').count() == 1
+
+
+def test_changing_the_date_range_requeries(page: Page, ui_server: RunningServer) -> None:
+    page.goto(f"{ui_server.url}/dashboards/chat_health")
+    wait_loaded(page)
+    month = panel_totals(page, "streams_by_status")
+    page.select_option("select[name=date_from]", "-24h")
+    page.wait_for_function(
+        "document.querySelector('.panel[data-insight=streams_by_status]').dataset.loaded"
+        ".includes('-24h')",
+        timeout=60_000,
+    )
+    day = panel_totals(page, "streams_by_status")
+    expected = api(
+        ui_server, "/api/dashboards/chat_health/insights/streams_by_status?date_from=-24h"
+    )
+    assert day == pytest.approx(api_totals(expected))
+    assert day != month
+
+
+def test_live_feed_shows_captured_events_with_their_verdict(
+    page: Page, ui_server: RunningServer
+) -> None:
+    page.goto(f"{ui_server.url}/live")
+    page.wait_for_function("document.getElementById('live-status').textContent === 'live'")
+    person = f"live-{uuid.uuid4()}"
+    client = Posthog(TOKEN, host=ui_server.url, sync_mode=True)
+    client.capture(
+        "chat.rate_limited",
+        distinct_id=person,
+        properties={"app": "openchat-server", "chat_id": "c", "limit": 20, "window_ms": 60000},
+    )
+    client.capture(
+        "chat.rate_limited",
+        distinct_id=person,
+        properties={"app": "openchat-server", "chat_id": "c", "limit": "twenty"},
+    )
+    rows = page.locator("#live tbody tr", has_text=person)
+    rows.nth(1).wait_for(timeout=15_000)
+    verdicts = sorted(r.locator(".verdict").inner_text() for r in rows.all())
+    assert verdicts == ["invalid", "valid"]
+    invalid = page.locator("#live tbody tr.invalid", has_text=person)
+    assert "limit: expected integer" in invalid.inner_text()
+    assert "window_ms: required" in invalid.inner_text()
+
+
+def test_plan_coverage_notices_a_new_event_name(page: Page, ui_server: RunningServer) -> None:
+    page.goto(f"{ui_server.url}/plan")
+    assert "chat.reaction_added" not in page.locator("#unplanned").inner_text()
+    assert page.locator('#plan-events tr[data-event="chat.created"] .n7').inner_text() != "0"
+    Posthog(TOKEN, host=ui_server.url, sync_mode=True).capture(
+        "chat.reaction_added", distinct_id="someone", properties={"emoji": "+1"}
+    )
+    deadline = 30
+    for _ in range(deadline * 2):
+        page.reload()
+        if "chat.reaction_added" in page.locator("#unplanned").inner_text():
+            break
+        page.wait_for_timeout(500)
+    assert "chat.reaction_added" in page.locator("#unplanned").inner_text()
+
+
+def test_alerts_page_and_logout(page: Page, ui_server: RunningServer) -> None:
+    page.goto(f"{ui_server.url}/alerts")
+    names = page.locator("table.alerts tbody td:first-child").all_inner_texts()
+    assert any(n.startswith("fallback_storage_share") for n in names)
+    page.click("form.logout button")
+    page.wait_for_url(f"{ui_server.url}/login")
+    page.goto(f"{ui_server.url}/alerts")
+    assert "/login" in page.url
+
+
+def test_a_forged_form_is_refused(ui_server: RunningServer) -> None:
+    with httpx.Client(base_url=ui_server.url) as client:
+        client.get("/login")
+        response = client.post("/login", data={"csrf": "forged", "key": API_KEY})
+    assert response.status_code == 401 and "expired" in response.text
