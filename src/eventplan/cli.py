@@ -252,8 +252,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the capture server and data API (PostHog-compatible)."""
     import uvicorn
 
+    from eventplan.app import Server, serve_info_path
     from eventplan.config import load_settings
-    from eventplan.server import Server, serve_info_path
 
     try:
         settings = load_settings(flags, config_file)
@@ -323,7 +323,7 @@ def _sql_through_server(db: Path, api_key: str | None, query: str) -> tuple[list
     """The db is held by a running server: ask it over /api/sql instead."""
     import httpx
 
-    from eventplan.server import serve_info_path
+    from eventplan.app import serve_info_path
 
     info = serve_info_path(db)
     if not info.exists():
@@ -916,3 +916,19 @@ def httpx_wait_stored(url: str, count: int) -> None:
         ):
             return
         time.sleep(0.3)
+
+
+@cli.command()
+@click.argument("language", type=click.Choice(["typescript", "python"]))
+@plan_argument
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def codegen(language: str, plan: Path, out: Path) -> None:
+    """Typed tracking code for the plan's events (deterministic: same plan, same bytes)."""
+    from eventplan.codegen import python as python_target
+    from eventplan.codegen import typescript as typescript_target
+
+    loaded = _load(plan)
+    target = typescript_target if language == "typescript" else python_target
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(target.generate(loaded), encoding="utf-8")
+    click.echo(f"wrote {out} ({language}, plan {loaded.name} {loaded.version})", err=True)

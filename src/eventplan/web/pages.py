@@ -27,7 +27,7 @@ from eventplan.query.coverage import coverage
 from eventplan.web.live import LiveFilter
 
 if TYPE_CHECKING:
-    from eventplan.server import Server
+    from eventplan.app import Server
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -1,4 +1,4 @@
-"""The eventplan server: one ASGI app for capture, the data API and health.
+"""The eventplan app: one ASGI app for capture, the data API, the UI and health.
 
 Every URL is listed in `Server.routes()`. The capture endpoints speak PostHog's
 protocol (shared/reference/posthog-wire.md): any 4xx is final for posthog-js, so

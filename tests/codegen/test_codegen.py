@@ -1,0 +1,154 @@
+"""Generated code compiles under tsc --strict and mypy --strict; mistakes do not."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from posthog import Posthog
+
+from eventplan.cli import cli
+from tests.conftest import OPENCHAT, ROOT, require_tool
+from tests.servers import TOKEN, RunningServer
+
+GOOD_TS = """
+import posthog from "posthog-js";
+import { PostHog } from "posthog-node";
+import { OpenchatAnalytics, fromPosthogJs, fromPosthogNode, registerSuperProperties } from "./analytics";
+
+registerSuperProperties(posthog, { app: "openchat-web", ui_theme: "dark", has_openrouter_key: false });
+const web = new OpenchatAnalytics(fromPosthogJs(posthog));
+web.chatCreated({ chat_id: "c1", source: "sidebar_button", storage_backend: "postgres", title_length: 3 });
+web.openrouterKeyPromptShown({ reason: "missing" });
+web.pageview({ referrer_url: "direct", referrer_domain: "direct", entry_path: "/" });
+const server = new OpenchatAnalytics(
+  fromPosthogNode(new PostHog("phc_x"), "user-1", { app: "openchat-server", environment: "production" }),
+);
+server.chatMessageStream({ chat_id: "c", model_id: "m", status: "completed", duration_ms: 5 });
+"""
+
+BROKEN_TS = {
+    "wrong enum value": ('source: "sidebar_button"', 'source: "menu"', "menu"),
+    "missing required property": ('{ chat_id: "c1", ', "{ ", "chat_id"),
+    "misspelt event": ("web.chatCreated(", "web.chatCreatd(", "chatCreatd"),
+}
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Inside the repository so that `posthog-js` and `posthog-node` resolve from node_modules.
+    folder = ROOT / "build" / f"codegen-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def tsc(folder: Path) -> subprocess.CompletedProcess[str]:
+    require_tool("node", "nodejs")
+    return subprocess.run(
+        [
+            str(ROOT / "node_modules" / ".bin" / "tsc"),
+            "--strict",
+            "--noEmit",
+            "--target",
+            "es2022",
+            "--module",
+            "esnext",
+            "--moduleResolution",
+            "bundler",
+            "--skipLibCheck",
+            str(folder / "use.ts"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def generate(language: str, out: Path) -> None:
+    result = CliRunner().invoke(cli, ["codegen", language, str(OPENCHAT), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_typescript_compiles_and_rejects_mistakes(workdir: Path) -> None:
+    generate("typescript", workdir / "analytics.ts")
+    (workdir / "use.ts").write_text(GOOD_TS)
+    good = tsc(workdir)
+    assert good.returncode == 0, good.stdout
+    for name, (right, wrong, named) in BROKEN_TS.items():
+        (workdir / "use.ts").write_text(GOOD_TS.replace(right, wrong, 1))
+        bad = tsc(workdir)
+        assert bad.returncode != 0, name
+        assert named in bad.stdout, (name, bad.stdout)
+
+
+GOOD_PY = """
+from posthog import Posthog
+
+from analytics import chat_message_stream, chat_rate_limited
+
+client = Posthog("phc_x", host="http://127.0.0.1:1")
+chat_message_stream(client, "user-1", {"chat_id": "c", "model_id": "m", "status": "error",
+                                       "duration_ms": 5}, super_properties={"app": "openchat-server"})
+chat_rate_limited(client, "user-1", {"chat_id": "c", "limit": 20, "window_ms": 60000})
+"""
+
+
+def mypy(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "use.py", "analytics.py"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
+    )
+
+
+def test_python_passes_mypy_strict_and_a_wrong_enum_fails(workdir: Path) -> None:
+    generate("python", workdir / "analytics.py")
+    (workdir / "use.py").write_text(GOOD_PY)
+    good = mypy(workdir)
+    assert good.returncode == 0, good.stdout
+    (workdir / "use.py").write_text(GOOD_PY.replace('"status": "error"', '"status": "failed"'))
+    bad = mypy(workdir)
+    assert bad.returncode != 0 and "failed" in bad.stdout
+    (workdir / "use.py").write_text(GOOD_PY.replace('"chat_id": "c", "limit"', '"limit"'))
+    missing = mypy(workdir)
+    assert missing.returncode != 0 and "chat_id" in missing.stdout
+
+
+def test_codegen_is_deterministic_and_names_the_plan_version(tmp_path: Path) -> None:
+    for language, suffix in (("typescript", "ts"), ("python", "py")):
+        generate(language, tmp_path / f"a.{suffix}")
+        generate(language, tmp_path / f"b.{suffix}")
+        first = (tmp_path / f"a.{suffix}").read_bytes()
+        assert first == (tmp_path / f"b.{suffix}").read_bytes()
+        assert b"plan `openchat` version 1.0.0" in first.splitlines()[0]
+
+
+def test_generated_python_sends_through_posthog_python(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    generate("python", tmp_path / "analytics_gen.py")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import analytics_gen  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    person = f"codegen-{uuid.uuid4()}"
+    client = Posthog(TOKEN, host=server.url, sync_mode=True)
+    analytics_gen.workspace_fallback_storage_used(
+        client,
+        person,
+        {"operation": "streamUpsert", "fallback_size": 2},
+        super_properties={"app": "openchat-server", "environment": "production"},
+    )
+    server.wait_for_count(f"distinct_id = '{person}'", 1)
+    [[verdict]] = server.sql(f"SELECT verdict FROM events WHERE distinct_id = '{person}'")
+    assert verdict == "valid"
