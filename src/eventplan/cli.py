@@ -932,3 +932,38 @@ def codegen(language: str, plan: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(target.generate(loaded), encoding="utf-8")
     click.echo(f"wrote {out} ({language}, plan {loaded.name} {loaded.version})", err=True)
+
+
+@cli.command()
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def diff(old: Path, new: Path, as_json: bool) -> None:
+    """What changed from plan OLD to plan NEW; exit 1 on a breaking change."""
+    from eventplan.plan.diff import diff_plans
+    from eventplan.plan.loader import read_plan
+
+    plans = []
+    for path in (old, new):
+        plan, findings = read_plan(path)
+        if plan is None:
+            raise click.ClickException("; ".join(f.render() for f in findings))
+        plans.append(plan)
+    changes = diff_plans(plans[0], plans[1])
+    if as_json:
+        sys.stdout.write(msgspec.json.encode([c.as_dict() for c in changes]).decode() + "\n")
+    else:
+        table = Table(title=f"{old} → {new}: {len(changes)} change(s)")
+        for column in ("change", "event", "property", "detail", "breaking"):
+            table.add_column(column)
+        for change in changes:
+            table.add_row(
+                change.kind,
+                change.event,
+                change.property or "",
+                change.detail,
+                "[red]yes[/red]" if change.breaking else "",
+            )
+        console.print(table)
+    if any(change.breaking for change in changes):
+        sys.exit(1)
