@@ -967,3 +967,54 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
         console.print(table)
     if any(change.breaking for change in changes):
         sys.exit(1)
+
+
+@cli.command()
+@plan_argument
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def docs(plan: Path, out: Path) -> None:
+    """A static, searchable HTML catalogue of the plan (OUT/index.html)."""
+    from eventplan.codegen.docs import write_docs
+
+    target = write_docs(_load(plan), out)
+    click.echo(f"wrote {target}", err=True)
+
+
+@cli.command()
+@plan_argument
+@click.option(
+    "--code", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option("--json", "as_json", is_flag=True)
+def status(plan: Path, code: Path, as_json: bool) -> None:
+    """Compare the plan with the capture calls in a codebase; exit 1 on problems."""
+    from eventplan.codegen.status import scan
+
+    result = scan(code, _load(plan))
+    if as_json:
+        sys.stdout.write(
+            msgspec.json.encode(
+                {
+                    "calls": [vars(c) for c in result.calls],
+                    "never_sent": result.never_sent,
+                    "unplanned": [{**vars(c), "did_you_mean": s} for c, s in result.unplanned],
+                    "unplanned_properties": [
+                        {**vars(c), "property": p} for c, p in result.unplanned_properties
+                    ],
+                }
+            ).decode()
+            + "\n"
+        )
+    else:
+        click.echo(f"{len(result.calls)} capture call(s) in {code}")
+        for name in result.never_sent:
+            click.echo(f"planned, never sent: {name}")
+        for call, suggestion in result.unplanned:
+            hint = f" (did you mean {suggestion}?)" if suggestion else ""
+            click.echo(f"{call.path}:{call.line}: unplanned event {call.event}{hint}")
+        for call, key in result.unplanned_properties:
+            click.echo(
+                f"{call.path}:{call.line}: {call.event} sends {key}, which the plan does not define"
+            )
+    if result.problems:
+        sys.exit(1)
