@@ -107,6 +107,7 @@ class RunningServer:
 
 
 def openchat_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
+    tmp.mkdir(parents=True, exist_ok=True)
     return RunningServer(
         db=tmp / "eventplan.duckdb",
         port=free_port(),

@@ -50,6 +50,7 @@ from eventplan.query.model import DateRange
 from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store.duckdb import EventStore, QueryError
+from eventplan.store.forward import Forwarder, Target
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import BackgroundWriter
@@ -62,6 +63,11 @@ _json = msgspec.json.Encoder()
 CAPTURE_PATHS = ("/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage")
 RECORDING_PATHS = ("/s",)
 FLAGS_PATHS = ("/flags", "/decide")
+FORWARD_VERDICTS = {
+    "all": frozenset({"valid", "invalid", "unplanned"}),
+    "valid": frozenset({"valid"}),
+    "valid+invalid": frozenset({"valid", "invalid"}),
+}
 REMOTE_CONFIG: dict[str, Any] = {
     "supportedCompression": ["gzip", "gzip-js"],
     "hasFeatureFlags": False,
@@ -136,7 +142,23 @@ class Server:
         )
         self.wal = WriteAheadLog(settings.wal_dir)
         quarantined = frozenset(p.name for p in self.projects if p.enforcement == "quarantine")
-        self.writer = BackgroundWriter(self.store, self.wal, quarantine=quarantined)
+        forwarding = {
+            project.name: FORWARD_VERDICTS[project.plan.forward]
+            for project, config in zip(self.projects, settings.projects, strict=True)
+            if config.forward
+        }
+        self.writer = BackgroundWriter(
+            self.store, self.wal, quarantine=quarantined, forward=forwarding
+        )
+        self.forwarder = Forwarder(
+            self.store,
+            [
+                Target(project.name, str(config.forward), str(config.forward_token))
+                for project, config in zip(self.projects, settings.projects, strict=True)
+                if config.forward
+            ],
+        )
+        self._forward_task: asyncio.Task[None] | None = None
         self._api_keys = [hash_key(key) for key in settings.api_keys]
         self._api_keys += [bytes.fromhex(digest) for digest in settings.api_key_hashes]
         self.monitor = AlertMonitor(
@@ -178,9 +200,15 @@ class Server:
         self.start()
         if self.settings.alert_interval > 0:
             self._alert_task = asyncio.create_task(self._check_alerts_forever())
+        if self.forwarder.targets:
+            self._forward_task = asyncio.create_task(self.forwarder.run_forever())
         try:
             yield
         finally:
+            if self._forward_task is not None:
+                self._forward_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._forward_task
             if self._alert_task is not None:
                 self._alert_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -235,6 +263,8 @@ class Server:
             Route("/api/dashboards/{name}", self.api_dashboard, methods=["GET"]),
             Route("/api/dashboards/{name}/insights/{insight}", self.api_insight, methods=["GET"]),
             Route("/api/alerts", self.api_alerts, methods=["GET"]),
+            Route("/api/forward", self.api_forward, methods=["GET"]),
+            Route("/api/forward/retry", self.api_forward_retry, methods=["POST"]),
         ]
         routes += Pages(self).routes()
         return routes
@@ -345,9 +375,16 @@ class Server:
 
     async def health(self, request: Request) -> Response:
         stats = self.writer.stats
+        forwarding = (
+            await run_in_threadpool(self.forwarder.status) if self.forwarder.targets else None
+        )
+        degraded = stats.last_error is not None or (
+            forwarding is not None and not forwarding["healthy"]
+        )
         return json_response(
             {
-                "status": "ok" if stats.last_error is None else "degraded",
+                "status": "degraded" if degraded else "ok",
+                "forward": forwarding,
                 "projects": [p.name for p in self.projects],
                 "wal_seq": self.wal.last_seq,
                 "stored_seq": stats.stored_seq,
@@ -488,6 +525,14 @@ class Server:
 
         return await self._guarded(request, work)
 
+    async def api_forward(self, request: Request) -> Response:
+        return await self._guarded(request, self.forwarder.status)
+
+    async def api_forward_retry(self, request: Request) -> Response:
+        return await self._guarded(
+            request, lambda: {"requeued": self.store.outbox_requeue_failed()}
+        )
+
     async def api_alerts(self, request: Request) -> Response:
         params = request.query_params
 
@@ -521,3 +566,15 @@ class Server:
 def serve_info_path(db: Path) -> Path:
     """Where a running server says its address, for `eventplan sql` to find it."""
     return db.with_name(db.name + ".serve.json")
+
+
+def running_server_url(db: Path) -> str | None:
+    """The address of the server holding `db`, if one is alive (stale notes are removed)."""
+    info = serve_info_path(db)
+    try:
+        note = msgspec.json.decode(info.read_bytes())
+        os.kill(int(note["pid"]), 0)
+    except (OSError, ValueError, KeyError, msgspec.DecodeError):
+        info.unlink(missing_ok=True)
+        return None
+    return str(note["url"])

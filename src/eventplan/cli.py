@@ -245,6 +245,8 @@ def main() -> None:
 @click.option("--trusted-proxy", multiple=True, help="Network whose X-Forwarded-For to trust.")
 @click.option("--alert-interval", type=int, help="Seconds between alert checks (0: never).")
 @click.option("--webhook", help="URL notified when an alert fires or resolves.")
+@click.option("--forward", help="Gateway mode: forward accepted events to this PostHog host.")
+@click.option("--forward-token", help="PostHog project token used to forward.")
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file."
 )
@@ -323,17 +325,16 @@ def _sql_through_server(db: Path, api_key: str | None, query: str) -> tuple[list
     """The db is held by a running server: ask it over /api/sql instead."""
     import httpx
 
-    from eventplan.app import serve_info_path
+    from eventplan.app import running_server_url
 
-    info = serve_info_path(db)
-    if not info.exists():
+    url = running_server_url(db)
+    if url is None:
         raise click.ClickException(f"{db} is in use by another process and no server is listed")
     if not api_key:
         raise click.ClickException(
             f"{db} is held by the running server; pass --api-key (or EVENTPLAN_API_KEY) "
             "to query it through /api/sql"
         )
-    url = msgspec.json.decode(info.read_bytes())["url"]
     try:
         response = httpx.post(
             f"{url}/api/sql",
@@ -1018,3 +1019,57 @@ def status(plan: Path, code: Path, as_json: bool) -> None:
             )
     if result.problems:
         sys.exit(1)
+
+
+@cli.group(name="forward")
+def forward_group() -> None:
+    """Gateway mode: what is waiting for PostHog, and re-sending what failed."""
+
+
+def _forward_call(db: Path, api_key: str | None, method: str, path: str) -> Any:
+    """The running server holds the store: ask it; otherwise open the file directly."""
+    import httpx
+
+    from eventplan.app import running_server_url
+
+    url = running_server_url(db)
+    if url is not None:
+        if not api_key:
+            raise click.ClickException(
+                "the server is running: pass --api-key (or EVENTPLAN_API_KEY)"
+            )
+        response = httpx.request(
+            method, f"{url}{path}", headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+        )
+        if response.status_code != 200:
+            raise click.ClickException(str(response.json().get("detail")))
+        return response.json()
+    store = _open_store(db, read_only=method == "GET")
+    try:
+        if method == "GET":
+            return store.outbox_status()
+        return {"requeued": store.outbox_requeue_failed()}
+    finally:
+        store.close()
+
+
+@forward_group.command(name="status")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--api-key", envvar="EVENTPLAN_API_KEY")
+def forward_status(db: Path, api_key: str | None) -> None:
+    """Outbox depth, failures with their reasons, oldest undelivered event."""
+    sys.stdout.write(
+        msgspec.json.format(
+            msgspec.json.encode(_forward_call(db, api_key, "GET", "/api/forward"))
+        ).decode()
+        + "\n"
+    )
+
+
+@forward_group.command(name="retry")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--api-key", envvar="EVENTPLAN_API_KEY")
+def forward_retry(db: Path, api_key: str | None) -> None:
+    """Queue every failed event for delivery again."""
+    result = _forward_call(db, api_key, "POST", "/api/forward/retry")
+    click.echo(f"requeued {result['requeued']} event(s)")

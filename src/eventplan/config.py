@@ -48,6 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "webhook", None, "URL that gets a JSON POST (Slack-style `text`) when an alert changes"
     ),
+    Setting("forward", None, "gateway mode: a PostHog host to forward accepted events to"),
+    Setting("forward_token", None, "the PostHog project token to forward with"),
     Setting("secure_cookies", 0, "1: session cookies only over HTTPS (set it behind TLS)"),
 )
 
@@ -58,6 +60,8 @@ class ProjectConfig:
     plan: Path
     tokens: tuple[str, ...]
     enforcement: Enforcement = "flag"
+    forward: str | None = None
+    forward_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,9 +144,22 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         tokens = tuple(values["token"])
         if not tokens:
             raise ConfigError("no project token: pass --token or set EVENTPLAN_TOKEN")
-        projects.insert(0, ProjectConfig("", Path(values["plan"]), tokens, enforcement))
+        projects.insert(
+            0,
+            ProjectConfig(
+                "",
+                Path(values["plan"]),
+                tokens,
+                enforcement,
+                values["forward"],
+                values["forward_token"],
+            ),
+        )
     if not projects:
         raise ConfigError("no plan: pass --plan (and --token), or list [[projects]] in a TOML file")
+    for project in projects:
+        if project.forward and not project.forward_token:
+            raise ConfigError("--forward needs --forward-token (the PostHog project token)")
     seen: set[str] = set()
     for project in projects:
         for token in project.tokens:
@@ -178,4 +195,9 @@ def _project(raw: Any, index: int) -> ProjectConfig:
     enforcement = raw.get("enforcement", "flag")
     if enforcement not in ("flag", "quarantine"):
         raise ConfigError(f"[[projects]] entry {index + 1}: enforcement {enforcement!r}")
-    return ProjectConfig(str(raw.get("name", "")), Path(plan), tuple(tokens), enforcement)
+    forward, forward_token = raw.get("forward"), raw.get("forward_token")
+    if forward and not forward_token:
+        raise ConfigError(f"[[projects]] entry {index + 1}: forward needs forward_token")
+    return ProjectConfig(
+        str(raw.get("name", "")), Path(plan), tuple(tokens), enforcement, forward, forward_token
+    )

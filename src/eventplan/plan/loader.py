@@ -162,6 +162,7 @@ class _Reader:
                 "description",
                 "naming",
                 "unplanned_properties",
+                "forward",
                 "system_events",
                 "privacy",
                 "property_groups",
@@ -193,6 +194,14 @@ class _Reader:
                 f"system_events is `{system_events}`; expected valid or unplanned",
             )
             system_events = "valid"
+        forward = self.text(top, "forward", "plan", "valid+invalid")
+        if forward not in ("all", "valid", "valid+invalid"):
+            self.error(
+                top.line_of("forward"),
+                "unknown_policy",
+                f"forward is `{forward}`; expected all, valid or valid+invalid",
+            )
+            forward = "valid+invalid"
         privacy = self.mapping(top.get("privacy"), top.line_of("privacy"), "privacy")
         groups = self.groups(top)
         events = self.events(top)
@@ -203,6 +212,7 @@ class _Reader:
             naming=self.naming(top),
             unplanned_properties=cast(Any, unplanned),
             system_events=cast(Any, system_events),
+            forward=cast(Any, forward),
             hash_salt_env=self.text(privacy, "hash_salt_env", "privacy", "EVENTPLAN_HASH_SALT"),
             events=events,
             groups=groups,

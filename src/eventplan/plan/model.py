@@ -193,6 +193,7 @@ class Plan:
     description: str = ""
     naming: Naming = field(default_factory=Naming)
     unplanned_properties: UnplannedPropertyPolicy = "warn"
+    forward: Literal["all", "valid", "valid+invalid"] = "valid+invalid"  # gateway mode
     system_events: Literal["valid", "unplanned"] = "valid"
     hash_salt_env: str = "EVENTPLAN_HASH_SALT"
     events: dict[str, Event] = field(default_factory=dict)

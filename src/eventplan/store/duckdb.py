@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS person_distinct_ids (
 CREATE TABLE IF NOT EXISTS persons (
     project VARCHAR, person_id UUID, properties JSON, created_at TIMESTAMPTZ,
     PRIMARY KEY (project, person_id));
+CREATE TABLE IF NOT EXISTS outbox (
+    uuid VARCHAR PRIMARY KEY, project VARCHAR, payload VARCHAR, created_at TIMESTAMPTZ,
+    attempts INTEGER, next_attempt TIMESTAMPTZ, state VARCHAR, last_error VARCHAR);
 CREATE TABLE IF NOT EXISTS alert_history (
     project VARCHAR, alert VARCHAR, kind VARCHAR, subject VARCHAR, state VARCHAR,
     value DOUBLE, threshold VARCHAR, owner VARCHAR, changed_at TIMESTAMPTZ, notified BOOLEAN);
@@ -80,6 +83,29 @@ CREATE TABLE IF NOT EXISTS groups (
     project VARCHAR, group_type VARCHAR, group_key VARCHAR, properties JSON,
     updated_at TIMESTAMPTZ, PRIMARY KEY (project, group_type, group_key));
 """
+
+
+def forward_payload(event: StoredEvent) -> dict[str, Any]:
+    """The event in PostHog's capture shape, after privacy, with its verdict attached."""
+    from datetime import UTC, datetime
+
+    properties = dict(event.properties)
+    properties["$eventplan_verdict"] = event.verdict
+    properties["$eventplan_violations"] = [
+        f"{v.code}:{v.property}" if v.property else v.code for v in event.violations or []
+    ]
+    payload: dict[str, Any] = {
+        "uuid": event.uuid,
+        "event": event.event,
+        "distinct_id": event.distinct_id,
+        "timestamp": datetime.fromtimestamp(event.timestamp / 1e6, UTC).isoformat(),
+        "properties": properties,
+    }
+    if event.set:
+        payload["$set"] = event.set
+    if event.set_once:
+        payload["$set_once"] = event.set_once
+    return payload
 
 
 def _fits(value: Any, type_: PropertyType) -> Any:
@@ -217,7 +243,11 @@ class EventStore:
         return int(value) if value else 0
 
     def insert(
-        self, events: list[StoredEvent], wal_seq: int, quarantine: frozenset[str] = frozenset()
+        self,
+        events: list[StoredEvent],
+        wal_seq: int,
+        quarantine: frozenset[str] = frozenset(),
+        forward: dict[str, frozenset[str]] | None = None,
     ) -> int:
         """Store a batch in one transaction with the WAL position it reaches.
 
@@ -234,6 +264,10 @@ class EventStore:
             added = self._insert_events(kept, person_ids)
             if held:
                 added += self._insert_quarantine(held)
+            if forward:
+                self._enqueue_forward(
+                    [e for e in events if e.verdict in forward.get(e.project, frozenset())]
+                )
             self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
             return added
 
@@ -525,6 +559,97 @@ class EventStore:
                     "DELETE FROM persons WHERE project = ? AND person_id = ?::UUID",
                     [project, person],
                 )
+
+    # -- the forwarding outbox (gateway mode) ----------------------------------------
+
+    def _enqueue_forward(self, events: list[StoredEvent]) -> None:
+        """Queue events for PostHog in the insert's transaction: stored means queued."""
+        if not events:
+            return
+        table = pa.table(
+            {
+                "uuid": [e.uuid for e in events],
+                "project": [e.project for e in events],
+                "payload": [_json.encode(forward_payload(e)).decode() for e in events],
+            }
+        )
+        self._conn.register("staged_outbox", table)
+        try:
+            self._run(
+                "INSERT OR IGNORE INTO outbox SELECT uuid, project, payload, now(), 0, now(), "
+                "'pending', NULL FROM staged_outbox"
+            )
+        finally:
+            self._conn.unregister("staged_outbox")
+
+    def outbox_due(self, project: str, limit: int) -> list[tuple[str, str, int]]:
+        """Pending (uuid, payload, attempts) whose next attempt is due, oldest first."""
+        with self._lock:
+            rows = self._run(
+                "SELECT uuid, payload, attempts FROM outbox "
+                "WHERE project = ? AND state = 'pending' AND next_attempt <= now() "
+                "ORDER BY created_at, uuid LIMIT ?",
+                [project, limit],
+            )
+        return [(str(u), str(p), int(a)) for u, p, a in rows]
+
+    def outbox_delivered(self, uuids: list[str]) -> None:
+        with self._lock, self._transaction():
+            self._outbox_update(
+                "DELETE FROM outbox WHERE uuid IN (SELECT uuid FROM ids)", uuids, []
+            )
+
+    def outbox_retry_later(self, uuids: list[str], delay_seconds: float, error: str) -> None:
+        with self._lock, self._transaction():
+            self._outbox_update(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt = now() + to_microseconds(?::BIGINT) "
+                "WHERE uuid IN (SELECT uuid FROM ids)",
+                uuids,
+                [error, int(delay_seconds * 1_000_000)],
+            )
+
+    def outbox_failed(self, uuids: list[str], error: str) -> None:
+        with self._lock, self._transaction():
+            self._outbox_update(
+                "UPDATE outbox SET attempts = attempts + 1, state = 'failed', last_error = ? "
+                "WHERE uuid IN (SELECT uuid FROM ids)",
+                uuids,
+                [error],
+            )
+
+    def outbox_requeue_failed(self, project: str | None = None) -> int:
+        with self._lock:
+            rows = self._run(
+                "UPDATE outbox SET state = 'pending', next_attempt = now() "
+                "WHERE state = 'failed' AND (? IS NULL OR project = ?)",
+                [project, project],
+            )
+        return int(rows[0][0]) if rows else 0
+
+    def outbox_status(self) -> dict[str, Any]:
+        with self._lock:
+            [[pending, failed, oldest]] = self._run(
+                "SELECT count(*) FILTER (state = 'pending'), count(*) FILTER (state = 'failed'), "
+                "min(created_at) FROM outbox"
+            )
+            errors = self._run(
+                "SELECT state, last_error, count(*) FROM outbox WHERE last_error IS NOT NULL "
+                "GROUP BY ALL ORDER BY 3 DESC LIMIT 5"
+            )
+        return {
+            "pending": int(pending),
+            "failed": int(failed),
+            "oldest": oldest.isoformat() if oldest else None,
+            "errors": [{"state": s, "error": e, "events": int(n)} for s, e, n in errors],
+        }
+
+    def _outbox_update(self, sql: str, uuids: list[str], params: list[Any]) -> None:
+        self._conn.register("ids", pa.table({"uuid": pa.array(uuids, pa.string())}))
+        try:
+            self._run(sql, params)
+        finally:
+            self._conn.unregister("ids")
 
     def record_alert_changes(self, changes: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -38,12 +38,14 @@ class BackgroundWriter:
         wal: WriteAheadLog,
         *,
         quarantine: frozenset[str] = frozenset(),
+        forward: dict[str, frozenset[str]] | None = None,
         batch_events: int = 50_000,
         interval: float = 0.5,
     ) -> None:
         self.store = store
         self.wal = wal
         self.quarantine = quarantine
+        self.forward = forward or {}
         self.batch_events = batch_events
         self.interval = interval
         self.stats = WriterStats(stored_seq=store.wal_seq())
@@ -140,7 +142,7 @@ class BackgroundWriter:
         self.wal.release_through(last_seq)
 
     def _insert(self, chunk: list[StoredEvent], last_seq: int) -> int:
-        added = self.store.insert(chunk, last_seq, self.quarantine)
+        added = self.store.insert(chunk, last_seq, self.quarantine, self.forward)
         self.stats.inserted += added
         self.stats.duplicates += len(chunk) - added
         self.stats.batches += 1
