@@ -122,13 +122,17 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         if given not in (None, [], ()):
             values[setting.name] = list(given) if isinstance(given, tuple) else given
             continue
-        from_env = _env(setting.name, None if not isinstance(setting.default, list) else [])
+        from_env = _env(setting.name, [] if isinstance(setting.default, list) else None)
         if from_env not in (None, []):
-            values[setting.name] = (
-                int(from_env)
-                if isinstance(setting.default, int) and setting.default is not None
-                else from_env
-            )
+            if isinstance(setting.default, int) and not isinstance(setting.default, bool):
+                try:
+                    from_env = int(from_env)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"EVENTPLAN_{setting.name.upper()} has value {from_env!r}; "
+                        "expected a whole number"
+                    ) from exc
+            values[setting.name] = from_env
             continue
         file_key = {
             "token": "tokens",

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -201,3 +202,19 @@ def test_api_sql_refuses_writes_and_explains_errors(
     )
     assert response.status_code == 400
     assert message in response.json()["detail"]
+
+
+def test_a_token_over_its_budget_gets_503_with_retry_after(tmp_path: Path) -> None:
+    from tests.servers import openchat_server
+
+    limited = openchat_server(tmp_path, env={"EVENTPLAN_TOKEN_RATE": "50"})
+    try:
+        body = batch(*[event(distinct_id="budget")] * 40)
+        first = httpx.post(f"{limited.url}/batch/", content=body, timeout=30)
+        second = httpx.post(f"{limited.url}/batch/", content=body, timeout=30)
+        assert first.status_code == 200
+        assert second.status_code == 503 and int(second.headers["retry-after"]) >= 1
+        assert "budget" in second.json()["detail"]
+        assert limited.health()["counters"]["http_503"] == 1
+    finally:
+        limited.stop()

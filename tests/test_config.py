@@ -1,0 +1,59 @@
+"""Settings come from flags, then EVENTPLAN_* variables, then a TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eventplan.config import ConfigError, load_settings
+from tests.conftest import OPENCHAT
+
+
+def test_flags_beat_the_environment_which_beats_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "eventplan.toml"
+    config.write_text(f'''
+db = "from-file.duckdb"
+port = 9001
+host = "0.0.0.0"
+api_keys = ["phx_file"]
+
+[[projects]]
+name = "shop"
+plan = "{OPENCHAT}"
+tokens = ["phc_shop"]
+enforcement = "quarantine"
+''')
+    monkeypatch.setenv("EVENTPLAN_PORT", "9002")
+    monkeypatch.setenv("EVENTPLAN_TOKEN", "phc_env_a,phc_env_b")
+    settings = load_settings({"plan": str(OPENCHAT), "host": "127.0.0.2", "port": None}, config)
+    assert settings.host == "127.0.0.2"  # flag
+    assert settings.port == 9002  # environment
+    assert str(settings.db) == "from-file.duckdb"  # file
+    assert settings.api_keys == ("phx_file",)
+    default, shop = settings.projects
+    assert default.tokens == ("phc_env_a", "phc_env_b")
+    assert (shop.name, shop.tokens, shop.enforcement) == ("shop", ("phc_shop",), "quarantine")
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({}, {}, "no plan"),
+        ({"plan": str(OPENCHAT)}, {}, "no project token"),
+        ({"plan": str(OPENCHAT), "token": ["t"]}, {"EVENTPLAN_PORT": "eighty"}, "whole number"),
+        ({"plan": str(OPENCHAT), "token": ["t"], "enforcement": "block"}, {}, "enforcement"),
+        ({"plan": str(OPENCHAT), "token": ["t"], "forward": "http://x"}, {}, "--forward-token"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(
+    flags: dict[str, object], env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("EVENTPLAN_TOKEN", "EVENTPLAN_PLAN", "EVENTPLAN_CONFIG"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(flags)
