@@ -25,7 +25,15 @@ from eventplan.query.model import (
     TrendsQuery,
     Warning,
 )
-from eventplan.query.sql import FROM, PERSON, Compiler, QueryError, bucket_sql, resolve_range
+from eventplan.query.sql import (
+    EVENTS,
+    FROM,
+    PERSON,
+    Compiler,
+    QueryError,
+    bucket_sql,
+    resolve_range,
+)
 from eventplan.store.duckdb import EventStore
 
 INVALID_SHARE_WARNING = 0.05  # warn when more than 5% of a series' events break the plan
@@ -93,9 +101,10 @@ def _trend_results(
         params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
         breakdown = _breakdown_sql(compiler, query.breakdown, top, params)
         where = compiler.series_condition(series, query.verdicts, params, query.project)
+        source = FROM if series.math == "dau" else EVENTS  # the person join only when counted
         sql = (
             f"SELECT {bucket_sql(query.interval)} AS bucket, {breakdown} AS bv, "
-            f"{compiler.aggregate(series)} AS value FROM {FROM} "
+            f"{compiler.aggregate(series)} AS value FROM {source} "
             f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
         )
         params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
@@ -215,7 +224,7 @@ def _top_values(ctx: Context, query: TrendsQuery, start: datetime, end: datetime
     expr = compiler.text(query.breakdown)
     params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
     _, rows = ctx.store.sql(
-        f"SELECT {expr} AS bv, count(*) AS n FROM {FROM} "
+        f"SELECT {expr} AS bv, count(*) AS n FROM {EVENTS} "
         f"WHERE ({' OR '.join(conditions)}) AND e.timestamp >= ? AND e.timestamp < ? "
         "GROUP BY ALL ORDER BY n DESC, bv",
         params,

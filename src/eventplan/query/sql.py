@@ -17,7 +17,8 @@ from eventplan.query.model import DateRange, Interval, PropertyFilter, Series, V
 from eventplan.store.columns import Column, quote
 
 PERSON = "COALESCE(m.person_id, e.person_id)"
-FROM = (
+EVENTS = "events_data e"  # enough when no query part needs the person
+FROM = (  # with the current person of each distinct id (identity merges)
     "events_data e LEFT JOIN person_distinct_ids m "
     "ON m.project = e.project AND m.distinct_id = e.distinct_id"
 )
