@@ -32,6 +32,7 @@ class RunningServer:
     port: int
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    with_api_key: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,8 +51,7 @@ class RunningServer:
                 str(self.db),
                 "--port",
                 str(self.port),
-                "--api-key",
-                API_KEY,
+                *(["--api-key", API_KEY] if self.with_api_key else []),
                 *self.args,
             ],
             stdout=log,

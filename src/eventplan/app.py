@@ -161,6 +161,9 @@ class Server:
         self._forward_task: asyncio.Task[None] | None = None
         self._api_keys = [hash_key(key) for key in settings.api_keys]
         self._api_keys += [bytes.fromhex(digest) for digest in settings.api_key_hashes]
+        self.first_run_key: str | None = None
+        if not self._api_keys:
+            self._api_keys.append(self._admin_key())
         self.monitor = AlertMonitor(
             self.store, {p.name: p.plan for p in self.projects}, settings.webhook
         )
@@ -169,6 +172,15 @@ class Server:
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
         self.started = False
+
+    def _admin_key(self) -> bytes:
+        """With no key configured, one admin key: shown once on the first run, kept hashed."""
+        digest = self.store.meta("admin_key_sha256")
+        if digest is None:
+            self.first_run_key = "phx_" + secrets.token_urlsafe(24)
+            digest = hash_key(self.first_run_key).hex()
+            self.store.set_meta("admin_key_sha256", digest)
+        return bytes.fromhex(digest)
 
     def _stored_salt(self) -> str:
         salt = self.store.meta("hash_salt")

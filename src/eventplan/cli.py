@@ -271,6 +271,16 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         f"(db {settings.db})",
         err=True,
     )
+    if server.first_run_key is not None:
+        click.echo(
+            f"No --api-key was given: log in (and call /api/*) with {server.first_run_key}\n"
+            "It is shown only now and kept only as a hash; pass --api-key to choose your own.",
+            err=True,
+        )
+    elif not settings.api_keys and not settings.api_key_hashes:
+        click.echo(
+            "Log in with the admin key printed on the first run, or pass --api-key.", err=True
+        )
     config = uvicorn.Config(
         server.app(),
         host=settings.host,
@@ -1073,3 +1083,43 @@ def forward_retry(db: Path, api_key: str | None) -> None:
     """Queue every failed event for delivery again."""
     result = _forward_call(db, api_key, "POST", "/api/forward/retry")
     click.echo(f"requeued {result['requeued']} event(s)")
+
+
+@cli.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def coverage(db: Path, plan: Path, as_json: bool) -> None:
+    """The plan against what arrived: volumes, never seen, unplanned, properties never sent."""
+    from eventplan.query.coverage import coverage as compute
+
+    loaded = _load(plan)
+    store = _store_for_reading(db, loaded)
+    try:
+        report = compute(store, loaded)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        return
+    table = Table(title=f"coverage of plan {report['plan']} {report['version']}")
+    for column in ("event", "owner", "24 h", "7 d", "last seen", "invalid", "never sent"):
+        table.add_column(
+            column, justify="right" if column in ("24 h", "7 d", "invalid") else "left"
+        )
+    for event in report["events"]:
+        table.add_row(
+            event["event"],
+            event["owner"],
+            str(event["last_24h"]),
+            str(event["last_7d"]),
+            event["last_seen"] or "never",
+            f"{event['invalid_share']:.1%}",
+            ", ".join(event["properties_never_sent"]),
+        )
+    console.print(table)
+    console.print("planned, never seen: " + (", ".join(report["planned_never_seen"]) or "none"))
+    console.print(
+        "seen, not planned: "
+        + (", ".join(u["event"] for u in report["seen_not_planned"]) or "none")
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,15 @@ def test_report_and_query_commands(tmp_path: Path) -> None:
     assert funnel.exit_code == 0 and "dashboard.entered" in funnel.output
     unknown = runner.invoke(cli, ["report", "nope", "--db", str(db), "--plan", str(OPENCHAT)])
     assert unknown.exit_code == 1 and "nope" in unknown.output
+
+
+def test_coverage_command(tmp_path: Path) -> None:
+    runner = CliRunner()
+    events, db = tmp_path / "e.jsonl", tmp_path / "e.duckdb"
+    runner.invoke(cli, ["simulate", "--users", "50", "--days", "3", "--out", str(events)])
+    runner.invoke(cli, ["import", "--db", str(db), "--plan", str(OPENCHAT), str(events)])
+    result = runner.invoke(cli, ["coverage", "--db", str(db), "--plan", str(OPENCHAT), "--json"])
+    report = json.loads(result.output)
+    seen = {e["event"]: e for e in report["events"]}
+    assert seen["marketing.visit_landing"]["total"] > 0
+    assert set(report["planned_never_seen"]) == {n for n, e in seen.items() if not e["total"]}

@@ -119,7 +119,10 @@ class Pages:
         return RedirectResponse("/login", status_code=303)
 
     async def index(self, request: Request) -> Response:
-        return self.render(request, "index.html")
+        forwarding = None
+        if self.server.forwarder.targets:
+            forwarding = await run_in_threadpool(self.server.forwarder.status)
+        return self.render(request, "index.html", forwarding=forwarding)
 
     async def dashboard(self, request: Request) -> Response:
         project = self.server.project(request.query_params.get("project"))
