@@ -310,31 +310,31 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
             scope, scope_params = "e.project = ?", [query.project]
     else:
         scope, scope_params = " OR ".join(flags), list(params)
+    # One bit per step (then per exclusion): the flags are computed once, in SQL.
+    mask = " | ".join(f"(COALESCE({flag}, false)::INTEGER << {i})" for i, flag in enumerate(flags))
     sql = (
-        f"SELECT {actor}::VARCHAR AS actor, epoch_us(e.timestamp) AS ts, {breakdown} AS bv, "
-        f"{', '.join(f'{flag} AS f{i}' for i, flag in enumerate(flags))} "
+        f"SELECT actor, ts, bv, mask FROM (SELECT {actor}::VARCHAR AS actor, "
+        f"epoch_us(e.timestamp) AS ts, {breakdown} AS bv, e.uuid AS uuid, {mask} AS mask "
         f"FROM {FROM} WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
-        + (f"AND {actor} IS NOT NULL " if query.aggregate_by == "group" else "")
-        # Events at the same moment go in step order, so a page that fires two steps
-        # at once converts (as in PostHog); the uuid only makes the order total.
-        + "ORDER BY actor, ts, "
-        + f"CASE {' '.join(f'WHEN {flag} THEN {i}' for i, flag in enumerate(flags))} END, e.uuid"
+        + (f"AND {actor} IS NOT NULL" if query.aggregate_by == "group" else "")
+        # Events at the same moment go in step order (the lowest step bit first), so a
+        # page that fires two steps at once converts, as in PostHog; the uuid only
+        # makes the order total.
+        + ") ORDER BY actor, ts, CASE WHEN mask = 0 THEN 1 << 30 ELSE mask & -mask END, uuid"
     )
     _, rows = ctx.store.sql(
-        sql,
-        params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)] + params,
+        sql, params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
     )
     steps = len(query.steps)
     best: dict[str, _Attempt] = {}
     current_actor = None
-    events: list[tuple[int, Any, list[bool]]] = []
-    for row in rows:
-        actor_id = row[0]
+    events: list[tuple[int, Any, int]] = []
+    for actor_id, ts, value, bits in rows:
         if actor_id != current_actor:
             if current_actor is not None:
                 _finish(best, current_actor, events, query, steps)
             current_actor, events = actor_id, []
-        events.append((row[1], row[2], [bool(flag) for flag in row[3:]]))
+        events.append((ts, value, bits))
     if current_actor is not None:
         _finish(best, current_actor, events, query, steps)
     return _funnel_result(ctx, query, best, start, end)
@@ -343,7 +343,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
 def _finish(
     best: dict[str, _Attempt],
     actor: str,
-    events: list[tuple[int, Any, list[bool]]],
+    events: list[tuple[int, Any, int]],
     query: FunnelsQuery,
     steps: int,
 ) -> None:
@@ -353,7 +353,7 @@ def _finish(
 
 
 def furthest_attempt(
-    events: list[tuple[int, Any, list[bool]]], query: FunnelsQuery, steps: int
+    events: list[tuple[int, Any, int]], query: FunnelsQuery, steps: int
 ) -> _Attempt | None:
     """PostHog's funnel for one actor: the first attempt to reach the furthest step.
 
@@ -364,10 +364,9 @@ def furthest_attempt(
     window = query.window_seconds * 1_000_000
     entered: list[_Attempt | None] = [None] * steps
     result: _Attempt | None = None
-    for ts, value, matched in events:
-        step_flags, exclusion_flags = matched[:steps], matched[steps:]
-        for exclusion, hit in zip(query.exclusions, exclusion_flags, strict=True):
-            if not hit:
+    for ts, value, bits in events:
+        for number, exclusion in enumerate(query.exclusions):
+            if not bits >> (steps + number) & 1:
                 continue
             for i in range(exclusion.from_step, min(exclusion.to_step, steps)):
                 partial = entered[i]
@@ -376,7 +375,7 @@ def furthest_attempt(
         advanced = False
         for i in range(steps - 1, 0, -1):
             previous = entered[i - 1]
-            if step_flags[i] and previous is not None and ts - previous.times[0] <= window:
+            if bits >> i & 1 and previous is not None and ts - previous.times[0] <= window:
                 entered[i] = _Attempt(
                     [*previous.times, ts], [*previous.values, value], previous.excluded
                 )
@@ -386,7 +385,7 @@ def furthest_attempt(
                 break
         if query.order == "strict" and not advanced:
             entered = [None] * steps
-        if not advanced and step_flags[0]:
+        if not advanced and bits & 1:
             entered[0] = _Attempt([ts], [value])
             if result is None:
                 result = entered[0]
