@@ -114,3 +114,35 @@ def openchat_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -
         args=["--plan", str(OPENCHAT), "--token", TOKEN, *extra],
         env=env or {},
     ).start()
+
+
+def simulated_server(folder: Path, users: int, days: int, seed: int, *extra: str) -> RunningServer:
+    """A server over a store pre-filled by the simulator (through `eventplan import`)."""
+    from click.testing import CliRunner
+
+    from eventplan.cli import cli
+
+    folder.mkdir(parents=True, exist_ok=True)
+    runner = CliRunner()
+    events = folder / "events.jsonl"
+    simulated = runner.invoke(
+        cli,
+        [
+            "simulate",
+            "--users",
+            str(users),
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--out",
+            str(events),
+        ],
+    )
+    assert simulated.exit_code == 0, simulated.output
+    imported = runner.invoke(
+        cli,
+        ["import", "--db", str(folder / "eventplan.duckdb"), "--plan", str(OPENCHAT), str(events)],
+    )
+    assert imported.exit_code == 0, imported.output
+    return openchat_server(folder, "--alert-interval", "0", *extra)

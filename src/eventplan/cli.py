@@ -539,6 +539,19 @@ def _store_for_reading(db: Path, plan: Any) -> Any:
         ) from exc
 
 
+def _run_query_file(db: Path, plan: Any, spec: Any) -> dict[str, Any]:
+    """One query against the store file, read-only; library errors become CLI errors."""
+    from eventplan.query.engine import run_query
+
+    store = _store_for_reading(db, plan)
+    try:
+        return run_query(store, plan, spec)
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+
+
 def _print_result(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
@@ -668,7 +681,6 @@ def query_trends(
     compare: bool,
 ) -> None:
     """Trends of EVENTS (one series each)."""
-    from eventplan.query.engine import run_query
     from eventplan.query.model import DateRange, Series, TrendsQuery
 
     loaded = _load(plan)
@@ -690,14 +702,9 @@ def query_trends(
             compare=compare,
             verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
         )
-        store = _store_for_reading(db, loaded)
-        try:
-            result = run_query(store, loaded, spec)
-        finally:
-            store.close()
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
-    _print_result(result, as_json)
+    _print_result(_run_query_file(db, loaded, spec), as_json)
 
 
 @query.command(name="funnel")
@@ -719,7 +726,6 @@ def query_funnel(
     strict: bool,
 ) -> None:
     """A funnel over STEPS (event names, in order)."""
-    from eventplan.query.engine import run_query
     from eventplan.query.model import DateRange, FunnelsQuery, Series
 
     loaded = _load(plan)
@@ -732,14 +738,9 @@ def query_funnel(
             breakdown=breakdown,
             verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
         )
-        store = _store_for_reading(db, loaded)
-        try:
-            result = run_query(store, loaded, spec)
-        finally:
-            store.close()
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
-    _print_result(result, as_json)
+    _print_result(_run_query_file(db, loaded, spec), as_json)
 
 
 @cli.command()

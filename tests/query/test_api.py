@@ -12,35 +12,12 @@ from click.testing import CliRunner
 
 from eventplan.cli import cli
 from tests.conftest import OPENCHAT
-from tests.servers import API_KEY, RunningServer, openchat_server
+from tests.servers import API_KEY, RunningServer, simulated_server
 
 
 @pytest.fixture(scope="module")
 def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    folder = tmp_path_factory.mktemp("api")
-    runner = CliRunner()
-    events = folder / "events.jsonl"
-    assert (
-        runner.invoke(
-            cli, ["simulate", "--users", "300", "--days", "10", "--seed", "3", "--out", str(events)]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            cli,
-            [
-                "import",
-                "--db",
-                str(folder / "eventplan.duckdb"),
-                "--plan",
-                str(OPENCHAT),
-                str(events),
-            ],
-        ).exit_code
-        == 0
-    )
-    server = openchat_server(folder)
+    server = simulated_server(tmp_path_factory.mktemp("busy_server"), 300, 10, 3)
     yield server
     server.stop()
 

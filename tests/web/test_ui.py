@@ -8,13 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, sync_playwright
 from posthog import Posthog
 
-from eventplan.cli import cli
-from tests.conftest import OPENCHAT, require_tool
-from tests.servers import API_KEY, TOKEN, RunningServer, openchat_server
+from tests.conftest import require_tool
+from tests.servers import API_KEY, TOKEN, RunningServer, simulated_server
 
 DASHBOARDS = [
     "acquisition_to_activation",
@@ -27,30 +25,7 @@ DASHBOARDS = [
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    folder = tmp_path_factory.mktemp("ui")
-    runner = CliRunner()
-    events = folder / "events.jsonl"
-    assert (
-        runner.invoke(
-            cli, ["simulate", "--users", "300", "--days", "10", "--seed", "5", "--out", str(events)]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            cli,
-            [
-                "import",
-                "--db",
-                str(folder / "eventplan.duckdb"),
-                "--plan",
-                str(OPENCHAT),
-                str(events),
-            ],
-        ).exit_code
-        == 0
-    )
-    server = openchat_server(folder, "--alert-interval", "0")
+    server = simulated_server(tmp_path_factory.mktemp("ui_server"), 300, 10, 5)
     yield server
     server.stop()
 
