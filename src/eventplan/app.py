@@ -57,7 +57,7 @@ from eventplan.store.writer import BackgroundWriter
 from eventplan.web.live import LiveFeed
 from eventplan.web.pages import Pages
 
-log = logging.getLogger("eventplan.server")
+log = logging.getLogger("eventplan.app")
 _json = msgspec.json.Encoder()
 
 CAPTURE_PATHS = ("/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage")

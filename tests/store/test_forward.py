@@ -26,6 +26,19 @@ def upstream(folder: Path) -> RunningServer:
     ).start()
 
 
+def gateway_to(receiver: RunningServer, tmp_path: Path, token: str) -> RunningServer:
+    """An eventplan server forwarding to `receiver` with `token`."""
+    return openchat_server(
+        tmp_path / "gateway",
+        "--forward",
+        receiver.url,
+        "--forward-token",
+        token,
+        "--alert-interval",
+        "0",
+    )
+
+
 def send(server: RunningServer, person: str, count: int, **properties: object) -> None:
     client = Posthog(TOKEN, host=server.url, sync_mode=True)
     for index in range(count):
@@ -52,15 +65,7 @@ def wait_for(predicate, timeout: float = 90) -> None:  # type: ignore[no-untyped
 
 def test_events_arrive_upstream_with_privacy_and_verdicts(tmp_path: Path) -> None:
     receiver = upstream(tmp_path / "posthog")
-    gateway = openchat_server(
-        tmp_path / "gateway",
-        "--forward",
-        receiver.url,
-        "--forward-token",
-        UPSTREAM_TOKEN,
-        "--alert-interval",
-        "0",
-    )
+    gateway = gateway_to(receiver, tmp_path, UPSTREAM_TOKEN)
     try:
         person = f"gw-{uuid.uuid4()}"
         send(gateway, person, 3)
@@ -99,15 +104,7 @@ def test_events_arrive_upstream_with_privacy_and_verdicts(tmp_path: Path) -> Non
 
 def test_an_upstream_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     receiver = upstream(tmp_path / "posthog")
-    gateway = openchat_server(
-        tmp_path / "gateway",
-        "--forward",
-        receiver.url,
-        "--forward-token",
-        UPSTREAM_TOKEN,
-        "--alert-interval",
-        "0",
-    )
+    gateway = gateway_to(receiver, tmp_path, UPSTREAM_TOKEN)
     try:
         person = f"gw-outage-{uuid.uuid4()}"
         send(gateway, person, 20)
@@ -135,15 +132,7 @@ def test_an_upstream_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path)
 
 def test_a_refused_batch_is_kept_with_its_reason_and_can_be_retried(tmp_path: Path) -> None:
     receiver = upstream(tmp_path / "posthog")
-    gateway = openchat_server(
-        tmp_path / "gateway",
-        "--forward",
-        receiver.url,
-        "--forward-token",
-        "phc_wrong_token",
-        "--alert-interval",
-        "0",
-    )
+    gateway = gateway_to(receiver, tmp_path, "phc_wrong_token")
     try:
         send(gateway, f"gw-refused-{uuid.uuid4()}", 5)
         wait_for(lambda: gateway.health()["forward"]["failed"] == 5)
