@@ -109,6 +109,12 @@ def _code(status: int) -> str:
     }.get(status, "error")
 
 
+def unauthorized() -> Response:
+    return error_response(
+        401, "send `Authorization: Bearer <personal API key>`; project tokens cannot read"
+    )
+
+
 def cors_headers(request: Request) -> dict[str, str]:
     """PostHog's CORS: mirror the Origin and allow credentials."""
     origin = request.headers.get("origin")
@@ -132,7 +138,10 @@ class Server:
         self.settings = settings
         plans = [load_plan(p.plan) for p in settings.projects]
         self.store = EventStore(settings.db, plans)
-        salt = (settings.hash_salt or self._stored_salt()).encode()
+        salt = (
+            settings.hash_salt
+            or self.store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
+        ).encode()
         self.projects = [
             Project(config.name or plan.name, plan, config.tokens, config.enforcement, salt)
             for config, plan in zip(settings.projects, plans, strict=True)
@@ -175,19 +184,12 @@ class Server:
 
     def _admin_key(self) -> bytes:
         """With no key configured, one admin key: shown once on the first run, kept hashed."""
-        digest = self.store.meta("admin_key_sha256")
-        if digest is None:
-            self.first_run_key = "phx_" + secrets.token_urlsafe(24)
-            digest = hash_key(self.first_run_key).hex()
-            self.store.set_meta("admin_key_sha256", digest)
-        return bytes.fromhex(digest)
 
-    def _stored_salt(self) -> str:
-        salt = self.store.meta("hash_salt")
-        if salt is None:
-            salt = os.urandom(16).hex()
-            self.store.set_meta("hash_salt", salt)
-        return salt
+        def make() -> str:
+            self.first_run_key = "phx_" + secrets.token_urlsafe(24)
+            return hash_key(self.first_run_key).hex()
+
+        return bytes.fromhex(self.store.meta_or_create("admin_key_sha256", make))
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -237,10 +239,7 @@ class Server:
             await asyncio.sleep(self.settings.alert_interval)
 
     def app(self) -> Starlette:
-        secret = self.store.meta("session_secret")
-        if secret is None:
-            secret = secrets.token_hex(32)
-            self.store.set_meta("session_secret", secret)
+        secret = self.store.meta_or_create("session_secret", lambda: secrets.token_hex(32))
         middleware = [
             Middleware(
                 SessionMiddleware,
@@ -424,22 +423,14 @@ class Server:
         return scheme.lower() == "bearer" and self.key_is_valid(key)
 
     async def api_sql(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return error_response(
-                401, "send `Authorization: Bearer <personal API key>`; project tokens cannot read"
-            )
-        try:
-            body = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError as exc:
-            return error_response(400, f"the body is not valid JSON: {exc}")
-        query = body.get("query") if isinstance(body, dict) else None
-        if not isinstance(query, str) or not query.strip():
-            return error_response(400, 'the body must be {"query": "SELECT …"}')
-        try:
+        def work(body: Any) -> Any:
+            query = body.get("query") if isinstance(body, dict) else None
+            if not isinstance(query, str) or not query.strip():
+                raise QueryError('the body must be {"query": "SELECT …"}')
             columns, rows = self.store.sql(query)
-        except QueryError as exc:
-            return error_response(400, str(exc))
-        return json_response({"columns": columns, "results": rows})
+            return {"columns": columns, "results": rows}
+
+        return await self._guarded_json(request, work)
 
     def project(self, key: str | None) -> Project:
         """A project by name or 1-based number; the first one when not given."""
@@ -453,23 +444,27 @@ class Server:
     async def _guarded(self, request: Request, work: Callable[[], Any]) -> Response:
         """Authorized, computed off the event loop, errors in the one error shape."""
         if not self._authorized(request):
-            return error_response(
-                401, "send `Authorization: Bearer <personal API key>`; project tokens cannot read"
-            )
+            return unauthorized()
         try:
             result = await run_in_threadpool(work)
         except EventplanError as exc:
             return error_response(exc.status, str(exc))
         return json_response(result)
 
-    async def api_query(self, request: Request) -> Response:
+    async def _guarded_json(self, request: Request, work: Callable[[Any], Any]) -> Response:
+        """`_guarded` for a POST whose JSON body `work` takes (read after the key check)."""
+        if not self._authorized(request):
+            return unauthorized()
         try:
             body = msgspec.json.decode(await request.body())
         except msgspec.DecodeError as exc:
             return error_response(400, f"the body is not valid JSON: {exc}")
+        return await self._guarded(request, lambda: work(body))
+
+    async def api_query(self, request: Request) -> Response:
         project_key = request.path_params["project"]
 
-        def work() -> Any:
+        def work(body: Any) -> Any:
             project = self.project(project_key)
             raw = body.get("query") if isinstance(body, dict) and "query" in body else body
             parsed = from_posthog(raw)
@@ -478,7 +473,7 @@ class Server:
                 return {"columns": columns, "results": rows}
             return run_query(self.store, project.plan, parsed)
 
-        return await self._guarded(request, work)
+        return await self._guarded_json(request, work)
 
     async def api_dashboards(self, request: Request) -> Response:
         def work() -> Any:

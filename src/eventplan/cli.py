@@ -412,7 +412,12 @@ def _open_store(
     try:
         return EventStore(db, plans or [], read_only=read_only)
     except EventplanError as exc:
-        raise click.ClickException(f"{exc} (stop the server to change the store)") from exc
+        hint = (
+            "while `eventplan serve` runs, use its /api/ endpoints"
+            if read_only
+            else "stop the server to change the store"
+        )
+        raise click.ClickException(f"{exc}; {hint}") from exc
 
 
 @cli.command()
@@ -507,10 +512,7 @@ def import_command(db: Path, plan: Path, project: str | None, file: Path) -> Non
     loaded = _load(plan)
     store = _open_store(db, read_only=False, plans=[loaded], create=True)
     try:
-        salt = store.meta("hash_salt")
-        if salt is None:
-            salt = os.urandom(16).hex()
-            store.set_meta("hash_salt", salt)
+        salt = store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
         target = Project(project or loaded.name, loaded, (), "flag", salt.encode())
         with Progress(console=Console(stderr=True)) as bar:
             task = bar.add_task("importing", total=None)
@@ -525,25 +527,11 @@ def import_command(db: Path, plan: Path, project: str | None, file: Path) -> Non
 # -- insights -------------------------------------------------------------------------------
 
 
-def _store_for_reading(db: Path, plan: Any) -> Any:
-    """The store, read-only; a running server holds the file, so say how to reach it."""
-    from eventplan.store.duckdb import EventStore
-
-    if not db.exists():
-        raise click.ClickException(f"{db} does not exist")
-    try:
-        return EventStore(db, [plan], read_only=True)
-    except EventplanError as exc:
-        raise click.ClickException(
-            f"{exc}; while `eventplan serve` runs, use its /api/ endpoints"
-        ) from exc
-
-
 def _run_query_file(db: Path, plan: Any, spec: Any) -> dict[str, Any]:
     """One query against the store file, read-only; library errors become CLI errors."""
     from eventplan.query.engine import run_query
 
-    store = _store_for_reading(db, plan)
+    store = _open_store(db, read_only=True, plans=[plan])
     try:
         return run_query(store, plan, spec)
     except EventplanError as exc:
@@ -755,7 +743,7 @@ def report(name: str, db: Path, plan: Path, date_from: str, as_json: bool) -> No
     from eventplan.query.model import DateRange
 
     loaded = _load(plan)
-    store = _store_for_reading(db, loaded)
+    store = _open_store(db, read_only=True, plans=[loaded])
     try:
         data = dashboard_data(store, loaded, name, DateRange(date_from=date_from))
     except EventplanError as exc:
@@ -788,7 +776,7 @@ def alerts_check(db: Path, plan: Path, since: str | None, as_json: bool) -> None
     from eventplan.query.alerts import check_alerts
 
     loaded = _load(plan)
-    store = _store_for_reading(db, loaded)
+    store = _open_store(db, read_only=True, plans=[loaded])
     try:
         results = check_alerts(store, loaded, since=since)
     except EventplanError as exc:
@@ -1095,7 +1083,7 @@ def coverage(db: Path, plan: Path, as_json: bool) -> None:
     from eventplan.query.coverage import coverage as compute
 
     loaded = _load(plan)
-    store = _store_for_reading(db, loaded)
+    store = _open_store(db, read_only=True, plans=[loaded])
     try:
         report = compute(store, loaded)
     finally:

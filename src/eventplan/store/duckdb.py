@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid as uuidlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,15 @@ class EventStore:
         with self._lock:
             rows = self._run("SELECT value FROM meta WHERE key = ?", [key])
         return str(rows[0][0]) if rows else None
+
+    def meta_or_create(self, key: str, make: Callable[[], str]) -> str:
+        """The stored value of `key`, made and stored on first use (salts, secrets)."""
+        with self._lock:
+            value = self.meta(key)
+            if value is None:
+                value = make()
+                self.set_meta(key, value)
+            return value
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
