@@ -59,3 +59,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     running = openchat_server(tmp_path_factory.mktemp("server"), "--trusted-proxy", "127.0.0.0/8")
     yield running
     running.stop()
+
+
+# Every backend-parametrised test runs on the embedded DuckDB file and on ClickHouse's
+# engine (chDB, in-process), through the same store interface and SQL compiler.
+BACKENDS = ["duckdb", "clickhouse"]
+
+
+def store_url(backend: str, folder: Path) -> str:
+    """What `--db` says for a fresh store of `backend` under `folder`."""
+    if backend == "clickhouse":
+        return f"chdb:{folder / 'clickhouse'}"
+    return str(folder / "events.duckdb")

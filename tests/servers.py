@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import OPENCHAT
+from tests.conftest import OPENCHAT, store_url
 
 TOKEN = "phc_openchat_test"
 API_KEY = "phx_personal_test_key"
@@ -34,6 +34,7 @@ class RunningServer:
     env: dict[str, str] = field(default_factory=dict)
     with_api_key: bool = True
     process: subprocess.Popen[bytes] | None = None
+    store: str = ""  # what --db says; `db` itself when empty
 
     @property
     def url(self) -> str:
@@ -48,7 +49,7 @@ class RunningServer:
                 "eventplan",
                 "serve",
                 "--db",
-                str(self.db),
+                self.store or str(self.db),
                 "--port",
                 str(self.port),
                 *(["--api-key", API_KEY] if self.with_api_key else []),
@@ -106,13 +107,16 @@ class RunningServer:
         return dict(httpx.get(f"{self.url}/_health", timeout=5).json())
 
 
-def openchat_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
+def openchat_server(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None, backend: str = "duckdb"
+) -> RunningServer:
     tmp.mkdir(parents=True, exist_ok=True)
     return RunningServer(
         db=tmp / "eventplan.duckdb",
         port=free_port(),
         args=["--plan", str(OPENCHAT), "--token", TOKEN, *extra],
         env=env or {},
+        store="" if backend == "duckdb" else store_url(backend, tmp),
     ).start()
 
 

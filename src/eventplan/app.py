@@ -49,7 +49,7 @@ from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange
 from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
-from eventplan.store.duckdb import EventStore, QueryError
+from eventplan.store import QueryError, local_base, open_store
 from eventplan.store.forward import Forwarder, Target
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
@@ -137,7 +137,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         plans = [load_plan(p.plan) for p in settings.projects]
-        self.store = EventStore(settings.db, plans)
+        self.store = open_store(settings.db, plans)
         salt = (
             settings.hash_salt
             or self.store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
@@ -546,36 +546,21 @@ class Server:
         def work() -> Any:
             project = self.project(params.get("project"))
             results = check_alerts(self.store, project.plan, since=params.get("since"))
-            _, history = self.store.sql(
-                "SELECT alert, kind, subject, state, value, threshold, owner, changed_at, notified "
-                "FROM alert_history WHERE project = ? ORDER BY changed_at DESC LIMIT 200",
-                [project.name],
-            )
-            keys = (
-                "alert",
-                "kind",
-                "subject",
-                "state",
-                "value",
-                "threshold",
-                "owner",
-                "at",
-                "notified",
-            )
             return {
                 "results": [r.as_dict() for r in results],
-                "history": [dict(zip(keys, row, strict=True)) for row in history],
+                "history": self.store.alert_history(project.name, 200),
             }
 
         return await self._guarded(request, work)
 
 
-def serve_info_path(db: Path) -> Path:
+def serve_info_path(db: str) -> Path:
     """Where a running server says its address, for `eventplan sql` to find it."""
-    return db.with_name(db.name + ".serve.json")
+    base = local_base(db)
+    return base.with_name(base.name + ".serve.json")
 
 
-def running_server_url(db: Path) -> str | None:
+def running_server_url(db: str) -> str | None:
     """The address of the server holding `db`, if one is alive (stale notes are removed)."""
     info = serve_info_path(db)
     try:

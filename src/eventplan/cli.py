@@ -20,9 +20,15 @@ from eventplan.plan import load_plan
 from eventplan.plan.lint import lint_file
 from eventplan.plan.schema import event_schema, plan_schemas
 from eventplan.plan.validator import Validator, Verdict
+from eventplan.store.base import Store
 
 console = Console()
 plan_argument = click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+DB_OPTION = click.option(
+    "--db",
+    required=True,
+    help="The store: a DuckDB file, clickhouse://user:pass@host:8123/database or chdb:DIR.",
+)
 
 
 def _load(path: Path) -> Any:
@@ -235,7 +241,8 @@ def main() -> None:
 
 @cli.command()
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="DuckDB file.")
+@click.option("--db", help="DuckDB file, clickhouse://user:pass@host:8123/db or chdb:DIR.")
+@click.option("--wal", help="Write-ahead log folder (default: beside the store).")
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 8000).")
 @click.option("--token", multiple=True, help="Project token (repeatable).")
@@ -263,12 +270,13 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
     info = serve_info_path(settings.db)
+    info.parent.mkdir(parents=True, exist_ok=True)
     info.write_bytes(
         msgspec.json.encode({"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid()})
     )
     click.echo(
         f"eventplan {len(server.projects)} project(s) on http://{settings.host}:{settings.port} "
-        f"(db {settings.db})",
+        f"(db {server.store.location})",
         err=True,
     )
     if server.first_run_key is not None:
@@ -299,18 +307,17 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 
 
 @cli.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--api-key", envvar="EVENTPLAN_API_KEY", help="Used when the server holds the db.")
 @click.option("--json", "as_json", is_flag=True, help="Print {columns, results} as JSON.")
 @click.argument("query")
-def sql(db: Path, api_key: str | None, as_json: bool, query: str) -> None:
+def sql(db: str, api_key: str | None, as_json: bool, query: str) -> None:
     """Run a read-only SQL query over the events (works while the server runs)."""
-    from eventplan.store.duckdb import EventStore
+    from eventplan.store import open_store
 
-    if not db.exists():
-        raise click.ClickException(f"{db} does not exist")
+    _must_exist(db)
     try:
-        store = EventStore(db, read_only=True)
+        store = open_store(db, read_only=True)
     except EventplanError:
         columns, rows = _sql_through_server(db, api_key, query)
     else:
@@ -331,7 +338,7 @@ def sql(db: Path, api_key: str | None, as_json: bool, query: str) -> None:
     console.print(table)
 
 
-def _sql_through_server(db: Path, api_key: str | None, query: str) -> tuple[list[str], list[Any]]:
+def _sql_through_server(db: str, api_key: str | None, query: str) -> tuple[list[str], list[Any]]:
     """The db is held by a running server: ask it over /api/sql instead."""
     import httpx
 
@@ -366,16 +373,13 @@ def quarantine() -> None:
 
 
 @quarantine.command(name="list")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--limit", type=int, default=50)
-def quarantine_list(db: Path, limit: int) -> None:
+def quarantine_list(db: str, limit: int) -> None:
     """Show quarantined events, newest first, with their violations."""
     store = _open_store(db, read_only=True)
     try:
-        columns, rows = store.sql(
-            "SELECT uuid, event, distinct_id, timestamp, verdict, violations FROM quarantine "
-            f"ORDER BY created_at DESC LIMIT {int(limit)}"
-        )
+        columns, rows = store.quarantine_list(limit)
     finally:
         store.close()
     table = Table(title=f"quarantine ({len(rows)} shown)")
@@ -387,9 +391,9 @@ def quarantine_list(db: Path, limit: int) -> None:
 
 
 @quarantine.command(name="replay")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def quarantine_replay(db: Path, plan: Path) -> None:
+def quarantine_replay(db: str, plan: Path) -> None:
     """Re-validate quarantined events against PLAN; move the ones that now pass."""
     from eventplan.store.quarantine import replay_quarantine
 
@@ -402,15 +406,22 @@ def quarantine_replay(db: Path, plan: Path) -> None:
     click.echo(f"moved {moved} event(s) into events; {still} still fail the plan")
 
 
-def _open_store(
-    db: Path, read_only: bool, plans: list[Any] | None = None, create: bool = False
-) -> Any:
-    from eventplan.store.duckdb import EventStore
+def _must_exist(db: str) -> None:
+    from eventplan.store import is_url
 
-    if not db.exists() and not create:
+    if not is_url(db) and not Path(db).exists():
         raise click.ClickException(f"{db} does not exist")
+
+
+def _open_store(
+    db: str, read_only: bool, plans: list[Any] | None = None, create: bool = False
+) -> Store:
+    from eventplan.store import open_store
+
+    if not create:
+        _must_exist(db)
     try:
-        return EventStore(db, plans or [], read_only=read_only)
+        return open_store(db, plans or [], read_only=read_only)
     except EventplanError as exc:
         hint = (
             "while `eventplan serve` runs, use its /api/ endpoints"
@@ -498,36 +509,93 @@ def simulate(
 
 
 @cli.command(name="import")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--project", help="Project name (default: the plan's name).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_command(db: Path, plan: Path, project: str | None, file: Path) -> None:
-    """Load events from FILE (JSON lines, PostHog export, Parquet) as if captured."""
+def import_command(db: str, plan: Path, project: str | None, file: Path) -> None:
+    """Load events from FILE (JSON lines, PostHog export, Parquet) as if captured.
+
+    An `eventplan export` file is stored as it was (already enriched, private and
+    judged), so data moves between backends unchanged.
+    """
     from rich.progress import Progress
 
     from eventplan.capture.importer import import_events, iter_file
     from eventplan.capture.ingest import Project
+    from eventplan.store.transfer import import_export, is_export
 
     loaded = _load(plan)
     store = _open_store(db, read_only=False, plans=[loaded], create=True)
     try:
-        salt = store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
-        target = Project(project or loaded.name, loaded, (), "flag", salt.encode())
         with Progress(console=Console(stderr=True)) as bar:
             task = bar.add_task("importing", total=None)
-            added = import_events(store, target, iter_file(file), lambda n: bar.advance(task, n))
+            advance = lambda n: bar.advance(task, n)  # noqa: E731
+            if is_export(file):
+                added = import_export(store, file, advance)
+            else:
+                salt = store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
+                target = Project(project or loaded.name, loaded, (), "flag", salt.encode())
+                added = import_events(store, target, iter_file(file), advance)
+        location = store.location
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
-    click.echo(f"imported {added:,} new event(s) into {db}", err=True)
+    click.echo(f"imported {added:,} new event(s) into {location}", err=True)
+
+
+@cli.command(name="export")
+@DB_OPTION
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="A .parquet file."
+)
+def export_command(db: str, out: Path) -> None:
+    """Write every stored event to a Parquet file that `eventplan import` reads back."""
+    from rich.progress import Progress
+
+    from eventplan.store.transfer import export_events
+
+    if out.suffix != ".parquet":
+        raise click.ClickException(f"--out must name a .parquet file, not {out.name}")
+    store = _open_store(db, read_only=True)
+    try:
+        _, [[total]] = store.sql("SELECT count(*) FROM events_data")
+        with Progress(console=Console(stderr=True)) as bar:
+            task = bar.add_task("exporting", total=int(total))
+            written = export_events(store, out, lambda n: bar.advance(task, n))
+    except EventplanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"exported {written:,} event(s) to {out}", err=True)
+
+
+@cli.group()
+def clickhouse() -> None:
+    """The ClickHouse backend: schema for a server or a cluster."""
+
+
+@clickhouse.command(name="ddl")
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), multiple=True)
+@click.option("--cluster", help="Make replicated local tables and Distributed tables on it.")
+@click.option("--database", help="Qualify every table with this database.")
+def clickhouse_ddl(plan: tuple[Path, ...], cluster: str | None, database: str | None) -> None:
+    """Print the schema's SQL (one statement per line group, `;`-terminated)."""
+    from eventplan.store.clickhouse import enum_properties, schema_ddl
+    from eventplan.store.columns import missing_columns
+
+    plans = [_load(path) for path in plan]
+    columns = missing_columns(plans)
+    ddl = schema_ddl(columns, enum_properties(plans), cluster=cluster, database=database)
+    for statement in ddl:
+        click.echo(statement.strip() + ";\n")
 
 
 # -- insights -------------------------------------------------------------------------------
 
 
-def _run_query_file(db: Path, plan: Any, spec: Any) -> dict[str, Any]:
+def _run_query_file(db: str, plan: Any, spec: Any) -> dict[str, Any]:
     """One query against the store file, read-only; library errors become CLI errors."""
     from eventplan.query.engine import run_query
 
@@ -625,7 +693,7 @@ def query() -> None:
 
 
 _query_options = [
-    click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True),
+    DB_OPTION,
     click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True),
     click.option("--from", "date_from", default="-7d", show_default=True),
     click.option("--to", "date_to", default=None),
@@ -654,7 +722,7 @@ def _with_query_options(function: Any) -> Any:
 @click.option("--compare", is_flag=True)
 def query_trends(
     events: tuple[str, ...],
-    db: Path,
+    db: str,
     plan: Path,
     date_from: str,
     date_to: str | None,
@@ -702,7 +770,7 @@ def query_trends(
 @click.option("--strict", is_flag=True, help="Any other event in between resets progress.")
 def query_funnel(
     steps: tuple[str, ...],
-    db: Path,
+    db: str,
     plan: Path,
     date_from: str,
     date_to: str | None,
@@ -733,11 +801,11 @@ def query_funnel(
 
 @cli.command()
 @click.argument("name")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--from", "date_from", default="-30d", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def report(name: str, db: Path, plan: Path, date_from: str, as_json: bool) -> None:
+def report(name: str, db: str, plan: Path, date_from: str, as_json: bool) -> None:
     """Print one of the plan's dashboards (NAME) in the terminal."""
     from eventplan.query.dashboards import dashboard_data
     from eventplan.query.model import DateRange
@@ -765,13 +833,13 @@ def alerts() -> None:
 
 
 @alerts.command(name="check")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option(
     "--since", help="Check every completed interval since (e.g. -30d), not just the last."
 )
 @click.option("--json", "as_json", is_flag=True)
-def alerts_check(db: Path, plan: Path, since: str | None, as_json: bool) -> None:
+def alerts_check(db: str, plan: Path, since: str | None, as_json: bool) -> None:
     """Evaluate every alert once; exit 1 when any fires (for cron and CI)."""
     from eventplan.query.alerts import check_alerts
 
@@ -1025,7 +1093,7 @@ def forward_group() -> None:
     """Gateway mode: what is waiting for PostHog, and re-sending what failed."""
 
 
-def _forward_call(db: Path, api_key: str | None, method: str, path: str) -> Any:
+def _forward_call(db: str, api_key: str | None, method: str, path: str) -> Any:
     """The running server holds the store: ask it; otherwise open the file directly."""
     import httpx
 
@@ -1053,9 +1121,9 @@ def _forward_call(db: Path, api_key: str | None, method: str, path: str) -> Any:
 
 
 @forward_group.command(name="status")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--api-key", envvar="EVENTPLAN_API_KEY")
-def forward_status(db: Path, api_key: str | None) -> None:
+def forward_status(db: str, api_key: str | None) -> None:
     """Outbox depth, failures with their reasons, oldest undelivered event."""
     sys.stdout.write(
         msgspec.json.format(
@@ -1066,19 +1134,19 @@ def forward_status(db: Path, api_key: str | None) -> None:
 
 
 @forward_group.command(name="retry")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--api-key", envvar="EVENTPLAN_API_KEY")
-def forward_retry(db: Path, api_key: str | None) -> None:
+def forward_retry(db: str, api_key: str | None) -> None:
     """Queue every failed event for delivery again."""
     result = _forward_call(db, api_key, "POST", "/api/forward/retry")
     click.echo(f"requeued {result['requeued']} event(s)")
 
 
 @cli.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True)
-def coverage(db: Path, plan: Path, as_json: bool) -> None:
+def coverage(db: str, plan: Path, as_json: bool) -> None:
     """The plan against what arrived: volumes, never seen, unplanned, properties never sent."""
     from eventplan.query.coverage import coverage as compute
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eventplan.errors import EventplanError
+from eventplan.store import local_base
 
 Enforcement = Literal["flag", "quarantine"]
 
@@ -30,7 +31,14 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("plan", None, "the plan file for the default project"),
-    Setting("db", "data/eventplan.duckdb", "the DuckDB file (its write-ahead log sits beside it)"),
+    Setting(
+        "db",
+        "data/eventplan.duckdb",
+        "the store: a DuckDB file, clickhouse://user:pass@host:8123/database or chdb:DIR",
+    ),
+    Setting(
+        "wal", None, "the write-ahead log folder (default: beside the store, see docs/scale.md)"
+    ),
     Setting("host", "127.0.0.1", "address to listen on"),
     Setting("port", 8000, "port to listen on"),
     Setting("token", [], "project token(s) accepted for the default project (repeatable)"),
@@ -66,7 +74,7 @@ class ProjectConfig:
 
 @dataclass(frozen=True)
 class Settings:
-    db: Path
+    db: str
     host: str
     port: int
     projects: tuple[ProjectConfig, ...]
@@ -80,11 +88,15 @@ class Settings:
     alert_interval: int = 300
     webhook: str | None = None
     secure_cookies: bool = False
+    wal: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def wal_dir(self) -> Path:
-        return self.db.with_name(self.db.name + ".log")
+        if self.wal:
+            return Path(self.wal)
+        base = local_base(self.db)
+        return base.with_name(base.name + ".log")
 
 
 def _env(name: str, default: Any) -> Any:
@@ -171,7 +183,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
                 raise ConfigError(f"token {token[:6]}… is given to two projects")
             seen.add(token)
     return Settings(
-        db=Path(values["db"]),
+        db=str(values["db"]),
         host=str(values["host"]),
         port=int(values["port"]),
         projects=tuple(projects),
@@ -185,6 +197,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         alert_interval=int(values["alert_interval"]),
         webhook=values["webhook"],
         secure_cookies=bool(int(values["secure_cookies"])),
+        wal=values["wal"],
     )
 
 

@@ -7,9 +7,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
-from eventplan.store.duckdb import EventStore
-from tests.servers import TOKEN, openchat_server
+from eventplan.store import open_store
+from tests.conftest import BACKENDS
+from tests.servers import TOKEN, RunningServer, openchat_server
 
 
 def body(person: str, count: int) -> bytes:
@@ -34,8 +36,9 @@ def body(person: str, count: int) -> bytes:
     ).encode()
 
 
-def count_in_file(db: Path, person: str) -> int:
-    store = EventStore(db, read_only=True)
+def count_in_store(server: RunningServer, person: str) -> int:
+    """Counted by opening the store itself, once the server is gone."""
+    store = open_store(server.store or str(server.db), read_only=True)
     try:
         return int(
             store.sql("SELECT count(*) FROM events WHERE distinct_id = ?", [person])[1][0][0]
@@ -44,8 +47,11 @@ def count_in_file(db: Path, person: str) -> int:
         store.close()
 
 
-def test_sigkill_right_after_the_acknowledgement_loses_nothing(tmp_path: Path) -> None:
-    server = openchat_server(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_right_after_the_acknowledgement_loses_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    server = openchat_server(tmp_path, backend=backend)
     person = f"kill-{uuid.uuid4()}"
     response = httpx.post(f"{server.url}/batch/", content=body(person, 500), timeout=30)
     assert response.status_code == 200
@@ -53,11 +59,12 @@ def test_sigkill_right_after_the_acknowledgement_loses_nothing(tmp_path: Path) -
     server.start()
     server.wait_for_count(f"distinct_id = '{person}'", 500)
     server.stop()
-    assert count_in_file(server.db, person) == 500
+    assert count_in_store(server, person) == 500
 
 
-def test_a_retried_batch_is_stored_once_even_across_a_restart(tmp_path: Path) -> None:
-    server = openchat_server(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_retried_batch_is_stored_once_even_across_a_restart(backend: str, tmp_path: Path) -> None:
+    server = openchat_server(tmp_path, backend=backend)
     person = f"retry-{uuid.uuid4()}"
     payload = body(person, 50)
     for _ in range(2):
@@ -68,4 +75,4 @@ def test_a_retried_batch_is_stored_once_even_across_a_restart(tmp_path: Path) ->
     assert httpx.post(f"{server.url}/batch/", content=payload, timeout=30).status_code == 200
     assert server.health()["counters"]["events_accepted"] == 50
     server.stop()  # a clean stop flushes everything into the file
-    assert count_in_file(server.db, person) == 50
+    assert count_in_store(server, person) == 50

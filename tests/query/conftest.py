@@ -11,13 +11,14 @@ from typing import Any
 from eventplan.capture.importer import import_events
 from eventplan.capture.ingest import Project
 from eventplan.plan import Plan
-from eventplan.store.duckdb import EventStore
+from eventplan.store import Store, open_store
+from tests.conftest import store_url
 
 
 @contextmanager
-def loaded_store(plan: Plan, events: list[dict[str, Any]]) -> Iterator[EventStore]:
+def loaded_store(plan: Plan, events: list[dict[str, Any]], backend: str) -> Iterator[Store]:
     with tempfile.TemporaryDirectory() as folder:
-        store = EventStore(Path(folder) / "events.duckdb", [plan])
+        store = open_store(store_url(backend, Path(folder)), [plan])
         project = Project(plan.name, plan, (), "flag", b"salt")
         import_events(
             store,

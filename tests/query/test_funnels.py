@@ -7,12 +7,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventplan.plan import Plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Exclusion, FunnelsQuery, PropertyFilter, Series
+from tests.conftest import BACKENDS
 from tests.query import reference
 from tests.query.conftest import loaded_store
 
@@ -80,10 +82,11 @@ def journeys(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(journeys(), st.sampled_from([1, 14]))
 def test_step_counts_match_the_brute_force_reference(
-    openchat_plan: Plan, events: list[dict[str, Any]], window_days: int
+    backend: str, openchat_plan: Plan, events: list[dict[str, Any]], window_days: int
 ) -> None:
     cta = [("cta_id", "exact", "hero_try_openchat")]
     steps = [(STEPS[0], []), (STEPS[1], cta), (STEPS[2], []), (STEPS[3], [])]
@@ -98,12 +101,13 @@ def test_step_counts_match_the_brute_force_reference(
         date_range=RANGE,
         window_seconds=window_days * 86400,
     )
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         result = run_query(store, openchat_plan, query, END)
     assert [step["count"] for step in result["results"]] == want
 
 
-def test_conversion_rates_and_times(openchat_plan: Plan) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conversion_rates_and_times(backend: str, openchat_plan: Plan) -> None:
     events = []
     for person, gaps in enumerate([(60, 120, 300), (30, 90), (600,), ()]):
         at = START + timedelta(hours=person)
@@ -112,14 +116,14 @@ def test_conversion_rates_and_times(openchat_plan: Plan) -> None:
             at += timedelta(seconds=gap)
             events.append(event(STEPS[step], f"p{person}", at))
     query = FunnelsQuery(steps=tuple(Series(s) for s in STEPS), date_range=RANGE)
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         steps = run_query(store, openchat_plan, query, END)["results"]
     assert [s["count"] for s in steps] == [4, 3, 2, 1]
     assert [s["conversion_from_first"] for s in steps] == [1.0, 0.75, 0.5, 0.25]
     assert [s["conversion_from_previous"] for s in steps] == [
         1.0,
         0.75,
-        2 / 3 if False else round(2 / 3, 6),
+        round(2 / 3, 6),
         0.5,
     ]
     assert steps[1]["median_conversion_time"] == statistics.median([60, 30, 600])
@@ -128,7 +132,8 @@ def test_conversion_rates_and_times(openchat_plan: Plan) -> None:
     assert steps[3]["average_conversion_time"] == 300
 
 
-def test_a_guest_who_identifies_mid_funnel_counts_once(openchat_plan: Plan) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_guest_who_identifies_mid_funnel_counts_once(backend: str, openchat_plan: Plan) -> None:
     events = [
         event(STEPS[0], "anon-1", START),
         event(STEPS[1], "anon-1", START + timedelta(minutes=1)),
@@ -139,26 +144,31 @@ def test_a_guest_who_identifies_mid_funnel_counts_once(openchat_plan: Plan) -> N
         event(STEPS[3], "user-1", START + timedelta(minutes=4)),
     ]
     query = FunnelsQuery(steps=tuple(Series(s) for s in STEPS), date_range=RANGE)
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         steps = run_query(store, openchat_plan, query, END)["results"]
     assert [s["count"] for s in steps] == [1, 1, 1, 1]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_repeated_steps_need_distinct_events_and_equal_timestamps_may_convert(
+    backend: str,
     openchat_plan: Plan,
 ) -> None:
     same = START + timedelta(hours=1)
     events = [event(STEPS[0], "a", same), event(STEPS[0], "b", same), event(STEPS[1], "b", same)]
     query = FunnelsQuery(steps=(Series(STEPS[0]), Series(STEPS[0])), date_range=RANGE)
     mixed = FunnelsQuery(steps=(Series(STEPS[0]), Series(STEPS[1])), date_range=RANGE)
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         repeated = run_query(store, openchat_plan, query, END)["results"]
         converted = run_query(store, openchat_plan, mixed, END)["results"]
     assert [s["count"] for s in repeated] == [2, 0]  # one landing event cannot be two steps
     assert [s["count"] for s in converted] == [2, 1]  # same timestamp still converts
 
 
-def test_strict_order_exclusions_and_breakdown_attribution(openchat_plan: Plan) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_strict_order_exclusions_and_breakdown_attribution(
+    backend: str, openchat_plan: Plan
+) -> None:
     events = [
         event(STEPS[0], "strict", START, referrer_domain="google.com"),
         event("sync.connection_state", "strict", START + timedelta(minutes=1), state="connected"),
@@ -173,7 +183,7 @@ def test_strict_order_exclusions_and_breakdown_attribution(openchat_plan: Plan) 
         event(STEPS[1], "excluded", START + timedelta(minutes=2)),
     ]
     steps = (Series(STEPS[0]), Series(STEPS[1]))
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         ordered = run_query(store, openchat_plan, FunnelsQuery(steps=steps, date_range=RANGE), END)
         strict = run_query(
             store, openchat_plan, FunnelsQuery(steps=steps, date_range=RANGE, order="strict"), END

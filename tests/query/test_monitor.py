@@ -17,6 +17,7 @@ import pytest
 
 from eventplan.plan import Plan
 from eventplan.query.alerts import check_alerts
+from tests.conftest import BACKENDS
 from tests.query.conftest import loaded_store
 from tests.servers import API_KEY, TOKEN, free_port, openchat_server
 
@@ -99,7 +100,8 @@ def test_the_webhook_hears_fired_then_resolved_once_each(
         server.stop()
 
 
-def test_volume_drop_per_app_version(openchat_plan: Plan) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_volume_drop_per_app_version(backend: str, openchat_plan: Plan) -> None:
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
     events = []
     for day in range(8):
@@ -118,7 +120,7 @@ def test_volume_drop_per_app_version(openchat_plan: Plan) -> None:
                     },
                 }
             )
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         results = {r.name: r for r in check_alerts(store, openchat_plan, now=now)}
     (drop,) = results["volume_drop"].firing
     assert drop.breakdown_value == "1.5.0" and drop.value == 10

@@ -6,12 +6,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventplan.plan import Plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, PropertyFilter, Series, TrendsQuery
+from tests.conftest import BACKENDS
 from tests.query import reference
 from tests.query.conftest import loaded_store
 
@@ -83,13 +85,14 @@ MATHS = [
 ]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_every_math_with_and_without_breakdown_matches_the_reference(
-    openchat_plan: Plan, events: list[dict[str, Any]]
+    backend: str, openchat_plan: Plan, events: list[dict[str, Any]]
 ) -> None:
     now = START + timedelta(days=DAYS)
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         for math, prop in MATHS:
             for breakdown in (None, "model_id"):
                 query = TrendsQuery(
@@ -109,14 +112,15 @@ def test_every_math_with_and_without_breakdown_matches_the_reference(
                     assert got[key] == [round(v, 6) for v in values], (math, breakdown, key)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_filters_and_formulas_match_the_reference(
-    openchat_plan: Plan, events: list[dict[str, Any]]
+    backend: str, openchat_plan: Plan, events: list[dict[str, Any]]
 ) -> None:
     now = START + timedelta(days=DAYS)
     error = [("status", "exact", "error")]
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         query = TrendsQuery(
             series=(
                 Series("chat_message_stream"),
@@ -155,7 +159,10 @@ def test_filters_and_formulas_match_the_reference(
             ), flt
 
 
-def test_breakdown_keeps_the_top_values_and_folds_the_rest(openchat_plan: Plan) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_breakdown_keeps_the_top_values_and_folds_the_rest(
+    backend: str, openchat_plan: Plan
+) -> None:
     events = []
     for index, model in enumerate(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] + [None]):
         props = {"app": "openchat-server", "chat_id": "c", "status": "completed", "duration_ms": 1}
@@ -170,7 +177,7 @@ def test_breakdown_keeps_the_top_values_and_folds_the_rest(openchat_plan: Plan) 
                 "properties": props,
             }
         )
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         query = TrendsQuery(
             series=(Series("chat_message_stream"),),
             date_range=RANGE,
@@ -191,7 +198,9 @@ def test_breakdown_keeps_the_top_values_and_folds_the_rest(openchat_plan: Plan) 
     }
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_compare_gives_the_previous_period_and_warnings_flag_broken_data(
+    backend: str,
     openchat_plan: Plan,
 ) -> None:
     events = [
@@ -219,7 +228,7 @@ def test_compare_gives_the_previous_period_and_warnings_flag_broken_data(
             "properties": {},
         }
     )
-    with loaded_store(openchat_plan, events) as store:
+    with loaded_store(openchat_plan, events, backend) as store:
         query = TrendsQuery(
             series=(
                 Series("chat_message_stream", filters=(PropertyFilter("colour", "is_set"),)),

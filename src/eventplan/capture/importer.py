@@ -19,7 +19,7 @@ from eventplan.capture.events import normalize, now_us
 from eventplan.capture.files import read_events
 from eventplan.capture.ingest import Project, judge
 from eventplan.errors import EventplanError
-from eventplan.store.duckdb import EventStore
+from eventplan.store.base import Store
 
 CHUNK = 20_000  # the per-request event limit of capture, which import goes through
 
@@ -42,7 +42,7 @@ def iter_file(path: Path) -> Iterator[Any]:
 
 
 def import_events(
-    store: EventStore, project: Project, events: Iterator[Any], progress: Callable[[int], None]
+    store: Store, project: Project, events: Iterator[Any], progress: Callable[[int], None]
 ) -> int:
     """Store every event; returns how many were new."""
     added = 0
@@ -60,7 +60,7 @@ def import_events(
     return added
 
 
-def _store_chunk(store: EventStore, project: Project, chunk: list[Any], seq: int) -> int:
+def _store_chunk(store: Store, project: Project, chunk: list[Any], seq: int) -> int:
     received = now_us()
     try:
         normalized = normalize(chunk, {}, {}, received)

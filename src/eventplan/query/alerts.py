@@ -16,8 +16,8 @@ from eventplan.plan.model import Alert, Insight, Plan
 from eventplan.query.dashboards import insight_query
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
-from eventplan.query.sql import Compiler
-from eventplan.store.duckdb import EventStore
+from eventplan.query.sql import DIALECTS, Compiler
+from eventplan.store import Store
 
 INTERVAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 INVALID_SHARE_ALERT = 0.10  # data quality: more than 10% of an event's last 24 h is invalid
@@ -65,7 +65,7 @@ class AlertResult:
 
 
 def check_alerts(
-    store: EventStore, plan: Plan, now: datetime | None = None, since: str | None = None
+    store: Store, plan: Plan, now: datetime | None = None, since: str | None = None
 ) -> list[AlertResult]:
     """Every alert, checked at the last completed interval or at each one since `since`."""
     now = now or datetime.now(UTC)
@@ -75,7 +75,7 @@ def check_alerts(
 
 
 def check_metric_alert(
-    store: EventStore, plan: Plan, alert: Alert, now: datetime, since: str | None
+    store: Store, plan: Plan, alert: Alert, now: datetime, since: str | None
 ) -> AlertResult:
     result = AlertResult(alert.name, "metric", alert.description, alert.owner)
     interval = alert.insight.interval if alert.insight.interval in INTERVAL else "hour"
@@ -138,7 +138,7 @@ def _breached(alert: Alert, values: list[float], i: int) -> tuple[bool, str]:
 
 
 def _counts(
-    store: EventStore, plan: Plan, insight: Insight, start: datetime, now: datetime, interval: str
+    store: Store, plan: Plan, insight: Insight, start: datetime, now: datetime, interval: str
 ) -> dict[tuple[str | None, str], float]:
     """Events per interval (and breakdown value) across the alert's series: for min_count."""
     query = insight_query(insight, DateRange(date_from=start.isoformat()), interval)
@@ -165,7 +165,7 @@ def _start(since: str | None, now: datetime) -> datetime:
 
 
 def check_data_quality(
-    store: EventStore, plan: Plan, now: datetime, since: str | None
+    store: Store, plan: Plan, now: datetime, since: str | None
 ) -> list[AlertResult]:
     """Invalid share per event, and planned events that went quiet; each names its owner."""
     invalid = AlertResult(
@@ -186,6 +186,7 @@ def check_data_quality(
         f"an app_version sent less than {VOLUME_DROP_SHARE:.0%} of its median daily volume",
         "",
     )
+    dialect = DIALECTS[store.dialect]
     end = now
     start = _start(since, now) if since else now
     checks = []
@@ -193,9 +194,10 @@ def check_data_quality(
     while moment <= end:
         checks.append(moment)
         moment += timedelta(days=1)
+    count_invalid = dialect.count_if("verdict <> 'valid'")
     for at in checks:
         _, rows = store.sql(
-            "SELECT event, count(*), count(*) FILTER (verdict <> 'valid') FROM events_data "
+            f"SELECT event, count(*), {count_invalid} FROM events_data "
             "WHERE timestamp >= ? AND timestamp < ? GROUP BY event",
             [at - timedelta(days=1), at],
         )
@@ -220,16 +222,22 @@ def check_data_quality(
         # Typical volume is the median day of the week before, so one burst (an
         # incident) does not make an event look regular.
         quiet_from = at - timedelta(hours=SILENCE_HOURS)
-        _, rows = store.sql(
-            "SELECT event, max(timestamp), "
-            "list(timestamp) FILTER (timestamp < ?) FROM events_data "
-            "WHERE timestamp >= ? AND timestamp < ? GROUP BY event",
-            [quiet_from, quiet_from - timedelta(days=7), at],
+        day = (
+            f"CASE WHEN e.timestamp < ? THEN floor((? - {dialect.epoch_us('e.timestamp')}) "
+            "/ 86400000000) ELSE -1 END"
         )
-        for event, last_seen, stamps in rows:
-            per_day = [0] * 7
-            for stamp in stamps or []:
-                per_day[min(int((quiet_from - stamp).total_seconds() // 86400), 6)] += 1
+        _, rows = store.sql(
+            f"SELECT e.event, {day} AS day, count(*), max(e.timestamp) FROM events_data e "
+            "WHERE e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL",
+            [quiet_from, _epoch_us(quiet_from), quiet_from - timedelta(days=7), at],
+        )
+        seen: dict[str, tuple[datetime, list[int]]] = {}
+        for event, day_number, count, latest in rows:
+            last, per_day = seen.get(event, (latest, [0] * 7))
+            if day_number >= 0:
+                per_day[min(int(day_number), 6)] += int(count)
+            seen[event] = (max(last, latest), per_day)
+        for event, (last_seen, per_day) in seen.items():
             before = statistics.median(per_day)
             if event not in plan.events or before < SILENCE_MIN_DAILY:
                 continue
@@ -250,16 +258,21 @@ def check_data_quality(
     return [invalid, quiet, drop]
 
 
-def _volume_drop(store: EventStore, at: datetime, result: AlertResult) -> None:
+def _epoch_us(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _volume_drop(store: Store, at: datetime, result: AlertResult) -> None:
     """Per app_version: the last 24 h against the median of the 7 days before it."""
-    version = Compiler(store.columns).text("app_version")
+    compiler = Compiler(store.columns, store.dialect)
+    version = compiler.text("app_version")
+    epoch_us = compiler.dialect.epoch_us("e.timestamp")
     _, rows = store.sql(
         "SELECT version, day, count(*) FROM ("
-        f"  SELECT {version} AS version,"
-        "         floor(epoch(? - e.timestamp) / 86400)::INTEGER AS day"
+        f"  SELECT {version} AS version, floor((? - {epoch_us}) / 86400000000) AS day"
         "  FROM events_data e WHERE e.timestamp > ? AND e.timestamp <= ?"
         ") WHERE version IS NOT NULL GROUP BY ALL",
-        [at, at - timedelta(days=8), at],
+        [_epoch_us(at), at - timedelta(days=8), at],
     )
     days: dict[str, list[int]] = {}
     for name, day, count in rows:

@@ -12,19 +12,21 @@ from typing import Any
 
 from eventplan.plan.model import Plan
 from eventplan.query.sql import Compiler
-from eventplan.store.duckdb import EventStore
+from eventplan.store import Store
 
 
-def coverage(store: EventStore, plan: Plan, now: datetime | None = None) -> dict[str, Any]:
+def coverage(store: Store, plan: Plan, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
+    compiler = Compiler(store.columns, store.dialect)
+    count_if = compiler.dialect.count_if
+    invalid = count_if("timestamp >= ? AND verdict <> 'valid'")
     _, rows = store.sql(
-        "SELECT event, count(*) FILTER (timestamp >= ?), count(*) FILTER (timestamp >= ?), "
-        "max(timestamp), count(*) FILTER (timestamp >= ? AND verdict <> 'valid'), count(*) "
+        f"SELECT event, {count_if('timestamp >= ?')}, {count_if('timestamp >= ?')}, "
+        f"max(timestamp), {invalid}, count(*) "
         "FROM events_data WHERE project = ? GROUP BY event",
         [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), plan.name],
     )
     seen = {row[0]: row for row in rows}
-    compiler = Compiler(store.columns)
     events = []
     for name, event in plan.events.items():
         row = seen.get(name)

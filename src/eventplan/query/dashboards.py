@@ -15,7 +15,7 @@ from eventplan.query.model import (
     Series,
     TrendsQuery,
 )
-from eventplan.store.duckdb import EventStore
+from eventplan.store import Store
 
 
 class NotFound(EventplanError):
@@ -72,7 +72,7 @@ def find_dashboard(plan: Plan, name: str) -> Dashboard:
 
 
 def insight_data(
-    store: EventStore,
+    store: Store,
     plan: Plan,
     insight: Insight,
     date_range: DateRange,
@@ -106,7 +106,7 @@ def find_insight(dashboard: Dashboard, name: str) -> Insight:
 
 
 def dashboard_data(
-    store: EventStore,
+    store: Store,
     plan: Plan,
     name: str,
     date_range: DateRange,

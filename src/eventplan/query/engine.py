@@ -25,33 +25,26 @@ from eventplan.query.model import (
     TrendsQuery,
     Warning,
 )
-from eventplan.query.sql import (
-    EVENTS,
-    FROM,
-    PERSON,
-    Compiler,
-    QueryError,
-    bucket_sql,
-    resolve_range,
-)
-from eventplan.store.duckdb import EventStore
+from eventplan.query.sql import EVENTS, Compiler, resolve_range
+from eventplan.store import Store
+from eventplan.store.base import QueryError
 
 INVALID_SHARE_WARNING = 0.05  # warn when more than 5% of a series' events break the plan
 
 
 @dataclass
 class Context:
-    store: EventStore
+    store: Store
     plan: Plan | None
     now: datetime
 
     @property
     def compiler(self) -> Compiler:
-        return Compiler(self.store.columns)
+        return Compiler(self.store.columns, self.store.dialect)
 
 
 def run_query(
-    store: EventStore, plan: Plan | None, query: Query, now: datetime | None = None
+    store: Store, plan: Plan | None, query: Query, now: datetime | None = None
 ) -> dict[str, Any]:
     context = Context(store, plan, now or datetime.now(UTC))
     if isinstance(query, TrendsQuery):
@@ -101,9 +94,10 @@ def _trend_results(
         params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
         breakdown = _breakdown_sql(compiler, query.breakdown, top, params)
         where = compiler.series_condition(series, query.verdicts, params, query.project)
-        source = FROM if series.math == "dau" else EVENTS  # the person join only when counted
+        # The person join only when persons are counted.
+        source = compiler.dialect.events_with_person if series.math == "dau" else EVENTS
         sql = (
-            f"SELECT {bucket_sql(query.interval)} AS bucket, {breakdown} AS bv, "
+            f"SELECT {compiler.dialect.bucket(query.interval)} AS bucket, {breakdown} AS bv, "
             f"{compiler.aggregate(series)} AS value FROM {source} "
             f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
         )
@@ -116,7 +110,7 @@ def _trend_results(
         else:
             values[""] = [0.0] * len(buckets)
         for bucket, bv, value in rows:
-            slot = index.get(bucket)
+            slot = index.get(_naive_utc(bucket))
             if slot is None:
                 continue
             key = "" if top is None else str(bv)
@@ -158,6 +152,11 @@ def _trend_results(
                 )
             )
     return results
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """Buckets compare as naive UTC, whichever way an engine returns them."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _result(
@@ -289,6 +288,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     if len(query.steps) < 2:
         raise QueryError("a funnel needs at least two steps")
     compiler = ctx.compiler
+    dialect = compiler.dialect
     start, end, _ = resolve_range(query.date_range, "day", ctx.now)
     params: list[Any] = []
     flags = []
@@ -301,26 +301,30 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         flags.append(
             f"({compiler.series_condition(excluded, query.verdicts, params, query.project)})"
         )
-    actor = PERSON if query.aggregate_by == "person" else compiler.group(query.group_type)
+    actor = dialect.person if query.aggregate_by == "person" else compiler.group(query.group_type)
     breakdown = compiler.text(query.breakdown) if query.breakdown else "NULL"
     # A strict funnel must see every event of the actor (any other event resets it).
     if query.order == "strict":
-        scope, scope_params = "TRUE", []
+        scope, scope_params = "1 = 1", []
         if query.project is not None:
             scope, scope_params = "e.project = ?", [query.project]
     else:
         scope, scope_params = " OR ".join(flags), list(params)
     # One bit per step (then per exclusion): the flags are computed once, in SQL.
-    mask = " | ".join(f"(COALESCE({flag}, false)::INTEGER << {i})" for i, flag in enumerate(flags))
+    mask = " + ".join(
+        f"(CASE WHEN {flag} THEN {1 << i} ELSE 0 END)" for i, flag in enumerate(flags)
+    )
     sql = (
-        f"SELECT actor, ts, bv, mask FROM (SELECT {actor}::VARCHAR AS actor, "
-        f"epoch_us(e.timestamp) AS ts, {breakdown} AS bv, e.uuid AS uuid, {mask} AS mask "
-        f"FROM {FROM} WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
+        f"SELECT actor, ts, bv, mask FROM (SELECT {dialect.as_text(actor)} AS actor, "
+        f"{dialect.epoch_us('e.timestamp')} AS ts, {breakdown} AS bv, e.uuid AS uuid, "
+        f"{mask} AS mask FROM {dialect.events_with_person} "
+        f"WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
         + (f"AND {actor} IS NOT NULL" if query.aggregate_by == "group" else "")
         # Events at the same moment go in step order (the lowest step bit first), so a
         # page that fires two steps at once converts, as in PostHog; the uuid only
         # makes the order total.
-        + ") ORDER BY actor, ts, CASE WHEN mask = 0 THEN 1 << 30 ELSE mask & -mask END, uuid"
+        + f") ORDER BY actor, ts, CASE WHEN mask = 0 THEN {1 << 30} "
+        f"ELSE {dialect.lowest_bit('mask')} END, uuid"
     )
     _, rows = ctx.store.sql(
         sql, params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
@@ -485,8 +489,9 @@ def warnings_for(
     events = sorted({s.event for s in series})
     if events:
         marks = ", ".join("?" for _ in events)
+        invalid = ctx.compiler.dialect.count_if("verdict <> 'valid'")
         _, rows = ctx.store.sql(
-            "SELECT event, count(*), count(*) FILTER (verdict <> 'valid') FROM events_data "
+            f"SELECT event, count(*), {invalid} FROM events_data "
             f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? GROUP BY event",
             [*events, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)],
         )

@@ -17,7 +17,7 @@ import httpx
 
 from eventplan.plan.model import Plan
 from eventplan.query.alerts import AlertResult, check_alerts
-from eventplan.store.duckdb import EventStore
+from eventplan.store import Store
 
 log = logging.getLogger("eventplan.alerts")
 WEBHOOK_ATTEMPTS = 4  # then the change stays in the history with notified = false
@@ -55,7 +55,7 @@ class Change:
 
 
 class AlertMonitor:
-    def __init__(self, store: EventStore, plans: dict[str, Plan], webhook: str | None) -> None:
+    def __init__(self, store: Store, plans: dict[str, Plan], webhook: str | None) -> None:
         self.store = store
         self.plans = plans
         self.webhook = webhook

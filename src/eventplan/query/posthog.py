@@ -17,7 +17,7 @@ from eventplan.query.model import (
     Series,
     TrendsQuery,
 )
-from eventplan.query.sql import QueryError
+from eventplan.store.base import QueryError
 
 SERIES_KEYS = {
     "kind",

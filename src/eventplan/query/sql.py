@@ -1,8 +1,10 @@
-"""SQL pieces for queries over the event store (the DuckDB dialect).
+"""SQL pieces for queries over the event store, per dialect (DuckDB and ClickHouse).
 
 Planned properties live in typed columns, everything else (and a value that did
 not fit its column) in `properties_rest`; a property expression reads both, so a
-query never has to know where a value was stored.
+query never has to know where a value was stored. Every place where the two
+engines spell a thing differently is a method of `Dialect`; the engine, alerts and
+coverage build their SQL only from these pieces, never by naming an engine.
 """
 
 from __future__ import annotations
@@ -12,57 +14,152 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventplan.errors import EventplanError
 from eventplan.query.model import DateRange, Interval, PropertyFilter, Series, Verdict
+from eventplan.store.base import QueryError
 from eventplan.store.columns import Column, quote
 
-PERSON = "COALESCE(m.person_id, e.person_id)"
-EVENTS = "events_data e"  # enough when no query part needs the person
-FROM = (  # with the current person of each distinct id (identity merges)
-    "events_data e LEFT JOIN person_distinct_ids m "
-    "ON m.project = e.project AND m.distinct_id = e.distinct_id"
-)
 QUANTILES = {"median": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+EVENTS = "events_data e"  # enough when no query part needs the person
 _RELATIVE = re.compile(r"^-(\d+)([hdwmy])$")
 
 
-class QueryError(EventplanError):
-    status = 400
+class Dialect:
+    """DuckDB's spelling; `ClickHouseDialect` overrides what ClickHouse says otherwise."""
+
+    name = "duckdb"
+    # The events with the current person of each distinct id (identity merges).
+    events_with_person = (
+        "events_data e LEFT JOIN person_distinct_ids m "
+        "ON m.project = e.project AND m.distinct_id = e.distinct_id"
+    )
+    person = "COALESCE(m.person_id, e.person_id)"
+
+    def string(self, text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    def json_text(self, column: str, keys: Sequence[str]) -> str:
+        path = (
+            "'$."
+            + ".".join('"' + k.replace("'", "''").replace('"', '\\"') + '"' for k in keys)
+            + "'"
+        )
+        return f"json_extract_string({column}, {path})"
+
+    def as_text(self, expr: str) -> str:
+        return f"CAST({expr} AS VARCHAR)"
+
+    def as_double(self, expr: str) -> str:
+        return f"CAST({expr} AS DOUBLE)"
+
+    def try_double(self, expr: str) -> str:
+        return f"TRY_CAST({expr} AS DOUBLE)"
+
+    def regex(self, expr: str, pattern: str) -> str:
+        return f"regexp_matches({expr}, {pattern})"
+
+    def quantile(self, expr: str, level: float) -> str:
+        return f"quantile_cont({expr}, {level})"
+
+    def count_if(self, condition: str) -> str:
+        return f"count(*) FILTER (WHERE {condition})"
+
+    def epoch_us(self, expr: str) -> str:
+        return f"epoch_us({expr})"
+
+    def lowest_bit(self, expr: str) -> str:
+        return f"({expr} & -{expr})"
+
+    def bucket(self, interval: Interval) -> str:
+        return f"CAST(date_trunc('{interval}', e.timestamp AT TIME ZONE 'UTC') AS TIMESTAMP)"
 
 
-def json_path(key: str) -> str:
-    """A JSON path literal for one top-level key (PostHog keys may hold `$` and dots)."""
-    return "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
+class ClickHouseDialect(Dialect):
+    name = "clickhouse"
+    # Persons are versioned rows (ReplacingMergeTree): the newest version wins.
+    events_with_person = (
+        "events_data e LEFT JOIN (SELECT project, distinct_id, "
+        "argMax(person_id, version) AS person_id FROM person_distinct_ids_rows "
+        "GROUP BY project, distinct_id) m "
+        "ON m.project = e.project AND m.distinct_id = e.distinct_id"
+    )
+
+    def string(self, text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def json_text(self, column: str, keys: Sequence[str]) -> str:
+        args = ", ".join(self.string(k) for k in keys)
+        # DuckDB's json_extract_string: NULL when missing or null, strings unquoted,
+        # anything else as its JSON text.
+        return (
+            f"multiIf(JSONType({column}, {args}) = 'Null', NULL, "
+            f"JSONType({column}, {args}) = 'String', JSONExtractString({column}, {args}), "
+            f"JSONExtractRaw({column}, {args}))"
+        )
+
+    def as_text(self, expr: str) -> str:
+        return f"toString({expr})"
+
+    def as_double(self, expr: str) -> str:
+        return f"toFloat64({expr})"
+
+    def try_double(self, expr: str) -> str:
+        return f"toFloat64OrNull({expr})"
+
+    def regex(self, expr: str, pattern: str) -> str:
+        return f"match({expr}, {pattern})"
+
+    def quantile(self, expr: str, level: float) -> str:
+        return f"quantileExactInclusive({level})({expr})"  # linear, as quantile_cont
+
+    def count_if(self, condition: str) -> str:
+        return f"countIf({condition})"
+
+    def epoch_us(self, expr: str) -> str:
+        return f"toUnixTimestamp64Micro({expr})"
+
+    def lowest_bit(self, expr: str) -> str:
+        return f"bitAnd({expr}, -{expr})"
+
+    def bucket(self, interval: Interval) -> str:
+        start = {
+            "hour": "toStartOfHour(e.timestamp)",
+            "day": "toStartOfDay(e.timestamp)",
+            "week": "toMonday(e.timestamp)",
+            "month": "toStartOfMonth(e.timestamp)",
+        }[interval]
+        return f"toDateTime64({start}, 6, 'UTC')"
+
+
+DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "clickhouse": ClickHouseDialect()}
 
 
 class Compiler:
     """Turns query parts into SQL text plus parameters, knowing the store's columns."""
 
-    def __init__(self, columns: Sequence[Column]) -> None:
+    def __init__(self, columns: Sequence[Column], dialect: str = "duckdb") -> None:
+        self.dialect = DIALECTS[dialect]
         self._by_key: dict[str, list[Column]] = {}
         for column in columns:
             self._by_key.setdefault(column.key, []).append(column)
 
     def text(self, key: str) -> str:
-        parts = [f"CAST(e.{quote(c.name)} AS VARCHAR)" for c in self._by_key.get(key, [])]
-        parts.append(f"json_extract_string(e.properties_rest, {json_path(key)})")
+        d = self.dialect
+        parts = [d.as_text(f"e.{quote(c.name)}") for c in self._by_key.get(key, [])]
+        parts.append(d.json_text("e.properties_rest", [key]))
         return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
 
     def number(self, key: str) -> str:
+        d = self.dialect
         parts = [
-            f"CAST(e.{quote(c.name)} AS DOUBLE)"
+            d.as_double(f"e.{quote(c.name)}")
             for c in self._by_key.get(key, [])
             if c.type in ("integer", "number")
         ]
-        parts.append(
-            f"TRY_CAST(json_extract_string(e.properties_rest, {json_path(key)}) AS DOUBLE)"
-        )
+        parts.append(d.try_double(d.json_text("e.properties_rest", [key])))
         return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
 
-    @staticmethod
-    def group(group_type: str) -> str:
-        path = '\'$."$groups"."' + group_type.replace("'", "''").replace('"', '\\"') + "\"'"
-        return f"json_extract_string(e.properties_rest, {path})"
+    def group(self, group_type: str) -> str:
+        return self.dialect.json_text("e.properties_rest", ["$groups", group_type])
 
     def condition(self, flt: PropertyFilter, params: list[Any]) -> str:
         op, value = flt.operator, flt.value
@@ -85,7 +182,7 @@ class Compiler:
                 test = f"{expr} ILIKE ?"
             else:
                 params.append(value)
-                test = f"regexp_matches({expr}, ?)"
+                test = self.dialect.regex(expr, "?")
             return f"({test})" if not op.startswith("not") else f"({expr} IS NULL OR NOT {test})"
         values = list(value) if isinstance(value, list | tuple) else [value]
         if not values:
@@ -125,14 +222,14 @@ class Compiler:
         if math == "total":
             return "count(*)"
         if math == "dau":
-            return f"count(DISTINCT {PERSON})"
+            return f"count(DISTINCT {self.dialect.person})"
         if math == "unique_group":
             return f"count(DISTINCT {self.group(series.math_group_type)})"
         if series.math_property is None:
             raise QueryError(f"math {math} needs a math_property")
         value = self.number(series.math_property)
         if math in QUANTILES:
-            return f"quantile_cont({value}, {QUANTILES[math]})"
+            return self.dialect.quantile(value, QUANTILES[math])
         return f"{math}({value})"
 
 
@@ -140,10 +237,6 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def bucket_sql(interval: Interval) -> str:
-    return f"CAST(date_trunc('{interval}', e.timestamp AT TIME ZONE 'UTC') AS TIMESTAMP)"
 
 
 def truncate(moment: datetime, interval: Interval) -> datetime:

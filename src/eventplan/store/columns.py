@@ -63,5 +63,22 @@ def new_column(prop: str, type_: PropertyType, taken: set[str]) -> Column:
     return Column(name=name, key=prop, type=type_)
 
 
+def missing_columns(
+    plans: Iterable[Plan], catalog: Iterable[tuple[str, str, str]] = ()
+) -> list[Column]:
+    """Columns the plans need that a catalogue of (name, property, type) lacks."""
+    catalog = list(catalog)
+    taken = {name for name, _, _ in catalog}
+    have = {(prop, type_) for _, prop, type_ in catalog}
+    added = []
+    for prop, type_ in planned_types(plans):
+        if (prop, type_) in have:
+            continue
+        column = new_column(prop, type_, taken)
+        taken.add(column.name)
+        added.append(column)
+    return added
+
+
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from eventplan.store.duckdb import EventStore
+from eventplan.store.base import Store
 
 log = logging.getLogger("eventplan.forward")
 BATCH = 500  # events per POST; PostHog's capture takes up to 20 MB per /batch/
@@ -59,7 +59,7 @@ def backoff(attempts: int, retry_after: str | None) -> float:
 
 
 class Forwarder:
-    def __init__(self, store: EventStore, targets: list[Target]) -> None:
+    def __init__(self, store: Store, targets: list[Target]) -> None:
         self.store = store
         self.targets = targets
         self.stats = ForwardStats()

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from eventplan.store.duckdb import EventStore
+from eventplan.store.base import Store
 from eventplan.store.records import StoredEvent, decode_events
 from eventplan.store.wal import WriteAheadLog
 
@@ -34,7 +34,7 @@ class WriterStats:
 class BackgroundWriter:
     def __init__(
         self,
-        store: EventStore,
+        store: Store,
         wal: WriteAheadLog,
         *,
         quarantine: frozenset[str] = frozenset(),

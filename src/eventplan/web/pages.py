@@ -134,23 +134,7 @@ class Pages:
 
     async def live(self, request: Request) -> Response:
         project = self.server.project(request.query_params.get("project"))
-        _, rows = await run_in_threadpool(
-            self.server.store.sql,
-            "SELECT uuid::VARCHAR, event, distinct_id, timestamp, verdict, violations "
-            "FROM events_data WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT 50",
-            [project.name],
-        )
-        recent = [
-            {
-                "uuid": r[0],
-                "event": r[1],
-                "distinct_id": r[2],
-                "timestamp": r[3].isoformat(),
-                "verdict": r[4],
-                "violations": msgspec.json.decode(r[5]) if r[5] else [],
-            }
-            for r in rows
-        ]
+        recent = await run_in_threadpool(self.server.store.recent_events, project.name, 50)
         return self.render(request, "live.html", recent=recent)
 
     async def live_stream(self, request: Request) -> Response:
@@ -192,12 +176,7 @@ class Pages:
         from eventplan.query.alerts import check_alerts
 
         results = await run_in_threadpool(check_alerts, self.server.store, project.plan)
-        _, history = await run_in_threadpool(
-            self.server.store.sql,
-            "SELECT alert, subject, state, value, threshold, owner, changed_at, notified "
-            "FROM alert_history WHERE project = ? ORDER BY changed_at DESC LIMIT 100",
-            [project.name],
-        )
+        history = await run_in_threadpool(self.server.store.alert_history, project.name, 100)
         return self.render(
             request,
             "alerts.html",

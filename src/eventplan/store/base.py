@@ -1,0 +1,260 @@
+"""The store interface every backend implements (DuckDB file, ClickHouse).
+
+Capture's writer, the forwarder, quarantine replay, the query engine, alerts and
+the UI talk to a `Store`; only the backends below it know an engine's SQL for
+writing, and only `query/sql.py` knows its SQL for reading.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from eventplan.errors import EventplanError
+from eventplan.plan.model import Plan
+from eventplan.plan.validator import Violation
+from eventplan.store.columns import Column, missing_columns
+from eventplan.store.identity import Identities
+from eventplan.store.records import StoredEvent
+
+_violations = msgspec.json.Decoder(list[Violation])
+
+# A retried event is found by uuid among stored events within this distance of the
+# batch's times: a retry re-sends the same timestamp, or (when the client sent
+# none) gets a new server time minutes later. Bounding the search keeps it a scan
+# of recent parts instead of the whole table.
+DEDUPE_WINDOW_US = 24 * 3600 * 1_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(moment: datetime) -> int:
+    """A datetime (aware, or naive UTC) as epoch microseconds, exactly."""
+    delta = moment - EPOCH if moment.tzinfo else moment - EPOCH.replace(tzinfo=None)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class QueryError(EventplanError):
+    status = 400
+
+
+class Store(ABC):
+    dialect: str  # the `query.sql` dialect that reads this store
+    location: str  # for messages: a path, or a URL without its password
+
+    def __init__(self, plans: Iterable[Plan]) -> None:
+        self._plans = {plan.name: plan for plan in plans}
+        self.columns: list[Column] = []
+        self._event_columns: dict[tuple[str, str], dict[str, Column]] = {}
+        self._identities = Identities()
+
+    # -- the typed-column catalogue ------------------------------------------------
+
+    def _new_columns(self, catalog: list[tuple[str, str, str]]) -> list[Column]:
+        """Columns the plans need that the catalogue (name, property, type) lacks."""
+        return missing_columns(self._plans.values(), catalog)
+
+    def _use_catalog(self, catalog: list[tuple[str, str, str]]) -> None:
+        self.columns = [Column(name, prop, type_) for name, prop, type_ in sorted(catalog)]  # type: ignore[arg-type]
+        column_for = {(c.key, c.type): c for c in self.columns}
+        self._event_columns = {}
+        for plan in self._plans.values():
+            for event in plan.events:
+                self._event_columns[(plan.name, event)] = {
+                    prop.name: column_for[(prop.name, prop.type)]
+                    for prop in plan.properties_of(event).values()
+                    if (prop.name, prop.type) in column_for
+                }
+
+    # -- meta ----------------------------------------------------------------------
+
+    @abstractmethod
+    def meta(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def meta_or_create(self, key: str, make: Callable[[], str]) -> str:
+        """The stored value of `key`, made and stored on first use (salts, secrets)."""
+        value = self.meta(key)
+        if value is None:
+            value = make()
+            self.set_meta(key, value)
+        return value
+
+    def wal_seq(self) -> int:
+        value = self.meta("wal_seq")
+        return int(value) if value else 0
+
+    # -- writing -------------------------------------------------------------------
+
+    @abstractmethod
+    def insert(
+        self,
+        events: list[StoredEvent],
+        wal_seq: int,
+        quarantine: frozenset[str] = frozenset(),
+        forward: dict[str, frozenset[str]] | None = None,
+    ) -> int:
+        """Store a batch with the WAL position it reaches; returns rows added.
+
+        Events of projects in `quarantine` that are not valid go to the quarantine
+        table; events whose verdict a project forwards go to the outbox. An event
+        whose uuid is already stored is skipped (client retries, log replays).
+        """
+
+    @staticmethod
+    def _split(
+        events: list[StoredEvent], quarantine: frozenset[str]
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """(kept, held back), both in time order."""
+        events = sorted(events, key=lambda e: e.timestamp)
+        held = [e for e in events if e.project in quarantine and e.verdict != "valid"]
+        kept = [e for e in events if not (e.project in quarantine and e.verdict != "valid")]
+        return kept, held
+
+    @staticmethod
+    def _forwarded(
+        events: list[StoredEvent], forward: dict[str, frozenset[str]] | None
+    ) -> list[StoredEvent]:
+        if not forward:
+            return []
+        return [e for e in events if e.verdict in forward.get(e.project, frozenset())]
+
+    # -- quarantine ----------------------------------------------------------------
+
+    def quarantined(self, project: str) -> list[StoredEvent]:
+        """Every event a project holds back, whole."""
+        _, rows = self.sql(
+            "SELECT uuid, event, distinct_id, timestamp, created_at, ip_hash, properties, "
+            "person_set, person_set_once, verdict, violations FROM quarantine WHERE project = ?",
+            [project],
+        )
+        return [
+            StoredEvent(
+                uuid=str(uuid),
+                event=event,
+                distinct_id=distinct_id,
+                timestamp=epoch_us(timestamp),
+                created_at=epoch_us(created_at),
+                project=project,
+                ip_hash=ip_hash,
+                properties=msgspec.json.decode(props or "{}"),
+                set=msgspec.json.decode(set_) if set_ else None,
+                set_once=msgspec.json.decode(set_once) if set_once else None,
+                verdict=verdict,
+                violations=_violations.decode(violations) if violations else None,
+            )
+            for (
+                uuid,
+                event,
+                distinct_id,
+                timestamp,
+                created_at,
+                ip_hash,
+                props,
+                set_,
+                set_once,
+                verdict,
+                violations,
+            ) in rows
+        ]
+
+    def quarantine_list(self, limit: int) -> tuple[list[str], list[list[Any]]]:
+        """The newest held-back events for people to read."""
+        columns, rows = self.sql(
+            "SELECT uuid, event, distinct_id, timestamp, verdict, violations FROM quarantine "
+            "ORDER BY created_at DESC LIMIT ?",
+            [int(limit)],
+        )
+        return columns, [[str(row[0]), *row[1:]] for row in rows]
+
+    @abstractmethod
+    def delete_quarantined(self, uuids: list[str]) -> None: ...
+
+    # -- the forwarding outbox (gateway mode) ----------------------------------------
+
+    @abstractmethod
+    def outbox_due(self, project: str, limit: int) -> list[tuple[str, str, int]]:
+        """Pending (uuid, payload, attempts) whose next attempt is due, oldest first."""
+
+    @abstractmethod
+    def outbox_delivered(self, uuids: list[str]) -> None: ...
+
+    @abstractmethod
+    def outbox_retry_later(self, uuids: list[str], delay_seconds: float, error: str) -> None: ...
+
+    @abstractmethod
+    def outbox_failed(self, uuids: list[str], error: str) -> None: ...
+
+    @abstractmethod
+    def outbox_requeue_failed(self, project: str | None = None) -> int: ...
+
+    def outbox_status(self) -> dict[str, Any]:
+        """What waits for PostHog: counts per state, the oldest, the commonest errors."""
+        _, states = self.sql("SELECT state, count(*), min(created_at) FROM outbox GROUP BY state")
+        _, errors = self.sql(
+            "SELECT state, last_error, count(*) AS n FROM outbox WHERE last_error IS NOT NULL "
+            "GROUP BY state, last_error ORDER BY n DESC LIMIT 5"
+        )
+        counts = {state: int(n) for state, n, _ in states}
+        oldest = min((first for _, _, first in states), default=None)
+        return {
+            "pending": counts.get("pending", 0),
+            "failed": counts.get("failed", 0),
+            "oldest": oldest.isoformat() if oldest else None,
+            "errors": [{"state": s, "error": e, "events": int(n)} for s, e, n in errors],
+        }
+
+    # -- alerts --------------------------------------------------------------------
+
+    @abstractmethod
+    def record_alert_changes(self, changes: list[dict[str, Any]]) -> None: ...
+
+    @abstractmethod
+    def mark_alert_notified(
+        self, project: str, alert: str, subject: str, state: str, at: Any
+    ) -> None: ...
+
+    def alert_history(self, project: str, limit: int) -> list[dict[str, Any]]:
+        """Alert state changes, newest first."""
+        keys = ("alert", "kind", "subject", "state", "value", "threshold", "owner", "at")
+        _, rows = self.sql(
+            "SELECT alert, kind, subject, state, value, threshold, owner, changed_at, notified "
+            "FROM alert_history WHERE project = ? ORDER BY changed_at DESC LIMIT ?",
+            [project, int(limit)],
+        )
+        return [{**dict(zip(keys, row, strict=False)), "notified": bool(row[8])} for row in rows]
+
+    # -- reading -------------------------------------------------------------------
+
+    def recent_events(self, project: str, limit: int) -> list[dict[str, Any]]:
+        """The last events received, newest first, with verdicts (the live page)."""
+        _, rows = self.sql(
+            "SELECT uuid, event, distinct_id, timestamp, verdict, violations FROM events_data "
+            "WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT ?",
+            [project, int(limit)],
+        )
+        return [
+            {
+                "uuid": str(uuid),
+                "event": event,
+                "distinct_id": distinct_id,
+                "timestamp": timestamp.isoformat(),
+                "verdict": verdict,
+                "violations": msgspec.json.decode(violations) if violations else [],
+            }
+            for uuid, event, distinct_id, timestamp, verdict, violations in rows
+        ]
+
+    @abstractmethod
+    def sql(
+        self, query: str, parameters: list[Any] | None = None
+    ) -> tuple[list[str], list[list[Any]]]:
+        """Run one read-only statement (`?` placeholders); column names and rows."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,802 @@
+"""The event store on ClickHouse: a server over HTTP, or the engine in-process (chDB).
+
+The schema follows PostHog's own events table: a `ReplacingMergeTree` partitioned
+by month and ordered `(project, event, day, distinct id hash, uuid hash)`, so a
+per-event, per-day scan reads few granules and a re-inserted uuid collapses on
+merge. Inserts are never one per request: the background writer hands over the
+write-ahead log in large batches, and a batch checks the uuids it carries against
+recent rows first, so a retried or replayed batch adds nothing.
+
+ClickHouse has no transactions, so every other table is versioned
+(`ReplacingMergeTree(version[, deleted])`) and read through a view with `FINAL`:
+an update or a delete is one more insert, and replaying a batch after a crash
+writes the same rows again harmlessly.
+
+One adapter, clickhouse-connect, talks to both places ClickHouse runs: a server or
+cluster over HTTP (`clickhouse://`), and chDB, the ClickHouse engine as a library
+(`chdb:DIR`: one machine without a server, and the tests).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+import pyarrow as pa
+
+from eventplan.errors import EventplanError
+from eventplan.plan.model import Plan
+from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
+from eventplan.store.columns import Column, quote
+from eventplan.store.identity import IdentityChanges
+from eventplan.store.records import StoredEvent
+from eventplan.store.rows import TIME, events_table, outbox_table, quarantine_table
+
+_json = msgspec.json.Encoder()
+SESSION_SETTINGS = {"join_use_nulls": 1}  # an unmatched LEFT JOIN gives NULL, as in SQL
+UUID_CHUNK = 4_000  # uuids per dedupe lookup: keeps each query under max_query_size
+
+CH_TYPES: dict[str, str] = {
+    "string": "Nullable(String)",
+    "integer": "Nullable(Int64)",
+    "number": "Nullable(Float64)",
+    "boolean": "Nullable(Bool)",
+    "datetime": "Nullable(String)",
+}
+
+EVENTS_COLUMNS = """
+    uuid UUID,
+    event LowCardinality(String),
+    distinct_id String,
+    person_id Nullable(UUID),
+    timestamp DateTime64(6, 'UTC'),
+    created_at DateTime64(6, 'UTC'),
+    project LowCardinality(String),
+    ip_hash Nullable(String),
+    verdict LowCardinality(String),
+    violations Nullable(String),
+    properties_rest Nullable(String)"""
+EVENTS_ORDER = "(project, event, toDate(timestamp), cityHash64(distinct_id), cityHash64(uuid))"
+
+# (table, columns, engine arguments, order by): each read through a FINAL view of its name.
+VERSIONED: tuple[tuple[str, str, str, str], ...] = (
+    ("meta", "key String, value String", "version", "key"),
+    (
+        "quarantine",
+        "uuid UUID, event String, distinct_id String, timestamp DateTime64(6, 'UTC'), "
+        "created_at DateTime64(6, 'UTC'), project LowCardinality(String), "
+        "ip_hash Nullable(String), properties String, person_set Nullable(String), "
+        "person_set_once Nullable(String), verdict String, violations Nullable(String)",
+        "version, deleted",
+        "(project, uuid)",
+    ),
+    (
+        "person_distinct_ids",
+        "project LowCardinality(String), distinct_id String, person_id UUID",
+        "version",
+        "(project, distinct_id)",
+    ),
+    (
+        "persons",
+        "project LowCardinality(String), person_id UUID, properties String, "
+        "created_at DateTime64(6, 'UTC')",
+        "version, deleted",
+        "(project, person_id)",
+    ),
+    (
+        "groups",
+        "project LowCardinality(String), group_type String, group_key String, "
+        "properties String, updated_at DateTime64(6, 'UTC')",
+        "version",
+        "(project, group_type, group_key)",
+    ),
+    (
+        "outbox",
+        "uuid String, project LowCardinality(String), payload String, "
+        "created_at DateTime64(6, 'UTC'), attempts Int32, next_attempt DateTime64(6, 'UTC'), "
+        "state LowCardinality(String), last_error Nullable(String)",
+        "version, deleted",
+        "uuid",
+    ),
+    (
+        "alert_history",
+        "project LowCardinality(String), alert String, kind String, subject String, "
+        "state String, value Nullable(Float64), threshold Nullable(String), owner String, "
+        "changed_at DateTime64(6, 'UTC'), notified Bool",
+        "version",
+        "(project, alert, subject, state, changed_at)",
+    ),
+)
+
+
+def enum_properties(plans: Iterable[Plan]) -> frozenset[str]:
+    """Planned properties with a closed set of values: LowCardinality pays for them."""
+    return frozenset(
+        prop.name
+        for plan in plans
+        for event in plan.events
+        for prop in plan.properties_of(event).values()
+        if prop.enum
+    )
+
+
+def schema_ddl(
+    columns: Sequence[Column] = (),
+    enums: frozenset[str] = frozenset(),
+    cluster: str | None = None,
+    database: str | None = None,
+) -> list[str]:
+    """Every statement that creates the schema; with a cluster, local tables on each
+    shard plus `Distributed` tables sharded by distinct id, as PostHog runs it."""
+    on = f" ON CLUSTER {quote(cluster)}" if cluster else ""
+    prefix = f"{quote(database)}." if database else ""
+    local = "_local" if cluster else ""
+    replicated = "Replicated" if cluster else ""
+    typed = "".join(f",\n    {quote(c.name)} {_column_type(c, enums)}" for c in columns)
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {prefix}events_data{local}{on} ({EVENTS_COLUMNS}{typed}\n)"
+        f" ENGINE = {replicated}ReplacingMergeTree(created_at)"
+        f" PARTITION BY toYYYYMM(timestamp) ORDER BY {EVENTS_ORDER}",
+        f"CREATE TABLE IF NOT EXISTS {prefix}column_catalog{local}{on} "
+        "(name String, property String, type String) "
+        f"ENGINE = {replicated}ReplacingMergeTree ORDER BY name",
+    ]
+    for table, body, engine, order in VERSIONED:
+        extra = ", version UInt64" + (", deleted UInt8" if "deleted" in engine else "")
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {prefix}{table}_rows{local}{on} ({body}{extra}) "
+            f"ENGINE = {replicated}ReplacingMergeTree({engine}) ORDER BY {order}"
+        )
+    for column in columns:  # a plan that grew: re-running the DDL adds its columns
+        for name in ["events_data_local", "events_data"] if cluster else ["events_data"]:
+            statements.append(
+                f"ALTER TABLE {prefix}{name}{on} ADD COLUMN IF NOT EXISTS "
+                f"{quote(column.name)} {_column_type(column, enums)}"
+            )
+    if cluster:
+        # Every version of a row must land on one shard, or FINAL cannot collapse it.
+        names = ["events_data", "column_catalog", *(f"{t}_rows" for t, *_ in VERSIONED)]
+        for name in names:
+            key = SHARD_KEYS[name.removesuffix("_rows")]
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {prefix}{name}{on} AS {prefix}{name}_local "
+                f"ENGINE = Distributed({quote(cluster)}, currentDatabase(), {name}_local, {key})"
+            )
+    for table, *_ in VERSIONED:
+        statements.append(
+            f"CREATE VIEW IF NOT EXISTS {prefix}{table}{on} AS "
+            f"SELECT * EXCEPT (version{', deleted' if table in _DELETABLE else ''}) "
+            f"FROM {prefix}{table}_rows FINAL"
+        )
+    return statements
+
+
+SHARD_KEYS = {
+    "events_data": "sipHash64(distinct_id)",  # a retry has the same distinct id: same shard
+    "column_catalog": "sipHash64(name)",
+    "meta": "sipHash64(key)",
+    "quarantine": "sipHash64(uuid)",
+    "person_distinct_ids": "sipHash64(distinct_id)",
+    "persons": "sipHash64(person_id)",
+    "groups": "sipHash64(group_type, group_key)",
+    "outbox": "sipHash64(uuid)",
+    "alert_history": "sipHash64(alert, subject)",
+}
+_DELETABLE = {table for table, _, engine, _ in VERSIONED if "deleted" in engine}
+
+
+def _column_type(column: Column, enums: frozenset[str]) -> str:
+    sql = CH_TYPES[column.type]
+    return f"LowCardinality({sql})" if column.type == "string" and column.key in enums else sql
+
+
+# -- parameters -------------------------------------------------------------------------
+
+
+def value_sql(value: Any) -> str:
+    """A Python value as a ClickHouse literal (the `?` placeholders are bound here)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else "NULL"
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC) if value.tzinfo else value
+        return f"toDateTime64('{moment.strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
+    if isinstance(value, date):
+        return f"toDate('{value.isoformat()}')"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(value_sql(v) for v in value) + "]"
+    text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _unquoted(sql: str) -> str:
+    """The SQL text with every quoted literal and identifier left out."""
+    return "".join(piece for piece, quoted in _pieces(sql) if not quoted)
+
+
+def _pieces(sql: str) -> list[tuple[str, bool]]:
+    """The text cut into (piece, inside quotes) parts; quotes escape with \\ or doubling."""
+    pieces: list[tuple[str, bool]] = []
+    start, quote_char, i = 0, "", 0
+    while i < len(sql):
+        char = sql[i]
+        if quote_char:
+            if char == "\\":
+                i += 1
+            elif char == quote_char:
+                pieces.append((sql[start : i + 1], True))
+                start, quote_char = i + 1, ""
+        elif char in "'\"`":
+            pieces.append((sql[start:i], False))
+            start, quote_char = i, char
+        i += 1
+    pieces.append((sql[start:], bool(quote_char)))
+    return pieces
+
+
+def bind(sql: str, parameters: Sequence[Any]) -> str:
+    """Replace each `?` outside quotes with its value, in order."""
+    values = list(parameters)
+    out: list[str] = []
+    used = 0
+    for piece, quoted in _pieces(sql):
+        if quoted:
+            out.append(piece)
+            continue
+        parts = piece.split("?")
+        out.append(parts[0])
+        for part in parts[1:]:
+            if used == len(values):
+                raise QueryError("the query has more ? placeholders than values")
+            out.append(value_sql(values[used]) + part)
+            used += 1
+    if used != len(values):
+        raise QueryError(f"the query has {used} ? placeholders for {len(values)} values")
+    return "".join(out)
+
+
+# -- the engine --------------------------------------------------------------------------
+
+
+class Engine:
+    """One clickhouse-connect client: over HTTP to a server, or chDB in this process.
+
+    Both transports are clickhouse-connect's own, so the adapter the tests run on chDB
+    is the code that talks to a production server.
+    """
+
+    def __init__(self, client: Any, location: str) -> None:
+        self._client = client
+        self.location = location  # for messages: never holds a password
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def parse_url(url: str) -> dict[str, Any]:
+        """`clickhouse[s]://user:pass@host:port/database?setting=value` as client arguments."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("clickhouse", "clickhouses"):
+            raise EventplanError(f"not a ClickHouse URL (clickhouse://…): {redact(url)}")
+        if not parts.hostname:
+            raise EventplanError(f"the ClickHouse URL has no host: {redact(url)}")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise EventplanError(f"the ClickHouse URL has a bad port: {redact(url)}") from exc
+        secure = parts.scheme == "clickhouses"
+        database = unquote(parts.path.strip("/")) or "default"
+        if "/" in database:
+            raise EventplanError(f"the ClickHouse URL names one database: {redact(url)}")
+        settings = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        return {
+            "host": parts.hostname,
+            "port": port or (8443 if secure else 8123),
+            "username": unquote(parts.username or "default"),
+            "password": unquote(parts.password or ""),
+            "database": database,
+            "secure": secure,
+            "settings": {**SESSION_SETTINGS, **settings},
+        }
+
+    @classmethod
+    def connect(cls, db: str) -> Engine:
+        """`clickhouse://…` (a server) or `chdb:DIR` (the engine in-process)."""
+        import clickhouse_connect
+
+        if db.startswith("chdb:"):
+            path = db.removeprefix("chdb:")
+            arguments: dict[str, Any] = {
+                "interface": "chdb",
+                "path": path,
+                "settings": SESSION_SETTINGS,
+            }
+            location = db
+        else:
+            arguments = cls.parse_url(db)
+            location = redact(db)
+        try:
+            client = clickhouse_connect.get_client(**arguments)
+        except ImportError as exc:
+            raise EventplanError(
+                "chdb:DIR needs the chdb package: pip install 'eventplan[clickhouse]'"
+            ) from exc
+        except Exception as exc:  # refused, auth, TLS, a locked folder: say which store
+            raise EventplanError(
+                f"cannot open ClickHouse at {location}: {_first_line(exc)}"
+            ) from exc
+        return cls(client, location)
+
+    def query(self, sql: str) -> pa.Table:
+        with self._lock:
+            try:
+                result: pa.Table = self._client.query_arrow(sql)
+            except Exception as exc:
+                raise QueryError(_first_line(exc)) from exc
+        return result
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self._client.command(sql)
+            except Exception as exc:
+                raise EventplanError(f"{self.location}: {_first_line(exc)}") from exc
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        """One insert of a whole Arrow table; columns by name, converted by ClickHouse."""
+        with self._lock:
+            try:
+                self._client.insert_arrow(table, data)
+            except Exception as exc:
+                raise EventplanError(f"{self.location}: insert failed: {_first_line(exc)}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.split("\n")[0] if text else type(exc).__name__
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+class ClickHouseStore(Store):
+    dialect = "clickhouse"
+
+    def __init__(self, engine: Engine, plans: Iterable[Plan] = (), read_only: bool = False):
+        super().__init__(plans)
+        self.engine = engine
+        self.location = engine.location
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        self._last_version = 0
+        if not read_only:
+            self._ensure_schema()
+        self._load_catalog()
+
+    def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        table = self.engine.query(bind(sql, parameters) if parameters else sql)
+        return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+    def _version(self) -> int:
+        """Increasing versions for ReplacingMergeTree rows: the latest write wins."""
+        self._last_version = max(self._last_version + 1, time.time_ns())
+        return self._last_version
+
+    # -- schema ------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        with self._lock:
+            self.engine.command(schema_ddl()[1])  # the column catalogue first
+            catalog = self._catalog()
+            added = self._new_columns(catalog)
+            known = [Column(n, p, t) for n, p, t in catalog]  # type: ignore[arg-type]
+            # A new table gets every typed column at once; an existing one only the new.
+            exists = self._rows("EXISTS TABLE events_data")[0][0]
+            enums = enum_properties(self._plans.values())
+            for statement in schema_ddl(known + added if not exists else added, enums):
+                if exists or not statement.startswith("ALTER"):
+                    self.engine.command(statement)
+            if added:
+                self.engine.insert(
+                    "column_catalog",
+                    pa.table(
+                        {
+                            "name": [c.name for c in added],
+                            "property": [c.key for c in added],
+                            "type": [c.type for c in added],
+                        }
+                    ),
+                )
+            self._use_catalog(self._catalog())
+            self.engine.command(self._view_sql())
+
+    def _catalog(self) -> list[tuple[str, str, str]]:
+        return [
+            (str(n), str(p), str(t))
+            for n, p, t in self._rows("SELECT name, property, type FROM column_catalog FINAL")
+        ]
+
+    def _load_catalog(self) -> None:
+        try:
+            self._use_catalog(self._catalog())
+        except QueryError:
+            self._use_catalog([])
+
+    def _view_sql(self) -> str:
+        """`events`: PostHog's shape, the typed columns folded back into `properties`."""
+        pieces = []
+        for column in self.columns:
+            key = _json.encode(column.key).decode().replace("\\", "\\\\").replace("'", "\\'")
+            pieces.append(
+                f"if(isNull(e.{quote(column.name)}), '', "
+                f"concat('{key}:', toJSONString(assumeNotNull(e.{quote(column.name)}))))"
+            )
+        rest = (
+            "if(isNull(e.properties_rest), '', substring(e.properties_rest, 2, "
+            "length(e.properties_rest) - 2))"
+        )
+        parts = ", ".join([rest, *pieces])
+        properties = (
+            f"concat('{{', arrayStringConcat(arrayFilter(x -> x != '', [{parts}]), ','), '}}')"
+        )
+        return f"""
+            CREATE OR REPLACE VIEW events AS
+            SELECT e.uuid AS uuid, e.event AS event, e.distinct_id AS distinct_id,
+                   COALESCE(m.person_id, e.person_id) AS person_id,
+                   e.timestamp AS timestamp, e.created_at AS created_at, e.project AS project,
+                   e.ip_hash AS ip_hash, {properties} AS properties,
+                   e.verdict AS verdict, e.violations AS violations
+            FROM events_data e
+            LEFT JOIN (SELECT project, distinct_id, argMax(person_id, version) AS person_id
+                       FROM person_distinct_ids_rows GROUP BY project, distinct_id) m
+              ON m.project = e.project AND m.distinct_id = e.distinct_id
+            SETTINGS join_use_nulls = 1
+        """
+
+    # -- meta --------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", [key])
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self.engine.insert(
+                "meta_rows",
+                pa.table(
+                    {
+                        "key": [key],
+                        "value": [value],
+                        "version": pa.array([self._version()], pa.uint64()),
+                    }
+                ),
+            )
+
+    # -- writing -----------------------------------------------------------------
+
+    def insert(
+        self,
+        events: list[StoredEvent],
+        wal_seq: int,
+        quarantine: frozenset[str] = frozenset(),
+        forward: dict[str, frozenset[str]] | None = None,
+    ) -> int:
+        # No transaction: each step is idempotent, and the log position is written
+        # last, so a crash in between replays the batch onto what is already there.
+        with self._lock:
+            self._load_identity()
+            kept, held = self._split(events, quarantine)
+            changes = self._identities.apply(kept)
+            self._write_identity(changes)
+            added = self._insert_events(kept, changes.person_ids)
+            if held:
+                added += self._insert_quarantine(held)
+            forwarded = self._forwarded(events, forward)
+            if forwarded:
+                self._enqueue_forward(forwarded)
+            self.set_meta("wal_seq", str(wal_seq))
+            return added
+
+    def _stored_uuids(self, table: str, events: list[StoredEvent], window: bool) -> set[str]:
+        found: set[str] = set()
+        low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
+        high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
+        for start in range(0, len(events), UUID_CHUNK):
+            chunk = [e.uuid for e in events[start : start + UUID_CHUNK]]
+            marks = ", ".join(value_sql(u) for u in chunk)
+            where = f"uuid IN ({marks})"
+            if window:
+                where += (
+                    f" AND timestamp BETWEEN fromUnixTimestamp64Micro({low}, 'UTC') "
+                    f"AND fromUnixTimestamp64Micro({high}, 'UTC')"
+                )
+            found.update(str(u) for (u,) in self._rows(f"SELECT uuid FROM {table} WHERE {where}"))
+        return found
+
+    @staticmethod
+    def _first_of_each(events: list[StoredEvent], skip: set[str]) -> list[StoredEvent]:
+        """One event per uuid (the first received), none already stored."""
+        seen = set(skip)
+        kept = []
+        for event in sorted(events, key=lambda e: e.created_at):
+            if event.uuid not in seen:
+                seen.add(event.uuid)
+                kept.append(event)
+        return kept
+
+    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
+        if not events:
+            return 0
+        person_of = {id(e): p for e, p in zip(events, person_ids, strict=True)}
+        fresh = self._first_of_each(events, self._stored_uuids("events_data", events, True))
+        if not fresh:
+            return 0
+        staged = events_table(
+            fresh, [person_of[id(e)] for e in fresh], self.columns, self._event_columns
+        )
+        self.engine.insert("events_data", staged)
+        return len(fresh)
+
+    def _insert_quarantine(self, events: list[StoredEvent]) -> int:
+        fresh = self._first_of_each(events, self._stored_uuids("quarantine", events, False))
+        if not fresh:
+            return 0
+        staged = quarantine_table(fresh).append_column(
+            "version", pa.array([self._version()] * len(fresh), pa.uint64())
+        )
+        self.engine.insert("quarantine_rows", staged)
+        return len(fresh)
+
+    def delete_quarantined(self, uuids: list[str]) -> None:
+        with self._lock:
+            for start in range(0, len(uuids), UUID_CHUNK):
+                marks = ", ".join(value_sql(u) for u in uuids[start : start + UUID_CHUNK])
+                self._copy_versioned(
+                    "quarantine", f"uuid IN ({marks})", {"deleted": "1"}, deletable=True
+                )
+
+    def _copy_versioned(
+        self, table: str, where: str, changes: dict[str, str], deletable: bool
+    ) -> None:
+        """Update rows of a versioned table: insert changed copies with a new version."""
+        _, columns = self._table_columns(table)
+        chosen = [changes.get(c, c) for c in columns]
+        extra = [str(self._version())]
+        names = [*columns, "version"]
+        if deletable:
+            extra.append(changes.get("deleted", "0"))
+            names.append("deleted")
+        self.engine.command(
+            f"INSERT INTO {table}_rows ({', '.join(names)}) "
+            f"SELECT {', '.join(chosen + extra)} FROM {table} WHERE {where}"
+        )
+
+    def _table_columns(self, table: str) -> tuple[str, list[str]]:
+        rows = self._rows(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ? "
+            "ORDER BY position",
+            [table],
+        )
+        return table, [str(name) for (name,) in rows]
+
+    # -- identity ----------------------------------------------------------------
+
+    def _load_identity(self) -> None:
+        if self._identities.loaded:
+            return
+        self._identities.load(
+            [
+                (str(p), str(d), str(i))
+                for p, d, i in self._rows(
+                    "SELECT project, distinct_id, person_id FROM person_distinct_ids"
+                )
+            ],
+            [
+                (str(p), str(i), msgspec.json.decode(props or "{}"))
+                for p, i, props in self._rows("SELECT project, person_id, properties FROM persons")
+            ],
+        )
+
+    def _write_identity(self, changes: IdentityChanges) -> None:
+        for group in changes.groups:
+            rows = self._rows(
+                "SELECT properties FROM groups WHERE project = ? AND group_type = ? "
+                "AND group_key = ?",
+                [group.project, group.group_type, group.group_key],
+            )
+            merged = msgspec.json.decode(rows[0][0]) if rows else {}
+            merged.update(group.properties)
+            self.engine.insert(
+                "groups_rows",
+                pa.table(
+                    {
+                        "project": [group.project],
+                        "group_type": [group.group_type],
+                        "group_key": [group.group_key],
+                        "properties": [_json.encode(merged).decode()],
+                        "updated_at": pa.array([group.timestamp], pa.timestamp("us", tz="UTC")),
+                        "version": pa.array([self._version()], pa.uint64()),
+                    }
+                ),
+            )
+        if changes.distinct_ids:
+            version = self._version()
+            self.engine.insert(
+                "person_distinct_ids_rows",
+                pa.table(
+                    {
+                        "project": [p for p, _ in changes.distinct_ids],
+                        "distinct_id": [d for _, d in changes.distinct_ids],
+                        "person_id": list(changes.distinct_ids.values()),
+                        "version": pa.array([version] * len(changes.distinct_ids), pa.uint64()),
+                    }
+                ),
+            )
+        people = [(key, props, 0) for key, props in changes.people.items()]
+        people += [(key, {}, 1) for key in changes.gone]
+        if people:
+            version = self._version()
+            now = int(time.time() * 1_000_000)
+            self.engine.insert(
+                "persons_rows",
+                pa.table(
+                    {
+                        "project": [p for (p, _), _, _ in people],
+                        "person_id": [i for (_, i), _, _ in people],
+                        "properties": [_json.encode(v).decode() for _, v, _ in people],
+                        "created_at": pa.array([now] * len(people), pa.timestamp("us", tz="UTC")),
+                        "version": pa.array([version] * len(people), pa.uint64()),
+                        "deleted": pa.array([d for _, _, d in people], pa.uint8()),
+                    }
+                ),
+            )
+
+    # -- the forwarding outbox (gateway mode) --------------------------------------
+
+    def _enqueue_forward(self, events: list[StoredEvent]) -> None:
+        queued = outbox_table(events)
+        now = pa.array([int(time.time() * 1_000_000)] * len(events), TIME)
+        columns = {
+            "created_at": now,
+            "attempts": pa.array([0] * len(events), pa.int32()),
+            "next_attempt": now,
+            "state": pa.array(["pending"] * len(events), pa.string()),
+            "last_error": pa.nulls(len(events), pa.string()),
+            "version": pa.array([self._version()] * len(events), pa.uint64()),
+        }
+        for name, values in columns.items():
+            queued = queued.append_column(name, values)
+        self.engine.insert("outbox_rows", queued)
+
+    def outbox_due(self, project: str, limit: int) -> list[tuple[str, str, int]]:
+        rows = self._rows(
+            "SELECT uuid, payload, attempts FROM outbox WHERE project = ? AND state = 'pending' "
+            "AND next_attempt <= now64(6, 'UTC') ORDER BY created_at, uuid LIMIT ?",
+            [project, int(limit)],
+        )
+        return [(str(u), str(p), int(a)) for u, p, a in rows]
+
+    def _outbox_change(self, uuids: list[str], changes: dict[str, str]) -> None:
+        with self._lock:
+            for start in range(0, len(uuids), UUID_CHUNK):
+                marks = ", ".join(value_sql(u) for u in uuids[start : start + UUID_CHUNK])
+                self._copy_versioned("outbox", f"uuid IN ({marks})", changes, deletable=True)
+
+    def outbox_delivered(self, uuids: list[str]) -> None:
+        self._outbox_change(uuids, {"deleted": "1"})
+
+    def outbox_retry_later(self, uuids: list[str], delay_seconds: float, error: str) -> None:
+        self._outbox_change(
+            uuids,
+            {
+                "attempts": "attempts + 1",
+                "last_error": value_sql(error),
+                "next_attempt": f"now64(6, 'UTC') + toIntervalMicrosecond("
+                f"{int(delay_seconds * 1_000_000)})",
+            },
+        )
+
+    def outbox_failed(self, uuids: list[str], error: str) -> None:
+        self._outbox_change(
+            uuids,
+            {"attempts": "attempts + 1", "state": "'failed'", "last_error": value_sql(error)},
+        )
+
+    def outbox_requeue_failed(self, project: str | None = None) -> int:
+        with self._lock:
+            where = "state = 'failed'" + (f" AND project = {value_sql(project)}" if project else "")
+            [(count,)] = self._rows(f"SELECT count() FROM outbox WHERE {where}")
+            if count:
+                self._copy_versioned(
+                    "outbox",
+                    where,
+                    {"state": "'pending'", "next_attempt": "now64(6, 'UTC')"},
+                    deletable=True,
+                )
+        return int(count)
+
+    # -- alerts --------------------------------------------------------------------
+
+    def record_alert_changes(self, changes: list[dict[str, Any]]) -> None:
+        if not changes:
+            return
+        with self._lock:
+            version = self._version()
+            self.engine.insert(
+                "alert_history_rows",
+                pa.table(
+                    {
+                        key: pa.array(
+                            [c[source] for c in changes],
+                            pa.timestamp("us", tz="UTC")
+                            if key == "changed_at"
+                            else (pa.float64() if key == "value" else pa.string()),
+                        )
+                        for key, source in (
+                            ("project", "project"),
+                            ("alert", "alert"),
+                            ("kind", "kind"),
+                            ("subject", "subject"),
+                            ("state", "state"),
+                            ("value", "value"),
+                            ("threshold", "threshold"),
+                            ("owner", "owner"),
+                            ("changed_at", "at"),
+                        )
+                    }
+                )
+                .append_column("notified", pa.array([False] * len(changes)))
+                .append_column("version", pa.array([version] * len(changes), pa.uint64())),
+            )
+
+    def mark_alert_notified(
+        self, project: str, alert: str, subject: str, state: str, at: Any
+    ) -> None:
+        with self._lock:
+            where = bind(
+                "project = ? AND alert = ? AND subject = ? AND state = ? AND changed_at = ?",
+                [project, alert, subject, state, at],
+            )
+            self._copy_versioned("alert_history", where, {"notified": "true"}, deletable=False)
+
+    # -- reading -----------------------------------------------------------------
+
+    def sql(
+        self, query: str, parameters: list[Any] | None = None
+    ) -> tuple[list[str], list[list[Any]]]:
+        text = query.strip().rstrip(";").strip()
+        if ";" in _unquoted(text):
+            raise QueryError("send exactly one statement")
+        first = text.split(None, 1)[0].upper() if text else ""
+        if first not in ("SELECT", "WITH"):
+            raise QueryError(f"only SELECT queries are allowed here, not {first or 'nothing'}")
+        table = self.engine.query(bind(text, parameters or []))
+        names = list(table.column_names)
+        return names, [
+            list(row) for row in zip(*(c.to_pylist() for c in table.columns), strict=True)
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self.engine.close()

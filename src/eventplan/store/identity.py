@@ -1,0 +1,153 @@
+"""Who is who: distinct ids, the persons they belong to, and PostHog's merge rules.
+
+Kept in memory by the store's one writer and written back as changes, so each
+backend only says how to persist a change, never how a merge works.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventplan.store.records import StoredEvent
+
+PERSON_NAMESPACE = uuidlib.UUID("5b6b9c1e-2f0a-4c3e-9a57-0e5f1d7c6a10")
+
+Key = tuple[str, str]  # (project, distinct id) or (project, person id)
+
+
+@dataclass
+class GroupUpdate:
+    project: str
+    group_type: str
+    group_key: str
+    properties: dict[str, Any]
+    timestamp: int  # epoch microseconds
+
+
+@dataclass
+class IdentityChanges:
+    """What one batch changed, for the store to write in the batch's transaction."""
+
+    person_ids: list[str]  # the person of each event, in the batch's order
+    distinct_ids: dict[Key, str] = field(default_factory=dict)  # (project, distinct id) → person
+    people: dict[Key, dict[str, Any]] = field(default_factory=dict)  # live persons' properties
+    gone: list[Key] = field(default_factory=list)  # persons merged into another
+    groups: list[GroupUpdate] = field(default_factory=list)
+
+
+def person_for(project: str, distinct_id: str) -> str:
+    # Deterministic, so replaying the log after a crash gives the same ids.
+    return str(uuidlib.uuid5(PERSON_NAMESPACE, f"{project}\0{distinct_id}"))
+
+
+class Identities:
+    def __init__(self) -> None:
+        self._persons: dict[Key, str] = {}
+        self._person_ids: dict[Key, set[str]] = {}
+        self._person_props: dict[Key, dict[str, Any]] = {}
+        self.loaded = False
+
+    def load(
+        self,
+        distinct_ids: Iterable[tuple[str, str, str]],
+        people: Iterable[tuple[str, str, dict[str, Any]]],
+    ) -> None:
+        for project, distinct_id, person_id in distinct_ids:
+            self._persons[(project, distinct_id)] = person_id
+            self._person_ids.setdefault((project, person_id), set()).add(distinct_id)
+        for project, person_id, properties in people:
+            self._person_props[(project, person_id)] = properties
+        self.loaded = True
+
+    def apply(self, events: list[StoredEvent]) -> IdentityChanges:
+        """Each event's person, after merging ids as `$identify` / `$create_alias` ask."""
+        changed_ids: dict[Key, str] = {}
+        changed_people: set[Key] = set()
+        groups: list[GroupUpdate] = []
+        result = []
+        for event in events:
+            project = event.project
+            props = event.properties
+            if event.event == "$identify":
+                anon = props.get("$anon_distinct_id")
+                if isinstance(anon, str) and anon and anon != event.distinct_id:
+                    self._merge(project, event.distinct_id, anon, changed_ids, changed_people)
+            elif event.event == "$create_alias":
+                alias = props.get("alias")
+                if isinstance(alias, str) and alias and alias != event.distinct_id:
+                    self._merge(project, event.distinct_id, alias, changed_ids, changed_people)
+            elif event.event == "$groupidentify":
+                group_type, group_key = props.get("$group_type"), props.get("$group_key")
+                if isinstance(group_type, str) and group_key is not None:
+                    group_set = props.get("$group_set")
+                    groups.append(
+                        GroupUpdate(
+                            project,
+                            group_type,
+                            str(group_key),
+                            group_set if isinstance(group_set, dict) else {},
+                            event.timestamp,
+                        )
+                    )
+            person = self._person(project, event.distinct_id, changed_ids, changed_people)
+            if event.set or event.set_once:
+                current = self._person_props.setdefault((project, person), {})
+                for key, value in (event.set_once or {}).items():
+                    current.setdefault(key, value)
+                current.update(event.set or {})
+                changed_people.add((project, person))
+            result.append(person)
+        changes = IdentityChanges(result, changed_ids, groups=groups)
+        for changed in sorted(changed_people):
+            if self._person_ids.get(changed):
+                changes.people[changed] = self._person_props.get(changed, {})
+            else:
+                changes.gone.append(changed)
+        return changes
+
+    def _person(
+        self, project: str, distinct_id: str, changed_ids: dict[Key, str], changed_people: set[Key]
+    ) -> str:
+        person = self._persons.get((project, distinct_id))
+        if person is None:
+            person = person_for(project, distinct_id)
+            self._assign(project, distinct_id, person, changed_ids)
+            changed_people.add((project, person))
+        return person
+
+    def _assign(self, project: str, distinct_id: str, person: str, changed: dict[Key, str]) -> None:
+        old = self._persons.get((project, distinct_id))
+        if old is not None:
+            self._person_ids.get((project, old), set()).discard(distinct_id)
+        self._persons[(project, distinct_id)] = person
+        self._person_ids.setdefault((project, person), set()).add(distinct_id)
+        changed[(project, distinct_id)] = person
+
+    def _merge(
+        self,
+        project: str,
+        target: str,
+        source: str,
+        changed_ids: dict[Key, str],
+        changed_people: set[Key],
+    ) -> None:
+        """`source` becomes the same person as `target` (PostHog's identify/alias merge)."""
+        target_person = self._persons.get((project, target))
+        source_person = self._persons.get((project, source))
+        if target_person is None:
+            person = self._person(project, source, changed_ids, changed_people)
+            self._assign(project, target, person, changed_ids)
+        elif source_person is None:
+            self._assign(project, source, target_person, changed_ids)
+        elif source_person != target_person:
+            for distinct_id in list(self._person_ids.get((project, source_person), ())):
+                self._assign(project, distinct_id, target_person, changed_ids)
+            merged = self._person_props.pop((project, source_person), {})
+            kept = self._person_props.setdefault((project, target_person), {})
+            for key, value in merged.items():
+                kept.setdefault(key, value)
+            changed_people.add((project, target_person))
+            changed_people.add((project, source_person))

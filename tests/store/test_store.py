@@ -1,0 +1,219 @@
+"""The store interface behaves the same on DuckDB and on ClickHouse (chDB).
+
+Everything above the store (capture's writer, quarantine replay, the forwarder,
+alerts, the UI) relies only on what these tests show.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from eventplan.plan import Plan
+from eventplan.plan.validator import Violation
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange, Series, TrendsQuery
+from eventplan.store import Store, open_store
+from eventplan.store.records import StoredEvent
+from eventplan.store.transfer import export_events, import_export, is_export
+from tests.conftest import BACKENDS, store_url
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def stored(
+    event: str = "chat.created",
+    distinct_id: str = "p1",
+    at: datetime = NOW,
+    verdict: str = "valid",
+    **properties: object,
+) -> StoredEvent:
+    micros = int(at.timestamp() * 1_000_000)
+    return StoredEvent(
+        uuid=str(uuid.uuid4()),
+        event=event,
+        distinct_id=distinct_id,
+        timestamp=micros,
+        created_at=micros,
+        project="openchat",
+        ip_hash="0123456789abcdef",
+        properties={
+            "app": "openchat-web",
+            "chat_id": "c1",
+            "source": "sidebar_button",
+            "storage_backend": "postgres",
+            **properties,
+        },
+        set=None,
+        set_once=None,
+        verdict=verdict,
+        violations=None
+        if verdict == "valid"
+        else [Violation("not_in_enum", "source", ["new_button"], "nope", "source is not in enum")],
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, openchat_plan: Plan) -> Iterator[Store]:
+    opened = open_store(store_url(request.param, tmp_path), [openchat_plan])
+    yield opened
+    opened.close()
+
+
+def count(store: Store, where: str = "1 = 1") -> int:
+    return int(store.sql(f"SELECT count(*) FROM events WHERE {where}")[1][0][0])
+
+
+def test_a_retried_batch_adds_nothing_the_second_time(store: Store) -> None:
+    batch = [stored(distinct_id=f"p{i}") for i in range(30)]
+    assert store.insert(batch, 1) == 30
+    assert store.insert(batch, 2) == 0
+    assert store.insert(batch + batch[:3], 3) == 0  # duplicates inside one batch, too
+    assert count(store) == 30
+    assert store.wal_seq() == 3
+
+
+def test_typed_and_unplanned_properties_read_back_as_sent(store: Store) -> None:
+    event = stored(characters=42, extra_note="kept", source=7)  # 7 does not fit a string column
+    store.insert([event], 1)
+    _, [[properties]] = store.sql("SELECT properties FROM events")
+    assert msgspec.json.decode(properties) == event.properties
+
+
+def test_meta_values_are_made_once(store: Store) -> None:
+    assert store.meta("hash_salt") is None
+    first = store.meta_or_create("hash_salt", lambda: "made")
+    assert store.meta_or_create("hash_salt", lambda: "again") == first == "made"
+    store.set_meta("hash_salt", "changed")
+    assert store.meta("hash_salt") == "changed"
+
+
+def test_identify_merges_a_guest_into_one_person(store: Store) -> None:
+    guest = stored(distinct_id="anon-1")
+    identify = stored("$identify", "user-1", NOW + timedelta(minutes=1))
+    identify.properties["$anon_distinct_id"] = "anon-1"
+    later = stored(distinct_id="user-1", at=NOW + timedelta(minutes=2))
+    store.insert([guest], 1)
+    store.insert([identify, later], 2)
+    _, rows = store.sql("SELECT count(DISTINCT person_id) FROM events")
+    assert rows == [[1]]
+
+
+def test_quarantine_holds_back_bad_events_until_a_replay(store: Store, openchat_plan: Plan) -> None:
+    from eventplan.store.quarantine import replay_quarantine
+
+    good, bad = stored(), stored(verdict="invalid", distinct_id="held")
+    assert store.insert([good, bad], 1, quarantine=frozenset({"openchat"})) == 2
+    assert count(store) == 1
+    [held] = store.quarantined("openchat")
+    assert (held.uuid, held.properties, held.violations) == (
+        bad.uuid,
+        bad.properties,
+        bad.violations,
+    )
+    _, listed = store.quarantine_list(10)
+    assert [row[0] for row in listed] == [bad.uuid]
+    moved, still = replay_quarantine(store, openchat_plan)  # the event itself is valid
+    assert (moved, still) == (1, 0)
+    assert store.quarantined("openchat") == []
+    assert count(store, "distinct_id = 'held'") == 1
+
+
+def test_the_outbox_delivers_retries_fails_and_requeues(store: Store) -> None:
+    events = [stored(distinct_id=f"f{i}") for i in range(4)]
+    store.insert(events, 1, forward={"openchat": frozenset({"valid"})})
+    due = store.outbox_due("openchat", 10)
+    assert sorted(u for u, _, _ in due) == sorted(e.uuid for e in events)
+    assert all('"$eventplan_verdict":"valid"' in payload for _, payload, _ in due)
+    store.outbox_delivered([events[0].uuid])
+    store.outbox_retry_later([events[1].uuid], 3600, "HTTP 503")
+    store.outbox_failed([events[2].uuid], "HTTP 401: bad token")
+    assert [u for u, _, _ in store.outbox_due("openchat", 10)] == [events[3].uuid]
+    status = store.outbox_status()
+    assert (status["pending"], status["failed"]) == (2, 1)
+    assert {e["error"] for e in status["errors"]} == {"HTTP 503", "HTTP 401: bad token"}
+    assert store.outbox_requeue_failed() == 1
+    due = {u: attempts for u, _, attempts in store.outbox_due("openchat", 10)}
+    assert due == {events[2].uuid: 1, events[3].uuid: 0}
+
+
+def test_alert_history_records_changes_and_notifications(store: Store) -> None:
+    change = {
+        "project": "openchat",
+        "alert": "chat_errors",
+        "kind": "metric",
+        "subject": "",
+        "state": "firing",
+        "value": 12.0,
+        "threshold": "> 10",
+        "owner": "backend",
+        "at": NOW,
+    }
+    store.record_alert_changes([change, {**change, "state": "ok", "at": NOW + timedelta(hours=1)}])
+    store.mark_alert_notified("openchat", "chat_errors", "", "firing", NOW)
+    history = store.alert_history("openchat", 10)
+    assert [(h["state"], h["notified"]) for h in history] == [("ok", False), ("firing", True)]
+    assert history[1]["value"] == 12.0
+
+
+def test_recent_events_come_newest_first_with_verdicts(store: Store) -> None:
+    store.insert([stored(distinct_id="a")], 1)
+    store.insert([stored(distinct_id="b", at=NOW + timedelta(seconds=5), verdict="invalid")], 2)
+    recent = store.recent_events("openchat", 10)
+    assert [r["distinct_id"] for r in recent] == ["b", "a"]
+    assert recent[0]["verdict"] == "invalid"
+    assert [(v["code"], v["property"]) for v in recent[0]["violations"]] == [
+        ("not_in_enum", "source")
+    ]
+
+
+def test_sql_is_read_only_and_one_statement(store: Store) -> None:
+    from eventplan.store import QueryError
+
+    with pytest.raises(QueryError, match="only SELECT"):
+        store.sql("DROP TABLE events_data")
+    with pytest.raises(QueryError, match="one statement"):
+        store.sql("SELECT 1; SELECT 2")
+    assert store.sql("SELECT 'a;b' AS x")[1] == [["a;b"]]
+
+
+@pytest.mark.parametrize(("source", "target"), [("duckdb", "clickhouse"), ("clickhouse", "duckdb")])
+def test_export_then_import_moves_a_store_between_backends(
+    source: str, target: str, tmp_path: Path, openchat_plan: Plan
+) -> None:
+    events = [
+        stored(distinct_id=f"p{i % 7}", at=NOW - timedelta(days=i % 3, hours=i), characters=i)
+        for i in range(60)
+    ]
+    events.append(stored(verdict="invalid", distinct_id="bad"))
+    query = TrendsQuery(
+        series=(
+            Series("chat.created", math="dau"),
+            Series("chat.created", math="sum", math_property="characters"),
+        ),
+        date_range=DateRange("-7d"),
+    )
+    first = open_store(store_url(source, tmp_path / "a"), [openchat_plan])
+    first.insert(events, 1)
+    first.set_meta("hash_salt", "salt-from-a")
+    want = run_query(first, openchat_plan, query, NOW + timedelta(hours=1))
+    out = tmp_path / "events.parquet"
+    assert export_events(first, out, lambda n: None) == len(events)
+    first.close()
+    assert is_export(out)
+    second = open_store(store_url(target, tmp_path / "b"), [openchat_plan])
+    try:
+        assert import_export(second, out, lambda n: None) == len(events)
+        assert import_export(second, out, lambda n: None) == 0  # idempotent
+        got = run_query(second, openchat_plan, query, NOW + timedelta(hours=1))
+        assert second.meta("hash_salt") == "salt-from-a"
+        assert count(second, "verdict = 'invalid'") == 1
+    finally:
+        second.close()
+    assert [r["data"] for r in got["results"]] == [r["data"] for r in want["results"]]
+    assert sum(want["results"][1]["data"]) == sum(range(60))
