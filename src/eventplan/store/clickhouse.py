@@ -159,13 +159,14 @@ def schema_ddl(
                 f"{quote(column.name)} {_column_type(column, enums)}"
             )
     if cluster:
+        home = value_sql(database) if database else "currentDatabase()"
         # Every version of a row must land on one shard, or FINAL cannot collapse it.
         names = ["events_data", "column_catalog", *(f"{t}_rows" for t, *_ in VERSIONED)]
         for name in names:
             key = SHARD_KEYS[name.removesuffix("_rows")]
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {prefix}{name}{on} AS {prefix}{name}_local "
-                f"ENGINE = Distributed({quote(cluster)}, currentDatabase(), {name}_local, {key})"
+                f"ENGINE = Distributed({quote(cluster)}, {home}, {name}_local, {key})"
             )
     for table, *_ in VERSIONED:
         statements.append(
@@ -365,11 +366,11 @@ class Engine:
 
 def redact(url: str) -> str:
     """The URL without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or ":" not in userinfo:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def _first_line(exc: BaseException) -> str:
