@@ -1,13 +1,14 @@
-"""Insight speed: eventplan's query engine on DuckDB vs ClickHouse (chDB) on the same events.
+"""Insight speed: eventplan on its DuckDB and ClickHouse backends, against hand-written chDB SQL.
 
-    .venv/bin/pip install chdb==4.4.0   # the baseline engine, not a project dependency
     .venv/bin/python bench/query.py [--events 1000000] [--persons 20000]
 
-Generates plan-shaped events over 30 days, loads them into eventplan's store, copies
-the stored rows to Parquet and into a chDB MergeTree ordered by (event, timestamp),
-then times three insights both ways (best of 3) and checks the answers agree:
-the seed's 4-step funnel (windowFunnel in ClickHouse), chat health trends with a
-breakdown, and the model-performance median.
+Generates plan-shaped events over 30 days and stores them twice through eventplan's
+store: in a DuckDB file and in the ClickHouse backend (on chDB, ClickHouse's engine
+in-process). It also copies the rows to a flat chDB MergeTree ordered by
+(event, timestamp), where hand-written ClickHouse SQL is the baseline. Each insight
+runs three ways (best of 3) and the answers must agree: the seed's 4-step funnel
+(windowFunnel in the baseline), chat health trends with a breakdown, and the
+model-performance median.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from eventplan.plan import load_plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, FunnelsQuery, PropertyFilter, Series, TrendsQuery
 from eventplan.simulate.samples import sample_properties
-from eventplan.store.duckdb import EventStore
+from eventplan.store import open_store
 from eventplan.store.records import StoredEvent
 
 PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
@@ -101,27 +102,30 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--persons", type=int, default=20_000)
     args = parser.parse_args()
-    import chdb.session
-
     plan = load_plan(PLAN)
-    console = Console()
+    console = Console(width=150)
     work = Path(tempfile.mkdtemp(prefix="eventplan-query-bench-"))
-    store = EventStore(work / "events.duckdb", [plan])
+    store = open_store(str(work / "events.duckdb"), [plan])
+    clickhouse = open_store(f"chdb:{work / 'chdb'}", [plan])
     events = generate(plan, args.events, args.persons)
-    started = time.perf_counter()
-    for i in range(0, len(events), 100_000):
-        store.insert(events[i : i + 100_000], i + 1)
-    console.print(f"loaded {len(events):,} events in {time.perf_counter() - started:.1f} s")
+    for name, target in (("DuckDB", store), ("ClickHouse", clickhouse)):
+        started = time.perf_counter()
+        for i in range(0, len(events), 100_000):
+            target.insert(events[i : i + 100_000], i + 1)
+        console.print(
+            f"stored {len(events):,} events in the {name} backend "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
     parquet = work / "events.parquet"
-    store._run(
+    store._run(  # type: ignore[attr-defined]
         f"COPY (SELECT person_id::VARCHAR AS person_id, event, timestamp AT TIME ZONE 'UTC' AS ts, "
         f"properties->>'cta_id' AS cta_id, properties->>'model_id' AS model_id, "
         f"properties->>'status' AS status, TRY_CAST(properties->>'duration_ms' AS DOUBLE) "
         f"AS duration_ms FROM events) TO '{parquet}' (FORMAT parquet)"
     )
-    ch = chdb.session.Session(str(work / "chdb"))
-    ch.query(
-        "CREATE TABLE events ENGINE = MergeTree ORDER BY (event, ts) "
+    engine = clickhouse.engine  # type: ignore[attr-defined]
+    engine.command(
+        "CREATE TABLE flat ENGINE = MergeTree ORDER BY (event, ts) "
         "SETTINGS allow_nullable_key = 1 AS "
         f"SELECT * FROM file('{parquet}', Parquet)"
     )
@@ -144,7 +148,7 @@ def main() -> None:
         "SELECT level, count() FROM (SELECT person_id, windowFunnel(" + str(window) + ")("
         "toUInt64(toUnixTimestamp64Micro(ts)), "
         f"event = '{FUNNEL[0]}', event = '{FUNNEL[1]}' AND cta_id = 'hero_try_openchat', "
-        f"event = '{FUNNEL[2]}', event = '{FUNNEL[3]}') AS level FROM events "
+        f"event = '{FUNNEL[2]}', event = '{FUNNEL[3]}') AS level FROM flat "
         f"WHERE event IN ('{FUNNEL[0]}', '{FUNNEL[1]}', '{FUNNEL[2]}', '{FUNNEL[3]}') "
         "GROUP BY person_id) GROUP BY level ORDER BY level"
     )
@@ -165,7 +169,7 @@ def main() -> None:
         breakdown="status",
     )
     health_sql = (
-        "SELECT status, count() FROM events WHERE event = 'chat_message_stream' "
+        "SELECT status, count() FROM flat WHERE event = 'chat_message_stream' "
         "GROUP BY toDate(ts), status ORDER BY status"
     )
     cases.append(
@@ -174,7 +178,7 @@ def main() -> None:
             health,
             health_sql,
             lambda ours: sum(r["count"] for r in ours["results"]),
-            lambda rows: sum(int(line.split(",")[1]) for line in rows),
+            lambda rows: sum(int(n) for _, n in rows),
         )
     )
 
@@ -186,7 +190,7 @@ def main() -> None:
         breakdown_limit=1000,
     )
     medians_sql = (
-        "SELECT model_id, quantileExact(0.5)(duration_ms) FROM events "
+        "SELECT model_id, quantileExact(0.5)(duration_ms) FROM flat "
         "WHERE event = 'chat_message_stream' GROUP BY toStartOfMonth(ts), model_id"
     )
     cases.append(
@@ -197,33 +201,45 @@ def main() -> None:
             lambda ours: sorted(
                 (r["breakdown_value"], round(v)) for r in ours["results"] for v in r["data"] if v
             ),
-            lambda rows: sorted(
-                (line.split(",")[0].strip('"'), round(float(line.split(",")[1]))) for line in rows
-            ),
+            lambda rows: sorted((model, round(float(median))) for model, median in rows),
         )
     )
 
     table = Table(title=f"insights on {len(events):,} events, {args.persons:,} persons, 30 days")
-    for column in ("insight", "chDB s", "eventplan s", "ratio", "answers agree"):
+    columns = (
+        "insight",
+        "chDB SQL s",
+        "DuckDB backend s",
+        "ClickHouse backend s",
+        "DuckDB / chDB SQL",
+        "ClickHouse / DuckDB",
+        "answers agree",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "insight" else "right")
     for name, query, sql, ours_key, theirs_key in cases:
-        their_time, their_rows = best(lambda sql=sql: ch.query(sql, "CSV").data().splitlines())
-        our_time, ours = best(lambda query=query: run_query(store, plan, query, NOW))
-        agree = ours_key(ours) == theirs_key(their_rows)
+        their_time, their_rows = best(lambda sql=sql: engine.query(sql).to_pylist())
+        their_rows = [list(row.values()) for row in their_rows]
+        duck_time, duck = best(lambda query=query: run_query(store, plan, query, NOW))
+        ch_time, ch = best(lambda query=query: run_query(clickhouse, plan, query, NOW))
+        answers = {ours_key(duck) == theirs_key(their_rows), ours_key(ch) == ours_key(duck)}
         table.add_row(
             name,
             f"{their_time:.3f}",
-            f"{our_time:.3f}",
-            f"{our_time / their_time:.2f}",
-            "yes" if agree else f"NO ({ours_key(ours)} vs {theirs_key(their_rows)})",
+            f"{duck_time:.3f}",
+            f"{ch_time:.3f}",
+            f"{duck_time / their_time:.2f}",
+            f"{ch_time / duck_time:.2f}",
+            "yes" if answers == {True} else f"NO ({ours_key(duck)} / {ours_key(ch)})",
         )
     console.print(table)
     console.print(f"machine: {platform.machine()}, Python {platform.python_version()}, best of 3")
     store.close()
+    clickhouse.close()
 
 
-def _funnel_levels(rows: list[str], steps: int) -> list[int]:
-    at_level = {int(line.split(",")[0]): int(line.split(",")[1]) for line in rows}
+def _funnel_levels(rows: list[list[Any]], steps: int) -> list[int]:
+    at_level = {int(level): int(n) for level, n in rows}
     return [sum(n for level, n in at_level.items() if level > i) for i in range(steps)]
 
 
