@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from eventplan.plan import Plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Exclusion, FunnelsQuery, PropertyFilter, Series
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, examples
 from tests.query import reference
 from tests.query.conftest import loaded_store
 
@@ -83,27 +83,32 @@ def journeys(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(journeys(), st.sampled_from([1, 14]))
-def test_step_counts_match_the_brute_force_reference(
-    backend: str, openchat_plan: Plan, events: list[dict[str, Any]], window_days: int
-) -> None:
-    cta = [("cta_id", "exact", "hero_try_openchat")]
-    steps = [(STEPS[0], []), (STEPS[1], cta), (STEPS[2], []), (STEPS[3], [])]
-    want, _ = reference.funnel_counts(events, steps, timedelta(days=window_days), START, END)
-    query = FunnelsQuery(
-        steps=(
-            Series(STEPS[0]),
-            Series(STEPS[1], filters=(PropertyFilter("cta_id", "exact", "hero_try_openchat"),)),
-            Series(STEPS[2]),
-            Series(STEPS[3]),
-        ),
-        date_range=RANGE,
-        window_seconds=window_days * 86400,
+def test_step_counts_match_the_brute_force_reference(backend: str, openchat_plan: Plan) -> None:
+    @settings(
+        max_examples=examples(backend, 60),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
     )
-    with loaded_store(openchat_plan, events, backend) as store:
-        result = run_query(store, openchat_plan, query, END)
-    assert [step["count"] for step in result["results"]] == want
+    @given(journeys(), st.sampled_from([1, 14]))
+    def check(events: list[dict[str, Any]], window_days: int) -> None:
+        cta = [("cta_id", "exact", "hero_try_openchat")]
+        steps = [(STEPS[0], []), (STEPS[1], cta), (STEPS[2], []), (STEPS[3], [])]
+        want, _ = reference.funnel_counts(events, steps, timedelta(days=window_days), START, END)
+        query = FunnelsQuery(
+            steps=(
+                Series(STEPS[0]),
+                Series(STEPS[1], filters=(PropertyFilter("cta_id", "exact", "hero_try_openchat"),)),
+                Series(STEPS[2]),
+                Series(STEPS[3]),
+            ),
+            date_range=RANGE,
+            window_seconds=window_days * 86400,
+        )
+        with loaded_store(openchat_plan, events, backend) as store:
+            result = run_query(store, openchat_plan, query, END)
+        assert [step["count"] for step in result["results"]] == want
+
+    check()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

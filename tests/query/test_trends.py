@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from eventplan.plan import Plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, PropertyFilter, Series, TrendsQuery
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, examples
 from tests.query import reference
 from tests.query.conftest import loaded_store
 
@@ -86,77 +86,89 @@ MATHS = [
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(streams())
 def test_every_math_with_and_without_breakdown_matches_the_reference(
-    backend: str, openchat_plan: Plan, events: list[dict[str, Any]]
+    backend: str, openchat_plan: Plan
 ) -> None:
-    now = START + timedelta(days=DAYS)
-    with loaded_store(openchat_plan, events, backend) as store:
-        for math, prop in MATHS:
-            for breakdown in (None, "model_id"):
-                query = TrendsQuery(
-                    series=(Series("chat_message_stream", math=math, math_property=prop),),  # type: ignore[arg-type]
-                    date_range=RANGE,
-                    breakdown=breakdown,
-                )
-                got = {
-                    item.get("breakdown_value"): item["data"]
-                    for item in run_query(store, openchat_plan, query, now)["results"]
-                }
-                want = reference.trend(
-                    events, "chat_message_stream", [], math, prop, START, DAYS, breakdown
-                )
-                assert set(got) == set(want), (math, breakdown)
-                for key, values in want.items():
-                    assert got[key] == [round(v, 6) for v in values], (math, breakdown, key)
+    @settings(
+        max_examples=examples(backend, 40),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(streams())
+    def check(events: list[dict[str, Any]]) -> None:
+        now = START + timedelta(days=DAYS)
+        with loaded_store(openchat_plan, events, backend) as store:
+            for math, prop in MATHS:
+                for breakdown in (None, "model_id"):
+                    query = TrendsQuery(
+                        series=(Series("chat_message_stream", math=math, math_property=prop),),  # type: ignore[arg-type]
+                        date_range=RANGE,
+                        breakdown=breakdown,
+                    )
+                    got = {
+                        item.get("breakdown_value"): item["data"]
+                        for item in run_query(store, openchat_plan, query, now)["results"]
+                    }
+                    want = reference.trend(
+                        events, "chat_message_stream", [], math, prop, START, DAYS, breakdown
+                    )
+                    assert set(got) == set(want), (math, breakdown)
+                    for key, values in want.items():
+                        assert got[key] == [round(v, 6) for v in values], (math, breakdown, key)
+
+    check()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(streams())
-def test_filters_and_formulas_match_the_reference(
-    backend: str, openchat_plan: Plan, events: list[dict[str, Any]]
-) -> None:
-    now = START + timedelta(days=DAYS)
-    error = [("status", "exact", "error")]
-    with loaded_store(openchat_plan, events, backend) as store:
-        query = TrendsQuery(
-            series=(
-                Series("chat_message_stream"),
-                Series(
-                    "chat_message_stream", filters=(PropertyFilter("status", "exact", "error"),)
-                ),
-            ),
-            date_range=RANGE,
-            formula="B / A * 100",
-        )
-        [result] = run_query(store, openchat_plan, query, now)["results"]
-        totals = reference.trend(events, "chat_message_stream", [], "total", None, START, DAYS)[
-            None
-        ]
-        errors = reference.trend(events, "chat_message_stream", error, "total", None, START, DAYS)[
-            None
-        ]
-        assert result["data"] == [
-            round(e / t * 100, 6) if t else 0.0 for e, t in zip(errors, totals, strict=True)
-        ]
-        for flt in [
-            ("status", "is_not", "error"),
-            ("duration_ms", "gt", 5000),
-            ("model_id", "is_set", None),
-        ]:
+def test_filters_and_formulas_match_the_reference(backend: str, openchat_plan: Plan) -> None:
+    @settings(
+        max_examples=examples(backend, 30),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(streams())
+    def check(events: list[dict[str, Any]]) -> None:
+        now = START + timedelta(days=DAYS)
+        error = [("status", "exact", "error")]
+        with loaded_store(openchat_plan, events, backend) as store:
             query = TrendsQuery(
-                series=(Series("chat_message_stream", filters=(PropertyFilter(*flt),)),),  # type: ignore[arg-type]
+                series=(
+                    Series("chat_message_stream"),
+                    Series(
+                        "chat_message_stream", filters=(PropertyFilter("status", "exact", "error"),)
+                    ),
+                ),
                 date_range=RANGE,
+                formula="B / A * 100",
             )
-            [item] = run_query(store, openchat_plan, query, now)["results"]
-            assert (
-                item["data"]
-                == reference.trend(
-                    events, "chat_message_stream", [flt], "total", None, START, DAYS
-                )[None]
-            ), flt
+            [result] = run_query(store, openchat_plan, query, now)["results"]
+            totals = reference.trend(events, "chat_message_stream", [], "total", None, START, DAYS)[
+                None
+            ]
+            errors = reference.trend(
+                events, "chat_message_stream", error, "total", None, START, DAYS
+            )[None]
+            assert result["data"] == [
+                round(e / t * 100, 6) if t else 0.0 for e, t in zip(errors, totals, strict=True)
+            ]
+            for flt in [
+                ("status", "is_not", "error"),
+                ("duration_ms", "gt", 5000),
+                ("model_id", "is_set", None),
+            ]:
+                query = TrendsQuery(
+                    series=(Series("chat_message_stream", filters=(PropertyFilter(*flt),)),),  # type: ignore[arg-type]
+                    date_range=RANGE,
+                )
+                [item] = run_query(store, openchat_plan, query, now)["results"]
+                assert (
+                    item["data"]
+                    == reference.trend(
+                        events, "chat_message_stream", [flt], "total", None, START, DAYS
+                    )[None]
+                ), flt
+
+    check()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -45,6 +45,10 @@ class Dialect:
         )
         return f"json_extract_string({column}, {path})"
 
+    def first_of(self, parts: Sequence[str]) -> str:
+        """The first non-NULL of `parts` (a typed column before the JSON rest)."""
+        return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
+
     def as_text(self, expr: str) -> str:
         return f"CAST({expr} AS VARCHAR)"
 
@@ -96,6 +100,14 @@ class ClickHouseDialect(Dialect):
             f"JSONExtractRaw({column}, {args}))"
         )
 
+    def first_of(self, parts: Sequence[str]) -> str:
+        # multiIf short-circuits: the JSON rest is parsed only where no typed column has
+        # the value (COALESCE would evaluate every argument on every row).
+        if len(parts) == 1:
+            return parts[0]
+        tests = ", ".join(f"isNotNull({part}), {part}" for part in parts[:-1])
+        return f"multiIf({tests}, {parts[-1]})"
+
     def as_text(self, expr: str) -> str:
         return f"toString({expr})"
 
@@ -146,7 +158,7 @@ class Compiler:
         d = self.dialect
         parts = [d.as_text(f"e.{quote(c.name)}") for c in self._by_key.get(key, [])]
         parts.append(d.json_text("e.properties_rest", [key]))
-        return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
+        return d.first_of(parts)
 
     def number(self, key: str) -> str:
         d = self.dialect
@@ -156,7 +168,7 @@ class Compiler:
             if c.type in ("integer", "number")
         ]
         parts.append(d.try_double(d.json_text("e.properties_rest", [key])))
-        return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
+        return d.first_of(parts)
 
     def group(self, group_type: str) -> str:
         return self.dialect.json_text("e.properties_rest", ["$groups", group_type])
