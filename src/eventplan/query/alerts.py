@@ -18,6 +18,7 @@ from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
 from eventplan.query.sql import DIALECTS, Compiler
 from eventplan.store import Store
+from eventplan.store.base import epoch_us
 
 INTERVAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 INVALID_SHARE_ALERT = 0.10  # data quality: more than 10% of an event's last 24 h is invalid
@@ -198,7 +199,7 @@ def check_data_quality(
     for at in checks:
         _, rows = store.sql(
             f"SELECT event, count(*), {count_invalid} FROM events_data "
-            "WHERE timestamp >= ? AND timestamp < ? GROUP BY event",
+            "WHERE timestamp >= ? AND timestamp < ? GROUP BY event ORDER BY event",
             [at - timedelta(days=1), at],
         )
         for event, total, bad in rows:
@@ -228,8 +229,8 @@ def check_data_quality(
         )
         _, rows = store.sql(
             f"SELECT e.event, {day} AS day, count(*), max(e.timestamp) FROM events_data e "
-            "WHERE e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL",
-            [quiet_from, _epoch_us(quiet_from), quiet_from - timedelta(days=7), at],
+            "WHERE e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL ORDER BY 1, 2",
+            [quiet_from, epoch_us(quiet_from), quiet_from - timedelta(days=7), at],
         )
         seen: dict[str, tuple[datetime, list[int]]] = {}
         for event, day_number, count, latest in rows:
@@ -258,21 +259,17 @@ def check_data_quality(
     return [invalid, quiet, drop]
 
 
-def _epoch_us(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
-
-
 def _volume_drop(store: Store, at: datetime, result: AlertResult) -> None:
     """Per app_version: the last 24 h against the median of the 7 days before it."""
     compiler = Compiler(store.columns, store.dialect)
     version = compiler.text("app_version")
-    epoch_us = compiler.dialect.epoch_us("e.timestamp")
+    stamp = compiler.dialect.epoch_us("e.timestamp")
     _, rows = store.sql(
         "SELECT version, day, count(*) FROM ("
-        f"  SELECT {version} AS version, floor((? - {epoch_us}) / 86400000000) AS day"
+        f"  SELECT {version} AS version, floor((? - {stamp}) / 86400000000) AS day"
         "  FROM events_data e WHERE e.timestamp > ? AND e.timestamp <= ?"
-        ") WHERE version IS NOT NULL GROUP BY ALL",
-        [_epoch_us(at), at - timedelta(days=8), at],
+        ") WHERE version IS NOT NULL GROUP BY ALL ORDER BY 1, 2",
+        [epoch_us(at), at - timedelta(days=8), at],
     )
     days: dict[str, list[int]] = {}
     for name, day, count in rows:

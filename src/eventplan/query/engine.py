@@ -492,7 +492,8 @@ def warnings_for(
         invalid = ctx.compiler.dialect.count_if("verdict <> 'valid'")
         _, rows = ctx.store.sql(
             f"SELECT event, count(*), {invalid} FROM events_data "
-            f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? GROUP BY event",
+            f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? "
+            "GROUP BY event ORDER BY event",
             [*events, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)],
         )
         for event, total, bad in rows:
