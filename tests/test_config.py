@@ -57,3 +57,30 @@ def test_bad_settings_say_what_is_wrong(
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=message):
         load_settings(flags)
+
+
+@pytest.mark.parametrize(
+    ("db", "wal", "log"),
+    [
+        ("data/eventplan.duckdb", None, "data/eventplan.duckdb.log"),
+        ("chdb:data/clickhouse", None, "data/clickhouse.log"),
+        (
+            "clickhouse://u:secret@ch1:8123/analytics",
+            None,
+            "data/clickhouse-ch1-8123-analytics.log",
+        ),
+        (
+            "clickhouse://u:secret@ch1:8123/analytics",
+            "/var/lib/eventplan/wal",
+            "/var/lib/eventplan/wal",
+        ),
+    ],
+)
+def test_the_write_ahead_log_stays_local_whatever_the_store(
+    db: str, wal: str | None, log: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if wal:
+        monkeypatch.setenv("EVENTPLAN_WAL", wal)
+    settings = load_settings({"plan": str(OPENCHAT), "db": db, "token": ("phc_x",)})
+    assert settings.wal_dir == Path(log)
+    assert "secret" not in str(settings.wal_dir)
