@@ -149,6 +149,52 @@ def drive(url: str, clients: int, duration: float, concurrency: int) -> tuple[fl
     return sent / duration, p50, p99
 
 
+def serve_and_drive(kind: str, work: Path, port: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Run `eventplan serve` on one backend under the load; what it took and stored."""
+    from eventplan.store import open_store
+
+    path = work / ("eventplan.duckdb" if kind == "duckdb" else "clickhouse")
+    db = str(path) if kind == "duckdb" else f"chdb:{path}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eventplan",
+            "serve",
+            "--plan",
+            str(PLAN),
+            "--db",
+            db,
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+        ]
+    )
+    wait_healthy(f"http://127.0.0.1:{port}/batch/")
+    rate, p50, p99 = drive(
+        f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
+    )
+    health = httpx.get(f"http://127.0.0.1:{port}/_health", timeout=60).json()
+    rss = peak_rss_mb(server.pid)
+    server.send_signal(signal.SIGTERM)
+    server.wait()
+    store = open_store(db, read_only=True)
+    stored = int(store.sql("SELECT count(*) FROM events_data")[1][0][0])
+    store.close()
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return {
+        "name": "DuckDB file" if kind == "duckdb" else "ClickHouse (chDB)",
+        "rate": rate,
+        "p50": p50,
+        "p99": p99,
+        "rss": rss,
+        "stored": stored,
+        "duplicates": int(health["duplicates_skipped"]),
+        "mb": sum(f.stat().st_size for f in files) / 1e6,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=15)
@@ -156,7 +202,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eventplan-bench-"))
-    console = Console()
+    console = Console(width=150)
     try:
         port = 18431
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)])
@@ -168,38 +214,10 @@ def main() -> None:
         bare.send_signal(signal.SIGTERM)
         bare.wait()
 
-        port += 1
-        db = work / "eventplan.duckdb"
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "eventplan",
-                "serve",
-                "--plan",
-                str(PLAN),
-                "--db",
-                str(db),
-                "--port",
-                str(port),
-                "--token",
-                TOKEN,
-            ]
-        )
-        wait_healthy(f"http://127.0.0.1:{port}/batch/")
-        rate, p50, p99 = drive(
-            f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
-        )
-        health = httpx.get(f"http://127.0.0.1:{port}/_health", timeout=60).json()
-        rss = peak_rss_mb(server.pid)
-        server.send_signal(signal.SIGTERM)
-        server.wait()
-        from eventplan.store.duckdb import EventStore
-
-        store = EventStore(db, read_only=True)
-        stored = store.sql("SELECT count(*) FROM events_data")[1][0][0]
-        store.close()
-        db_mb = db.stat().st_size / 1e6
+        servers = [
+            serve_and_drive(kind, work, port + number, args)
+            for number, kind in enumerate(("duckdb", "clickhouse"), start=1)
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -217,20 +235,23 @@ def main() -> None:
         f"{bare_rss:.0f}",
         "1.00",
     )
-    table.add_row(
-        "eventplan serve",
-        f"{rate:,.0f}",
-        f"{p50:.1f}",
-        f"{p99:.1f}",
-        f"{rss:.0f}",
-        f"{rate / bare_rate:.2f}",
-    )
+    for result in servers:
+        table.add_row(
+            f"eventplan serve, {result['name']}",
+            f"{result['rate']:,.0f}",
+            f"{result['p50']:.1f}",
+            f"{result['p99']:.1f}",
+            f"{result['rss']:.0f}",
+            f"{result['rate'] / bare_rate:.2f}",
+        )
     console.print(table)
-    console.print(
-        f"stored {stored:,} distinct events ({health['duplicates_skipped']:,} resent bodies "
-        f"deduplicated); DuckDB file {db_mb:.1f} MB = {db_mb / max(stored, 1) * 1e6:.1f} MB "
-        "per million events"
-    )
+    for result in servers:
+        console.print(
+            f"{result['name']}: stored {result['stored']:,} distinct events "
+            f"({result['duplicates']:,} resent events deduplicated); "
+            f"{result['mb']:.1f} MB on disk = "
+            f"{result['mb'] / max(result['stored'], 1) * 1e6:.1f} MB per million events"
+        )
     console.print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
