@@ -19,6 +19,8 @@ cluster over HTTP (`clickhouse://`), and chDB, the ClickHouse engine as a librar
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -39,7 +41,7 @@ from eventplan.store.rows import TIME, events_table, outbox_table, quarantine_ta
 
 _json = msgspec.json.Encoder()
 SESSION_SETTINGS = {"join_use_nulls": 1}  # an unmatched LEFT JOIN gives NULL, as in SQL
-UUID_CHUNK = 4_000  # uuids per dedupe lookup: keeps each query under max_query_size
+UUID_CHUNK = 4_000  # uuids per literal list (deletes, outbox updates): under max_query_size
 
 CH_TYPES: dict[str, str] = {
     "string": "Nullable(String)",
@@ -391,6 +393,7 @@ class ClickHouseStore(Store):
         self.read_only = read_only
         self._lock = threading.RLock()
         self._last_version = 0
+        self._scratch_table: str | None = None
         if not read_only:
             self._ensure_schema()
         self._load_catalog()
@@ -520,20 +523,31 @@ class ClickHouseStore(Store):
             return added
 
     def _stored_uuids(self, table: str, events: list[StoredEvent], window: bool) -> set[str]:
-        found: set[str] = set()
-        low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
-        high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
-        for start in range(0, len(events), UUID_CHUNK):
-            chunk = [e.uuid for e in events[start : start + UUID_CHUNK]]
-            marks = ", ".join(value_sql(u) for u in chunk)
-            where = f"uuid IN ({marks})"
-            if window:
-                where += (
-                    f" AND timestamp BETWEEN fromUnixTimestamp64Micro({low}, 'UTC') "
-                    f"AND fromUnixTimestamp64Micro({high}, 'UTC')"
-                )
-            found.update(str(u) for (u,) in self._rows(f"SELECT uuid FROM {table} WHERE {where}"))
-        return found
+        """The batch's uuids already in `table` (within ±24 h of the batch for events).
+
+        The uuids go in as one binary insert to a scratch table: parsing a literal
+        list of 100k uuids costs ClickHouse seconds, the insert milliseconds.
+        """
+        scratch = self._scratch()
+        self.engine.command(f"TRUNCATE TABLE {scratch}")
+        self.engine.insert(scratch, pa.table({"uuid": [e.uuid for e in events]}))
+        where = f"uuid GLOBAL IN (SELECT uuid FROM {scratch})"  # GLOBAL: one list for all shards
+        if window:
+            low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
+            high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
+            where += (
+                f" AND timestamp BETWEEN fromUnixTimestamp64Micro({low}, 'UTC') "
+                f"AND fromUnixTimestamp64Micro({high}, 'UTC')"
+            )
+        return {str(u) for (u,) in self._rows(f"SELECT uuid FROM {table} WHERE {where}")}
+
+    def _scratch(self) -> str:
+        """This writer's own Memory table for lookups (two servers may share a database)."""
+        if self._scratch_table is None:
+            name = f"batch_uuids_{os.getpid()}_{secrets.token_hex(4)}"
+            self.engine.command(f"CREATE TABLE IF NOT EXISTS {name} (uuid UUID) ENGINE = Memory")
+            self._scratch_table = name
+        return self._scratch_table
 
     @staticmethod
     def _first_of_each(events: list[StoredEvent], skip: set[str]) -> list[StoredEvent]:
@@ -800,4 +814,6 @@ class ClickHouseStore(Store):
 
     def close(self) -> None:
         with self._lock:
+            if self._scratch_table is not None:
+                self.engine.command(f"DROP TABLE IF EXISTS {self._scratch_table}")
             self.engine.close()
