@@ -101,7 +101,7 @@ def test_identify_merges_a_guest_into_one_person(store: Store) -> None:
     store.insert([guest], 1)
     store.insert([identify, later], 2)
     _, rows = store.sql("SELECT count(DISTINCT person_id) FROM events")
-    assert rows == [[1]]
+    assert rows == [(1,)]
 
 
 def test_quarantine_holds_back_bad_events_until_a_replay(store: Store, openchat_plan: Plan) -> None:
@@ -179,7 +179,7 @@ def test_sql_is_read_only_and_one_statement(store: Store) -> None:
         store.sql("DROP TABLE events_data")
     with pytest.raises(QueryError, match="one statement"):
         store.sql("SELECT 1; SELECT 2")
-    assert store.sql("SELECT 'a;b' AS x")[1] == [["a;b"]]
+    assert store.sql("SELECT 'a;b' AS x")[1] == [("a;b",)]
 
 
 @pytest.mark.parametrize(("source", "target"), [("duckdb", "clickhouse"), ("clickhouse", "duckdb")])

@@ -10,9 +10,11 @@ import ast
 import operator
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from eventplan.plan.model import Plan
@@ -331,33 +333,15 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     )
     steps = len(query.steps)
     best: dict[str, _Attempt] = {}
-    current_actor = None
-    events: list[tuple[int, Any, int]] = []
-    for actor_id, ts, value, bits in rows:
-        if actor_id != current_actor:
-            if current_actor is not None:
-                _finish(best, current_actor, events, query, steps)
-            current_actor, events = actor_id, []
-        events.append((ts, value, bits))
-    if current_actor is not None:
-        _finish(best, current_actor, events, query, steps)
+    for actor_id, actor_rows in groupby(rows, key=itemgetter(0)):
+        attempt = furthest_attempt(actor_rows, query, steps)
+        if attempt is not None and not attempt.excluded:
+            best[actor_id] = attempt
     return _funnel_result(ctx, query, best, start, end)
 
 
-def _finish(
-    best: dict[str, _Attempt],
-    actor: str,
-    events: list[tuple[int, Any, int]],
-    query: FunnelsQuery,
-    steps: int,
-) -> None:
-    attempt = furthest_attempt(events, query, steps)
-    if attempt is not None and not attempt.excluded:
-        best[actor] = attempt
-
-
 def furthest_attempt(
-    events: list[tuple[int, Any, int]], query: FunnelsQuery, steps: int
+    events: Iterable[tuple[Any, int, Any, int]], query: FunnelsQuery, steps: int
 ) -> _Attempt | None:
     """PostHog's funnel for one actor: the first attempt to reach the furthest step.
 
@@ -366,10 +350,14 @@ def furthest_attempt(
     at most one step of an attempt.
     """
     window = query.window_seconds * 1_000_000
+    exclusions = query.exclusions
+    strict = query.order == "strict"
+    later_steps = ((1 << steps) - 1) & ~1  # the bits of steps 2 and on
+    downward = range(steps - 1, 0, -1)
     entered: list[_Attempt | None] = [None] * steps
     result: _Attempt | None = None
-    for ts, value, bits in events:
-        for number, exclusion in enumerate(query.exclusions):
+    for _, ts, value, bits in events:  # (actor, time, breakdown value, step bits)
+        for number, exclusion in enumerate(exclusions):
             if not bits >> (steps + number) & 1:
                 continue
             for i in range(exclusion.from_step, min(exclusion.to_step, steps)):
@@ -377,7 +365,7 @@ def furthest_attempt(
                 if partial is not None and ts - partial.times[0] <= window:
                     partial.excluded = True
         advanced = False
-        for i in range(steps - 1, 0, -1):
+        for i in downward if bits & later_steps else ():
             previous = entered[i - 1]
             if bits >> i & 1 and previous is not None and ts - previous.times[0] <= window:
                 entered[i] = _Attempt(
@@ -387,7 +375,7 @@ def furthest_attempt(
                     result = entered[i]
                 advanced = True
                 break
-        if query.order == "strict" and not advanced:
+        if strict and not advanced:
             entered = [None] * steps
         if not advanced and bits & 1:
             entered[0] = _Attempt([ts], [value])

@@ -163,14 +163,14 @@ class Store(ABC):
             ) in rows
         ]
 
-    def quarantine_list(self, limit: int) -> tuple[list[str], list[list[Any]]]:
+    def quarantine_list(self, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
         """The newest held-back events for people to read."""
         columns, rows = self.sql(
             "SELECT uuid, event, distinct_id, timestamp, verdict, violations FROM quarantine "
             "ORDER BY created_at DESC LIMIT ?",
             [int(limit)],
         )
-        return columns, [[str(row[0]), *row[1:]] for row in rows]
+        return columns, [(str(row[0]), *row[1:]) for row in rows]
 
     @abstractmethod
     def delete_quarantined(self, uuids: list[str]) -> None: ...
@@ -253,7 +253,7 @@ class Store(ABC):
     @abstractmethod
     def sql(
         self, query: str, parameters: list[Any] | None = None
-    ) -> tuple[list[str], list[list[Any]]]:
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement (`?` placeholders); column names and rows."""
 
     @abstractmethod

@@ -799,7 +799,7 @@ class ClickHouseStore(Store):
 
     def sql(
         self, query: str, parameters: list[Any] | None = None
-    ) -> tuple[list[str], list[list[Any]]]:
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         text = query.strip().rstrip(";").strip()
         if ";" in _unquoted(text):
             raise QueryError("send exactly one statement")
@@ -808,9 +808,7 @@ class ClickHouseStore(Store):
             raise QueryError(f"only SELECT queries are allowed here, not {first or 'nothing'}")
         table = self.engine.query(bind(text, parameters or []))
         names = list(table.column_names)
-        return names, [
-            list(row) for row in zip(*(c.to_pylist() for c in table.columns), strict=True)
-        ]
+        return names, list(zip(*(c.to_pylist() for c in table.columns), strict=True))
 
     def close(self) -> None:
         with self._lock:

@@ -435,7 +435,7 @@ class EventStore(Store):
 
     def sql(
         self, query: str, parameters: list[Any] | None = None
-    ) -> tuple[list[str], list[list[Any]]]:
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement; returns column names and rows."""
         cursor = self._conn.cursor()
         try:
@@ -449,7 +449,7 @@ class EventStore(Store):
         try:
             result = cursor.execute(query, parameters or [])
             columns = [d[0] for d in result.description or []]
-            rows = [list(row) for row in result.fetchall()]
+            rows = result.fetchall()
         except duckdb.Error as exc:
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
