@@ -200,6 +200,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--backends", default="duckdb,clickhouse", help="Comma-separated: duckdb, clickhouse."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eventplan-bench-"))
     console = Console(width=150)
@@ -216,7 +219,7 @@ def main() -> None:
 
         servers = [
             serve_and_drive(kind, work, port + number, args)
-            for number, kind in enumerate(("duckdb", "clickhouse"), start=1)
+            for number, kind in enumerate(args.backends.split(","), start=1)
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
