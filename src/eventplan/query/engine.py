@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
 from eventplan.plan.model import Plan
@@ -333,7 +332,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     )
     steps = len(query.steps)
     best: dict[str, _Attempt] = {}
-    for actor_id, actor_rows in groupby(rows, key=itemgetter(0)):
+    for actor_id, actor_rows in groupby(rows, key=operator.itemgetter(0)):
         attempt = furthest_attempt(actor_rows, query, steps)
         if attempt is not None and not attempt.excluded:
             best[actor_id] = attempt

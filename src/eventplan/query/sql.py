@@ -16,6 +16,7 @@ from typing import Any
 
 from eventplan.query.model import DateRange, Interval, PropertyFilter, Series, Verdict
 from eventplan.store.base import QueryError
+from eventplan.store.clickhouse import value_sql
 from eventplan.store.columns import Column, quote
 
 QUANTILES = {"median": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -33,9 +34,6 @@ class Dialect:
         "ON m.project = e.project AND m.distinct_id = e.distinct_id"
     )
     person = "COALESCE(m.person_id, e.person_id)"
-
-    def string(self, text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
 
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         path = (
@@ -87,11 +85,8 @@ class ClickHouseDialect(Dialect):
         "ON m.project = e.project AND m.distinct_id = e.distinct_id"
     )
 
-    def string(self, text: str) -> str:
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
     def json_text(self, column: str, keys: Sequence[str]) -> str:
-        args = ", ".join(self.string(k) for k in keys)
+        args = ", ".join(value_sql(k) for k in keys)
         # DuckDB's json_extract_string: NULL when missing or null, strings unquoted,
         # anything else as its JSON text.
         return (

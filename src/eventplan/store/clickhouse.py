@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -65,55 +66,107 @@ EVENTS_COLUMNS = """
     properties_rest Nullable(String)"""
 EVENTS_ORDER = "(project, event, toDate(timestamp), cityHash64(distinct_id), cityHash64(uuid))"
 
-# (table, columns, engine arguments, order by): each read through a FINAL view of its name.
-VERSIONED: tuple[tuple[str, str, str, str], ...] = (
-    ("meta", "key String, value String", "version", "key"),
-    (
+
+@dataclass(frozen=True)
+class VersionedTable:
+    """A mutable table: `<name>_rows` (ReplacingMergeTree) read through a FINAL view `<name>`."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, type), as the view shows them
+    order: str
+    deletable: bool = False  # a `deleted` flag that FINAL honours
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def engine_arguments(self) -> str:
+        return "version, deleted" if self.deletable else "version"
+
+
+TIME_UTC = "DateTime64(6, 'UTC')"
+VERSIONED: tuple[VersionedTable, ...] = (
+    VersionedTable("meta", (("key", "String"), ("value", "String")), "key"),
+    VersionedTable(
         "quarantine",
-        "uuid UUID, event String, distinct_id String, timestamp DateTime64(6, 'UTC'), "
-        "created_at DateTime64(6, 'UTC'), project LowCardinality(String), "
-        "ip_hash Nullable(String), properties String, person_set Nullable(String), "
-        "person_set_once Nullable(String), verdict String, violations Nullable(String)",
-        "version, deleted",
+        (
+            ("uuid", "UUID"),
+            ("event", "String"),
+            ("distinct_id", "String"),
+            ("timestamp", TIME_UTC),
+            ("created_at", TIME_UTC),
+            ("project", "LowCardinality(String)"),
+            ("ip_hash", "Nullable(String)"),
+            ("properties", "String"),
+            ("person_set", "Nullable(String)"),
+            ("person_set_once", "Nullable(String)"),
+            ("verdict", "String"),
+            ("violations", "Nullable(String)"),
+        ),
         "(project, uuid)",
+        deletable=True,
     ),
-    (
+    VersionedTable(
         "person_distinct_ids",
-        "project LowCardinality(String), distinct_id String, person_id UUID",
-        "version",
+        (("project", "LowCardinality(String)"), ("distinct_id", "String"), ("person_id", "UUID")),
         "(project, distinct_id)",
     ),
-    (
+    VersionedTable(
         "persons",
-        "project LowCardinality(String), person_id UUID, properties String, "
-        "created_at DateTime64(6, 'UTC')",
-        "version, deleted",
+        (
+            ("project", "LowCardinality(String)"),
+            ("person_id", "UUID"),
+            ("properties", "String"),
+            ("created_at", TIME_UTC),
+        ),
         "(project, person_id)",
+        deletable=True,
     ),
-    (
+    VersionedTable(
         "groups",
-        "project LowCardinality(String), group_type String, group_key String, "
-        "properties String, updated_at DateTime64(6, 'UTC')",
-        "version",
+        (
+            ("project", "LowCardinality(String)"),
+            ("group_type", "String"),
+            ("group_key", "String"),
+            ("properties", "String"),
+            ("updated_at", TIME_UTC),
+        ),
         "(project, group_type, group_key)",
     ),
-    (
+    VersionedTable(
         "outbox",
-        "uuid String, project LowCardinality(String), payload String, "
-        "created_at DateTime64(6, 'UTC'), attempts Int32, next_attempt DateTime64(6, 'UTC'), "
-        "state LowCardinality(String), last_error Nullable(String)",
-        "version, deleted",
+        (
+            ("uuid", "String"),
+            ("project", "LowCardinality(String)"),
+            ("payload", "String"),
+            ("created_at", TIME_UTC),
+            ("attempts", "Int32"),
+            ("next_attempt", TIME_UTC),
+            ("state", "LowCardinality(String)"),
+            ("last_error", "Nullable(String)"),
+        ),
         "uuid",
+        deletable=True,
     ),
-    (
+    VersionedTable(
         "alert_history",
-        "project LowCardinality(String), alert String, kind String, subject String, "
-        "state String, value Nullable(Float64), threshold Nullable(String), owner String, "
-        "changed_at DateTime64(6, 'UTC'), notified Bool",
-        "version",
+        (
+            ("project", "LowCardinality(String)"),
+            ("alert", "String"),
+            ("kind", "String"),
+            ("subject", "String"),
+            ("state", "String"),
+            ("value", "Nullable(Float64)"),
+            ("threshold", "Nullable(String)"),
+            ("owner", "String"),
+            ("changed_at", TIME_UTC),
+            ("notified", "Bool"),
+        ),
         "(project, alert, subject, state, changed_at)",
     ),
 )
+VERSIONED_BY_NAME = {table.name: table for table in VERSIONED}
 
 
 def enum_properties(plans: Iterable[Plan]) -> frozenset[str]:
@@ -148,11 +201,13 @@ def schema_ddl(
         "(name String, property String, type String) "
         f"ENGINE = {replicated}ReplacingMergeTree ORDER BY name",
     ]
-    for table, body, engine, order in VERSIONED:
-        extra = ", version UInt64" + (", deleted UInt8" if "deleted" in engine else "")
+    for table in VERSIONED:
+        body = ", ".join(f"{name} {type_}" for name, type_ in table.columns)
+        extra = ", version UInt64" + (", deleted UInt8" if table.deletable else "")
         statements.append(
-            f"CREATE TABLE IF NOT EXISTS {prefix}{table}_rows{local}{on} ({body}{extra}) "
-            f"ENGINE = {replicated}ReplacingMergeTree({engine}) ORDER BY {order}"
+            f"CREATE TABLE IF NOT EXISTS {prefix}{table.name}_rows{local}{on} ({body}{extra}) "
+            f"ENGINE = {replicated}ReplacingMergeTree({table.engine_arguments}) "
+            f"ORDER BY {table.order}"
         )
     for column in columns:  # a plan that grew: re-running the DDL adds its columns
         for name in ["events_data_local", "events_data"] if cluster else ["events_data"]:
@@ -163,18 +218,18 @@ def schema_ddl(
     if cluster:
         home = value_sql(database) if database else "currentDatabase()"
         # Every version of a row must land on one shard, or FINAL cannot collapse it.
-        names = ["events_data", "column_catalog", *(f"{t}_rows" for t, *_ in VERSIONED)]
+        names = ["events_data", "column_catalog", *(f"{t.name}_rows" for t in VERSIONED)]
         for name in names:
             key = SHARD_KEYS[name.removesuffix("_rows")]
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {prefix}{name}{on} AS {prefix}{name}_local "
                 f"ENGINE = Distributed({quote(cluster)}, {home}, {name}_local, {key})"
             )
-    for table, *_ in VERSIONED:
+    for table in VERSIONED:
         statements.append(
-            f"CREATE VIEW IF NOT EXISTS {prefix}{table}{on} AS "
-            f"SELECT * EXCEPT (version{', deleted' if table in _DELETABLE else ''}) "
-            f"FROM {prefix}{table}_rows FINAL"
+            f"CREATE VIEW IF NOT EXISTS {prefix}{table.name}{on} AS "
+            f"SELECT * EXCEPT (version{', deleted' if table.deletable else ''}) "
+            f"FROM {prefix}{table.name}_rows FINAL"
         )
     return statements
 
@@ -190,7 +245,6 @@ SHARD_KEYS = {
     "outbox": "sipHash64(uuid)",
     "alert_history": "sipHash64(alert, subject)",
 }
-_DELETABLE = {table for table, _, engine, _ in VERSIONED if "deleted" in engine}
 
 
 def _column_type(column: Column, enums: frozenset[str]) -> str:
@@ -584,36 +638,28 @@ class ClickHouseStore(Store):
         return len(fresh)
 
     def delete_quarantined(self, uuids: list[str]) -> None:
+        self._copy_by_uuid("quarantine", uuids, {"deleted": "1"})
+
+    def _copy_by_uuid(self, table: str, uuids: list[str], changes: dict[str, str]) -> None:
         with self._lock:
             for start in range(0, len(uuids), UUID_CHUNK):
                 marks = ", ".join(value_sql(u) for u in uuids[start : start + UUID_CHUNK])
-                self._copy_versioned(
-                    "quarantine", f"uuid IN ({marks})", {"deleted": "1"}, deletable=True
-                )
+                self._copy_versioned(table, f"uuid IN ({marks})", changes)
 
-    def _copy_versioned(
-        self, table: str, where: str, changes: dict[str, str], deletable: bool
-    ) -> None:
+    def _copy_versioned(self, name: str, where: str, changes: dict[str, str]) -> None:
         """Update rows of a versioned table: insert changed copies with a new version."""
-        _, columns = self._table_columns(table)
+        table = VERSIONED_BY_NAME[name]
+        columns = table.column_names
         chosen = [changes.get(c, c) for c in columns]
         extra = [str(self._version())]
         names = [*columns, "version"]
-        if deletable:
+        if table.deletable:
             extra.append(changes.get("deleted", "0"))
             names.append("deleted")
         self.engine.command(
-            f"INSERT INTO {table}_rows ({', '.join(names)}) "
-            f"SELECT {', '.join(chosen + extra)} FROM {table} WHERE {where}"
+            f"INSERT INTO {name}_rows ({', '.join(names)}) "
+            f"SELECT {', '.join(chosen + extra)} FROM {name} WHERE {where}"
         )
-
-    def _table_columns(self, table: str) -> tuple[str, list[str]]:
-        rows = self._rows(
-            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ? "
-            "ORDER BY position",
-            [table],
-        )
-        return table, [str(name) for (name,) in rows]
 
     # -- identity ----------------------------------------------------------------
 
@@ -712,17 +758,12 @@ class ClickHouseStore(Store):
         )
         return [(str(u), str(p), int(a)) for u, p, a in rows]
 
-    def _outbox_change(self, uuids: list[str], changes: dict[str, str]) -> None:
-        with self._lock:
-            for start in range(0, len(uuids), UUID_CHUNK):
-                marks = ", ".join(value_sql(u) for u in uuids[start : start + UUID_CHUNK])
-                self._copy_versioned("outbox", f"uuid IN ({marks})", changes, deletable=True)
-
     def outbox_delivered(self, uuids: list[str]) -> None:
-        self._outbox_change(uuids, {"deleted": "1"})
+        self._copy_by_uuid("outbox", uuids, {"deleted": "1"})
 
     def outbox_retry_later(self, uuids: list[str], delay_seconds: float, error: str) -> None:
-        self._outbox_change(
+        self._copy_by_uuid(
+            "outbox",
             uuids,
             {
                 "attempts": "attempts + 1",
@@ -733,7 +774,8 @@ class ClickHouseStore(Store):
         )
 
     def outbox_failed(self, uuids: list[str], error: str) -> None:
-        self._outbox_change(
+        self._copy_by_uuid(
+            "outbox",
             uuids,
             {"attempts": "attempts + 1", "state": "'failed'", "last_error": value_sql(error)},
         )
@@ -747,7 +789,6 @@ class ClickHouseStore(Store):
                     "outbox",
                     where,
                     {"state": "'pending'", "next_attempt": "now64(6, 'UTC')"},
-                    deletable=True,
                 )
         return int(count)
 
@@ -793,7 +834,7 @@ class ClickHouseStore(Store):
                 "project = ? AND alert = ? AND subject = ? AND state = ? AND changed_at = ?",
                 [project, alert, subject, state, at],
             )
-            self._copy_versioned("alert_history", where, {"notified": "true"}, deletable=False)
+            self._copy_versioned("alert_history", where, {"notified": "true"})
 
     # -- reading -----------------------------------------------------------------
 
