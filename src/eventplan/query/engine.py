@@ -10,13 +10,18 @@ import ast
 import operator
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from eventplan.plan.model import Plan
+from eventplan.query import funnels
 from eventplan.query.model import (
     BREAKDOWN_NULL,
     BREAKDOWN_OTHER,
@@ -278,13 +283,6 @@ def compile_formula(text: str, series_count: int) -> Callable[[list[float]], flo
 # -- funnels ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Attempt:
-    times: list[int]  # microseconds, one per step reached
-    values: list[Any]  # breakdown value at each step
-    excluded: bool = False
-
-
 def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     if len(query.steps) < 2:
         raise QueryError("a funnel needs at least two steps")
@@ -316,7 +314,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         f"(CASE WHEN {flag} THEN {1 << i} ELSE 0 END)" for i, flag in enumerate(flags)
     )
     sql = (
-        f"SELECT actor, ts, bv, mask FROM (SELECT {dialect.as_text(actor)} AS actor, "
+        f"SELECT actor, ts, bv, mask FROM (SELECT {actor} AS actor, "
         f"{dialect.epoch_us('e.timestamp')} AS ts, {breakdown} AS bv, e.uuid AS uuid, "
         f"{mask} AS mask FROM {dialect.events_with_person} "
         f"WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
@@ -327,89 +325,88 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         + f") ORDER BY actor, ts, CASE WHEN mask = 0 THEN {1 << 30} "
         f"ELSE {dialect.lowest_bit('mask')} END, uuid"
     )
-    _, rows = ctx.store.sql(
+    table = ctx.store.arrow(
         sql, params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
     )
     steps = len(query.steps)
-    best: dict[str, _Attempt] = {}
-    for actor_id, actor_rows in groupby(rows, key=operator.itemgetter(0)):
-        attempt = furthest_attempt(actor_rows, query, steps)
-        if attempt is not None and not attempt.excluded:
-            best[actor_id] = attempt
-    return _funnel_result(ctx, query, best, start, end)
+    times = _integers(table.column("ts"))
+    shape = funnels.Walk(
+        steps,
+        query.window_seconds * 1_000_000,
+        strict=query.order == "strict",
+        exclusions=tuple(
+            (steps + number, exclusion.from_step, exclusion.to_step)
+            for number, exclusion in enumerate(query.exclusions)
+        ),
+    )
+    actors = funnels.actor_codes(_changes(table.column("actor")))
+    reached = funnels.walk(shape, actors, times, _integers(table.column("mask")))
+    return _funnel_result(ctx, query, reached, times, table.column("bv"), start, end)
 
 
-def furthest_attempt(
-    events: Iterable[tuple[Any, int, Any, int]], query: FunnelsQuery, steps: int
-) -> _Attempt | None:
-    """PostHog's funnel for one actor: the first attempt to reach the furthest step.
+def _integers(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    return np.asarray(column.to_numpy(), dtype=np.int64)
 
-    Each step is measured from the attempt's step-1 time (the conversion window);
-    a later step may share a timestamp with the one before, but one event fills
-    at most one step of an attempt.
-    """
-    window = query.window_seconds * 1_000_000
-    exclusions = query.exclusions
-    strict = query.order == "strict"
-    later_steps = ((1 << steps) - 1) & ~1  # the bits of steps 2 and on
-    downward = range(steps - 1, 0, -1)
-    entered: list[_Attempt | None] = [None] * steps
-    result: _Attempt | None = None
-    for _, ts, value, bits in events:  # (actor, time, breakdown value, step bits)
-        for number, exclusion in enumerate(exclusions):
-            if not bits >> (steps + number) & 1:
-                continue
-            for i in range(exclusion.from_step, min(exclusion.to_step, steps)):
-                partial = entered[i]
-                if partial is not None and ts - partial.times[0] <= window:
-                    partial.excluded = True
-        advanced = False
-        for i in downward if bits & later_steps else ():
-            previous = entered[i - 1]
-            if bits >> i & 1 and previous is not None and ts - previous.times[0] <= window:
-                entered[i] = _Attempt(
-                    [*previous.times, ts], [*previous.values, value], previous.excluded
-                )
-                if result is None or i + 1 > len(result.times):
-                    result = entered[i]
-                advanced = True
-                break
-        if strict and not advanced:
-            entered = [None] * steps
-        if not advanced and bits & 1:
-            entered[0] = _Attempt([ts], [value])
-            if result is None:
-                result = entered[0]
-    return result
+
+def _changes(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    """True where a row's actor differs from the row before (rows come sorted by actor)."""
+    values = column.combine_chunks()
+    if isinstance(values, pa.ExtensionArray):  # ClickHouse's UUIDs: compare the bytes
+        values = values.storage
+    if values.null_count:
+        values = pc.fill_null(pc.cast(values, pa.string()), "")
+    changes = np.ones(len(values), dtype=bool)
+    if len(values) > 1:
+        differs = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1))
+        changes[1:] = differs.to_numpy(zero_copy_only=False)
+    return changes
 
 
 def _funnel_result(
-    ctx: Context, query: FunnelsQuery, best: dict[str, _Attempt], start: datetime, end: datetime
+    ctx: Context,
+    query: FunnelsQuery,
+    reached: funnels.Reached,
+    times: npt.NDArray[np.int64],
+    values: pa.ChunkedArray,
+    start: datetime,
+    end: datetime,
 ) -> dict[str, Any]:
-    groups: dict[str | None, list[_Attempt]] = defaultdict(list)
-    for attempt in best.values():
-        if query.breakdown is None:
-            groups[None].append(attempt)
-            continue
+    levels, rows = reached.levels, reached.rows
+    step_times = np.where(rows >= 0, times[np.maximum(rows, 0)], 0)
+    everyone = np.arange(len(levels))
+    groups: dict[str | None, npt.NDArray[np.int64]] = {}
+    if query.breakdown is None:
+        groups[None] = everyone
+    else:
         if query.breakdown_attribution == "first_touch":
-            value = attempt.values[0]
+            members, value_rows = everyone, rows[:, 0]
         elif query.breakdown_attribution == "last_touch":
-            value = attempt.values[-1]
+            members, value_rows = everyone, rows[everyone, levels - 1]
         else:
-            if len(attempt.values) <= query.attribution_step:
-                continue  # never reached the attribution step: PostHog drops them
-            value = attempt.values[query.attribution_step]
-        groups[BREAKDOWN_NULL if value is None else str(value)].append(attempt)
+            # Never reached the attribution step: PostHog leaves them out.
+            members = np.flatnonzero(levels > query.attribution_step)
+            value_rows = rows[members, query.attribution_step]
+        encoded = pc.dictionary_encode(values.combine_chunks())
+        labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
+        codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for code, label in enumerate(labels):
+            by_label[label].append(code)
+        actor_codes = codes[value_rows]
+        for label, label_codes in by_label.items():
+            chosen = members[np.isin(actor_codes, label_codes)]
+            if len(chosen):
+                groups[label] = chosen
     results = []
     ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
     if query.breakdown is not None and len(ordered) > query.breakdown_limit:
         keep, rest = ordered[: query.breakdown_limit], ordered[query.breakdown_limit :]
-        groups[BREAKDOWN_OTHER] = [a for key in rest for a in groups.pop(key)]
+        groups[BREAKDOWN_OTHER] = np.sort(np.concatenate([groups.pop(key) for key in rest]))
         ordered = [*keep, BREAKDOWN_OTHER]
     for key in ordered:
-        results.append(_funnel_steps(query, groups[key], key))
+        results.append(_funnel_steps(query, levels[groups[key]], step_times[groups[key]], key))
     if not results:
-        results.append(_funnel_steps(query, [], None))
+        results.append(_funnel_steps(query, levels[:0], step_times[:0], None))
     return {
         "kind": "FunnelsQuery",
         "date_from": start.isoformat() + "Z",
@@ -428,16 +425,18 @@ def _funnel_result(
 
 
 def _funnel_steps(
-    query: FunnelsQuery, attempts: list[_Attempt], breakdown: str | None
+    query: FunnelsQuery,
+    levels: npt.NDArray[np.int64],
+    times: npt.NDArray[np.int64],
+    breakdown: str | None,
 ) -> list[dict[str, Any]]:
-    counts = [sum(1 for a in attempts if len(a.times) > i) for i in range(len(query.steps))]
+    counts = [int(np.count_nonzero(levels > i)) for i in range(len(query.steps))]
     steps = []
     for i, series in enumerate(query.steps):
-        durations = [
-            (a.times[i] - a.times[i - 1]) / 1_000_000
-            for a in attempts
-            if i > 0 and len(a.times) > i
-        ]
+        durations: list[float] = []
+        if i > 0:
+            converted = levels > i
+            durations = ((times[converted, i] - times[converted, i - 1]) / 1_000_000).tolist()
         step: dict[str, Any] = {
             "action_id": series.event,
             "name": series.label,
@@ -451,7 +450,9 @@ def _funnel_steps(
                 else (1.0 if i == 0 and counts[0] else 0.0)
             ),
             "average_conversion_time": round(statistics.fmean(durations), 6) if durations else None,
-            "median_conversion_time": round(statistics.median(durations), 6) if durations else None,
+            "median_conversion_time": (
+                round(float(np.median(durations)), 6) if durations else None
+            ),
         }
         if breakdown is not None:
             step["breakdown_value"] = breakdown

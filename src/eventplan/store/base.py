@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
@@ -255,6 +256,10 @@ class Store(ABC):
         self, query: str, parameters: list[Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement (`?` placeholders); column names and rows."""
+
+    @abstractmethod
+    def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
+        """The same as `sql`, as an Arrow table, for results too large for Python rows."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -841,15 +841,18 @@ class ClickHouseStore(Store):
     def sql(
         self, query: str, parameters: list[Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        table = self.arrow(query, parameters)
+        names = list(table.column_names)
+        return names, list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+
+    def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
         text = query.strip().rstrip(";").strip()
         if ";" in _unquoted(text):
             raise QueryError("send exactly one statement")
         first = text.split(None, 1)[0].upper() if text else ""
         if first not in ("SELECT", "WITH"):
             raise QueryError(f"only SELECT queries are allowed here, not {first or 'nothing'}")
-        table = self.engine.query(bind(text, parameters or []))
-        names = list(table.column_names)
-        return names, list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+        return self.engine.query(bind(text, parameters or []))
 
     def close(self) -> None:
         with self._lock:

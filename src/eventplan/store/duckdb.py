@@ -437,15 +437,7 @@ class EventStore(Store):
         self, query: str, parameters: list[Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement; returns column names and rows."""
-        cursor = self._conn.cursor()
-        try:
-            statements = cursor.extract_statements(query)
-        except duckdb.Error as exc:
-            raise QueryError(f"the query does not parse: {exc}") from exc
-        if len(statements) != 1:
-            raise QueryError(f"send exactly one statement, not {len(statements)}")
-        if statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryError(f"only SELECT queries are allowed here, not {statements[0].type.name}")
+        cursor = self._select(query)
         try:
             result = cursor.execute(query, parameters or [])
             columns = [d[0] for d in result.description or []]
@@ -455,6 +447,35 @@ class EventStore(Store):
         finally:
             cursor.close()
         return columns, rows
+
+    def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
+        cursor = self._select(query)
+        try:
+            table: pa.Table = cursor.sql(query, params=parameters or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(str(exc).split("\n")[0]) from exc
+        finally:
+            cursor.close()
+        return table
+
+    def _select(self, query: str) -> duckdb.DuckDBPyConnection:
+        """A cursor for one statement that only reads."""
+        cursor = self._conn.cursor()
+        try:
+            statements = cursor.extract_statements(query)
+            if len(statements) != 1:
+                raise QueryError(f"send exactly one statement, not {len(statements)}")
+            if statements[0].type != duckdb.StatementType.SELECT:
+                raise QueryError(
+                    f"only SELECT queries are allowed here, not {statements[0].type.name}"
+                )
+        except duckdb.Error as exc:
+            cursor.close()
+            raise QueryError(f"the query does not parse: {exc}") from exc
+        except QueryError:
+            cursor.close()
+            raise
+        return cursor
 
     def close(self) -> None:
         with self._lock:
