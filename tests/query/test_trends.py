@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from eventplan.plan import Plan
 from eventplan.query.engine import run_query
@@ -202,12 +203,21 @@ def test_breakdown_keeps_the_top_values_and_folds_the_rest(
                 "results"
             ]
         }
+        # When every value fits, they come most frequent first, then the "none" bucket.
+        everything = replace(query, breakdown_limit=10)
+        ordered = [
+            (item["breakdown_value"], item["count"])
+            for item in run_query(store, openchat_plan, everything, START + timedelta(days=DAYS))[
+                "results"
+            ]
+        ]
     assert counts == {
         "a": 5,
         "b": 3,
         "$$_posthog_breakdown_other_$$": 3,
         "$$_posthog_breakdown_null_$$": 1,
     }
+    assert ordered == [("a", 5), ("b", 3), ("c", 2), ("d", 1), ("$$_posthog_breakdown_null_$$", 1)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -20,7 +20,14 @@ import pytest
 from eventplan.errors import EventplanError
 from eventplan.plan import Plan
 from eventplan.store import QueryError, local_base
-from eventplan.store.clickhouse import Engine, bind, enum_properties, redact, schema_ddl
+from eventplan.store.clickhouse import (
+    SHARD_KEYS,
+    Engine,
+    bind,
+    enum_properties,
+    redact,
+    schema_ddl,
+)
 from eventplan.store.columns import missing_columns
 from tests.servers import TOKEN, free_port, openchat_server
 
@@ -116,14 +123,14 @@ def test_the_cluster_ddl_parses_and_shards_every_table_by_its_key(
     for statement in statements:
         engine.command(f"EXPLAIN AST {statement}")  # ClickHouse's own parser accepts it
     distributed = [s for s in statements if "ENGINE = Distributed" in s]
-    assert len(distributed) == 9
+    assert len(distributed) == len(SHARD_KEYS)  # every table, each by its own key
     assert any(
         s.startswith('CREATE TABLE IF NOT EXISTS "events".events_data ON CLUSTER')
         and s.endswith("'events', events_data_local, sipHash64(distinct_id))")
         for s in distributed
     )
     assert all("rand()" not in s for s in distributed)
-    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 9
+    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == len(SHARD_KEYS)
     # Enums become LowCardinality; free text (a chat id) does not.
     created = statements[0]
     assert '"p_storage_backend" LowCardinality(Nullable(String))' in created

@@ -104,6 +104,42 @@ def test_identify_merges_a_guest_into_one_person(store: Store) -> None:
     assert rows == [(1,)]
 
 
+def alias(distinct_id: str, other: str, at: datetime) -> StoredEvent:
+    event = stored("$create_alias", distinct_id, at)
+    event.properties["alias"] = other
+    return event
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_merges_chain_across_restarts_and_older_stores_derive_their_overrides(
+    backend: str, tmp_path: Path, openchat_plan: Plan
+) -> None:
+    url = store_url(backend, tmp_path)
+    store = open_store(url, [openchat_plan])
+    store.insert([stored(distinct_id=who) for who in ("a", "b", "c")], 1)
+    store.insert([alias("b", "a", NOW + timedelta(minutes=1))], 2)  # a's person into b's
+    store.close()
+    store = open_store(url, [openchat_plan])  # the merges so far are read back
+    store.insert([alias("c", "b", NOW + timedelta(minutes=2))], 3)  # b's (and a's) into c's
+    persons = "SELECT count(DISTINCT person_id) FROM events WHERE event = 'chat.created'"
+    assert store.sql(persons)[1] == [(1,)]
+    # A store written before overrides existed has only its distinct ids: opening it
+    # derives the overrides from them.
+    if backend == "duckdb":
+        store._run("DROP TABLE person_overrides")  # type: ignore[attr-defined]
+    else:
+        store.engine.command("DROP VIEW person_overrides")  # type: ignore[attr-defined]
+        store.engine.command("DROP TABLE person_overrides_rows")  # type: ignore[attr-defined]
+    store.close()
+    store = open_store(url, [openchat_plan])
+    assert store.sql(persons)[1] == [(1,)]
+    _, [[properties], *_] = store.sql("SELECT properties FROM events WHERE event = 'chat.created'")
+    assert msgspec.json.decode(properties)["source"] == "sidebar_button"  # the view kept them
+    store.insert([stored(distinct_id="a", at=NOW + timedelta(minutes=3))], 4)
+    assert store.sql(persons)[1] == [(1,)]
+    store.close()
+
+
 def test_quarantine_holds_back_bad_events_until_a_replay(store: Store, openchat_plan: Plan) -> None:
     from eventplan.store.quarantine import replay_quarantine
 

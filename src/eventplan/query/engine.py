@@ -93,22 +93,21 @@ def _trend_results(
     compiler = ctx.compiler
     index = {bucket: i for i, bucket in enumerate(buckets)}
     top: list[str] | None = None
+    first_rows: list[tuple[Any, ...]] | None = None
     if query.breakdown is not None:
-        top = _top_values(ctx, query, start, end)
+        found = _few_breakdown_values(ctx, query, start, end) if len(query.series) == 1 else None
+        if found is not None:
+            top, first_rows = found
+        else:
+            top = _top_values(ctx, query, start, end)
     per_series: list[dict[str, list[float]]] = []
-    for series in query.series:
-        params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
-        breakdown = _breakdown_sql(compiler, query.breakdown, top, params)
-        where = compiler.series_condition(series, query.verdicts, params, query.project)
-        # The person join only when persons are counted.
-        source = compiler.dialect.events_with_person if series.math == "dau" else EVENTS
-        sql = (
-            f"SELECT {compiler.dialect.bucket(query.interval)} AS bucket, {breakdown} AS bv, "
-            f"{compiler.aggregate(series)} AS value FROM {source} "
-            f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
-        )
-        params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-        _, rows = ctx.store.sql(sql, params)
+    for number, series in enumerate(query.series):
+        if number == 0 and first_rows is not None:
+            rows = first_rows
+        else:
+            params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
+            breakdown = _breakdown_sql(compiler, query.breakdown, top, params)
+            rows = _series_rows(ctx, query, series, breakdown, params, start, end)
         values: dict[str, list[float]] = {}
         if top is not None:
             for value in top:
@@ -158,6 +157,61 @@ def _trend_results(
                 )
             )
     return results
+
+
+def _series_rows(
+    ctx: Context,
+    query: TrendsQuery,
+    series: Series,
+    breakdown: str,
+    params: list[Any],
+    start: datetime,
+    end: datetime,
+    extra: str = "",
+) -> list[tuple[Any, ...]]:
+    """(bucket, breakdown value, aggregate[, extra]) for one series."""
+    compiler = ctx.compiler
+    where = compiler.series_condition(series, query.verdicts, params, query.project)
+    # The person join only when persons are counted.
+    source = compiler.dialect.events_with_person if series.math == "dau" else EVENTS
+    sql = (
+        f"SELECT {compiler.dialect.bucket(query.interval)} AS bucket, {breakdown} AS bv, "
+        f"{compiler.aggregate(series)} AS value{extra} FROM {source} "
+        f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
+    )
+    params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+    return ctx.store.sql(sql, params)[1]
+
+
+def _few_breakdown_values(
+    ctx: Context, query: TrendsQuery, start: datetime, end: datetime
+) -> tuple[list[str], list[tuple[Any, ...]]] | None:
+    """One series broken down by a property with no more values than the limit: one
+    pass groups by the value itself and counts events as it goes, so the top values
+    come from the same rows. None when there are more values: the "other" bucket
+    then needs the top values before the pass."""
+    assert query.breakdown is not None
+    rows = _series_rows(
+        ctx,
+        query,
+        query.series[0],
+        ctx.compiler.text(query.breakdown),
+        [],
+        start,
+        end,
+        extra=", count(*) AS n",
+    )
+    totals: dict[Any, int] = defaultdict(int)
+    for _, value, _, n in rows:
+        totals[value] += int(n)
+    named = sorted((str(v) for v in totals if v is not None), key=lambda v: (-totals[v], v))
+    if len(named) > query.breakdown_limit:
+        return None
+    top = named + ([BREAKDOWN_NULL] if None in totals else [])
+    return top, [
+        (bucket, BREAKDOWN_NULL if value is None else str(value), aggregate)
+        for bucket, value, aggregate, _ in rows
+    ]
 
 
 def _naive_utc(moment: datetime) -> datetime:

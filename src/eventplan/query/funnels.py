@@ -67,16 +67,15 @@ def walk_vectorized(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reach
     exactly when the latest fill of step i-1 before r belongs to the same actor and
     started within the window. Fills of step i are then a subset of its rows, found
     with one binary search into the fills of step i-1."""
-    step_of = np.log2(masks).astype(np.int64)
     fills: list[Ints] = []  # per step: rows that filled it, ascending
     parents: list[Ints] = []  # per step: index of the fill of the step before it extended
     starts: list[Ints] = []  # per step: the attempt's step-1 time
-    first = np.flatnonzero(step_of == 0)
+    first = np.flatnonzero(masks == 1)
     fills.append(first)
     parents.append(np.full(len(first), -1, dtype=np.int64))
     starts.append(times[first])
     for step in range(1, walk.steps):
-        candidates = np.flatnonzero(step_of == step)
+        candidates = np.flatnonzero(masks == 1 << step)
         previous = fills[-1]
         before = np.searchsorted(previous, candidates) - 1
         found = before >= 0

@@ -30,10 +30,10 @@ class Dialect:
     name = "duckdb"
     # The events with the current person of each distinct id (identity merges).
     events_with_person = (
-        "events_data e LEFT JOIN person_distinct_ids m "
-        "ON m.project = e.project AND m.distinct_id = e.distinct_id"
+        "events_data e LEFT JOIN person_overrides o "
+        "ON o.project = e.project AND o.old_person_id = e.person_id"
     )
-    person = "COALESCE(m.person_id, e.person_id)"
+    person = "COALESCE(o.person_id, e.person_id)"
 
     def json_text(self, column: str, keys: Sequence[str]) -> str:
         path = (
@@ -72,17 +72,26 @@ class Dialect:
         return f"({expr} & -{expr})"
 
     def bucket(self, interval: Interval) -> str:
-        return f"CAST(date_trunc('{interval}', e.timestamp AT TIME ZONE 'UTC') AS TIMESTAMP)"
+        # Whole units of epoch microseconds, floored (also before 1970): date_trunc on a
+        # TIMESTAMPTZ goes through the time zone library row by row, which was most of
+        # a trend's time. Weeks (from Monday) and months truncate a plain DATE.
+        micros = "epoch_us(e.timestamp)"
+        unit = 3_600_000_000 if interval == "hour" else 86_400_000_000
+        floored = f"({micros} - (({micros} % {unit}) + {unit}) % {unit})"
+        if interval in ("hour", "day"):
+            return f"make_timestamp({floored})"
+        day = f"CAST({floored} // {unit} AS INTEGER)"
+        return f"CAST(date_trunc('{interval}', DATE '1970-01-01' + {day}) AS TIMESTAMP)"
 
 
 class ClickHouseDialect(Dialect):
     name = "clickhouse"
     # Persons are versioned rows (ReplacingMergeTree): the newest version wins.
     events_with_person = (
-        "events_data e LEFT JOIN (SELECT project, distinct_id, "
-        "argMax(person_id, version) AS person_id FROM person_distinct_ids_rows "
-        "GROUP BY project, distinct_id) m "
-        "ON m.project = e.project AND m.distinct_id = e.distinct_id"
+        "events_data e LEFT JOIN (SELECT project, old_person_id, "
+        "argMax(person_id, version) AS person_id FROM person_overrides_rows "
+        "GROUP BY project, old_person_id) o "
+        "ON o.project = e.project AND o.old_person_id = e.person_id"
     )
 
     def json_text(self, column: str, keys: Sequence[str]) -> str:

@@ -38,7 +38,13 @@ from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import IdentityChanges
 from eventplan.store.records import StoredEvent
-from eventplan.store.rows import TIME, events_table, outbox_table, quarantine_table
+from eventplan.store.rows import (
+    TIME,
+    events_table,
+    identity_table,
+    outbox_table,
+    quarantine_table,
+)
 
 _json = msgspec.json.Encoder()
 SESSION_SETTINGS = {"join_use_nulls": 1}  # an unmatched LEFT JOIN gives NULL, as in SQL
@@ -111,6 +117,11 @@ VERSIONED: tuple[VersionedTable, ...] = (
         "person_distinct_ids",
         (("project", "LowCardinality(String)"), ("distinct_id", "String"), ("person_id", "UUID")),
         "(project, distinct_id)",
+    ),
+    VersionedTable(
+        "person_overrides",
+        (("project", "LowCardinality(String)"), ("old_person_id", "UUID"), ("person_id", "UUID")),
+        "(project, old_person_id)",
     ),
     VersionedTable(
         "persons",
@@ -240,6 +251,7 @@ SHARD_KEYS = {
     "meta": "sipHash64(key)",
     "quarantine": "sipHash64(uuid)",
     "person_distinct_ids": "sipHash64(distinct_id)",
+    "person_overrides": "sipHash64(old_person_id)",
     "persons": "sipHash64(person_id)",
     "groups": "sipHash64(group_type, group_key)",
     "outbox": "sipHash64(uuid)",
@@ -471,6 +483,7 @@ class ClickHouseStore(Store):
             known = [Column(n, p, t) for n, p, t in catalog]  # type: ignore[arg-type]
             # A new table gets every typed column at once; an existing one only the new.
             exists = self._rows("EXISTS TABLE events_data")[0][0]
+            had_overrides = self._rows("EXISTS TABLE person_overrides_rows")[0][0]
             enums = enum_properties(self._plans.values())
             for statement in schema_ddl(known + added if not exists else added, enums):
                 if exists or not statement.startswith("ALTER"):
@@ -488,6 +501,22 @@ class ClickHouseStore(Store):
                 )
             self._use_catalog(self._catalog())
             self.engine.command(self._view_sql())
+            if exists and not had_overrides:
+                self._derive_overrides()
+
+    def _derive_overrides(self) -> None:
+        """A store from before person overrides: each event's stored person that is no
+        longer its distinct id's person was merged into that one."""
+        self.engine.command(
+            f"""
+            INSERT INTO person_overrides_rows (project, old_person_id, person_id, version)
+            SELECT e.project, e.person_id, any(m.person_id), {self._version()}
+            FROM events_data e
+            JOIN person_distinct_ids m ON m.project = e.project AND m.distinct_id = e.distinct_id
+            WHERE e.person_id IS NOT NULL AND e.person_id != m.person_id
+            GROUP BY e.project, e.person_id
+            """
+        )
 
     def _catalog(self) -> list[tuple[str, str, str]]:
         return [
@@ -521,14 +550,14 @@ class ClickHouseStore(Store):
         return f"""
             CREATE OR REPLACE VIEW events AS
             SELECT e.uuid AS uuid, e.event AS event, e.distinct_id AS distinct_id,
-                   COALESCE(m.person_id, e.person_id) AS person_id,
+                   COALESCE(o.person_id, e.person_id) AS person_id,
                    e.timestamp AS timestamp, e.created_at AS created_at, e.project AS project,
                    e.ip_hash AS ip_hash, {properties} AS properties,
                    e.verdict AS verdict, e.violations AS violations
             FROM events_data e
-            LEFT JOIN (SELECT project, distinct_id, argMax(person_id, version) AS person_id
-                       FROM person_distinct_ids_rows GROUP BY project, distinct_id) m
-              ON m.project = e.project AND m.distinct_id = e.distinct_id
+            LEFT JOIN (SELECT project, old_person_id, argMax(person_id, version) AS person_id
+                       FROM person_overrides_rows GROUP BY project, old_person_id) o
+              ON o.project = e.project AND o.old_person_id = e.person_id
             SETTINGS join_use_nulls = 1
         """
 
@@ -677,6 +706,12 @@ class ClickHouseStore(Store):
                 (str(p), str(i), msgspec.json.decode(props or "{}"))
                 for p, i, props in self._rows("SELECT project, person_id, properties FROM persons")
             ],
+            [
+                (str(p), str(o), str(i))
+                for p, o, i in self._rows(
+                    "SELECT project, old_person_id, person_id FROM person_overrides"
+                )
+            ],
         )
 
     def _write_identity(self, changes: IdentityChanges) -> None:
@@ -701,19 +736,14 @@ class ClickHouseStore(Store):
                     }
                 ),
             )
-        if changes.distinct_ids:
-            version = self._version()
-            self.engine.insert(
-                "person_distinct_ids_rows",
-                pa.table(
-                    {
-                        "project": [p for p, _ in changes.distinct_ids],
-                        "distinct_id": [d for _, d in changes.distinct_ids],
-                        "person_id": list(changes.distinct_ids.values()),
-                        "version": pa.array([version] * len(changes.distinct_ids), pa.uint64()),
-                    }
-                ),
-            )
+        for table, mapping, key in (
+            ("person_distinct_ids_rows", changes.distinct_ids, "distinct_id"),
+            ("person_overrides_rows", changes.overrides, "old_person_id"),
+        ):
+            if mapping:
+                rows = identity_table(mapping, key)
+                versions = pa.array([self._version()] * len(mapping), pa.uint64())
+                self.engine.insert(table, rows.append_column("version", versions))
         people = [(key, props, 0) for key, props in changes.people.items()]
         people += [(key, {}, 1) for key in changes.gone]
         if people:

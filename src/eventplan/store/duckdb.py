@@ -31,7 +31,7 @@ from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import IdentityChanges
 from eventplan.store.records import StoredEvent
-from eventplan.store.rows import events_table, outbox_table, quarantine_table
+from eventplan.store.rows import events_table, identity_table, outbox_table, quarantine_table
 
 _json = msgspec.json.Encoder()
 
@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS person_distinct_ids (
     project VARCHAR, distinct_id VARCHAR, person_id UUID NOT NULL,
     PRIMARY KEY (project, distinct_id));
+CREATE TABLE IF NOT EXISTS person_overrides (
+    project VARCHAR, old_person_id UUID, person_id UUID NOT NULL,
+    PRIMARY KEY (project, old_person_id));
 CREATE TABLE IF NOT EXISTS persons (
     project VARCHAR, person_id UUID, properties JSON, created_at TIMESTAMPTZ,
     PRIMARY KEY (project, person_id));
@@ -102,7 +105,12 @@ class EventStore(Store):
 
     def _ensure_schema(self) -> None:
         with self._lock:
+            had_events = self._table_exists("events_data")
+            had_overrides = self._table_exists("person_overrides")
             self._conn.execute(SCHEMA).fetchall()
+            migrated = had_events and not had_overrides
+            if migrated:
+                self._derive_overrides()
             catalog = self._run("SELECT name, property, type FROM column_catalog")
             added = self._new_columns(catalog)
             for column in added:
@@ -113,9 +121,27 @@ class EventStore(Store):
                     "INSERT INTO column_catalog VALUES (?, ?, ?)",
                     [column.name, column.key, column.type],
                 )
-            if added or not self._view_exists():
+            if added or migrated or not self._view_exists():
                 self._load_catalog()
                 self._run(self._view_sql())
+
+    def _table_exists(self, name: str) -> bool:
+        rows = self._run("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])
+        return bool(rows[0][0])
+
+    def _derive_overrides(self) -> None:
+        """A store from before person overrides: each event's stored person that is no
+        longer its distinct id's person was merged into that one."""
+        self._run(
+            """
+            INSERT INTO person_overrides
+            SELECT e.project, e.person_id, any_value(m.person_id)
+            FROM events_data e JOIN person_distinct_ids m
+              ON m.project = e.project AND m.distinct_id = e.distinct_id
+            WHERE e.person_id <> m.person_id
+            GROUP BY e.project, e.person_id
+            """
+        )
 
     def _view_exists(self) -> bool:
         rows = self._run(
@@ -145,13 +171,13 @@ class EventStore(Store):
         return f"""
             CREATE OR REPLACE VIEW events AS
             SELECT e.uuid, e.event, e.distinct_id,
-                   COALESCE(m.person_id, e.person_id) AS person_id,
+                   COALESCE(o.person_id, e.person_id) AS person_id,
                    e.timestamp, e.created_at, e.project, e.ip_hash,
                    json_merge_patch(COALESCE(e.properties_rest, '{{}}'), {typed}) AS properties,
                    e.verdict, e.violations
             FROM events_data e
-            LEFT JOIN person_distinct_ids m
-              ON m.project = e.project AND m.distinct_id = e.distinct_id
+            LEFT JOIN person_overrides o
+              ON o.project = e.project AND o.old_person_id = e.person_id
         """
 
     # -- writing -----------------------------------------------------------------
@@ -273,6 +299,9 @@ class EventStore(Store):
                     "SELECT project, person_id::VARCHAR, properties FROM persons"
                 )
             ),
+            self._run(
+                "SELECT project, old_person_id::VARCHAR, person_id::VARCHAR FROM person_overrides"
+            ),
         )
 
     def _write_identity(self, changes: IdentityChanges) -> None:
@@ -292,20 +321,17 @@ class EventStore(Store):
                     group.timestamp,
                 ],
             )
-        if changes.distinct_ids:
-            table = pa.table(
-                {
-                    "project": [p for p, _ in changes.distinct_ids],
-                    "distinct_id": [d for _, d in changes.distinct_ids],
-                    "person_id": list(changes.distinct_ids.values()),
-                }
-            )
-            self._conn.register("staged_ids", table)
-            self._run(
-                "INSERT OR REPLACE INTO person_distinct_ids "
-                "SELECT project, distinct_id, person_id::UUID FROM staged_ids"
-            )
-            self._conn.unregister("staged_ids")
+        for table, mapping, key in (
+            ("person_distinct_ids", changes.distinct_ids, "distinct_id"),
+            ("person_overrides", changes.overrides, "old_person_id"),
+        ):
+            if mapping:
+                self._conn.register("staged_identity", identity_table(mapping, key))
+                self._run(
+                    f"INSERT OR REPLACE INTO {table} "
+                    f"SELECT project, {key}, person_id::UUID FROM staged_identity"
+                )
+                self._conn.unregister("staged_identity")
         if changes.people:
             table = pa.table(
                 {

@@ -35,6 +35,10 @@ class IdentityChanges:
     distinct_ids: dict[Key, str] = field(default_factory=dict)  # (project, distinct id) → person
     people: dict[Key, dict[str, Any]] = field(default_factory=dict)  # live persons' properties
     gone: list[Key] = field(default_factory=list)  # persons merged into another
+    # (project, merged person) → the person it is now. Events keep the person they were
+    # stored with; queries map them through this small table (PostHog's person overrides)
+    # instead of joining every event to its distinct id.
+    overrides: dict[Key, str] = field(default_factory=dict)
     groups: list[GroupUpdate] = field(default_factory=list)
 
 
@@ -48,13 +52,17 @@ class Identities:
         self._persons: dict[Key, str] = {}
         self._person_ids: dict[Key, set[str]] = {}
         self._person_props: dict[Key, dict[str, Any]] = {}
+        self._merged_into: dict[Key, set[str]] = {}  # (project, person) → persons merged into it
         self.loaded = False
 
     def load(
         self,
         distinct_ids: Iterable[tuple[str, str, str]],
         people: Iterable[tuple[str, str, dict[str, Any]]],
+        overrides: Iterable[tuple[str, str, str]] = (),
     ) -> None:
+        for project, old_person_id, person_id in overrides:
+            self._merged_into.setdefault((project, person_id), set()).add(old_person_id)
         for project, distinct_id, person_id in distinct_ids:
             self._persons[(project, distinct_id)] = person_id
             self._person_ids.setdefault((project, person_id), set()).add(distinct_id)
@@ -66,6 +74,7 @@ class Identities:
         """Each event's person, after merging ids as `$identify` / `$create_alias` ask."""
         changed_ids: dict[Key, str] = {}
         changed_people: set[Key] = set()
+        overrides: dict[Key, str] = {}
         groups: list[GroupUpdate] = []
         result = []
         for event in events:
@@ -74,11 +83,15 @@ class Identities:
             if event.event == "$identify":
                 anon = props.get("$anon_distinct_id")
                 if isinstance(anon, str) and anon and anon != event.distinct_id:
-                    self._merge(project, event.distinct_id, anon, changed_ids, changed_people)
+                    self._merge(
+                        project, event.distinct_id, anon, changed_ids, changed_people, overrides
+                    )
             elif event.event == "$create_alias":
                 alias = props.get("alias")
                 if isinstance(alias, str) and alias and alias != event.distinct_id:
-                    self._merge(project, event.distinct_id, alias, changed_ids, changed_people)
+                    self._merge(
+                        project, event.distinct_id, alias, changed_ids, changed_people, overrides
+                    )
             elif event.event == "$groupidentify":
                 group_type, group_key = props.get("$group_type"), props.get("$group_key")
                 if isinstance(group_type, str) and group_key is not None:
@@ -100,7 +113,7 @@ class Identities:
                 current.update(event.set or {})
                 changed_people.add((project, person))
             result.append(person)
-        changes = IdentityChanges(result, changed_ids, groups=groups)
+        changes = IdentityChanges(result, changed_ids, groups=groups, overrides=overrides)
         for changed in sorted(changed_people):
             if self._person_ids.get(changed):
                 changes.people[changed] = self._person_props.get(changed, {})
@@ -133,6 +146,7 @@ class Identities:
         source: str,
         changed_ids: dict[Key, str],
         changed_people: set[Key],
+        overrides: dict[Key, str],
     ) -> None:
         """`source` becomes the same person as `target` (PostHog's identify/alias merge)."""
         target_person = self._persons.get((project, target))
@@ -145,6 +159,13 @@ class Identities:
         elif source_person != target_person:
             for distinct_id in list(self._person_ids.get((project, source_person), ())):
                 self._assign(project, distinct_id, target_person, changed_ids)
+            # The source's events, and those of persons merged into it before, now
+            # belong to the target (overrides are kept one step deep).
+            merged_persons = self._merged_into.pop((project, source_person), set())
+            merged_persons.add(source_person)
+            for old in merged_persons:
+                overrides[(project, old)] = target_person
+            self._merged_into.setdefault((project, target_person), set()).update(merged_persons)
             merged = self._person_props.pop((project, source_person), {})
             kept = self._person_props.setdefault((project, target_person), {})
             for key, value in merged.items():

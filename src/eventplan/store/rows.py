@@ -134,3 +134,14 @@ def outbox_table(events: list[StoredEvent]) -> pa.Table:
             ),
         }
     )
+
+
+def identity_table(mapping: dict[tuple[str, str], str], key: str) -> pa.Table:
+    """Identity changes, (project, `key`) → person, as rows of project, `key`, person_id."""
+    return pa.table(
+        {
+            "project": pa.array([project for project, _ in mapping], pa.string()),
+            key: pa.array([value for _, value in mapping], pa.string()),
+            "person_id": pa.array(list(mapping.values()), pa.string()),
+        }
+    )
