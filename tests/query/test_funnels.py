@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from eventplan.plan import Plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Exclusion, FunnelsQuery, PropertyFilter, Series
+from eventplan.query.sql import Compiler
 from tests.conftest import BACKENDS, examples
 from tests.query import reference
 from tests.query.conftest import loaded_store
@@ -216,3 +217,24 @@ def test_strict_order_exclusions_and_breakdown_attribution(
         group[0]["breakdown_value"]: [s["count"] for s in group] for group in broken_down["results"]
     }
     assert by_value == {"google.com": [1, 1], "news.ycombinator.com": [1, 1]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_actors_that_share_a_sort_hash_are_still_told_apart(
+    backend: str, openchat_plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are sorted on a 64-bit hash of the actor. Here every actor is made to share
+    it: the funnel notices from the second hash, sorts on the actor, and counts the same."""
+    events = []
+    for person in range(6):  # interleaved in time, so a shared hash would mix them up
+        for step, name in enumerate(STEPS[: 1 + person % 4]):
+            events.append(event(name, f"p{person}", START + timedelta(minutes=step * 10 + person)))
+    query = FunnelsQuery(steps=tuple(Series(s) for s in STEPS), date_range=RANGE)
+    with loaded_store(openchat_plan, events, backend) as store:
+        apart = run_query(store, openchat_plan, query, END)["results"]
+        dialect = type(Compiler(store.columns, store.dialect).dialect)
+        second = dialect.hashes
+        monkeypatch.setattr(dialect, "hashes", lambda self, expr: ("0", second(self, expr)[1]))
+        shared = run_query(store, openchat_plan, query, END)["results"]
+    assert [s["count"] for s in apart] == [6, 4, 2, 1]
+    assert shared == apart

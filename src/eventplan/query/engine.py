@@ -367,21 +367,38 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     mask = " + ".join(
         f"(CASE WHEN {flag} THEN {1 << i} ELSE 0 END)" for i, flag in enumerate(flags)
     )
-    sql = (
-        f"SELECT actor, ts, bv, mask FROM (SELECT {actor} AS actor, "
-        f"{dialect.epoch_us('e.timestamp')} AS ts, {breakdown} AS bv, e.uuid AS uuid, "
-        f"{mask} AS mask FROM {dialect.events_with_person} "
+    # Rows go to the walk sorted by actor, then time, then step (the lowest step bit
+    # first, so a page that fires two steps at once converts, as in PostHog). Sorting
+    # on a 64-bit hash of the actor is several times cheaper than on the actor itself;
+    # a second hash tells whether two actors shared the first, and then the rows are
+    # sorted again on the actor. Rows equal in time and steps give the same counts and
+    # times in either order, so the uuid only orders them when a breakdown reads them.
+    first_hash, second_hash = dialect.hashes("actor")
+    rows = (
+        f"SELECT {first_hash} AS h1, {second_hash} AS h2, ts, bv, mask FROM (SELECT "
+        f"{actor} AS actor, {dialect.epoch_us('e.timestamp')} AS ts, {breakdown} AS bv, "
+        f"e.uuid AS uuid, {mask} AS mask FROM {dialect.events_with_person} "
         f"WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
         + (f"AND {actor} IS NOT NULL" if query.aggregate_by == "group" else "")
-        # Events at the same moment go in step order (the lowest step bit first), so a
-        # page that fires two steps at once converts, as in PostHog; the uuid only
-        # makes the order total.
-        + f") ORDER BY actor, ts, CASE WHEN mask = 0 THEN {1 << 30} "
-        f"ELSE {dialect.lowest_bit('mask')} END, uuid"
+        + ") ORDER BY "
     )
-    table = ctx.store.arrow(
-        sql, params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-    )
+    lowest = dialect.lowest_bit("mask")
+    if len(flags) <= 15:
+        # Step order, then the whole mask, as one 32-bit key: DuckDB sorts keys of up
+        # to 20 bytes (hash, time, this) more than twice as fast as wider ones.
+        order = (
+            f", ts, CAST(CASE WHEN mask = 0 THEN {2**31 - 1} "
+            f"ELSE {lowest} * {1 << 16} + mask END AS INTEGER)"
+        )
+    else:
+        order = f", ts, CASE WHEN mask = 0 THEN {1 << 30} ELSE {lowest} END, mask"
+    order += ", uuid" if query.breakdown else ""
+    arguments = params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+    table = ctx.store.arrow(rows + "h1" + order, arguments)
+    first, second = _changes(table.column("h1")), _changes(table.column("h2"))
+    if np.any(second & ~first):  # two actors share a first hash
+        table = ctx.store.arrow(rows + "actor" + order, arguments)
+        first, second = _changes(table.column("h1")), _changes(table.column("h2"))
     steps = len(query.steps)
     times = _integers(table.column("ts"))
     shape = funnels.Walk(
@@ -393,7 +410,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
             for number, exclusion in enumerate(query.exclusions)
         ),
     )
-    actors = funnels.actor_codes(_changes(table.column("actor")))
+    actors = funnels.actor_codes(first | second)
     reached = funnels.walk(shape, actors, times, _integers(table.column("mask")))
     return _funnel_result(ctx, query, reached, times, table.column("bv"), start, end)
 
@@ -403,16 +420,10 @@ def _integers(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
 
 
 def _changes(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
-    """True where a row's actor differs from the row before (rows come sorted by actor)."""
-    values = column.combine_chunks()
-    if isinstance(values, pa.ExtensionArray):  # ClickHouse's UUIDs: compare the bytes
-        values = values.storage
-    if values.null_count:
-        values = pc.fill_null(pc.cast(values, pa.string()), "")
+    """True where a row's value differs from the row before."""
+    values = np.asarray(column.to_numpy())
     changes = np.ones(len(values), dtype=bool)
-    if len(values) > 1:
-        differs = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1))
-        changes[1:] = differs.to_numpy(zero_copy_only=False)
+    changes[1:] = values[1:] != values[:-1]
     return changes
 
 

@@ -71,6 +71,10 @@ class Dialect:
     def lowest_bit(self, expr: str) -> str:
         return f"({expr} & -{expr})"
 
+    def hashes(self, expr: str) -> tuple[str, str]:
+        """Two independent 64-bit hashes of a value (never NULL)."""
+        return f"hash({expr})", f"hash({expr}, 'eventplan')"
+
     def bucket(self, interval: Interval) -> str:
         # Whole units of epoch microseconds, floored (also before 1970): date_trunc on a
         # TIMESTAMPTZ goes through the time zone library row by row, which was most of
@@ -135,6 +139,9 @@ class ClickHouseDialect(Dialect):
 
     def lowest_bit(self, expr: str) -> str:
         return f"bitAnd({expr}, -{expr})"
+
+    def hashes(self, expr: str) -> tuple[str, str]:
+        return f"ifNull(cityHash64({expr}), 0)", f"ifNull(sipHash64({expr}), 0)"
 
     def bucket(self, interval: Interval) -> str:
         start = {
