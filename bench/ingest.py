@@ -1,12 +1,16 @@
 """Capture throughput: eventplan serve vs a bare endpoint, same load, same run.
 
-    .venv/bin/python bench/ingest.py [--duration 15] [--clients 2] [--concurrency 8]
+    .venv/bin/python bench/ingest.py [--duration 15] [--clients 2] [--concurrency 8] [--unique]
 
 Load generators in separate processes post gzip `/batch/` bodies of 100
 plan-shaped OpenChat events (10% broken) for a fixed time. The baseline is a bare
 ASGI endpoint on the same uvicorn settings: read the body, gunzip and decode it,
 append it to a file, answer 200. eventplan does that plus validation, enrichment,
 the privacy policy and a durable (fsync'd) acknowledgement, and then stores.
+
+By default the load repeats 400 bodies (the store keeps 80,000 distinct events and
+deduplicates the rest). With `--unique` every event posted gets a fresh uuid and the
+current time, so every one is stored: the run for memory and bytes per stored event.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +66,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="h
 """
 
 
-def make_bodies(count: int, seed: int) -> list[bytes]:
+def make_batches(count: int, seed: int) -> list[list[dict[str, Any]]]:
     from eventplan.plan import load_plan
     from eventplan.simulate.samples import sample_events
 
@@ -69,14 +74,27 @@ def make_bodies(count: int, seed: int) -> list[bytes]:
     events = sample_events(plan, count * 100, seed=seed, invalid_share=0.1)
     for event in events:
         event["uuid"] = str(uuid.uuid4())
-    return [
-        gzip.compress(orjson.dumps({"api_key": TOKEN, "batch": events[i : i + 100]}), 1)
-        for i in range(0, len(events), 100)
-    ]
+    return [events[i : i + 100] for i in range(0, len(events), 100)]
 
 
-def load_worker(url: str, seed: int, duration: float, concurrency: int, queue: Any) -> None:
-    bodies = make_bodies(400, seed)
+def body(batch: list[dict[str, Any]]) -> bytes:
+    return gzip.compress(orjson.dumps({"api_key": TOKEN, "batch": batch}), 1)
+
+
+def fresh_body(batch: list[dict[str, Any]]) -> bytes:
+    """The batch as new events: fresh uuids, sent now."""
+    now = datetime.now(UTC).isoformat()
+    for event in batch:
+        event["uuid"] = str(uuid.uuid4())
+        event["timestamp"] = now
+    return body(batch)
+
+
+def load_worker(
+    url: str, seed: int, duration: float, concurrency: int, unique: bool, queue: Any
+) -> None:
+    batches = make_batches(400, seed)
+    bodies = [body(batch) for batch in batches]
     latencies: list[float] = []
     sent = 0
 
@@ -89,11 +107,15 @@ def load_worker(url: str, seed: int, duration: float, concurrency: int, queue: A
                 nonlocal sent
                 index = offset
                 while time.monotonic() < deadline:
-                    body = bodies[index % len(bodies)]
+                    content = (
+                        fresh_body(batches[index % len(batches)])
+                        if unique
+                        else bodies[index % len(bodies)]
+                    )
                     index += concurrency
                     started = time.perf_counter()
                     response = await client.post(
-                        url, content=body, headers={"content-type": "text/plain"}
+                        url, content=content, headers={"content-type": "text/plain"}
                     )
                     latencies.append(time.perf_counter() - started)
                     if response.status_code == 200:
@@ -124,17 +146,20 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def drive(url: str, clients: int, duration: float, concurrency: int) -> tuple[float, float, float]:
+def drive(url: str, args: argparse.Namespace) -> tuple[float, float, float]:
     queue: Any = multiprocessing.Queue()
     workers = [
-        multiprocessing.Process(target=load_worker, args=(url, seed, duration, concurrency, queue))
-        for seed in range(clients)
+        multiprocessing.Process(
+            target=load_worker,
+            args=(url, seed, args.duration, args.concurrency, args.unique, queue),
+        )
+        for seed in range(args.clients)
     ]
     for worker in workers:
         worker.start()
     ready = 0
     results: list[tuple[int, list[float]]] = []
-    while len(results) < clients:
+    while len(results) < args.clients:
         item = queue.get()
         if item == "ready":
             ready += 1
@@ -146,7 +171,7 @@ def drive(url: str, clients: int, duration: float, concurrency: int) -> tuple[fl
     latencies = sorted(latency for r in results for latency in r[1])
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return sent / duration, p50, p99
+    return sent / args.duration, p50, p99
 
 
 def serve_and_drive(kind: str, work: Path, port: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -172,9 +197,7 @@ def serve_and_drive(kind: str, work: Path, port: int, args: argparse.Namespace) 
         ]
     )
     wait_healthy(f"http://127.0.0.1:{port}/batch/")
-    rate, p50, p99 = drive(
-        f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
-    )
+    rate, p50, p99 = drive(f"http://127.0.0.1:{port}/batch/", args)
     health = httpx.get(f"http://127.0.0.1:{port}/_health", timeout=60).json()
     rss = peak_rss_mb(server.pid)
     server.send_signal(signal.SIGTERM)
@@ -203,6 +226,9 @@ def main() -> None:
     parser.add_argument(
         "--backends", default="duckdb,clickhouse", help="Comma-separated: duckdb, clickhouse."
     )
+    parser.add_argument(
+        "--unique", action="store_true", help="Every event new (fresh uuid, current time)."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eventplan-bench-"))
     console = Console(width=150)
@@ -210,9 +236,7 @@ def main() -> None:
         port = 18431
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)])
         wait_healthy(f"http://127.0.0.1:{port}/batch/")
-        bare_rate, bare_p50, bare_p99 = drive(
-            f"http://127.0.0.1:{port}/batch/", args.clients, args.duration, args.concurrency
-        )
+        bare_rate, bare_p50, bare_p99 = drive(f"http://127.0.0.1:{port}/batch/", args)
         bare_rss = peak_rss_mb(bare.pid)
         bare.send_signal(signal.SIGTERM)
         bare.wait()

@@ -11,7 +11,7 @@ from eventplan.query import funnels
 
 
 @st.composite
-def funnel_rows(draw: st.DrawFn) -> tuple[funnels.Walk, list[tuple[int, int, int]]]:
+def funnel_rows(draw: st.DrawFn) -> tuple[funnels.FunnelShape, list[tuple[int, int, int]]]:
     steps = draw(st.integers(min_value=2, max_value=5))
     rows = []
     for actor in range(draw(st.integers(min_value=0, max_value=12))):
@@ -21,7 +21,7 @@ def funnel_rows(draw: st.DrawFn) -> tuple[funnels.Walk, list[tuple[int, int, int
             rows.append((actor, moment, 1 << draw(st.integers(min_value=0, max_value=steps - 1))))
     window = draw(st.sampled_from([0, 10, 30, 1000]))
     rows.sort(key=lambda row: (row[0], row[1], row[2]))
-    return funnels.Walk(steps, window), rows
+    return funnels.FunnelShape(steps, window), rows
 
 
 def arrays(rows: list[tuple[int, int, int]]) -> tuple[funnels.Ints, ...]:
@@ -32,13 +32,13 @@ def arrays(rows: list[tuple[int, int, int]]) -> tuple[funnels.Ints, ...]:
 @settings(max_examples=400, deadline=None)
 @given(funnel_rows())
 def test_the_array_walk_reaches_what_the_state_machine_reaches(
-    case: tuple[funnels.Walk, list[tuple[int, int, int]]],
+    case: tuple[funnels.FunnelShape, list[tuple[int, int, int]]],
 ) -> None:
-    walk, rows = case
+    shape, rows = case
     actors, times, masks = arrays(rows)
-    assert funnels.can_vectorize(walk, masks) == bool(rows)
-    exact = funnels.walk_exact(walk, actors, times, masks)
-    fast = funnels.walk_vectorized(walk, actors, times, masks) if rows else exact
+    assert funnels.can_vectorize(shape, masks) == bool(rows)
+    exact = funnels.walk_exact(shape, actors, times, masks)
+    fast = funnels.walk_vectorized(shape, actors, times, masks) if rows else exact
     assert fast.levels.tolist() == exact.levels.tolist()
     assert fast.rows.tolist() == exact.rows.tolist()
 
@@ -48,8 +48,8 @@ def test_the_first_attempt_to_reach_the_furthest_step_is_kept() -> None:
     rows = [(0, 0, 1), (0, 5, 2), (0, 10, 1), (0, 12, 2), (0, 14, 4), (0, 20, 4)]
     actors, times, masks = arrays(rows)
     for reached in (
-        funnels.walk_exact(funnels.Walk(3, 100), actors, times, masks),
-        funnels.walk_vectorized(funnels.Walk(3, 100), actors, times, masks),
+        funnels.walk_exact(funnels.FunnelShape(3, 100), actors, times, masks),
+        funnels.walk_vectorized(funnels.FunnelShape(3, 100), actors, times, masks),
     ):
         assert reached.levels.tolist() == [3]
         assert reached.rows.tolist() == [[2, 3, 4]]
@@ -57,8 +57,8 @@ def test_the_first_attempt_to_reach_the_furthest_step_is_kept() -> None:
 
 def test_rows_matching_several_steps_or_strict_order_take_the_state_machine() -> None:
     _, _, masks = arrays([(0, 0, 1), (0, 1, 3)])
-    assert not funnels.can_vectorize(funnels.Walk(2, 100), masks)
+    assert not funnels.can_vectorize(funnels.FunnelShape(2, 100), masks)
     _, _, single = arrays([(0, 0, 1), (0, 1, 2)])
-    assert funnels.can_vectorize(funnels.Walk(2, 100), single)
-    assert not funnels.can_vectorize(funnels.Walk(2, 100, strict=True), single)
-    assert not funnels.can_vectorize(funnels.Walk(2, 100, exclusions=((2, 0, 1),)), single)
+    assert funnels.can_vectorize(funnels.FunnelShape(2, 100), single)
+    assert not funnels.can_vectorize(funnels.FunnelShape(2, 100, strict=True), single)
+    assert not funnels.can_vectorize(funnels.FunnelShape(2, 100, exclusions=((2, 0, 1),)), single)

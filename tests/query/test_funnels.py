@@ -238,3 +238,33 @@ def test_actors_that_share_a_sort_hash_are_still_told_apart(
         shared = run_query(store, openchat_plan, query, END)["results"]
     assert [s["count"] for s in apart] == [6, 4, 2, 1]
     assert shared == apart
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_breakdown_attribution_first_last_or_a_step_and_the_other_bucket(
+    backend: str, openchat_plan: Plan
+) -> None:
+    web, extension = "openchat-web", "openchat-extension"
+    events = [
+        event(STEPS[0], "p1", START, app=web),
+        event(STEPS[1], "p1", START + timedelta(minutes=1), app=extension),
+        event(STEPS[0], "p2", START, app=extension),
+        event(STEPS[1], "p2", START + timedelta(minutes=1), app=extension),
+        event(STEPS[0], "p3", START, app=web),
+    ]
+    steps = (Series(STEPS[0]), Series(STEPS[1]))
+
+    def by_value(**options: Any) -> dict[str, list[int]]:
+        query = FunnelsQuery(steps=steps, date_range=RANGE, breakdown="app", **options)
+        groups = run_query(store, openchat_plan, query, END)["results"]
+        return {group[0]["breakdown_value"]: [s["count"] for s in group] for group in groups}
+
+    with loaded_store(openchat_plan, events, backend) as store:
+        first = by_value()
+        last = by_value(breakdown_attribution="last_touch")
+        at_step = by_value(breakdown_attribution="step", attribution_step=1)
+        folded = by_value(breakdown_limit=1)
+    assert first == {web: [2, 1], extension: [1, 1]}
+    assert last == {extension: [2, 2], web: [1, 0]}
+    assert at_step == {extension: [2, 2]}  # p3 never reached step 2: left out
+    assert folded == {web: [2, 1], "$$_posthog_breakdown_other_$$": [1, 1]}

@@ -401,7 +401,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         first, second = _changes(table.column("h1")), _changes(table.column("h2"))
     steps = len(query.steps)
     times = _integers(table.column("ts"))
-    shape = funnels.Walk(
+    shape = funnels.FunnelShape(
         steps,
         query.window_seconds * 1_000_000,
         strict=query.order == "strict",
@@ -454,14 +454,15 @@ def _funnel_result(
         encoded = pc.dictionary_encode(values.combine_chunks())
         labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
         codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
-        by_label: dict[str, list[int]] = defaultdict(list)
-        for code, label in enumerate(labels):
-            by_label[label].append(code)
-        actor_codes = codes[value_rows]
-        for label, label_codes in by_label.items():
-            chosen = members[np.isin(actor_codes, label_codes)]
-            if len(chosen):
-                groups[label] = chosen
+        # Labels, not codes, make the groups: two values may read the same as text.
+        numbers: dict[str, int] = {}
+        label_of_code = np.array([numbers.setdefault(lb, len(numbers)) for lb in labels])
+        names = list(numbers)
+        member_labels = label_of_code[codes[value_rows]]
+        order = np.argsort(member_labels, kind="stable")
+        for chunk in np.split(order, np.flatnonzero(np.diff(member_labels[order])) + 1):
+            if len(chunk):
+                groups[names[member_labels[chunk[0]]]] = members[chunk]
     results = []
     ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
     if query.breakdown is not None and len(ordered) > query.breakdown_limit:

@@ -25,7 +25,7 @@ Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
-class Walk:
+class FunnelShape:
     """What the walk needs to know about the funnel."""
 
     steps: int
@@ -48,20 +48,20 @@ def actor_codes(changes: npt.NDArray[np.bool_]) -> Ints:
     return np.cumsum(changes, dtype=np.int64)
 
 
-def can_vectorize(walk: Walk, masks: Ints) -> bool:
-    if walk.strict or walk.exclusions or not len(masks):
+def can_vectorize(shape: FunnelShape, masks: Ints) -> bool:
+    if shape.strict or shape.exclusions or not len(masks):
         return False
     # Every row matches exactly one step: one bit set, within the steps' bits.
-    return bool(np.all((masks > 0) & (masks < 1 << walk.steps) & ((masks & (masks - 1)) == 0)))
+    return bool(np.all((masks > 0) & (masks < 1 << shape.steps) & ((masks & (masks - 1)) == 0)))
 
 
-def walk(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reached:
-    if can_vectorize(walk, masks):
-        return walk_vectorized(walk, actors, times, masks)
-    return walk_exact(walk, actors, times, masks)
+def walk(shape: FunnelShape, actors: Ints, times: Ints, masks: Ints) -> Reached:
+    if can_vectorize(shape, masks):
+        return walk_vectorized(shape, actors, times, masks)
+    return walk_exact(shape, actors, times, masks)
 
 
-def walk_vectorized(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reached:
+def walk_vectorized(shape: FunnelShape, actors: Ints, times: Ints, masks: Ints) -> Reached:
     """One pass per step. The walk's state for step i is "the latest attempt to have
     reached it", which only changes at rows that fill step i; so row r fills step i
     exactly when the latest fill of step i-1 before r belongs to the same actor and
@@ -74,7 +74,7 @@ def walk_vectorized(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reach
     fills.append(first)
     parents.append(np.full(len(first), -1, dtype=np.int64))
     starts.append(times[first])
-    for step in range(1, walk.steps):
+    for step in range(1, shape.steps):
         candidates = np.flatnonzero(masks == 1 << step)
         previous = fills[-1]
         before = np.searchsorted(previous, candidates) - 1
@@ -82,13 +82,13 @@ def walk_vectorized(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reach
         safe = np.where(found, before, 0)
         if len(previous):
             found &= actors[previous[safe]] == actors[candidates]
-            found &= times[candidates] - starts[-1][safe] <= walk.window_us
+            found &= times[candidates] - starts[-1][safe] <= shape.window_us
         else:
             found[:] = False
         fills.append(candidates[found])
         parents.append(before[found])
         starts.append(starts[-1][safe[found]])
-    return _furthest(walk.steps, actors, fills, parents)
+    return _furthest(shape.steps, actors, fills, parents)
 
 
 def _furthest(steps: int, actors: Ints, fills: list[Ints], parents: list[Ints]) -> Reached:
@@ -126,7 +126,7 @@ class _Attempt:
     excluded: bool = False
 
 
-def walk_exact(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reached:
+def walk_exact(shape: FunnelShape, actors: Ints, times: Ints, masks: Ints) -> Reached:
     """Every row through PostHog's state machine, one actor at a time."""
     levels: list[int] = []
     rows: list[list[int]] = []
@@ -137,28 +137,28 @@ def walk_exact(walk: Walk, actors: Ints, times: Ints, masks: Ints) -> Reached:
         end = begin + 1
         while end < total and actor_list[end] == actor_list[begin]:
             end += 1
-        attempt = _furthest_attempt(walk, time_list, mask_list, begin, end)
+        attempt = _furthest_attempt(shape, time_list, mask_list, begin, end)
         if attempt is not None and not attempt.excluded:
             levels.append(len(attempt.rows))
-            rows.append(attempt.rows + [-1] * (walk.steps - len(attempt.rows)))
+            rows.append(attempt.rows + [-1] * (shape.steps - len(attempt.rows)))
         begin = end
     return Reached(
         np.array(levels, dtype=np.int64),
-        np.array(rows, dtype=np.int64).reshape(-1, walk.steps),
+        np.array(rows, dtype=np.int64).reshape(-1, shape.steps),
     )
 
 
 def _furthest_attempt(
-    walk: Walk, times: list[int], masks: list[int], begin: int, end: int
+    shape: FunnelShape, times: list[int], masks: list[int], begin: int, end: int
 ) -> _Attempt | None:
-    steps, window = walk.steps, walk.window_us
+    steps, window = shape.steps, shape.window_us
     later_steps = ((1 << steps) - 1) & ~1  # the bits of steps 2 and on
     downward = range(steps - 1, 0, -1)
     entered: list[_Attempt | None] = [None] * steps
     result: _Attempt | None = None
     for row in range(begin, end):
         ts, bits = times[row], masks[row]
-        for bit, from_step, to_step in walk.exclusions:
+        for bit, from_step, to_step in shape.exclusions:
             if not bits >> bit & 1:
                 continue
             for i in range(from_step, min(to_step, steps)):
@@ -174,7 +174,7 @@ def _furthest_attempt(
                     result = entered[i]
                 advanced = True
                 break
-        if walk.strict and not advanced:
+        if shape.strict and not advanced:
             entered = [None] * steps
         if not advanced and bits & 1:
             entered[0] = _Attempt(ts, [row])
