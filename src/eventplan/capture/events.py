@@ -9,6 +9,7 @@ comes from the envelope or the events; `distinct_id` may sit inside `properties`
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ MAX_DISTINCT_ID_CHARS: Final = 200  # PostHog cuts longer ids to this length
 MAX_PROPERTY_DEPTH: Final = 16  # nested objects/arrays inside one property value
 FUTURE_CLAMP_US: Final = 23 * 3600 * 1_000_000  # PostHog: > 23 h in the future → now
 SKEW_ROUNDING_US: Final = 5 * 60 * 1_000_000  # PostHog ignores skew under 2.5 min
+# The clients send canonical lowercase UUIDs; those need no parsing to be normalized.
+CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
 
 
 @dataclass(slots=True)
@@ -151,7 +156,7 @@ def normalize(
             raise BadRequest(f"{where} ({name}): `properties` must be an object")
         for key, value in properties.items():
             if (
-                isinstance(value, dict | list)
+                isinstance(value, (dict, list))  # a tuple checks faster than a union
                 and _depth(value, MAX_PROPERTY_DEPTH) >= MAX_PROPERTY_DEPTH
             ):
                 raise BadRequest(
@@ -166,7 +171,7 @@ def normalize(
         event_uuid = raw.get("uuid")
         if event_uuid in (None, ""):
             event_uuid = uuid7()
-        else:
+        elif not (isinstance(event_uuid, str) and CANONICAL_UUID(event_uuid)):
             try:
                 event_uuid = str(uuidlib.UUID(str(event_uuid)))
             except ValueError as exc:
