@@ -66,12 +66,21 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="h
 """
 
 
-def make_batches(count: int, seed: int) -> list[list[dict[str, Any]]]:
+def make_batches(count: int, seed: int, traffic: str) -> list[list[dict[str, Any]]]:
+    """`count` batches of 100: random plan-shaped samples, or the OpenChat simulation
+    (users on journeys, values as the apps send them), 10% broken either way."""
+    from itertools import islice
+
     from eventplan.plan import load_plan
+    from eventplan.simulate.openchat import Simulation
     from eventplan.simulate.samples import sample_events
 
     plan = load_plan(PLAN)
-    events = sample_events(plan, count * 100, seed=seed, invalid_share=0.1)
+    if traffic == "simulated":
+        simulation = Simulation(plan, users=2000, days=3, seed=seed, broken_share=0.1)
+        events = list(islice(simulation.events(), count * 100))
+    else:
+        events = sample_events(plan, count * 100, seed=seed, invalid_share=0.1)
     for event in events:
         event["uuid"] = str(uuid.uuid4())
     return [events[i : i + 100] for i in range(0, len(events), 100)]
@@ -90,10 +99,9 @@ def fresh_body(batch: list[dict[str, Any]]) -> bytes:
     return body(batch)
 
 
-def load_worker(
-    url: str, seed: int, duration: float, concurrency: int, unique: bool, queue: Any
-) -> None:
-    batches = make_batches(400, seed)
+def load_worker(url: str, seed: int, args: argparse.Namespace, queue: Any) -> None:
+    batches = make_batches(400, seed, args.traffic)
+    duration, concurrency, unique = args.duration, args.concurrency, args.unique
     bodies = [body(batch) for batch in batches]
     latencies: list[float] = []
     sent = 0
@@ -151,7 +159,7 @@ def drive(url: str, args: argparse.Namespace) -> tuple[float, float, float]:
     workers = [
         multiprocessing.Process(
             target=load_worker,
-            args=(url, seed, args.duration, args.concurrency, args.unique, queue),
+            args=(url, seed, args, queue),
         )
         for seed in range(args.clients)
     ]
@@ -228,6 +236,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--unique", action="store_true", help="Every event new (fresh uuid, current time)."
+    )
+    parser.add_argument(
+        "--traffic",
+        choices=["samples", "simulated"],
+        default="samples",
+        help="Random plan-shaped samples, or the OpenChat simulation's users.",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eventplan-bench-"))

@@ -28,10 +28,12 @@ enforcement = "quarantine"
 ''')
     monkeypatch.setenv("EVENTPLAN_PORT", "9002")
     monkeypatch.setenv("EVENTPLAN_TOKEN", "phc_env_a,phc_env_b")
+    monkeypatch.setenv("EVENTPLAN_MEMORY_LIMIT", "1GB")
     settings = load_settings({"plan": str(OPENCHAT), "host": "127.0.0.2", "port": None}, config)
     assert settings.host == "127.0.0.2"  # flag
     assert settings.port == 9002  # environment
     assert str(settings.db) == "from-file.duckdb"  # file
+    assert settings.memory_limit == "1GB"
     assert settings.api_keys == ("phx_file",)
     default, shop = settings.projects
     assert default.tokens == ("phc_env_a", "phc_env_b")

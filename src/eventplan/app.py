@@ -137,7 +137,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         plans = [load_plan(p.plan) for p in settings.projects]
-        self.store = open_store(settings.db, plans)
+        self.store = open_store(settings.db, plans, memory_limit=settings.memory_limit)
         salt = (
             settings.hash_salt
             or self.store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())

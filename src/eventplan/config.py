@@ -39,6 +39,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "wal", None, "the write-ahead log folder (default: beside the store, see docs/scale.md)"
     ),
+    Setting(
+        "memory_limit",
+        "256MB",
+        "DuckDB's memory while serving (its buffer pool; larger queries spill to disk)",
+    ),
     Setting("host", "127.0.0.1", "address to listen on"),
     Setting("port", 8000, "port to listen on"),
     Setting("token", [], "project token(s) accepted for the default project (repeatable)"),
@@ -89,6 +94,7 @@ class Settings:
     webhook: str | None = None
     secure_cookies: bool = False
     wal: str | None = None
+    memory_limit: str | None = "256MB"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -198,6 +204,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         webhook=values["webhook"],
         secure_cookies=bool(int(values["secure_cookies"])),
         wal=values["wal"],
+        memory_limit=values["memory_limit"] or None,
     )
 
 

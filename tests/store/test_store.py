@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from eventplan.errors import EventplanError
 from eventplan.plan import Plan
 from eventplan.plan.validator import Violation
 from eventplan.query.engine import run_query
@@ -253,3 +254,38 @@ def test_export_then_import_moves_a_store_between_backends(
         second.close()
     assert [r["data"] for r in got["results"]] == [r["data"] for r in want["results"]]
     assert sum(want["results"][1]["data"]) == sum(range(60))
+
+
+def test_a_duckdb_store_keeps_to_the_memory_limit_it_is_given(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "limited.duckdb"), memory_limit="64MB")
+    [[shown]] = store.sql("SELECT current_setting('memory_limit')")[1]
+    store.close()
+    assert shown == "61.0 MiB"  # 64 MB in DuckDB's binary units
+    with pytest.raises(EventplanError, match="Memory must have a number"):
+        open_store(str(tmp_path / "other.duckdb"), memory_limit="lots")
+
+
+def group_identify(key: str, properties: dict[str, object], minutes: int) -> StoredEvent:
+    event = stored("$groupidentify", f"$workspace_{key}", NOW + timedelta(minutes=minutes))
+    event.properties.update(
+        {"$group_type": "workspace", "$group_key": key, "$group_set": properties}
+    )
+    return event
+
+
+def test_group_properties_merge_in_order_within_and_across_batches(store: Store) -> None:
+    store.insert(
+        [
+            group_identify("ws-1", {"plan": "free", "seats": 1}, 0),
+            group_identify("ws-1", {"plan": "pro"}, 1),
+            group_identify("ws-2", {"plan": "free"}, 2),
+            group_identify("ws-1", {"seats": 5}, 3),
+        ],
+        1,
+    )
+    store.insert([group_identify("ws-2", {"seats": 2}, 4)], 2)
+    _, rows = store.sql("SELECT group_key, properties FROM groups ORDER BY group_key")
+    assert [(key, msgspec.json.decode(props)) for key, props in rows] == [
+        ("ws-1", {"plan": "pro", "seats": 5}),
+        ("ws-2", {"plan": "free", "seats": 2}),
+    ]

@@ -38,11 +38,15 @@ def local_base(db: str) -> Path:
     return Path(db)
 
 
-def open_store(db: str, plans: Iterable[Plan] = (), read_only: bool = False) -> Store:
+def open_store(
+    db: str, plans: Iterable[Plan] = (), read_only: bool = False, memory_limit: str | None = None
+) -> Store:
+    """The store `db` names. `memory_limit` bounds DuckDB's buffer pool (e.g. "256MB");
+    a ClickHouse server takes its own limits as URL settings (`?max_memory_usage=…`)."""
     if is_url(db):
         from eventplan.store.clickhouse import ClickHouseStore, Engine
 
         return ClickHouseStore(Engine.connect(db), plans, read_only=read_only)
     from eventplan.store.duckdb import EventStore
 
-    return EventStore(db, plans, read_only=read_only)
+    return EventStore(db, plans, read_only=read_only, memory_limit=memory_limit)

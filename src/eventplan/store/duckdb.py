@@ -16,6 +16,7 @@ One thread writes (the background writer); readers take their own cursor.
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +30,15 @@ from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
-from eventplan.store.identity import IdentityChanges
+from eventplan.store.identity import GroupUpdate, IdentityChanges
 from eventplan.store.records import StoredEvent
-from eventplan.store.rows import events_table, identity_table, outbox_table, quarantine_table
+from eventplan.store.rows import (
+    TIME,
+    events_table,
+    identity_table,
+    outbox_table,
+    quarantine_table,
+)
 
 _json = msgspec.json.Encoder()
 
@@ -82,16 +89,29 @@ CREATE TABLE IF NOT EXISTS groups (
 class EventStore(Store):
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path, plans: Iterable[Plan] = (), read_only: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        plans: Iterable[Plan] = (),
+        read_only: bool = False,
+        memory_limit: str | None = None,
+    ):
         super().__init__(plans)
         self.path = self.location = str(path)
         self.read_only = read_only
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB keeps the blocks it read in its buffer pool up to the limit (by default
+        # 80% of the machine), so a long-running server grows with its store without one.
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
         try:
-            self._conn = duckdb.connect(self.path, read_only=read_only)
+            self._conn = duckdb.connect(self.path, read_only=read_only, config=config)
         except duckdb.IOException as exc:
             raise EventplanError(f"cannot open {self.path}: {exc}") from exc
+        except duckdb.Error as exc:  # a memory limit DuckDB does not understand
+            raise EventplanError(f"cannot open {self.path}: {str(exc).splitlines()[0]}") from exc
         self._lock = threading.RLock()
         if not read_only:
             self._ensure_schema()
@@ -305,22 +325,39 @@ class EventStore(Store):
         )
 
     def _write_identity(self, changes: IdentityChanges) -> None:
+        # One insert per round rather than per update: the n-th update of every group
+        # goes in round n, so each group's patches still apply in their order.
+        rounds: list[list[GroupUpdate]] = []
+        updates_of: dict[tuple[str, str, str], int] = defaultdict(int)
         for group in changes.groups:
+            which = (group.project, group.group_type, group.group_key)
+            if updates_of[which] == len(rounds):
+                rounds.append([])
+            rounds[updates_of[which]].append(group)
+            updates_of[which] += 1
+        for updates in rounds:
+            self._conn.register(
+                "staged_groups",
+                pa.table(
+                    {
+                        "project": [g.project for g in updates],
+                        "group_type": [g.group_type for g in updates],
+                        "group_key": [g.group_key for g in updates],
+                        "properties": [_json.encode(g.properties).decode() for g in updates],
+                        "updated_at": pa.array([g.timestamp for g in updates], TIME),
+                    }
+                ),
+            )
             self._run(
                 """
-                INSERT INTO groups VALUES (?, ?, ?, ?::JSON, make_timestamptz(?::BIGINT))
+                INSERT INTO groups SELECT project, group_type, group_key, properties::JSON,
+                  updated_at FROM staged_groups
                 ON CONFLICT DO UPDATE SET
                   properties = json_merge_patch(groups.properties, excluded.properties),
                   updated_at = excluded.updated_at
-                """,
-                [
-                    group.project,
-                    group.group_type,
-                    group.group_key,
-                    _json.encode(group.properties).decode(),
-                    group.timestamp,
-                ],
+                """
             )
+            self._conn.unregister("staged_groups")
         for table, mapping, key in (
             ("person_distinct_ids", changes.distinct_ids, "distinct_id"),
             ("person_overrides", changes.overrides, "old_person_id"),

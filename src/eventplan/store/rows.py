@@ -7,6 +7,7 @@ an event carried is lost on the way to a column.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,21 +23,38 @@ _NO = object()
 TIME = pa.timestamp("us", tz="UTC")
 
 
-def _fits(value: Any, type_: PropertyType) -> Any:
-    """The value as its typed column stores it, or `_NO` when it does not fit."""
-    if type_ in ("string", "datetime"):
-        return value if isinstance(value, str) else _NO
-    if type_ == "boolean":
-        return value if isinstance(value, bool) else _NO
+def _fit_text(value: Any) -> Any:
+    return value if isinstance(value, str) else _NO
+
+
+def _fit_boolean(value: Any) -> Any:
+    return value if isinstance(value, bool) else _NO
+
+
+def _fit_integer(value: Any) -> Any:
     if isinstance(value, bool):
         return _NO
-    if type_ == "integer":
-        if isinstance(value, int) and -(2**63) <= value < 2**63:
-            return value
-        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-            return int(value)
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return _NO
+
+
+def _fit_number(value: Any) -> Any:
+    if isinstance(value, bool):
         return _NO
     return float(value) if isinstance(value, int | float) else _NO
+
+
+# The value as its typed column stores it, or `_NO` when it does not fit.
+FITS: dict[PropertyType, Callable[[Any], Any]] = {
+    "string": _fit_text,
+    "datetime": _fit_text,
+    "boolean": _fit_boolean,
+    "integer": _fit_integer,
+    "number": _fit_number,
+}
 
 
 def _text(value: Any) -> str | None:
@@ -52,16 +70,24 @@ def events_table(
     """The fixed columns, then one typed column per planned (property, type)."""
     index_of = {column.name: i for i, column in enumerate(columns)}
     typed: list[list[Any]] = [[None] * len(events) for _ in columns]
+    # Per event name: each planned key's column values and fit, looked up once.
+    targets_of: dict[tuple[str, str], dict[str, tuple[list[Any], Callable[[Any], Any]]]] = {}
     rest_json: list[str | None] = []
     for row, event in enumerate(events):
-        mapping = event_columns.get((event.project, event.event), {})
+        which = (event.project, event.event)
+        targets = targets_of.get(which)
+        if targets is None:
+            targets = targets_of[which] = {
+                key: (typed[index_of[column.name]], FITS[column.type])
+                for key, column in event_columns.get(which, {}).items()
+            }
         rest: dict[str, Any] = {}
         for key, value in event.properties.items():
-            column = mapping.get(key)
-            if column is not None and value is not None:
-                stored = _fits(value, column.type)
+            target = targets.get(key)
+            if target is not None and value is not None:
+                stored = target[1](value)
                 if stored is not _NO:
-                    typed[index_of[column.name]][row] = stored
+                    target[0][row] = stored
                     continue
             rest[key] = value
         rest_json.append(_text(rest))
