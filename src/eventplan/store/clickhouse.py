@@ -36,7 +36,7 @@ from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
-from eventplan.store.identity import IdentityChanges
+from eventplan.store.identity import GroupUpdate, IdentityChanges
 from eventplan.store.records import StoredEvent
 from eventplan.store.rows import (
     TIME,
@@ -49,6 +49,7 @@ from eventplan.store.rows import (
 _json = msgspec.json.Encoder()
 SESSION_SETTINGS = {"join_use_nulls": 1}  # an unmatched LEFT JOIN gives NULL, as in SQL
 UUID_CHUNK = 4_000  # uuids per literal list (deletes, outbox updates): under max_query_size
+GROUP_CHUNK = 1_000  # (project, type, key) triples per literal list, likewise
 
 CH_TYPES: dict[str, str] = {
     "string": "Nullable(String)",
@@ -715,27 +716,8 @@ class ClickHouseStore(Store):
         )
 
     def _write_identity(self, changes: IdentityChanges) -> None:
-        for group in changes.groups:
-            rows = self._rows(
-                "SELECT properties FROM groups WHERE project = ? AND group_type = ? "
-                "AND group_key = ?",
-                [group.project, group.group_type, group.group_key],
-            )
-            merged = msgspec.json.decode(rows[0][0]) if rows else {}
-            merged.update(group.properties)
-            self.engine.insert(
-                "groups_rows",
-                pa.table(
-                    {
-                        "project": [group.project],
-                        "group_type": [group.group_type],
-                        "group_key": [group.group_key],
-                        "properties": [_json.encode(merged).decode()],
-                        "updated_at": pa.array([group.timestamp], pa.timestamp("us", tz="UTC")),
-                        "version": pa.array([self._version()], pa.uint64()),
-                    }
-                ),
-            )
+        if changes.groups:
+            self._write_groups(changes.groups)
         for table, mapping, key in (
             ("person_distinct_ids_rows", changes.distinct_ids, "distinct_id"),
             ("person_overrides_rows", changes.overrides, "old_person_id"),
@@ -762,6 +744,42 @@ class ClickHouseStore(Store):
                     }
                 ),
             )
+
+    def _write_groups(self, updates: list[GroupUpdate]) -> None:
+        """Each group's stored properties, updated by the batch's updates in order, as one
+        insert: a row per group with its final state (one read, not one per update)."""
+        keys = list(dict.fromkeys((g.project, g.group_type, g.group_key) for g in updates))
+        merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), GROUP_CHUNK):
+            wanted = ", ".join(
+                f"({', '.join(value_sql(part) for part in key)})"
+                for key in keys[start : start + GROUP_CHUNK]
+            )
+            for project, group_type, group_key, properties in self._rows(
+                "SELECT project, group_type, group_key, properties FROM groups "
+                f"WHERE (project, group_type, group_key) IN ({wanted})"
+            ):
+                merged[(str(project), str(group_type), str(group_key))] = msgspec.json.decode(
+                    properties
+                )
+        updated_at: dict[tuple[str, str, str], int] = {}
+        for group in updates:
+            key = (group.project, group.group_type, group.group_key)
+            merged.setdefault(key, {}).update(group.properties)
+            updated_at[key] = group.timestamp
+        self.engine.insert(
+            "groups_rows",
+            pa.table(
+                {
+                    "project": [project for project, _, _ in keys],
+                    "group_type": [group_type for _, group_type, _ in keys],
+                    "group_key": [group_key for _, _, group_key in keys],
+                    "properties": [_json.encode(merged[key]).decode() for key in keys],
+                    "updated_at": pa.array([updated_at[key] for key in keys], TIME),
+                    "version": pa.array([self._version()] * len(keys), pa.uint64()),
+                }
+            ),
+        )
 
     # -- the forwarding outbox (gateway mode) --------------------------------------
 
