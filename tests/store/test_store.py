@@ -289,3 +289,71 @@ def test_group_properties_merge_in_order_within_and_across_batches(store: Store)
         ("ws-1", {"plan": "pro", "seats": 5}),
         ("ws-2", {"plan": "free", "seats": 2}),
     ]
+
+
+def test_duckdb_moves_recent_rows_to_the_sorted_table_a_row_group_at_a_time(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    from eventplan.store.duckdb import EventStore
+
+    path = tmp_path / "sorted.duckdb"
+    store = EventStore(path, [openchat_plan], sorted_rows=50)
+    names = ["chat.created", "dashboard.entered", "$pageview"]
+    first = [stored(names[i % 3], f"p{i}", NOW + timedelta(seconds=-i)) for i in range(40)]
+    store.insert(first, 1)
+    tables = "SELECT (SELECT count(*) FROM events_sorted), (SELECT count(*) FROM events_recent)"
+    assert store.sql(tables)[1] == [(0, 40)]
+    second = [stored(names[i % 3], f"q{i}", NOW + timedelta(seconds=i)) for i in range(20)]
+    store.insert(second, 2)
+    assert store.sql(tables)[1] == [(60, 0)]  # past 50: everything moved, in one go
+    _, rows = store.sql("SELECT event, timestamp FROM events_sorted")
+    assert rows == sorted(rows)  # by event, then time: the order insights scan in
+    assert store.insert(first + second, 3) == 0  # a retry still finds them
+    store.insert([stored(distinct_id="r")], 4)
+    store.close()
+    store = EventStore(path, [openchat_plan], sorted_rows=50)  # counts what is recent
+    store.insert([stored(distinct_id=f"s{i}") for i in range(49)], 5)
+    assert store.sql(tables)[1] == [(110, 0)]
+    assert count(store) == 110
+    store.close()
+
+
+def test_a_duckdb_store_from_before_the_sorted_table_opens_with_its_events(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    path = str(tmp_path / "older.duckdb")
+    store = open_store(path, [openchat_plan])
+    store.insert([stored(distinct_id=who) for who in ("a", "b")], 1)
+    store.insert([alias("b", "a", NOW + timedelta(minutes=1))], 2)
+    # Rewrite it the way stores were laid out before: one `events_data` table, person
+    # ids as UUIDs everywhere.
+    for statement in (
+        "DROP VIEW events",
+        "DROP VIEW events_data",
+        "CREATE TABLE events_data AS SELECT * REPLACE (person_id::UUID AS person_id) "
+        "FROM events_recent",
+        "DROP TABLE events_recent",
+        "DROP TABLE events_sorted",
+        "CREATE TABLE old_overrides AS SELECT project, old_person_id::UUID AS old_person_id, "
+        "person_id::UUID AS person_id FROM person_overrides",
+        "DROP TABLE person_overrides",
+        "CREATE TABLE person_overrides (project VARCHAR, old_person_id UUID, "
+        "person_id UUID NOT NULL, PRIMARY KEY (project, old_person_id))",
+        "INSERT INTO person_overrides SELECT * FROM old_overrides",
+        "DROP TABLE old_overrides",
+    ):
+        store._run(statement)  # type: ignore[attr-defined]
+    store.close()
+    store = open_store(path, [openchat_plan])
+    persons = "SELECT count(*), count(DISTINCT person_id) FROM events WHERE event = 'chat.created'"
+    assert store.sql(persons)[1] == [(2, 1)]
+    store.insert([stored(distinct_id="a", at=NOW + timedelta(minutes=2))], 3)
+    store.insert([alias("c", "b", NOW + timedelta(minutes=3))], 4)
+    store.insert([stored(distinct_id="c", at=NOW + timedelta(minutes=4))], 5)
+    assert store.sql(persons)[1] == [(4, 1)]
+    _, [[kind]] = store.sql(
+        "SELECT data_type FROM duckdb_columns() "
+        "WHERE table_name = 'events_sorted' AND column_name = 'person_id'"
+    )
+    assert kind == "UUID"  # kept as it was; only new stores store text
+    store.close()

@@ -59,9 +59,12 @@ def parse_time_us(value: Any) -> int | None:
     """Epoch microseconds from an ISO 8601 string or epoch milliseconds; None if neither."""
     if isinstance(value, str) and value:
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            moment = datetime.fromisoformat(value)  # takes "Z" since Python 3.11
         except ValueError:
-            return None
+            try:
+                moment = datetime.fromisoformat(value.replace("z", "+00:00"))
+            except ValueError:
+                return None
         if moment.tzinfo is None:
             return None if moment.year < 1 else _naive_utc_us(moment)
         return int(moment.timestamp() * 1_000_000)
@@ -122,12 +125,26 @@ def find_token(events: list[Any], envelope: dict[str, Any]) -> str:
     return found
 
 
-def _depth(value: Any, limit: int) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v, limit - 1) for v in value.values() if limit > 0), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v, limit - 1) for v in value if limit > 0), default=0)
-    return 0
+_NESTED: Final = frozenset({dict, list})  # what JSON decodes objects and arrays to
+
+
+def _too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and arrays nest `limit` levels deep in `value` (itself level 1).
+
+    Level by level rather than recursively: most nested values are one flat level
+    (`$groups`, `$set`), which this settles in one loop with no function calls."""
+    level: list[Any] = [value]
+    for _ in range(limit - 1):
+        inner = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, (dict, list))
+        ]
+        if not inner:
+            return False
+        level = inner
+    return True
 
 
 def normalize(
@@ -154,15 +171,14 @@ def normalize(
             properties = {}
         elif not isinstance(properties, dict):
             raise BadRequest(f"{where} ({name}): `properties` must be an object")
-        for key, value in properties.items():
-            if (
-                isinstance(value, (dict, list))  # a tuple checks faster than a union
-                and _depth(value, MAX_PROPERTY_DEPTH) >= MAX_PROPERTY_DEPTH
-            ):
-                raise BadRequest(
-                    f"{where} ({name}): property `{key}` nests deeper than "
-                    f"{MAX_PROPERTY_DEPTH} levels"
-                )
+        # Most events have no nested value at all; that is settled in C.
+        if not _NESTED.isdisjoint(map(type, properties.values())):
+            for key, value in properties.items():
+                if type(value) in _NESTED and _too_deep(value, MAX_PROPERTY_DEPTH):
+                    raise BadRequest(
+                        f"{where} ({name}): property `{key}` nests deeper than "
+                        f"{MAX_PROPERTY_DEPTH} levels"
+                    )
         distinct_id = raw.get("distinct_id", raw.get("$distinct_id", properties.get("distinct_id")))
         if distinct_id is None or distinct_id == "":
             raise BadRequest(f"{where} ({name}) has no distinct_id")
@@ -197,6 +213,8 @@ def _person_update(
     # top-level keys win (PostHog's ingestion does the same).
     inner = properties.get(key)
     outer = raw.get(key)
+    if inner is None and outer is None:
+        return None
     merged: dict[str, Any] = {}
     if isinstance(inner, dict):
         merged.update(inner)

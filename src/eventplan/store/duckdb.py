@@ -2,8 +2,12 @@
 
 Tables:
 * `events_data` — one row per event, planned properties in typed columns
-  (`store/columns.py`), the rest in `properties_rest` JSON; rows go in sorted by
-  event then time, the order the insights scan in.
+  (`store/columns.py`), the rest in `properties_rest` JSON. It is a view over two
+  tables with the same columns: `events_recent`, where each insert lands, and
+  `events_sorted`, which receives the recent rows a row group at a time, sorted by
+  event then time (the order the insights scan in). Whole sorted row groups compress
+  about twice as well as many small appends, and DuckDB writes them to the file
+  directly instead of through its own log.
 * `events` — a view with the columns a PostHog user knows: `uuid, event,
   distinct_id, person_id, timestamp, created_at, properties` (JSON, typed columns
   folded back in), `verdict`, `violations`; `person_id` follows identity merges.
@@ -42,11 +46,14 @@ from eventplan.store.rows import (
 
 _json = msgspec.json.Encoder()
 
+# `person_id` is text: DuckDB dictionary-compresses text, and a person's events repeat
+# its id, while a UUID column is stored uncompressed (16 bytes on every event). Stores
+# from before keep their UUID column; the overrides table follows the events' type.
 FIXED_COLUMNS = """
     uuid UUID NOT NULL,
     event VARCHAR NOT NULL,
     distinct_id VARCHAR NOT NULL,
-    person_id UUID,
+    person_id VARCHAR,
     timestamp TIMESTAMPTZ NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     project VARCHAR NOT NULL,
@@ -60,7 +67,7 @@ SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS column_catalog (
     name VARCHAR PRIMARY KEY, property VARCHAR NOT NULL, type VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS events_data ({FIXED_COLUMNS});
+CREATE TABLE IF NOT EXISTS events_sorted ({FIXED_COLUMNS});
 CREATE TABLE IF NOT EXISTS quarantine (
     uuid UUID NOT NULL, event VARCHAR, distinct_id VARCHAR, timestamp TIMESTAMPTZ,
     created_at TIMESTAMPTZ, project VARCHAR, ip_hash VARCHAR, properties JSON,
@@ -68,9 +75,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS person_distinct_ids (
     project VARCHAR, distinct_id VARCHAR, person_id UUID NOT NULL,
     PRIMARY KEY (project, distinct_id));
-CREATE TABLE IF NOT EXISTS person_overrides (
-    project VARCHAR, old_person_id UUID, person_id UUID NOT NULL,
-    PRIMARY KEY (project, old_person_id));
 CREATE TABLE IF NOT EXISTS persons (
     project VARCHAR, person_id UUID, properties JSON, created_at TIMESTAMPTZ,
     PRIMARY KEY (project, person_id));
@@ -86,6 +90,14 @@ CREATE TABLE IF NOT EXISTS groups (
 """
 
 
+# DuckDB's row group: the recent rows move to `events_sorted` once they fill one.
+ROW_GROUP_ROWS = 122_880
+EVENTS_DATA_VIEW = """
+    CREATE OR REPLACE VIEW events_data AS
+    SELECT * FROM events_sorted UNION ALL BY NAME SELECT * FROM events_recent
+"""
+
+
 class EventStore(Store):
     dialect = "duckdb"
 
@@ -95,8 +107,10 @@ class EventStore(Store):
         plans: Iterable[Plan] = (),
         read_only: bool = False,
         memory_limit: str | None = None,
+        sorted_rows: int = ROW_GROUP_ROWS,
     ):
         super().__init__(plans)
+        self.sorted_rows = sorted_rows  # recent rows moved to `events_sorted` at once
         self.path = self.location = str(path)
         self.read_only = read_only
         if not read_only:
@@ -113,8 +127,10 @@ class EventStore(Store):
         except duckdb.Error as exc:  # a memory limit DuckDB does not understand
             raise EventplanError(f"cannot open {self.path}: {str(exc).splitlines()[0]}") from exc
         self._lock = threading.RLock()
+        self._recent_rows = 0
         if not read_only:
             self._ensure_schema()
+            self._recent_rows = int(self._run("SELECT count(*) FROM events_recent")[0][0])
         self._load_catalog()
 
     def _run(self, sql: str, parameters: list[Any] | None = None) -> list[Any]:
@@ -125,23 +141,42 @@ class EventStore(Store):
 
     def _ensure_schema(self) -> None:
         with self._lock:
-            had_events = self._table_exists("events_data")
+            one_table = self._table_exists("events_data")  # a store from before the split
+            had_events = one_table or self._table_exists("events_sorted")
             had_overrides = self._table_exists("person_overrides")
+            if one_table:
+                self._run("ALTER TABLE events_data RENAME TO events_sorted")
             self._conn.execute(SCHEMA).fetchall()
+            if not self._table_exists("events_recent"):
+                self._run("CREATE TABLE events_recent AS FROM events_sorted LIMIT 0")
+            if one_table or not self._view_exists("events_data"):
+                self._run(EVENTS_DATA_VIEW)
+            person_type = self._run(
+                "SELECT data_type FROM duckdb_columns() "
+                "WHERE table_name = 'events_sorted' AND column_name = 'person_id'"
+            )[0][0]
+            self._run(
+                f"""CREATE TABLE IF NOT EXISTS person_overrides (
+                    project VARCHAR, old_person_id {person_type},
+                    person_id {person_type} NOT NULL, PRIMARY KEY (project, old_person_id))"""
+            )
             migrated = had_events and not had_overrides
             if migrated:
                 self._derive_overrides()
             catalog = self._run("SELECT name, property, type FROM column_catalog")
             added = self._new_columns(catalog)
             for column in added:
-                self._run(
-                    f"ALTER TABLE events_data ADD COLUMN {quote(column.name)} {column.sql_type}"
-                )
+                for table in ("events_sorted", "events_recent"):
+                    self._run(
+                        f"ALTER TABLE {table} ADD COLUMN {quote(column.name)} {column.sql_type}"
+                    )
                 self._run(
                     "INSERT INTO column_catalog VALUES (?, ?, ?)",
                     [column.name, column.key, column.type],
                 )
-            if added or migrated or not self._view_exists():
+            if added:
+                self._run(EVENTS_DATA_VIEW)
+            if added or migrated or one_table or not self._view_exists("events"):
                 self._load_catalog()
                 self._run(self._view_sql())
 
@@ -163,9 +198,9 @@ class EventStore(Store):
             """
         )
 
-    def _view_exists(self) -> bool:
+    def _view_exists(self, name: str) -> bool:
         rows = self._run(
-            "SELECT count(*) FROM duckdb_views() WHERE view_name = 'events' AND NOT internal"
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
         )
         return bool(rows[0][0])
 
@@ -253,7 +288,7 @@ class EventStore(Store):
                 "s.uuid::UUID AS uuid",
                 "s.event",
                 "s.distinct_id",
-                "s.person_id::UUID AS person_id",
+                "s.person_id",
                 "s.timestamp",
                 "s.created_at",
                 "s.project",
@@ -268,7 +303,7 @@ class EventStore(Store):
         try:
             rows = self._run(
                 f"""
-                INSERT INTO events_data BY NAME
+                INSERT INTO events_recent BY NAME
                 SELECT * FROM (
                     SELECT {select} FROM staged_events s
                     QUALIFY row_number() OVER (PARTITION BY s.uuid ORDER BY s.created_at) = 1
@@ -279,13 +314,21 @@ class EventStore(Store):
                       AND d.timestamp BETWEEN make_timestamptz(?::BIGINT)
                                           AND make_timestamptz(?::BIGINT)
                 )
-                ORDER BY n.event, n.timestamp
                 """,
                 [low, high],
             )
-            return int(rows[0][0])
         finally:
             self._conn.unregister("staged_events")
+        added = int(rows[0][0])
+        self._recent_rows += added
+        if self._recent_rows >= self.sorted_rows:
+            self._run(
+                "INSERT INTO events_sorted BY NAME "
+                "SELECT * FROM events_recent ORDER BY event, timestamp"
+            )
+            self._run("DELETE FROM events_recent")
+            self._recent_rows = 0
+        return added
 
     def _insert_quarantine(self, events: list[StoredEvent]) -> int:
         staged = quarantine_table(events)
@@ -366,7 +409,7 @@ class EventStore(Store):
                 self._conn.register("staged_identity", identity_table(mapping, key))
                 self._run(
                     f"INSERT OR REPLACE INTO {table} "
-                    f"SELECT project, {key}, person_id::UUID FROM staged_identity"
+                    f"SELECT project, {key}, person_id FROM staged_identity"
                 )
                 self._conn.unregister("staged_identity")
         if changes.people:
@@ -381,7 +424,7 @@ class EventStore(Store):
             self._run(
                 """
                 INSERT INTO persons
-                SELECT project, person_id::UUID, properties::JSON, now() FROM staged_people
+                SELECT project, person_id, properties::JSON, now() FROM staged_people
                 ON CONFLICT DO UPDATE SET properties = excluded.properties
                 """
             )
