@@ -79,6 +79,16 @@ def test_a_retried_batch_adds_nothing_the_second_time(store: Store) -> None:
     assert store.wal_seq() == 3
 
 
+def test_a_uuid_sent_twice_in_one_batch_is_kept_as_first_received(store: Store) -> None:
+    first = stored(distinct_id="early")
+    resent = msgspec.structs.replace(
+        first, distinct_id="late", created_at=first.created_at + 1_000_000
+    )
+    assert store.insert([resent, stored(), first], 1) == 2
+    _, rows = store.sql(f"SELECT distinct_id FROM events WHERE uuid = '{first.uuid}'")
+    assert rows == [("early",)]
+
+
 def test_typed_and_unplanned_properties_read_back_as_sent(store: Store) -> None:
     event = stored(characters=42, extra_note="kept", source=7)  # 7 does not fit a string column
     store.insert([event], 1)
@@ -291,49 +301,46 @@ def test_group_properties_merge_in_order_within_and_across_batches(store: Store)
     ]
 
 
-def test_duckdb_moves_recent_rows_to_the_sorted_table_a_row_group_at_a_time(
+def test_duckdb_rewrites_the_unsettled_tail_sorted_by_event_then_time(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:
     from eventplan.store.duckdb import EventStore
 
-    path = tmp_path / "sorted.duckdb"
+    path = tmp_path / "settled.duckdb"
     store = EventStore(path, [openchat_plan], sorted_rows=50)
     names = ["chat.created", "dashboard.entered", "$pageview"]
     first = [stored(names[i % 3], f"p{i}", NOW + timedelta(seconds=-i)) for i in range(40)]
     store.insert(first, 1)
-    tables = "SELECT (SELECT count(*) FROM events_sorted), (SELECT count(*) FROM events_recent)"
-    assert store.sql(tables)[1] == [(0, 40)]
+    settled = "SELECT settled, count(*) FROM events_data GROUP BY settled ORDER BY settled"
+    assert store.sql(settled)[1] == [(False, 40)]  # appended as they came
     second = [stored(names[i % 3], f"q{i}", NOW + timedelta(seconds=i)) for i in range(20)]
     store.insert(second, 2)
-    assert store.sql(tables)[1] == [(60, 0)]  # past 50: everything moved, in one go
-    _, rows = store.sql("SELECT event, timestamp FROM events_sorted")
+    assert store.sql(settled)[1] == [(True, 60)]  # past 50: the tail, rewritten in one go
+    _, rows = store.sql("SELECT event, timestamp FROM events_data ORDER BY rowid")
     assert rows == sorted(rows)  # by event, then time: the order insights scan in
     assert store.insert(first + second, 3) == 0  # a retry still finds them
     store.insert([stored(distinct_id="r")], 4)
     store.close()
-    store = EventStore(path, [openchat_plan], sorted_rows=50)  # counts what is recent
+    store = EventStore(path, [openchat_plan], sorted_rows=50)  # counts what is unsettled
     store.insert([stored(distinct_id=f"s{i}") for i in range(49)], 5)
-    assert store.sql(tables)[1] == [(110, 0)]
+    assert store.sql(settled)[1] == [(True, 110)]
     assert count(store) == 110
     store.close()
 
 
-def test_a_duckdb_store_from_before_the_sorted_table_opens_with_its_events(
+def test_a_duckdb_store_from_before_settling_opens_with_its_events(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:
     path = str(tmp_path / "older.duckdb")
     store = open_store(path, [openchat_plan])
     store.insert([stored(distinct_id=who) for who in ("a", "b")], 1)
     store.insert([alias("b", "a", NOW + timedelta(minutes=1))], 2)
-    # Rewrite it the way stores were laid out before: one `events_data` table, person
-    # ids as UUIDs everywhere.
+    # Rewrite it the way stores were laid out before: no `settled`, person ids as
+    # UUIDs everywhere.
     for statement in (
         "DROP VIEW events",
-        "DROP VIEW events_data",
-        "CREATE TABLE events_data AS SELECT * REPLACE (person_id::UUID AS person_id) "
-        "FROM events_recent",
-        "DROP TABLE events_recent",
-        "DROP TABLE events_sorted",
+        "ALTER TABLE events_data DROP COLUMN settled",
+        "ALTER TABLE events_data ALTER person_id TYPE UUID",
         "CREATE TABLE old_overrides AS SELECT project, old_person_id::UUID AS old_person_id, "
         "person_id::UUID AS person_id FROM person_overrides",
         "DROP TABLE person_overrides",
@@ -351,9 +358,33 @@ def test_a_duckdb_store_from_before_the_sorted_table_opens_with_its_events(
     store.insert([alias("c", "b", NOW + timedelta(minutes=3))], 4)
     store.insert([stored(distinct_id="c", at=NOW + timedelta(minutes=4))], 5)
     assert store.sql(persons)[1] == [(4, 1)]
+    _, rows = store.sql("SELECT settled, count(*) FROM events_data GROUP BY ALL ORDER BY ALL")
+    assert rows == [(False, 3), (True, 3)]  # what was there stays put
     _, [[kind]] = store.sql(
         "SELECT data_type FROM duckdb_columns() "
-        "WHERE table_name = 'events_sorted' AND column_name = 'person_id'"
+        "WHERE table_name = 'events_data' AND column_name = 'person_id'"
     )
     assert kind == "UUID"  # kept as it was; only new stores store text
+    store.close()
+
+
+def test_duckdb_keeps_inserting_when_sorting_the_tail_runs_out_of_memory(
+    tmp_path: Path, openchat_plan: Plan, caplog: pytest.LogCaptureFixture
+) -> None:
+    from eventplan.store.duckdb import EventStore
+
+    # A limit that takes 1,000-event inserts but not sorting 20,000 rows in one go.
+    store = EventStore(
+        tmp_path / "tight.duckdb", [openchat_plan], memory_limit="20MB", sorted_rows=20_000
+    )
+    for batch in range(22):
+        events = [
+            stored(distinct_id=f"p{batch}-{i}", title_length=i, model_id="openai/gpt-4o" * 8)
+            for i in range(1_000)
+        ]
+        assert store.insert(events, batch + 1) == 1_000
+    assert "could not sort the newest 20000 events into place" in caplog.text
+    assert "next try at 40000" in caplog.text
+    _, rows = store.sql("SELECT settled, count(*) FROM events_data GROUP BY ALL")
+    assert rows == [(False, 22_000)]  # all there, as inserted
     store.close()

@@ -37,7 +37,7 @@ from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
-from eventplan.store.records import StoredEvent
+from eventplan.store.records import StoredEvent, first_received
 from eventplan.store.rows import (
     TIME,
     events_table,
@@ -633,22 +633,11 @@ class ClickHouseStore(Store):
             self._scratch_table = name
         return self._scratch_table
 
-    @staticmethod
-    def _first_of_each(events: list[StoredEvent], skip: set[str]) -> list[StoredEvent]:
-        """One event per uuid (the first received), none already stored."""
-        seen = set(skip)
-        kept = []
-        for event in sorted(events, key=lambda e: e.created_at):
-            if event.uuid not in seen:
-                seen.add(event.uuid)
-                kept.append(event)
-        return kept
-
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
         if not events:
             return 0
         person_of = {id(e): p for e, p in zip(events, person_ids, strict=True)}
-        fresh = self._first_of_each(events, self._stored_uuids("events_data", events, True))
+        fresh = first_received(events, self._stored_uuids("events_data", events, True))
         if not fresh:
             return 0
         staged = events_table(
@@ -658,7 +647,7 @@ class ClickHouseStore(Store):
         return len(fresh)
 
     def _insert_quarantine(self, events: list[StoredEvent]) -> int:
-        fresh = self._first_of_each(events, self._stored_uuids("quarantine", events, False))
+        fresh = first_received(events, self._stored_uuids("quarantine", events, False))
         if not fresh:
             return 0
         staged = quarantine_table(fresh).append_column(

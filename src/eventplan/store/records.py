@@ -36,3 +36,19 @@ def encode_events(events: list[StoredEvent]) -> bytes:
 
 def decode_events(payload: bytes) -> list[StoredEvent]:
     return _decoder.decode(payload)
+
+
+def first_received(
+    events: list[StoredEvent], skip: set[str] | frozenset[str] = frozenset()
+) -> list[StoredEvent]:
+    """One event per uuid, the first received, none of those in `skip` (already
+    stored). A batch with nothing to drop comes back as the same list."""
+    if not skip and len({e.uuid for e in events}) == len(events):
+        return events
+    seen = set(skip)
+    kept = []
+    for event in sorted(events, key=lambda e: e.created_at):
+        if event.uuid not in seen:
+            seen.add(event.uuid)
+            kept.append(event)
+    return kept
