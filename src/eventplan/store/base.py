@@ -19,7 +19,7 @@ from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.plan.validator import Violation
 from eventplan.store.columns import Column, missing_columns
-from eventplan.store.identity import Identities
+from eventplan.store.identity import Identities, IdentityChanges
 from eventplan.store.records import StoredEvent
 
 _violations = msgspec.json.Decoder(list[Violation])
@@ -106,6 +106,41 @@ class Store(ABC):
         table; events whose verdict a project forwards go to the outbox. An event
         whose uuid is already stored is skipped (client retries, log replays).
         """
+
+    def _write_batch(
+        self,
+        events: list[StoredEvent],
+        quarantine: frozenset[str],
+        forward: dict[str, frozenset[str]] | None,
+    ) -> int:
+        """What `insert` writes, in the same order on every backend: identity changes,
+        the events (those held back to quarantine), then the outbox. Rows added."""
+        self._load_identity()
+        kept, held = self._split(events, quarantine)
+        changes = self._identities.apply(kept)
+        self._write_identity(changes)
+        added = self._insert_events(kept, changes.person_ids)
+        if held:
+            added += self._insert_quarantine(held)
+        forwarded = self._forwarded(events, forward)
+        if forwarded:
+            self._enqueue_forward(forwarded)
+        return added
+
+    @abstractmethod
+    def _load_identity(self) -> None: ...
+
+    @abstractmethod
+    def _write_identity(self, changes: IdentityChanges) -> None: ...
+
+    @abstractmethod
+    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _insert_quarantine(self, events: list[StoredEvent]) -> int: ...
+
+    @abstractmethod
+    def _enqueue_forward(self, events: list[StoredEvent]) -> None: ...
 
     @staticmethod
     def _split(

@@ -593,16 +593,7 @@ class ClickHouseStore(Store):
         # No transaction: each step is idempotent, and the log position is written
         # last, so a crash in between replays the batch onto what is already there.
         with self._lock:
-            self._load_identity()
-            kept, held = self._split(events, quarantine)
-            changes = self._identities.apply(kept)
-            self._write_identity(changes)
-            added = self._insert_events(kept, changes.person_ids)
-            if held:
-                added += self._insert_quarantine(held)
-            forwarded = self._forwarded(events, forward)
-            if forwarded:
-                self._enqueue_forward(forwarded)
+            added = self._write_batch(events, quarantine, forward)
             self.set_meta("wal_seq", str(wal_seq))
             return added
 

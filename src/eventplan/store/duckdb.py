@@ -255,14 +255,7 @@ class EventStore(Store):
         # One transaction: the rows, the identity changes, the outbox and the log position.
         with self._lock:
             with self._transaction():
-                self._load_identity()
-                kept, held = self._split(events, quarantine)
-                changes = self._identities.apply(kept)
-                self._write_identity(changes)
-                added = self._insert_events(kept, changes.person_ids)
-                if held:
-                    added += self._insert_quarantine(held)
-                self._enqueue_forward(self._forwarded(events, forward))
+                added = self._write_batch(events, quarantine, forward)
                 self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
             if self._unsettled_rows >= self._settle_at:
                 self._settle()
