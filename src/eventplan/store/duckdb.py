@@ -5,10 +5,11 @@ Tables:
   (`store/columns.py`), the rest in `properties_rest` JSON. Inserts append as they
   come (`settled = false`); once a row group's worth has gathered, the tail of the
   table is rewritten sorted by event then time, the order the insights scan in.
-  Whole sorted row groups compress far better than many small appends, and the tail
-  is cut on a row-group boundary so the rows it replaces leave whole row groups for
-  DuckDB to drop. One table rather than a union of two: a union hides the column
-  statistics DuckDB's planner uses (a trend took 70% longer through one).
+  Whole sorted row groups compress far better than many small appends. The tail
+  starts at the row id that begins the first unsettled row's group, so the rows it
+  replaces mostly leave whole row groups for DuckDB to drop. One table rather than a
+  union of two: a union hides the column statistics DuckDB's planner uses (a trend
+  took 70% longer through one).
 * `events` — a view with the columns a PostHog user knows: `uuid, event,
   distinct_id, person_id, timestamp, created_at, properties` (JSON, typed columns
   folded back in), `verdict`, `violations`; `person_id` follows identity merges.
