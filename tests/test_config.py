@@ -29,8 +29,12 @@ enforcement = "quarantine"
     monkeypatch.setenv("EVENTPLAN_PORT", "9002")
     monkeypatch.setenv("EVENTPLAN_TOKEN", "phc_env_a,phc_env_b")
     monkeypatch.setenv("EVENTPLAN_MEMORY_LIMIT", "1GB")
-    settings = load_settings({"plan": str(OPENCHAT), "host": "127.0.0.2", "port": None}, config)
+    settings = load_settings(
+        {"plan": str(OPENCHAT), "host": "127.0.0.2", "port": None, "max_pending_events": 40_000},
+        config,
+    )
     assert settings.host == "127.0.0.2"  # flag
+    assert settings.max_pending_events == 40_000
     assert settings.port == 9002  # environment
     assert str(settings.db) == "from-file.duckdb"  # file
     assert settings.memory_limit == "1GB"

@@ -244,6 +244,9 @@ def main() -> None:
 @click.option("--db", help="DuckDB file, clickhouse://user:pass@host:8123/db or chdb:DIR.")
 @click.option("--wal", help="Write-ahead log folder (default: beside the store).")
 @click.option("--memory-limit", help="DuckDB's memory while serving (default 256MB).")
+@click.option(
+    "--max-pending-events", type=int, help="Events waiting for the store before 503 (100000)."
+)
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 8000).")
 @click.option("--token", multiple=True, help="Project token (repeatable).")
