@@ -37,7 +37,7 @@ from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
-from eventplan.store.records import StoredEvent, first_received
+from eventplan.store.records import StoredEvent, first_received, first_received_of
 from eventplan.store.rows import (
     TIME,
     events_table,
@@ -627,13 +627,11 @@ class ClickHouseStore(Store):
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
         if not events:
             return 0
-        person_of = {id(e): p for e, p in zip(events, person_ids, strict=True)}
-        fresh = first_received(events, self._stored_uuids("events_data", events, True))
+        stored = self._stored_uuids("events_data", events, True)
+        fresh, person_ids = first_received_of(events, person_ids, stored)
         if not fresh:
             return 0
-        staged = events_table(
-            fresh, [person_of[id(e)] for e in fresh], self.columns, self._event_columns
-        )
+        staged = events_table(fresh, person_ids, self.columns, self._event_columns)
         self.engine.insert("events_data", staged)
         return len(fresh)
 

@@ -38,7 +38,7 @@ from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
-from eventplan.store.records import StoredEvent, first_received
+from eventplan.store.records import StoredEvent, first_received_of
 from eventplan.store.rows import (
     TIME,
     events_table,
@@ -275,10 +275,7 @@ class EventStore(Store):
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
         if not events:
             return 0
-        kept = first_received(events)
-        if kept is not events:
-            person_of = {id(e): p for e, p in zip(events, person_ids, strict=True)}
-            events, person_ids = kept, [person_of[id(e)] for e in kept]
+        events, person_ids = first_received_of(events, person_ids)
         columns = self.columns
         staged = events_table(events, person_ids, columns, self._event_columns)
         low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US

@@ -52,3 +52,14 @@ def first_received(
             seen.add(event.uuid)
             kept.append(event)
     return kept
+
+
+def first_received_of(
+    events: list[StoredEvent], person_ids: list[str], skip: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[StoredEvent], list[str]]:
+    """`first_received`, with each kept event's person id (given in `events`' order)."""
+    kept = first_received(events, skip)
+    if kept is events:
+        return events, person_ids
+    person_of = {id(e): p for e, p in zip(events, person_ids, strict=True)}
+    return kept, [person_of[id(e)] for e in kept]
