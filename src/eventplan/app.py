@@ -304,12 +304,13 @@ class Server:
                 request.headers.get("x-forwarded-for"),
                 now_us(),
             )
+            record = encode_events(ingested.events)
             try:
-                seq = await self.wal.append(encode_events(ingested.events))
+                seq = await self.wal.append(record)
             except OSError as exc:
                 log.error("write-ahead log append failed: %s", exc)
                 raise Unavailable("the server cannot write to disk right now; retry", 5) from exc
-            self.writer.submit(seq, ingested.events)
+            self.writer.submit(seq, record, len(ingested.events))
             self.live.publish(ingested.events)
         except CaptureError as exc:
             self.counters[f"http_{exc.status}"] += 1

@@ -243,7 +243,7 @@ def main() -> None:
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
 @click.option("--db", help="DuckDB file, clickhouse://user:pass@host:8123/db or chdb:DIR.")
 @click.option("--wal", help="Write-ahead log folder (default: beside the store).")
-@click.option("--memory-limit", help="DuckDB's memory while serving (default 256MB).")
+@click.option("--memory-limit", help="DuckDB's memory while serving (default 128MB).")
 @click.option(
     "--max-pending-events", type=int, help="Events waiting for the store before 503 (100000)."
 )

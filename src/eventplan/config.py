@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "memory_limit",
-        "256MB",
+        "128MB",
         "DuckDB's memory while serving (its buffer pool; larger queries spill to disk)",
     ),
     Setting("host", "127.0.0.1", "address to listen on"),
@@ -94,7 +94,7 @@ class Settings:
     webhook: str | None = None
     secure_cookies: bool = False
     wal: str | None = None
-    memory_limit: str | None = "256MB"
+    memory_limit: str | None = "128MB"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
