@@ -373,7 +373,8 @@ def test_duckdb_keeps_inserting_when_sorting_the_tail_runs_out_of_memory(
 ) -> None:
     from eventplan.store.duckdb import EventStore
 
-    # A limit that takes 1,000-event inserts but not sorting 20,000 rows in one go.
+    # A limit that takes 1,000-event inserts but not sorting 20,000 rows of one event
+    # name (all of these are the same event) in one go.
     store = EventStore(
         tmp_path / "tight.duckdb", [openchat_plan], memory_limit="20MB", sorted_rows=20_000
     )

@@ -1,4 +1,4 @@
-"""The background writer: durable log records in, large sorted inserts out.
+"""The background writer: durable log records in, large inserts out.
 
 Capture hands over each acknowledged batch as the bytes it wrote to the log, with
 their sequence number; this thread gathers them until it has `batch_events` events
@@ -120,9 +120,9 @@ class BackgroundWriter:
                 if item is None:
                     stopping = True
                     break
-                seq, payload, events = item
+                seq, payload, size = item
                 payloads.append(payload)
-                count += events
+                count += size
                 last_seq = max(last_seq, seq)
                 if deadline is None:
                     deadline = time.monotonic() + self.interval
