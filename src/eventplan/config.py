@@ -54,7 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("trusted_proxy", [], "networks whose X-Forwarded-For is believed (repeatable)"),
     Setting("max_body_bytes", 20 * 1024 * 1024, "largest request body, after decompression"),
-    Setting("max_pending_events", 100_000, "acknowledged but unstored events before 503"),
+    Setting("max_pending_events", 250_000, "acknowledged but unstored events before 503"),
     Setting("token_rate", 0, "events per second per token before 503 (0: no budget)"),
     Setting("hash_salt", None, "salt for `hash` privacy (default: generated once, kept in the db)"),
     Setting("alert_interval", 300, "seconds between alert checks while serving (0: never)"),
@@ -87,7 +87,7 @@ class Settings:
     api_key_hashes: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     max_body_bytes: int = 20 * 1024 * 1024
-    max_pending_events: int = 100_000
+    max_pending_events: int = 250_000
     token_rate: int = 0
     hash_salt: str | None = None
     alert_interval: int = 300

@@ -328,6 +328,29 @@ def test_duckdb_rewrites_the_unsettled_tail_sorted_by_event_then_time(
     store.close()
 
 
+def test_duckdb_sorts_a_large_insert_on_the_way_in_then_the_rows_appended_before_it(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    from eventplan.store.duckdb import EventStore
+
+    store = EventStore(tmp_path / "large.duckdb", [openchat_plan], insert_size=40)
+    names = ["chat.created", "dashboard.entered", "$pageview"]
+    small = [stored(names[i % 3], f"a{i}", NOW + timedelta(seconds=-i)) for i in range(10)]
+    store.insert(small, 1)
+    settled = "SELECT settled, count(*) FROM events_data GROUP BY settled ORDER BY settled"
+    assert store.sql(settled)[1] == [(False, 10)]  # under half the insert size: appended
+    large = [stored(names[i % 3], f"b{i}", NOW + timedelta(seconds=i)) for i in range(20)]
+    assert store.insert(large + small[:3], 2) == 20  # the repeated three are found stored
+    assert store.sql(settled)[1] == [(True, 30)]
+    _, rows = store.sql("SELECT distinct_id, event, timestamp FROM events_data ORDER BY rowid")
+    # The large insert went in sorted; the rows appended before it were rewritten
+    # sorted after it, and the large insert was not rewritten again.
+    assert [who[0] for who, *_ in rows] == ["b"] * 20 + ["a"] * 10
+    for run in (rows[:20], rows[20:]):
+        assert [(e, t) for _, e, t in run] == sorted((e, t) for _, e, t in run)
+    store.close()
+
+
 def test_a_duckdb_store_from_before_settling_opens_with_its_events(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:

@@ -8,8 +8,9 @@ writing, and only `query/sql.py` knows its SQL for reading.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -29,6 +30,9 @@ _violations = msgspec.json.Decoder(list[Violation])
 # none) gets a new server time minutes later. Bounding the search keeps it a scan
 # of recent parts instead of the whole table.
 DEDUPE_WINDOW_US = 24 * 3600 * 1_000_000
+# Events decoded and prepared at a time inside one insert: decoded, an event takes
+# about 1.9 KB of Python objects; prepared as Arrow columns, about 650 bytes.
+SLICE_EVENTS = 20_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -42,9 +46,16 @@ class QueryError(EventplanError):
     status = 400
 
 
+def slices(events: Iterable[StoredEvent], size: int) -> Iterator[list[StoredEvent]]:
+    iterator = iter(events)
+    while part := list(islice(iterator, size)):
+        yield part
+
+
 class Store(ABC):
     dialect: str  # the `query.sql` dialect that reads this store
     location: str  # for messages: a path, or a URL without its password
+    insert_size = SLICE_EVENTS  # how many events the writer gathers for one insert
 
     def __init__(self, plans: Iterable[Plan]) -> None:
         self._plans = {plan.name: plan for plan in plans}
@@ -95,7 +106,7 @@ class Store(ABC):
     @abstractmethod
     def insert(
         self,
-        events: list[StoredEvent],
+        events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,
@@ -109,23 +120,30 @@ class Store(ABC):
 
     def _write_batch(
         self,
-        events: list[StoredEvent],
+        events: Iterable[StoredEvent],
         quarantine: frozenset[str],
         forward: dict[str, frozenset[str]] | None,
     ) -> int:
-        """What `insert` writes, in the same order on every backend: identity changes,
-        the events (those held back to quarantine), then the outbox. Rows added."""
+        """What `insert` writes, in the same order on every backend, a slice at a time:
+        identity changes, the events (those held back to quarantine), then the outbox.
+        A backend may hold a slice's events back until `_finish_events`. Rows added."""
         self._load_identity()
-        kept, held = self._split(events, quarantine)
-        changes = self._identities.apply(kept)
-        self._write_identity(changes)
-        added = self._insert_events(kept, changes.person_ids)
-        if held:
-            added += self._insert_quarantine(held)
-        forwarded = self._forwarded(events, forward)
-        if forwarded:
-            self._enqueue_forward(forwarded)
-        return added
+        added = 0
+        for part in slices(events, SLICE_EVENTS):
+            kept, held = self._split(part, quarantine)
+            changes = self._identities.apply(kept)
+            self._write_identity(changes)
+            added += self._insert_events(kept, changes.person_ids)
+            if held:
+                added += self._insert_quarantine(held)
+            forwarded = self._forwarded(part, forward)
+            if forwarded:
+                self._enqueue_forward(forwarded)
+        return added + self._finish_events()
+
+    def _finish_events(self) -> int:
+        """Insert the events `_insert_events` held back, if it does; rows added."""
+        return 0
 
     @abstractmethod
     def _load_identity(self) -> None: ...

@@ -585,7 +585,7 @@ class ClickHouseStore(Store):
 
     def insert(
         self,
-        events: list[StoredEvent],
+        events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,

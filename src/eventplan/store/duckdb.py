@@ -2,14 +2,16 @@
 
 Tables:
 * `events_data` — one row per event, planned properties in typed columns
-  (`store/columns.py`), the rest in `properties_rest` JSON. Inserts append as they
-  come (`settled = false`); once a row group's worth has gathered, the tail of the
-  table is rewritten sorted by event then time, the order the insights scan in.
-  Whole sorted row groups compress far better than many small appends. The tail
-  starts at the row id that begins the first unsettled row's group, so the rows it
-  replaces mostly leave whole row groups for DuckDB to drop. One table rather than a
-  union of two: a union hides the column statistics DuckDB's planner uses (a trend
-  took 70% longer through one).
+  (`store/columns.py`), the rest in `properties_rest` JSON. Rows are kept sorted by
+  event then time, the order the insights scan in, a row group at a time: the
+  writer gathers a whole row group's worth (`insert_size`), which goes in sorted
+  (`settled`) in one transaction, and DuckDB writes it straight into the file,
+  compressed (6 µs per event against 37 for 20k-event appends, and 50 MB per
+  million events against 89). Smaller inserts, when traffic is slow, append as
+  they come (`settled = false`); once a row group's worth has gathered, or a whole
+  one follows them, they are rewritten sorted. One table rather than a union of
+  two: a union hides the column statistics DuckDB's planner uses (a trend took
+  70% longer through one).
 * `events` — a view with the columns a PostHog user knows: `uuid, event,
   distinct_id, person_id, timestamp, created_at, properties` (JSON, typed columns
   folded back in), `verdict`, `violations`; `person_id` follows identity merges.
@@ -32,6 +34,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
@@ -98,6 +101,18 @@ CREATE TABLE IF NOT EXISTS groups (
 ROW_GROUP_ROWS = 122_880  # DuckDB's
 
 
+def by_event_then_time(names: list[str], columns: list[pa.ChunkedArray]) -> pa.Table:
+    """A table's columns sorted by event then timestamp, one at a time: each entry of
+    `columns` is replaced by its sorted copy, so the unsorted one is released as soon
+    as no table holds it and the sort never needs two copies of everything."""
+    keys = pa.table({name: columns[names.index(name)] for name in ("event", "timestamp")})
+    order = pc.sort_indices(keys, sort_keys=[("event", "ascending"), ("timestamp", "ascending")])
+    del keys
+    for i in range(len(columns)):
+        columns[i] = columns[i].take(order)
+    return pa.table(columns, names=names)
+
+
 class EventStore(Store):
     dialect = "duckdb"
 
@@ -108,9 +123,15 @@ class EventStore(Store):
         read_only: bool = False,
         memory_limit: str | None = None,
         sorted_rows: int = ROW_GROUP_ROWS,
+        insert_size: int = ROW_GROUP_ROWS,
     ):
         super().__init__(plans)
         self.sorted_rows = sorted_rows  # unsettled rows that make the tail be rewritten
+        self.insert_size = insert_size
+        # One insert's events, a slice at a time, as Arrow tables until they go in.
+        self._staged: list[pa.Table] = []
+        self._staged_uuids: set[str] = set()
+        self._wrote_sorted = False
         self.path = self.location = str(path)
         self.read_only = read_only
         if not read_only:
@@ -248,17 +269,24 @@ class EventStore(Store):
 
     def insert(
         self,
-        events: list[StoredEvent],
+        events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,
     ) -> int:
         # One transaction: the rows, the identity changes, the outbox and the log position.
         with self._lock:
-            with self._transaction():
-                added = self._write_batch(events, quarantine, forward)
-                self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
-            if self._unsettled_rows >= self._settle_at:
+            self._wrote_sorted = False
+            try:
+                with self._transaction():
+                    added = self._write_batch(events, quarantine, forward)
+                    self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
+            finally:
+                self._staged, self._staged_uuids = [], set()
+            # Appended rows left before a whole sorted insert are sorted now, once,
+            # rather than waiting for a row group's worth of small inserts.
+            after_sorted = self._wrote_sorted and self._settle_at == self.sorted_rows
+            if self._unsettled_rows >= self._settle_at or (after_sorted and self._unsettled_rows):
                 self._settle()
             return added
 
@@ -273,13 +301,28 @@ class EventStore(Store):
         self._run("COMMIT")
 
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
-        if not events:
+        """Prepare a slice's events as Arrow columns; `_finish_events` inserts them."""
+        events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
+        if events:
+            self._staged_uuids.update(e.uuid for e in events)
+            self._staged.append(events_table(events, person_ids, self.columns, self._event_columns))
+        return 0
+
+    def _finish_events(self) -> int:
+        """The insert's events in one statement, without those already stored: sorted
+        and settled when they are a row group's worth or half of one, else appended."""
+        tables, self._staged, self._staged_uuids = self._staged, [], set()
+        if not tables:
             return 0
-        events, person_ids = first_received_of(events, person_ids)
-        columns = self.columns
-        staged = events_table(events, person_ids, columns, self._event_columns)
-        low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
-        high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
+        staged = pa.concat_tables(tables)
+        del tables  # from here on `staged` alone holds the columns
+        staged = self._not_stored(staged)
+        rows: int = staged.num_rows
+        settled = rows >= self.insert_size // 2
+        if settled:
+            names, columns = staged.column_names, staged.columns
+            del staged
+            staged = by_event_then_time(names, columns)
         select = ", ".join(
             [
                 "s.uuid::UUID AS uuid",
@@ -293,32 +336,47 @@ class EventStore(Store):
                 "s.verdict",
                 "s.violations::JSON AS violations",
                 "s.properties_rest::JSON AS properties_rest",
-                "false AS settled",
-                *(f"s.{quote(c.name)}" for c in columns),
+                f"{str(settled).lower()} AS settled",
+                *(f"s.{quote(c.name)}" for c in self.columns),
             ]
         )
         self._conn.register("staged_events", staged)
         try:
-            rows = self._run(
-                f"""
-                INSERT INTO events_data BY NAME
-                SELECT * FROM (
-                    SELECT {select} FROM staged_events s
-                ) n
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM events_data d
-                    WHERE d.uuid = n.uuid
-                      AND d.timestamp BETWEEN make_timestamptz(?::BIGINT)
-                                          AND make_timestamptz(?::BIGINT)
-                )
-                """,
-                [low, high],
-            )
+            # A plain projection of the Arrow table: DuckDB keeps its order.
+            self._run(f"INSERT INTO events_data BY NAME SELECT {select} FROM staged_events s")
         finally:
             self._conn.unregister("staged_events")
-        added = int(rows[0][0])
-        self._unsettled_rows += added
-        return added
+        if settled:
+            self._wrote_sorted = True
+        else:
+            self._unsettled_rows += rows
+        return rows
+
+    def _not_stored(self, staged: pa.Table) -> pa.Table:
+        """`staged` without the events already stored: a retry, or a replay of the log."""
+        if not staged.num_rows:
+            return staged
+        times = pc.min_max(staged["timestamp"].cast(pa.int64()))
+        self._conn.register("staged_uuids", staged.select(["uuid"]))
+        try:
+            stored = self._run(
+                """
+                SELECT d.uuid::VARCHAR FROM events_data d
+                WHERE d.timestamp BETWEEN make_timestamptz(?::BIGINT)
+                                      AND make_timestamptz(?::BIGINT)
+                  AND d.uuid IN (SELECT uuid::UUID FROM staged_uuids)
+                """,
+                [
+                    times["min"].as_py() - DEDUPE_WINDOW_US,
+                    times["max"].as_py() + DEDUPE_WINDOW_US,
+                ],
+            )
+        finally:
+            self._conn.unregister("staged_uuids")
+        if not stored:
+            return staged
+        found = pa.array([uuid for (uuid,) in stored], pa.string())
+        return staged.filter(pc.invert(pc.is_in(staged["uuid"], value_set=found)))
 
     def _settle(self) -> None:
         """Rewrite the table's tail, from the row group of its first unsettled row on,
@@ -329,8 +387,10 @@ class EventStore(Store):
         more, so inserting never stops for it."""
         try:
             with self._transaction():
+                # Up to the last unsettled row: whole sorted inserts after it stay put.
                 [[first, last]] = self._run(
-                    "SELECT min(rowid) FILTER (WHERE NOT settled), max(rowid) FROM events_data"
+                    "SELECT min(rowid) FILTER (WHERE NOT settled), "
+                    "max(rowid) FILTER (WHERE NOT settled) FROM events_data"
                 )
                 if first is not None:
                     start = first // ROW_GROUP_ROWS * ROW_GROUP_ROWS

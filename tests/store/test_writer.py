@@ -1,0 +1,91 @@
+"""The background writer: log records in, inserts of exactly the store's size out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from eventplan.plan import Plan
+from eventplan.store.duckdb import EventStore
+from eventplan.store.records import encode_events
+from eventplan.store.wal import WriteAheadLog
+from eventplan.store.writer import BackgroundWriter, Piece, chunks
+from tests.store.test_store import NOW, stored
+
+
+def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, bytes, int]]:
+    """`count` log records of `size` events each, written to the log as capture does."""
+    written = []
+    for record in range(count):
+        events = [
+            stored(
+                ("chat.created", "$pageview")[i % 2],
+                f"r{record}-{i}",
+                NOW + timedelta(seconds=record * size + i),
+            )
+            for i in range(size)
+        ]
+        payload = encode_events(events)
+        written.append((wal.write_group([payload]), payload, size))
+    return written
+
+
+def settled_counts(store: EventStore) -> list[tuple[bool, int]]:
+    _, rows = store.sql("SELECT settled, count(*) FROM events_data GROUP BY ALL ORDER BY ALL")
+    return rows
+
+
+def test_chunks_end_exactly_at_the_size_and_split_the_record_that_crosses_it() -> None:
+    pieces = [Piece(seq, encode_events([stored() for _ in range(100)]), 100) for seq in (1, 2, 3)]
+    sizes = [[(p.seq, p.size, p.ends_record) for p in chunk] for chunk in chunks(pieces, 120)]
+    assert sizes == [
+        [(1, 100, True), (2, 20, False)],
+        [(2, 80, True), (3, 40, False)],
+        [(3, 60, True)],
+    ]
+
+
+def test_the_writer_inserts_whole_sorted_row_groups_and_records_the_last_whole_record(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    store = EventStore(tmp_path / "w.duckdb", [openchat_plan], insert_size=250)
+    wal = WriteAheadLog(tmp_path / "log")
+    writer = BackgroundWriter(store, wal, interval=0.2, max_wait=30)
+    for seq, payload, size in records(wal, 6, 100):
+        writer.submit(seq, payload, size)
+    writer.start()  # all 600 wait already: two inserts of 250, then 100 after the interval
+    assert writer.flush(timeout=30)
+    writer.stop()
+    assert writer.stats.inserted == 600
+    assert writer.stats.batches == 3
+    assert store.wal_seq() == 6
+    # The last 100 went in on the interval, appended as they came, to be sorted later.
+    assert settled_counts(store) == [(False, 100), (True, 500)]
+    _, rows = store.sql("SELECT event, timestamp FROM events_data ORDER BY rowid LIMIT 250")
+    assert rows == sorted(rows)  # the first insert went in by event, then time
+    store.close()
+    wal.close()
+
+
+def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    path = tmp_path / "crash.duckdb"
+    wal = WriteAheadLog(tmp_path / "log")
+    written = records(wal, 3, 100)
+    store = EventStore(path, [openchat_plan], insert_size=250)
+    writer = BackgroundWriter(store, wal)
+    first, _ = chunks([Piece(seq, payload, size) for seq, payload, size in written], 250)
+    writer._insert(first)  # records 1 and 2 whole, the head of record 3; then the crash
+    assert store.wal_seq() == 2  # the split record is not past the recorded position
+    store.close()
+
+    store = EventStore(path, [openchat_plan], insert_size=250)
+    writer = BackgroundWriter(store, wal)
+    assert writer.replay() == 50  # record 3 again: its head is found stored, its tail goes in
+    assert writer.stats.duplicates == 50
+    assert store.wal_seq() == 3
+    _, [[events, distinct]] = store.sql("SELECT count(*), count(DISTINCT uuid) FROM events_data")
+    assert events == distinct == 300
+    store.close()
+    wal.close()
