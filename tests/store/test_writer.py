@@ -9,7 +9,7 @@ from eventplan.plan import Plan
 from eventplan.store.duckdb import EventStore
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
-from eventplan.store.writer import BackgroundWriter, Piece, chunks
+from eventplan.store.writer import BackgroundWriter, Piece, chunks, events_of
 from tests.store.test_store import NOW, stored
 
 
@@ -87,5 +87,22 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
     assert store.wal_seq() == 3
     _, [[events, distinct]] = store.sql("SELECT count(*), count(DISTINCT uuid) FROM events_data")
     assert events == distinct == 300
+    store.close()
+    wal.close()
+
+
+def test_an_insert_lets_go_of_its_records_and_a_retry_reads_them_back_from_the_log(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    wal = WriteAheadLog(tmp_path / "log")
+    written = records(wal, 3, 100)
+    store = EventStore(tmp_path / "r.duckdb", [openchat_plan])
+    writer = BackgroundWriter(store, wal)
+    _, second, _ = chunks([Piece(seq, payload, size) for seq, payload, size in written], 120)
+    assert [(p.seq, p.start, p.size) for p in second] == [(2, 20, 80), (3, 0, 40)]
+    first_try = [event.uuid for event in events_of(second)]
+    assert all(piece.events is None for piece in second)  # the bytes are gone
+    writer._reload(second)
+    assert [event.uuid for event in events_of(second)] == first_try
     store.close()
     wal.close()

@@ -31,8 +31,8 @@ _violations = msgspec.json.Decoder(list[Violation])
 # of recent parts instead of the whole table.
 DEDUPE_WINDOW_US = 24 * 3600 * 1_000_000
 # Events decoded and prepared at a time inside one insert: decoded, an event takes
-# about 1.9 KB of Python objects; prepared as Arrow columns, about 650 bytes.
-SLICE_EVENTS = 20_000
+# about 1.9 KB of Python objects; prepared as Arrow columns, a few hundred bytes.
+SLICE_EVENTS = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -55,7 +55,7 @@ def slices(events: Iterable[StoredEvent], size: int) -> Iterator[list[StoredEven
 class Store(ABC):
     dialect: str  # the `query.sql` dialect that reads this store
     location: str  # for messages: a path, or a URL without its password
-    insert_size = SLICE_EVENTS  # how many events the writer gathers for one insert
+    insert_size = 20_000  # how many events the writer gathers for one insert
 
     def __init__(self, plans: Iterable[Plan]) -> None:
         self._plans = {plan.name: plan for plan in plans}

@@ -101,18 +101,6 @@ CREATE TABLE IF NOT EXISTS groups (
 ROW_GROUP_ROWS = 122_880  # DuckDB's
 
 
-def by_event_then_time(names: list[str], columns: list[pa.ChunkedArray]) -> pa.Table:
-    """A table's columns sorted by event then timestamp, one at a time: each entry of
-    `columns` is replaced by its sorted copy, so the unsorted one is released as soon
-    as no table holds it and the sort never needs two copies of everything."""
-    keys = pa.table({name: columns[names.index(name)] for name in ("event", "timestamp")})
-    order = pc.sort_indices(keys, sort_keys=[("event", "ascending"), ("timestamp", "ascending")])
-    del keys
-    for i in range(len(columns)):
-        columns[i] = columns[i].take(order)
-    return pa.table(columns, names=names)
-
-
 class EventStore(Store):
     dialect = "duckdb"
 
@@ -129,7 +117,7 @@ class EventStore(Store):
         self.sorted_rows = sorted_rows  # unsettled rows that make the tail be rewritten
         self.insert_size = insert_size
         # One insert's events, a slice at a time, as Arrow tables until they go in.
-        self._staged: list[pa.Table] = []
+        self._staged: dict[tuple[str, str], list[pa.Table]] = {}  # by (event, project)
         self._staged_uuids: set[str] = set()
         self._wrote_sorted = False
         self.path = self.location = str(path)
@@ -282,7 +270,7 @@ class EventStore(Store):
                     added = self._write_batch(events, quarantine, forward)
                     self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
             finally:
-                self._staged, self._staged_uuids = [], set()
+                self._staged, self._staged_uuids = {}, set()
             # Appended rows left before a whole sorted insert are sorted now, once,
             # rather than waiting for a row group's worth of small inserts.
             after_sorted = self._wrote_sorted and self._settle_at == self.sorted_rows
@@ -301,28 +289,59 @@ class EventStore(Store):
         self._run("COMMIT")
 
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
-        """Prepare a slice's events as Arrow columns; `_finish_events` inserts them."""
+        """Prepare a slice's events as Arrow tables, one per event name with only the
+        columns that event has; `_finish_events` inserts them."""
         events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
-        if events:
-            self._staged_uuids.update(e.uuid for e in events)
-            self._staged.append(events_table(events, person_ids, self.columns, self._event_columns))
+        self._staged_uuids.update(e.uuid for e in events)
+        by_name: dict[tuple[str, str], tuple[list[StoredEvent], list[str]]] = {}
+        for event, person in zip(events, person_ids, strict=True):
+            group = by_name.setdefault((event.event, event.project), ([], []))
+            group[0].append(event)
+            group[1].append(person)
+        for (name, project), (group_events, group_persons) in by_name.items():
+            own = self._event_columns.get((project, name), {})
+            columns = [c for c in self.columns if own.get(c.key) is c]
+            self._staged.setdefault((name, project), []).append(
+                events_table(group_events, group_persons, columns, self._event_columns)
+            )
         return 0
 
     def _finish_events(self) -> int:
-        """The insert's events in one statement, without those already stored: sorted
-        and settled when they are a row group's worth or half of one, else appended."""
-        tables, self._staged, self._staged_uuids = self._staged, [], set()
-        if not tables:
+        """Insert the prepared events, without those already stored, one event name at
+        a time in name order, each sorted by time: a row group's worth (or half of
+        one) goes in sorted and `settled`, a smaller insert is appended as it came.
+        Each name's Arrow table is released once DuckDB has its rows, so the two never
+        hold the whole insert at once."""
+        staged, self._staged = self._staged, {}
+        uuids, self._staged_uuids = self._staged_uuids, set()
+        if not uuids:
             return 0
-        staged = pa.concat_tables(tables)
-        del tables  # from here on `staged` alone holds the columns
-        staged = self._not_stored(staged)
-        rows: int = staged.num_rows
+        times = pc.min_max(
+            pa.chunked_array(
+                [t["timestamp"].cast(pa.int64()) for tables in staged.values() for t in tables]
+            )
+        )
+        stored = self._stored_of(uuids, times["min"].as_py(), times["max"].as_py())
+        del uuids
+        found = pa.array(sorted(stored), pa.string())
+        rows: int = sum(t.num_rows for tables in staged.values() for t in tables) - len(stored)
         settled = rows >= self.insert_size // 2
+        for key in sorted(staged):
+            table = pa.concat_tables(staged.pop(key))
+            if stored:
+                table = table.filter(pc.invert(pc.is_in(table["uuid"], value_set=found)))
+            if settled:
+                table = table.sort_by("timestamp")
+            self._insert_staged(table, settled)
+            del table
         if settled:
-            names, columns = staged.column_names, staged.columns
-            del staged
-            staged = by_event_then_time(names, columns)
+            self._wrote_sorted = True
+        else:
+            self._unsettled_rows += rows
+        return rows
+
+    def _insert_staged(self, table: pa.Table, settled: bool) -> None:
+        typed = {c.name for c in self.columns}
         select = ", ".join(
             [
                 "s.uuid::UUID AS uuid",
@@ -337,46 +356,34 @@ class EventStore(Store):
                 "s.violations::JSON AS violations",
                 "s.properties_rest::JSON AS properties_rest",
                 f"{str(settled).lower()} AS settled",
-                *(f"s.{quote(c.name)}" for c in self.columns),
+                *(f"s.{quote(name)}" for name in table.column_names if name in typed),
             ]
         )
-        self._conn.register("staged_events", staged)
+        self._conn.register("staged_events", table)
         try:
-            # A plain projection of the Arrow table: DuckDB keeps its order.
+            # BY NAME: the columns this event lacks are NULL. A plain projection of
+            # the Arrow table, so DuckDB keeps its order.
             self._run(f"INSERT INTO events_data BY NAME SELECT {select} FROM staged_events s")
         finally:
             self._conn.unregister("staged_events")
-        if settled:
-            self._wrote_sorted = True
-        else:
-            self._unsettled_rows += rows
-        return rows
 
-    def _not_stored(self, staged: pa.Table) -> pa.Table:
-        """`staged` without the events already stored: a retry, or a replay of the log."""
-        if not staged.num_rows:
-            return staged
-        times = pc.min_max(staged["timestamp"].cast(pa.int64()))
-        self._conn.register("staged_uuids", staged.select(["uuid"]))
+    def _stored_of(self, uuids: set[str], first: int, last: int) -> set[str]:
+        """Those of `uuids` already stored (a retry, or a replay of the log), looked
+        for among events within a day of `first` and `last` (epoch microseconds)."""
+        self._conn.register("staged_uuids", pa.table({"uuid": pa.array(list(uuids), pa.string())}))
         try:
-            stored = self._run(
+            rows = self._run(
                 """
                 SELECT d.uuid::VARCHAR FROM events_data d
                 WHERE d.timestamp BETWEEN make_timestamptz(?::BIGINT)
                                       AND make_timestamptz(?::BIGINT)
                   AND d.uuid IN (SELECT uuid::UUID FROM staged_uuids)
                 """,
-                [
-                    times["min"].as_py() - DEDUPE_WINDOW_US,
-                    times["max"].as_py() + DEDUPE_WINDOW_US,
-                ],
+                [first - DEDUPE_WINDOW_US, last + DEDUPE_WINDOW_US],
             )
         finally:
             self._conn.unregister("staged_uuids")
-        if not stored:
-            return staged
-        found = pa.array([uuid for (uuid,) in stored], pa.string())
-        return staged.filter(pc.invert(pc.is_in(staged["uuid"], value_set=found)))
+        return {uuid for (uuid,) in rows}
 
     def _settle(self) -> None:
         """Rewrite the table's tail, from the row group of its first unsettled row on,

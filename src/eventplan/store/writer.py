@@ -5,9 +5,10 @@ their sequence number; this thread gathers them into inserts of the size the sto
 asks for (`Store.insert_size`: a whole DuckDB row group, which DuckDB writes
 straight into its file, compressed). When traffic is too slow to fill one within
 `max_wait` seconds, it inserts what came within `interval` instead, so quiet
-projects see their events at once. Waiting batches stay encoded (240 bytes per
-simulated event, against about 1.9 KB decoded) and are decoded a slice at a time
-while they are inserted.
+projects see their events at once. Waiting batches stay encoded (about 500 bytes
+per simulated event, against about 1.9 KB decoded); an insert decodes them a slice
+at a time and lets go of each record's bytes once decoded. If the insert fails,
+its records are read back from the log for the next try.
 
 An insert ends exactly at its size, so the log record that crosses it is split:
 its head goes in now, its tail starts the next insert, and the log position the
@@ -19,6 +20,8 @@ a crash is never lost.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import queue
 import threading
@@ -42,29 +45,47 @@ class WriterStats:
     stored_seq: int = 0
 
 
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+_trim = getattr(_libc, "malloc_trim", None)
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc only): an insert frees
+    a row group's worth of log bytes at once, which glibc would otherwise keep."""
+    if _trim is not None:
+        _trim(0)
+
+
 @dataclass
 class Piece:
-    """Events of one log record: all of it (`ends_record`) or its head or tail."""
+    """Events of one log record: all of it (`ends_record`), or its head or tail."""
 
     seq: int
-    events: bytes | list[StoredEvent]  # still encoded, or decoded once it was split
+    # Still encoded, or decoded once it was split; None once inserted (the log has it).
+    events: bytes | list[StoredEvent] | None
     size: int
     ends_record: bool = True
+    start: int = 0  # where in the record's events it starts
 
     def decoded(self) -> list[StoredEvent]:
+        if self.events is None:
+            raise RuntimeError(f"log record {self.seq} was let go; reload it from the log")
         return decode_events(self.events) if isinstance(self.events, bytes) else self.events
 
     def split(self, at: int) -> tuple[Piece, Piece]:
         events = self.decoded()
         return (
-            Piece(self.seq, events[:at], at, ends_record=False),
-            Piece(self.seq, events[at:], self.size - at, self.ends_record),
+            Piece(self.seq, events[:at], at, ends_record=False, start=self.start),
+            Piece(self.seq, events[at:], self.size - at, self.ends_record, self.start + at),
         )
 
 
 def events_of(pieces: Iterable[Piece]) -> Iterator[StoredEvent]:
+    """The pieces' events in order, letting go of each piece once it is decoded."""
     for piece in pieces:
-        yield from piece.decoded()
+        events = piece.decoded()
+        piece.events = None
+        yield from events
 
 
 def chunks(pieces: Iterable[Piece], size: int) -> Iterator[list[Piece]]:
@@ -214,6 +235,8 @@ class BackgroundWriter:
                 log.exception("store insert failed; retrying in %.1fs", delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                self._reload(pieces)
+        release_free_memory()
         with self._pending_lock:
             self._pending_events -= sum(piece.size for piece in pieces)
             if self._pending_events <= 0:
@@ -221,6 +244,18 @@ class BackgroundWriter:
                 self._hurry.clear()
                 self._idle.set()
         self.wal.release_through(self.stats.stored_seq)
+
+    def _reload(self, pieces: list[Piece]) -> None:
+        """Read the pieces an insert let go of back from the log."""
+        wanted = {piece.seq: piece for piece in pieces if piece.events is None}
+        if not wanted:
+            return
+        for seq, payload in self.wal.replay(min(wanted) - 1):
+            piece = wanted.pop(seq, None)
+            if piece is not None:
+                piece.events = decode_events(payload)[piece.start : piece.start + piece.size]
+            if not wanted or seq > max(wanted, default=seq):
+                break
 
     def _insert(self, pieces: list[Piece], carry: Piece | None = None) -> int:
         """Insert the pieces; the log position becomes the last record stored whole."""
