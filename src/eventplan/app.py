@@ -310,7 +310,7 @@ class Server:
             except OSError as exc:
                 log.error("write-ahead log append failed: %s", exc)
                 raise Unavailable("the server cannot write to disk right now; retry", 5) from exc
-            self.writer.submit(seq, record, len(ingested.events))
+            self.writer.submit(seq, len(ingested.events))
             self.live.publish(ingested.events)
         except CaptureError as exc:
             self.counters[f"http_{exc.status}"] += 1

@@ -13,7 +13,7 @@ from eventplan.store.writer import BackgroundWriter, Piece, chunks, events_of
 from tests.store.test_store import NOW, stored
 
 
-def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, bytes, int]]:
+def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, int]]:
     """`count` log records of `size` events each, written to the log as capture does."""
     written = []
     for record in range(count):
@@ -25,8 +25,7 @@ def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, bytes,
             )
             for i in range(size)
         ]
-        payload = encode_events(events)
-        written.append((wal.write_group([payload]), payload, size))
+        written.append((wal.write_group([encode_events(events)]), size))
     return written
 
 
@@ -36,7 +35,7 @@ def settled_counts(store: EventStore) -> list[tuple[bool, int]]:
 
 
 def test_chunks_end_exactly_at_the_size_and_split_the_record_that_crosses_it() -> None:
-    pieces = [Piece(seq, encode_events([stored() for _ in range(100)]), 100) for seq in (1, 2, 3)]
+    pieces = [Piece(seq, 100) for seq in (1, 2, 3)]
     sizes = [[(p.seq, p.size, p.ends_record) for p in chunk] for chunk in chunks(pieces, 120)]
     assert sizes == [
         [(1, 100, True), (2, 20, False)],
@@ -51,8 +50,8 @@ def test_the_writer_inserts_whole_sorted_row_groups_and_records_the_last_whole_r
     store = EventStore(tmp_path / "w.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, interval=0.2, max_wait=30)
-    for seq, payload, size in records(wal, 6, 100):
-        writer.submit(seq, payload, size)
+    for seq, size in records(wal, 6, 100):
+        writer.submit(seq, size)
     writer.start()  # all 600 wait already: two inserts of 250, then 100 after the interval
     assert writer.flush(timeout=30)
     writer.stop()
@@ -75,7 +74,7 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
     written = records(wal, 3, 100)
     store = EventStore(path, [openchat_plan], insert_size=250)
     writer = BackgroundWriter(store, wal)
-    first, _ = chunks([Piece(seq, payload, size) for seq, payload, size in written], 250)
+    first, _ = chunks([Piece(seq, size) for seq, size in written], 250)
     writer._insert(first)  # records 1 and 2 whole, the head of record 3; then the crash
     assert store.wal_seq() == 2  # the split record is not past the recorded position
     store.close()
@@ -91,18 +90,21 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
     wal.close()
 
 
-def test_an_insert_lets_go_of_its_records_and_a_retry_reads_them_back_from_the_log(
+def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:
     wal = WriteAheadLog(tmp_path / "log")
     written = records(wal, 3, 100)
     store = EventStore(tmp_path / "r.duckdb", [openchat_plan])
     writer = BackgroundWriter(store, wal)
-    _, second, _ = chunks([Piece(seq, payload, size) for seq, payload, size in written], 120)
+    _, second, third = chunks([Piece(seq, size) for seq, size in written], 120)
     assert [(p.seq, p.start, p.size) for p in second] == [(2, 20, 80), (3, 0, 40)]
-    first_try = [event.uuid for event in events_of(second)]
-    assert all(piece.events is None for piece in second)  # the bytes are gone
-    writer._reload(second)
-    assert [event.uuid for event in events_of(second)] == first_try
+    first_try = [event.distinct_id for event in events_of(second, writer._read)]
+    assert first_try == [f"r1-{i}" for i in range(20, 100)] + [f"r2-{i}" for i in range(40)]
+    assert all(piece.events is None for piece in second)  # nothing kept once decoded
+    later = [event.distinct_id for event in events_of(third, writer._read)]
+    assert later == [f"r2-{i}" for i in range(40, 100)]
+    # A retry goes back in the log for them.
+    assert [event.distinct_id for event in events_of(second, writer._read)] == first_try
     store.close()
     wal.close()

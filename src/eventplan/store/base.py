@@ -30,9 +30,6 @@ _violations = msgspec.json.Decoder(list[Violation])
 # none) gets a new server time minutes later. Bounding the search keeps it a scan
 # of recent parts instead of the whole table.
 DEDUPE_WINDOW_US = 24 * 3600 * 1_000_000
-# Events decoded and prepared at a time inside one insert: decoded, an event takes
-# about 1.9 KB of Python objects; prepared as Arrow columns, a few hundred bytes.
-SLICE_EVENTS = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -56,6 +53,9 @@ class Store(ABC):
     dialect: str  # the `query.sql` dialect that reads this store
     location: str  # for messages: a path, or a URL without its password
     insert_size = 20_000  # how many events the writer gathers for one insert
+    # How many of them are decoded and written at a time: decoded, an event takes
+    # about 1.9 KB of Python objects.
+    slice_size = 20_000
 
     def __init__(self, plans: Iterable[Plan]) -> None:
         self._plans = {plan.name: plan for plan in plans}
@@ -129,7 +129,7 @@ class Store(ABC):
         A backend may hold a slice's events back until `_finish_events`. Rows added."""
         self._load_identity()
         added = 0
-        for part in slices(events, SLICE_EVENTS):
+        for part in slices(events, self.slice_size):
             kept, held = self._split(part, quarantine)
             changes = self._identities.apply(kept)
             self._write_identity(changes)

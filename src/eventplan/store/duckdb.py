@@ -103,6 +103,10 @@ ROW_GROUP_ROWS = 122_880  # DuckDB's
 
 class EventStore(Store):
     dialect = "duckdb"
+    # A row group's worth is prepared as Arrow tables a slice at a time (about 440
+    # bytes per event) and inserted at the end; smaller slices bound the decoded
+    # events held at once (5k: 10 MB), at some cost in rate.
+    slice_size = 5_000
 
     def __init__(
         self,
@@ -291,8 +295,11 @@ class EventStore(Store):
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
         """Prepare a slice's events as Arrow tables, one per event name with only the
         columns that event has; `_finish_events` inserts them."""
-        events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
-        self._staged_uuids.update(e.uuid for e in events)
+        uuids = [e.uuid for e in events]
+        if len(set(uuids)) < len(uuids) or not self._staged_uuids.isdisjoint(uuids):
+            events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
+            uuids = [e.uuid for e in events]
+        self._staged_uuids.update(uuids)
         by_name: dict[tuple[str, str], tuple[list[StoredEvent], list[str]]] = {}
         for event, person in zip(events, person_ids, strict=True):
             group = by_name.setdefault((event.event, event.project), ([], []))

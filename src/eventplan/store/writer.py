@@ -1,14 +1,14 @@
 """The background writer: durable log records in, large inserts out.
 
-Capture hands over each acknowledged batch as the bytes it wrote to the log, with
-their sequence number; this thread gathers them into inserts of the size the store
-asks for (`Store.insert_size`: a whole DuckDB row group, which DuckDB writes
-straight into its file, compressed). When traffic is too slow to fill one within
-`max_wait` seconds, it inserts what came within `interval` instead, so quiet
-projects see their events at once. Waiting batches stay encoded (about 500 bytes
-per simulated event, against about 1.9 KB decoded); an insert decodes them a slice
-at a time and lets go of each record's bytes once decoded. If the insert fails,
-its records are read back from the log for the next try.
+Capture hands over each acknowledged batch's log sequence number and size; this
+thread gathers them into inserts of the size the store asks for
+(`Store.insert_size`: a whole DuckDB row group, which DuckDB writes straight into
+its file, compressed). When traffic is too slow to fill one within `max_wait`
+seconds, it inserts what came within `interval` instead, so quiet projects see
+their events at once. Waiting events are not held in memory: the insert reads its
+records back from the log (from the page cache, one pass forward) and decodes them
+a slice at a time. Held as bytes they took about 500 bytes per simulated event,
+decoded about 1.9 KB.
 
 An insert ends exactly at its size, so the log record that crosses it is split:
 its head goes in now, its tail starts the next insert, and the log position the
@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from eventplan.store.base import Store
@@ -61,29 +61,28 @@ class Piece:
     """Events of one log record: all of it (`ends_record`), or its head or tail."""
 
     seq: int
-    # Still encoded, or decoded once it was split; None once inserted (the log has it).
-    events: bytes | list[StoredEvent] | None
     size: int
+    events: list[StoredEvent] | None = None  # None: only in the log, read when inserted
     ends_record: bool = True
     start: int = 0  # where in the record's events it starts
 
-    def decoded(self) -> list[StoredEvent]:
-        if self.events is None:
-            raise RuntimeError(f"log record {self.seq} was let go; reload it from the log")
-        return decode_events(self.events) if isinstance(self.events, bytes) else self.events
-
     def split(self, at: int) -> tuple[Piece, Piece]:
-        events = self.decoded()
+        head = tail = None
+        if self.events is not None:
+            head, tail = self.events[:at], self.events[at:]
         return (
-            Piece(self.seq, events[:at], at, ends_record=False, start=self.start),
-            Piece(self.seq, events[at:], self.size - at, self.ends_record, self.start + at),
+            Piece(self.seq, at, head, ends_record=False, start=self.start),
+            Piece(self.seq, self.size - at, tail, self.ends_record, self.start + at),
         )
 
 
-def events_of(pieces: Iterable[Piece]) -> Iterator[StoredEvent]:
-    """The pieces' events in order, letting go of each piece once it is decoded."""
+def events_of(
+    pieces: Iterable[Piece], read: Callable[[Piece], list[StoredEvent]]
+) -> Iterator[StoredEvent]:
+    """The pieces' events in order, each piece let go of once it is decoded (a retry
+    reads it from the log again)."""
     for piece in pieces:
-        events = piece.decoded()
+        events = piece.events if piece.events is not None else read(piece)
         piece.events = None
         yield from events
 
@@ -121,7 +120,8 @@ class BackgroundWriter:
         self.interval = interval
         self.max_wait = max_wait
         self.stats = WriterStats(stored_seq=store.wal_seq())
-        self._queue: queue.Queue[tuple[int, bytes, int] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._log = wal.reader()
         self._pending_events = 0
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="eventplan-writer", daemon=True)
@@ -137,10 +137,10 @@ class BackgroundWriter:
     def replay(self) -> int:
         """Load whatever the log holds past the store's position; returns events replayed."""
         after = self.store.wal_seq()
+        # Counted now, decoded again when inserted: holding a row group's worth of
+        # decoded events would take about 230 MB.
         records = (
-            Piece(seq, events, len(events))
-            for seq, payload in self.wal.replay(after)
-            for events in [decode_events(payload)]
+            Piece(seq, len(decode_events(payload))) for seq, payload in self.wal.replay(after)
         )
         replayed = 0
         for chunk in chunks(records, self.store.insert_size):
@@ -151,12 +151,12 @@ class BackgroundWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, seq: int, payload: bytes, count: int) -> None:
-        """Hand over log record `seq`: `payload` as `encode_events` made it, of `count` events."""
+    def submit(self, seq: int, count: int) -> None:
+        """Hand over durable log record `seq`, of `count` events."""
         with self._pending_lock:
             self._pending_events += count
         self._idle.clear()
-        self._queue.put((seq, payload, count))
+        self._queue.put((seq, count))
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything submitted so far is in the store."""
@@ -169,6 +169,7 @@ class BackgroundWriter:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._log.close()
 
     def _run(self) -> None:
         carry: Piece | None = None
@@ -235,7 +236,6 @@ class BackgroundWriter:
                 log.exception("store insert failed; retrying in %.1fs", delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                self._reload(pieces)
         release_free_memory()
         with self._pending_lock:
             self._pending_events -= sum(piece.size for piece in pieces)
@@ -245,17 +245,11 @@ class BackgroundWriter:
                 self._idle.set()
         self.wal.release_through(self.stats.stored_seq)
 
-    def _reload(self, pieces: list[Piece]) -> None:
-        """Read the pieces an insert let go of back from the log."""
-        wanted = {piece.seq: piece for piece in pieces if piece.events is None}
-        if not wanted:
-            return
-        for seq, payload in self.wal.replay(min(wanted) - 1):
-            piece = wanted.pop(seq, None)
-            if piece is not None:
-                piece.events = decode_events(payload)[piece.start : piece.start + piece.size]
-            if not wanted or seq > max(wanted, default=seq):
-                break
+    def _read(self, piece: Piece) -> list[StoredEvent]:
+        events = decode_events(self._log.read(piece.seq))
+        if piece.start or piece.size != len(events):
+            events = events[piece.start : piece.start + piece.size]
+        return events
 
     def _insert(self, pieces: list[Piece], carry: Piece | None = None) -> int:
         """Insert the pieces; the log position becomes the last record stored whole."""
@@ -268,7 +262,9 @@ class BackgroundWriter:
             position = min(position, min(split) - 1)
         position = max(position, self.stats.stored_seq)
         count = sum(piece.size for piece in pieces)
-        added = self.store.insert(events_of(pieces), position, self.quarantine, self.forward)
+        added = self.store.insert(
+            events_of(pieces, self._read), position, self.quarantine, self.forward
+        )
         self.stats.inserted += added
         self.stats.duplicates += count - added
         self.stats.batches += 1
