@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from eventplan.store.wal import WriteAheadLog
 
 
@@ -48,4 +50,19 @@ def test_released_segments_are_deleted(tmp_path: Path) -> None:
     after = len(list((tmp_path / "log").glob("wal-*.log")))
     assert after < before
     assert [seq for seq, _ in wal.replay(8)] == [9, 10]
+    wal.close()
+
+
+def test_the_reader_reads_records_back_across_segments_forward_and_back(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path / "log", segment_bytes=64)  # a new segment every record
+    for index in range(1, 7):
+        wal.write_group([b"record %d" % index * 10])
+    assert len(list((tmp_path / "log").glob("wal-*.log"))) > 3
+    reader = wal.reader()
+    assert [reader.read(seq) for seq in (2, 3, 5)] == [b"record %d" % n * 10 for n in (2, 3, 5)]
+    assert reader.read(5) == b"record 5" * 10  # the same one again
+    assert reader.read(1) == b"record 1" * 10  # and back
+    with pytest.raises(LookupError, match="record 7"):
+        reader.read(7)  # never written
+    reader.close()
     wal.close()

@@ -161,7 +161,8 @@ class BackgroundWriter:
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything submitted so far is in the store."""
         deadline = time.monotonic() + timeout
-        self._hurry.set()
+        if self._pending_events:
+            self._hurry.set()  # insert what has come rather than wait to fill a row group
         while self._pending_events and time.monotonic() < deadline:
             self._idle.wait(0.05)
         return self._pending_events == 0
