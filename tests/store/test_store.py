@@ -121,6 +121,38 @@ def alias(distinct_id: str, other: str, at: datetime) -> StoredEvent:
     return event
 
 
+def test_identity_from_many_slices_is_written_once_as_if_one_at_a_time(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    def people_of(events: list[StoredEvent]) -> list[StoredEvent]:
+        return [msgspec.structs.replace(e) for e in events]
+
+    events = [stored(distinct_id=who, at=NOW + timedelta(seconds=i)) for i, who in enumerate("abc")]
+    events[0].set = {"plan": "free", "seats": 1}
+    events += [alias("b", "a", NOW + timedelta(minutes=1))]  # a's person into b's
+    identify = stored("$identify", "c", NOW + timedelta(minutes=2))
+    identify.properties["$anon_distinct_id"] = "b"  # b's (and a's) into c's
+    identify.set = {"plan": "pro"}
+    events += [identify, stored(distinct_id="a", at=NOW + timedelta(minutes=3))]
+    one_by_one = open_store(str(tmp_path / "one.duckdb"), [openchat_plan])
+    for seq, event in enumerate(people_of(events), 1):
+        one_by_one.insert([event], seq)
+    sliced = open_store(str(tmp_path / "sliced.duckdb"), [openchat_plan])
+    sliced.slice_size = 1  # every event its own slice, all in one insert
+    sliced.insert(people_of(events), 1)
+    for query in (
+        "SELECT distinct_id, person_id FROM person_distinct_ids ORDER BY ALL",
+        "SELECT person_id, properties FROM persons ORDER BY ALL",
+        "SELECT old_person_id, person_id FROM person_overrides ORDER BY ALL",
+        "SELECT distinct_id, person_id FROM events ORDER BY ALL",
+    ):
+        assert sliced.sql(query)[1] == one_by_one.sql(query)[1], query
+    _, [[persons]] = sliced.sql("SELECT count(DISTINCT person_id) FROM events")
+    assert persons == 1
+    one_by_one.close()
+    sliced.close()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_merges_chain_across_restarts_and_older_stores_derive_their_overrides(
     backend: str, tmp_path: Path, openchat_plan: Plan

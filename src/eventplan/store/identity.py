@@ -41,6 +41,19 @@ class IdentityChanges:
     overrides: dict[Key, str] = field(default_factory=dict)
     groups: list[GroupUpdate] = field(default_factory=list)
 
+    def absorb(self, later: IdentityChanges) -> None:
+        """Fold in the changes of a later batch, so both are written at once: where
+        they disagree, the later one is the state now."""
+        self.person_ids = []  # each batch's own; its events have taken them
+        self.distinct_ids.update(later.distinct_ids)
+        self.overrides.update(later.overrides)
+        self.groups.extend(later.groups)
+        gone = set(later.gone)
+        self.people = {k: v for k, v in self.people.items() if k not in gone}
+        self.people.update(later.people)
+        self.gone = [k for k in self.gone if k not in later.people and k not in gone]
+        self.gone.extend(later.gone)
+
 
 def person_for(project: str, distinct_id: str) -> str:
     # Deterministic, so replaying the log after a crash gives the same ids.
