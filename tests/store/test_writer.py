@@ -52,7 +52,7 @@ def test_the_writer_inserts_whole_sorted_row_groups_and_records_the_last_whole_r
     writer = BackgroundWriter(store, wal, interval=0.2, max_wait=30)
     for seq, size in records(wal, 6, 100):
         writer.submit(seq, size)
-    writer.start()  # all 600 wait already: two inserts of 250, then 100 after the interval
+    writer.start()  # all 600 wait already: two inserts of 250, then the last 100 at once
     assert writer.flush(timeout=30)
     writer.stop()
     assert writer.stats.inserted == 600
