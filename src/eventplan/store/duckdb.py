@@ -295,11 +295,8 @@ class EventStore(Store):
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
         """Prepare a slice's events as Arrow tables, one per event name with only the
         columns that event has; `_finish_events` inserts them."""
-        uuids = [e.uuid for e in events]
-        if len(set(uuids)) < len(uuids) or not self._staged_uuids.isdisjoint(uuids):
-            events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
-            uuids = [e.uuid for e in events]
-        self._staged_uuids.update(uuids)
+        events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
+        self._staged_uuids.update(e.uuid for e in events)
         by_name: dict[tuple[str, str], tuple[list[StoredEvent], list[str]]] = {}
         for event, person in zip(events, person_ids, strict=True):
             group = by_name.setdefault((event.event, event.project), ([], []))

@@ -43,7 +43,8 @@ def first_received(
 ) -> list[StoredEvent]:
     """One event per uuid, the first received, none of those in `skip` (already
     stored). A batch with nothing to drop comes back as the same list."""
-    if not skip and len({e.uuid for e in events}) == len(events):
+    uuids = {e.uuid for e in events}
+    if len(uuids) == len(events) and skip.isdisjoint(uuids):
         return events
     seen = set(skip)
     kept = []
