@@ -6,9 +6,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from eventplan.plan import Plan
 from eventplan.plan.loader import read_plan_text
-from eventplan.plan.validator import Validator, Verdict
+from eventplan.plan.posthog import COMMON_DOLLAR_PROPERTIES
+from eventplan.plan.validator import Validator, Verdict, accepts, check_value
+from tests.plan.test_schema import features, json_values, near_misses
 
 STREAM = {
     "chat_id": "c-1",
@@ -120,6 +125,38 @@ def test_fast_path_agrees_with_exact_path(
     raw = msgspec.json.encode(event.get("properties", {}))
     fast = openchat_validator.check_raw(event.get("event"), raw)
     assert fast == openchat_validator.check(event)
+
+
+@pytest.mark.parametrize("plan_name", ["openchat", "features"])
+def test_the_quick_accept_never_passes_a_value_the_full_check_refuses(
+    openchat_plan: Plan, plan_name: str
+) -> None:
+    plan = openchat_plan if plan_name == "openchat" else features()
+    props = [p for event in plan.events for p in plan.properties_of(event).values()]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.data())
+    def implies(data: st.DataObject) -> None:
+        prop = data.draw(st.sampled_from(props))
+        value = data.draw(near_misses(prop) | json_values)
+        if accepts(prop)(value):
+            assert check_value(prop, value) is None, (prop.name, value)
+
+    implies()
+    # ...and it is not a test that refuses everything: the usual values pass it.
+    stream_props = openchat_plan.properties_of("chat_message_stream")
+    assert accepts(stream_props["status"])("completed")
+    assert accepts(stream_props["duration_ms"])(1200)
+    assert accepts(stream_props["ip_hash"])("9f86d081884c7d65")
+
+
+def test_a_browser_event_with_posthog_js_keys_is_valid_on_both_paths(
+    openchat_validator: Validator,
+) -> None:
+    event = stream(**{key: "x" for key in COMMON_DOLLAR_PROPERTIES})
+    raw = msgspec.json.encode(event["properties"])
+    assert openchat_validator.check_raw(event["event"], raw) == openchat_validator.check(event)
+    assert openchat_validator.check(event).verdict == "valid"
 
 
 def test_a_violation_says_what_was_expected_and_received(openchat_validator: Validator) -> None:

@@ -11,6 +11,9 @@ from typing import Final
 
 PLAIN_BUILTIN_PROPERTIES: Final = frozenset({"token", "distinct_id", "title", "alias"})
 
+# The `$` properties posthog-node and posthog-python put on an ordinary capture.
+SERVER_LIBRARY_PROPERTIES: Final = ("$lib", "$lib_version", "$geoip_disable", "$groups")
+
 # The `$` properties posthog-js, posthog-node and posthog-python send on ordinary
 # events (read off their wire format). The validator's fast path knows these by
 # name so an ordinary event is checked in one decode; any other `$` key is still

@@ -15,14 +15,19 @@ checks that `jsonschema` and this validator agree on valid versus not.
 from __future__ import annotations
 
 import calendar
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from eventplan.plan.model import Event, Plan, Property, Scalar
-from eventplan.plan.posthog import COMMON_DOLLAR_PROPERTIES, PLAIN_BUILTIN_PROPERTIES
+from eventplan.plan.posthog import (
+    COMMON_DOLLAR_PROPERTIES,
+    PLAIN_BUILTIN_PROPERTIES,
+    SERVER_LIBRARY_PROPERTIES,
+)
 
 VerdictName = Literal["valid", "invalid", "unplanned"]
 VIOLATION_CODES: Final = (
@@ -180,6 +185,48 @@ def check_value(prop: Property, value: Any) -> Violation | None:
     return None
 
 
+def accepts(prop: Property) -> Callable[[Any], bool]:
+    """A quick test that passes only values `check_value` accepts (it may refuse some
+    that `check_value` accepts; `check_value` then decides). It lets the exact path
+    skip the full check for the many properties of an invalid event that are fine."""
+    nullable = prop.nullable
+    if prop.enum is not None:
+        if not all(isinstance(option, str) for option in prop.enum):
+            return _refuse
+        # A str is never equal to a non-str, so membership is exact for text enums.
+        options = frozenset(prop.enum)
+        return lambda v: (type(v) is str and v in options) or (v is None and nullable)
+    if prop.type == "boolean":
+        return (lambda v: v is True or v is False or v is None) if nullable else _is_bool
+    low, high = prop.minimum, prop.maximum
+    if prop.type in ("integer", "number"):
+        kinds = (int,) if prop.type == "integer" else (int, float)
+        low_ = -math.inf if low is None else low
+        high_ = math.inf if high is None else high
+        return lambda v: (type(v) in kinds and low_ <= v <= high_) or (v is None and nullable)
+    shortest = prop.min_length or 0
+    longest = math.inf if prop.max_length is None else prop.max_length
+    search = re.compile(prop.pattern).search if prop.pattern is not None else None
+    is_date = prop.type == "datetime"
+    return lambda v: (
+        (
+            type(v) is str
+            and shortest <= len(v) <= longest
+            and (search is None or search(v) is not None)
+            and (not is_date or is_datetime(v))
+        )
+        or (v is None and nullable)
+    )
+
+
+def _refuse(value: Any) -> bool:
+    return False
+
+
+def _is_bool(value: Any) -> bool:
+    return value is True or value is False
+
+
 def _in_enum(value: Any, enum: tuple[Scalar, ...]) -> bool:
     # `True == 1` in Python; JSON does not think so, and neither do we.
     return any(
@@ -238,17 +285,27 @@ def _fast_type(prop: Property) -> Any:
 
 
 class _CompiledEvent:
-    __slots__ = ("converted", "datetime_fields", "decoder", "known", "name", "properties")
+    __slots__ = (
+        "checks",
+        "converters",
+        "datetime_fields",
+        "decoders",
+        "known",
+        "name",
+        "properties",
+    )
 
     def __init__(self, plan: Plan, event: Event) -> None:
         self.name = event.name
         self.properties = plan.properties_of(event.name)
+        self.checks = tuple((name, prop, accepts(prop)) for name, prop in self.properties.items())
         self.known = frozenset(self.properties) | PLAIN_BUILTIN_PROPERTIES
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
         rename: dict[str, str] = {}
         datetime_fields: list[str] = []
-        self.decoder: msgspec.json.Decoder[Any] | None = None
-        self.converted: type[msgspec.Struct] | None = None
+        # Tried in order; an unknown key moves on to the next (see `_tiers`).
+        self.decoders: tuple[msgspec.json.Decoder[Any], ...] = ()
+        self.converters: tuple[type[msgspec.Struct], ...] = ()
         for index, prop in enumerate(self.properties.values()):
             annotation = _fast_type(prop)
             if annotation is None:
@@ -259,28 +316,76 @@ class _CompiledEvent:
             if prop.type == "datetime":
                 datetime_fields.append(field)
         self.datetime_fields = tuple(datetime_fields)
-        # Unknown keys make the fast check fail (then the exact path decides), so
-        # PostHog's usual keys are declared: skipped undecoded as Raw from JSON
-        # bytes, passed through as Any from Python objects.
-        forbid_unknown = plan.unplanned_properties != "allow"
         name = "Props_" + re.sub(r"\W", "_", event.name)
-        for kind, extra_type in (("raw", msgspec.Raw), ("objects", Any)):
-            all_fields = list(fields)
-            all_rename = dict(rename)
-            if forbid_unknown:
-                builtins = (*PLAIN_BUILTIN_PROPERTIES, *COMMON_DOLLAR_PROPERTIES)
-                for index, key in enumerate(k for k in builtins if k not in self.properties):
+        decoders = []
+        converters = []
+        for tier in _tiers(plan):
+            # PostHog's own keys are declared so they are not unknown: skipped
+            # undecoded as Raw from JSON bytes, passed through as Any from objects.
+            for extra_type in (msgspec.Raw, Any):
+                all_fields = list(fields)
+                all_rename = dict(rename)
+                for index, key in enumerate(k for k in tier if k not in self.properties):
                     all_rename[f"b{index}"] = key
                     all_fields.append((f"b{index}", extra_type, None))
-            # Required fields come first in a Struct; the order means nothing in JSON.
-            all_fields.sort(key=len)
-            struct = msgspec.defstruct(
-                name, all_fields, rename=all_rename, forbid_unknown_fields=forbid_unknown, gc=False
-            )
-            if kind == "raw":
-                self.decoder = msgspec.json.Decoder(struct)
-            else:
-                self.converted = struct
+                struct = msgspec.defstruct(
+                    name,
+                    all_fields,
+                    rename=all_rename,
+                    forbid_unknown_fields=plan.unplanned_properties != "allow",
+                    gc=False,
+                    kw_only=True,  # required and optional fields in any order
+                )
+                if extra_type is Any:
+                    converters.append(struct)
+                else:
+                    decoders.append(msgspec.json.Decoder(struct))
+        self.decoders = tuple(decoders)
+        self.converters = tuple(converters)
+
+    # The first Struct that knows every key decides; none decides no (the exact path will).
+
+    def fits(self, properties: Mapping[str, Any]) -> bool:
+        for struct in self.converters:
+            try:
+                return self._datetimes_ok(msgspec.convert(properties, struct))
+            except msgspec.ValidationError as error:
+                if not _unknown_key(error):
+                    return False
+        return False
+
+    def fits_raw(self, raw_properties: bytes | msgspec.Raw) -> bool:
+        for decoder in self.decoders:
+            try:
+                return self._datetimes_ok(decoder.decode(raw_properties))
+            except msgspec.ValidationError as error:
+                if not _unknown_key(error):
+                    return False
+        return False
+
+    def _datetimes_ok(self, props: Any) -> bool:
+        return not self.datetime_fields or all(
+            getattr(props, f) is None or is_datetime(getattr(props, f))
+            for f in self.datetime_fields
+        )
+
+
+def _tiers(plan: Plan) -> tuple[tuple[str, ...], ...]:
+    """The PostHog keys each fast-path Struct declares besides the plan's, in the order
+    they are tried. An unknown key makes the fast check fail (the exact path then
+    decides), so every usual key must be declared, but each declared field costs every
+    decode (msgspec fills its default): the server libraries' few keys go first, a
+    browser's dozens second. A browser event fails the first within its first keys."""
+    if plan.unplanned_properties == "allow":
+        return ((),)  # unknown keys are fine: nothing to declare
+    return (
+        (*PLAIN_BUILTIN_PROPERTIES, *SERVER_LIBRARY_PROPERTIES),
+        (*PLAIN_BUILTIN_PROPERTIES, *COMMON_DOLLAR_PROPERTIES),
+    )
+
+
+def _unknown_key(error: msgspec.ValidationError) -> bool:
+    return str(error).startswith("Object contains unknown field")
 
 
 class RawEvent(msgspec.Struct, gc=False):
@@ -361,38 +466,21 @@ class Validator:
         compiled = self._events.get(name)
         if compiled is None:
             return self._unplanned_event(name)
-        if compiled.converted is not None:
-            try:
-                props = msgspec.convert(properties, compiled.converted)
-            except msgspec.ValidationError:
-                pass
-            else:
-                if self._datetimes_ok(compiled, props):
-                    return VALID
+        if compiled.fits(properties):
+            return VALID
         return self._exact(compiled, properties)
-
-    @staticmethod
-    def _datetimes_ok(compiled: _CompiledEvent, props: Any) -> bool:
-        return not compiled.datetime_fields or all(
-            getattr(props, f) is None or is_datetime(getattr(props, f))
-            for f in compiled.datetime_fields
-        )
 
     def check_raw(self, name: Any, raw_properties: bytes | msgspec.Raw) -> Verdict:
         """The verdict for an event whose properties are still JSON bytes (the fast path)."""
         compiled = self._events.get(name) if isinstance(name, str) else None
-        if compiled is not None and compiled.decoder is not None:
-            try:
-                props = compiled.decoder.decode(raw_properties)
-            except msgspec.ValidationError:
-                pass
-            else:
-                if self._datetimes_ok(compiled, props):
-                    return VALID
+        if compiled is not None and compiled.fits_raw(raw_properties):
+            return VALID
         try:
             properties = _PROPERTIES_DECODER.decode(raw_properties)
         except msgspec.ValidationError:
             properties = None
+        if compiled is not None and isinstance(properties, dict):
+            return self._exact(compiled, properties)  # the fast path has had its say
         return self.check_properties(name, properties)
 
     def check_batch(self, body: bytes) -> list[tuple[RawEvent, Verdict]]:
@@ -404,7 +492,7 @@ class Validator:
 
     def _exact(self, compiled: _CompiledEvent, properties: Mapping[str, Any]) -> Verdict:
         violations: list[Violation] = []
-        for name, prop in compiled.properties.items():
+        for name, prop, accept in compiled.checks:
             if name not in properties:
                 if prop.required:
                     violations.append(
@@ -417,7 +505,10 @@ class Validator:
                         )
                     )
                 continue
-            problem = check_value(prop, properties[name])
+            value = properties[name]
+            if accept(value):
+                continue
+            problem = check_value(prop, value)
             if problem is not None:
                 violations.append(problem)
         policy = self.plan.unplanned_properties
