@@ -153,6 +153,13 @@ class EventStore(Store):
         """Execute and fetch everything (DuckDB 2 wants each result finished)."""
         return self._conn.execute(sql, parameters or []).fetchall()
 
+    def _run_on(self, name: str, table: pa.Table, sql: str) -> list[Any]:
+        """`_run` with `table` readable as `name`. Not `register`: DuckDB holds a
+        registered table until the transaction commits, so an insert's Arrow staging
+        (about 64 MB a row group) stayed alive beside DuckDB's own copy of the rows."""
+        result = self._conn.from_arrow(table).query(name, sql)
+        return result.fetchall() if result is not None else []
+
     # -- schema ------------------------------------------------------------------
 
     def _ensure_schema(self) -> None:
@@ -363,30 +370,27 @@ class EventStore(Store):
                 *(f"s.{quote(name)}" for name in table.column_names if name in typed),
             ]
         )
-        self._conn.register("staged_events", table)
-        try:
-            # BY NAME: the columns this event lacks are NULL. A plain projection of
-            # the Arrow table, so DuckDB keeps its order.
-            self._run(f"INSERT INTO events_data BY NAME SELECT {select} FROM staged_events s")
-        finally:
-            self._conn.unregister("staged_events")
+        # BY NAME: the columns this event lacks are NULL. A plain projection of the
+        # Arrow table, so DuckDB keeps its order.
+        self._run_on(
+            "staged_events",
+            table,
+            f"INSERT INTO events_data BY NAME SELECT {select} FROM staged_events s",
+        )
 
     def _stored_of(self, uuids: set[str], first: int, last: int) -> set[str]:
         """Those of `uuids` already stored (a retry, or a replay of the log), looked
         for among events within a day of `first` and `last` (epoch microseconds)."""
-        self._conn.register("staged_uuids", pa.table({"uuid": pa.array(list(uuids), pa.string())}))
-        try:
-            rows = self._run(
-                """
-                SELECT d.uuid::VARCHAR FROM events_data d
-                WHERE d.timestamp BETWEEN make_timestamptz(?::BIGINT)
-                                      AND make_timestamptz(?::BIGINT)
-                  AND d.uuid IN (SELECT uuid::UUID FROM staged_uuids)
-                """,
-                [first - DEDUPE_WINDOW_US, last + DEDUPE_WINDOW_US],
-            )
-        finally:
-            self._conn.unregister("staged_uuids")
+        rows = self._run_on(
+            "staged_uuids",
+            pa.table({"uuid": pa.array(list(uuids), pa.string())}),
+            f"""
+            SELECT d.uuid::VARCHAR FROM events_data d
+            WHERE d.timestamp BETWEEN make_timestamptz({int(first - DEDUPE_WINDOW_US)})
+                                  AND make_timestamptz({int(last + DEDUPE_WINDOW_US)})
+              AND d.uuid IN (SELECT uuid::UUID FROM staged_uuids)
+            """,
+        )
         return {uuid for (uuid,) in rows}
 
     def _settle(self) -> None:
@@ -436,23 +440,20 @@ class EventStore(Store):
         self._settle_at = self.sorted_rows
 
     def _insert_quarantine(self, events: list[StoredEvent]) -> int:
-        staged = quarantine_table(events)
-        self._conn.register("staged_quarantine", staged)
-        try:
-            rows = self._run(
-                """
-                INSERT INTO quarantine
-                SELECT s.uuid::UUID, s.event, s.distinct_id, s.timestamp, s.created_at,
-                       s.project, s.ip_hash, s.properties::JSON, s.person_set::JSON,
-                       s.person_set_once::JSON, s.verdict, s.violations::JSON
-                FROM staged_quarantine s
-                WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.uuid = s.uuid::UUID)
-                QUALIFY row_number() OVER (PARTITION BY s.uuid) = 1
-                """
-            )
-            return int(rows[0][0])
-        finally:
-            self._conn.unregister("staged_quarantine")
+        rows = self._run_on(
+            "staged_quarantine",
+            quarantine_table(events),
+            """
+            INSERT INTO quarantine
+            SELECT s.uuid::UUID, s.event, s.distinct_id, s.timestamp, s.created_at,
+                   s.project, s.ip_hash, s.properties::JSON, s.person_set::JSON,
+                   s.person_set_once::JSON, s.verdict, s.violations::JSON
+            FROM staged_quarantine s
+            WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.uuid = s.uuid::UUID)
+            QUALIFY row_number() OVER (PARTITION BY s.uuid) = 1
+            """,
+        )
+        return int(rows[0][0])
 
     # -- identity ----------------------------------------------------------------
 
@@ -484,7 +485,7 @@ class EventStore(Store):
             rounds[updates_of[which]].append(group)
             updates_of[which] += 1
         for updates in rounds:
-            self._conn.register(
+            self._run_on(
                 "staged_groups",
                 pa.table(
                     {
@@ -495,28 +496,25 @@ class EventStore(Store):
                         "updated_at": pa.array([g.timestamp for g in updates], TIME),
                     }
                 ),
-            )
-            self._run(
                 """
                 INSERT INTO groups SELECT project, group_type, group_key, properties::JSON,
                   updated_at FROM staged_groups
                 ON CONFLICT DO UPDATE SET
                   properties = json_merge_patch(groups.properties, excluded.properties),
                   updated_at = excluded.updated_at
-                """
+                """,
             )
-            self._conn.unregister("staged_groups")
         for table, mapping, key in (
             ("person_distinct_ids", changes.distinct_ids, "distinct_id"),
             ("person_overrides", changes.overrides, "old_person_id"),
         ):
             if mapping:
-                self._conn.register("staged_identity", identity_table(mapping, key))
-                self._run(
+                self._run_on(
+                    "staged_identity",
+                    identity_table(mapping, key),
                     f"INSERT OR REPLACE INTO {table} "
-                    f"SELECT project, {key}, person_id FROM staged_identity"
+                    f"SELECT project, {key}, person_id FROM staged_identity",
                 )
-                self._conn.unregister("staged_identity")
         if changes.people:
             table = pa.table(
                 {
@@ -525,15 +523,15 @@ class EventStore(Store):
                     "properties": [_json.encode(v).decode() for v in changes.people.values()],
                 }
             )
-            self._conn.register("staged_people", table)
-            self._run(
+            self._run_on(
+                "staged_people",
+                table,
                 """
                 INSERT INTO persons
                 SELECT project, person_id, properties::JSON, now() FROM staged_people
                 ON CONFLICT DO UPDATE SET properties = excluded.properties
-                """
+                """,
             )
-            self._conn.unregister("staged_people")
         for project, person in changes.gone:
             self._run(
                 "DELETE FROM persons WHERE project = ? AND person_id = ?::UUID", [project, person]
@@ -545,14 +543,12 @@ class EventStore(Store):
         """Queue events for PostHog in the insert's transaction: stored means queued."""
         if not events:
             return
-        self._conn.register("staged_outbox", outbox_table(events))
-        try:
-            self._run(
-                "INSERT OR IGNORE INTO outbox SELECT uuid, project, payload, now(), 0, now(), "
-                "'pending', NULL FROM staged_outbox"
-            )
-        finally:
-            self._conn.unregister("staged_outbox")
+        self._run_on(
+            "staged_outbox",
+            outbox_table(events),
+            "INSERT OR IGNORE INTO outbox SELECT uuid, project, payload, now(), 0, now(), "
+            "'pending', NULL FROM staged_outbox",
+        )
 
     def outbox_due(self, project: str, limit: int) -> list[tuple[str, str, int]]:
         """Pending (uuid, payload, attempts) whose next attempt is due, oldest first."""
@@ -567,27 +563,23 @@ class EventStore(Store):
 
     def outbox_delivered(self, uuids: list[str]) -> None:
         with self._lock, self._transaction():
-            self._outbox_update(
-                "DELETE FROM outbox WHERE uuid IN (SELECT uuid FROM ids)", uuids, []
-            )
+            self._run("DELETE FROM outbox WHERE uuid IN (SELECT unnest(?::VARCHAR[]))", [uuids])
 
     def outbox_retry_later(self, uuids: list[str], delay_seconds: float, error: str) -> None:
         with self._lock, self._transaction():
-            self._outbox_update(
+            self._run(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
                 "next_attempt = now() + to_microseconds(?::BIGINT) "
-                "WHERE uuid IN (SELECT uuid FROM ids)",
-                uuids,
-                [error, int(delay_seconds * 1_000_000)],
+                "WHERE uuid IN (SELECT unnest(?::VARCHAR[]))",
+                [error, int(delay_seconds * 1_000_000), uuids],
             )
 
     def outbox_failed(self, uuids: list[str], error: str) -> None:
         with self._lock, self._transaction():
-            self._outbox_update(
+            self._run(
                 "UPDATE outbox SET attempts = attempts + 1, state = 'failed', last_error = ? "
-                "WHERE uuid IN (SELECT uuid FROM ids)",
-                uuids,
-                [error],
+                "WHERE uuid IN (SELECT unnest(?::VARCHAR[]))",
+                [error, uuids],
             )
 
     def outbox_requeue_failed(self, project: str | None = None) -> int:
@@ -598,13 +590,6 @@ class EventStore(Store):
                 [project, project],
             )
         return int(rows[0][0]) if rows else 0
-
-    def _outbox_update(self, sql: str, uuids: list[str], params: list[Any]) -> None:
-        self._conn.register("ids", pa.table({"uuid": pa.array(uuids, pa.string())}))
-        try:
-            self._run(sql, params)
-        finally:
-            self._conn.unregister("ids")
 
     def record_alert_changes(self, changes: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -636,11 +621,10 @@ class EventStore(Store):
 
     def delete_quarantined(self, uuids: list[str]) -> None:
         with self._lock:
-            self._conn.register("moved", pa.table({"uuid": pa.array(uuids, pa.string())}))
-            try:
-                self._run("DELETE FROM quarantine WHERE uuid IN (SELECT uuid::UUID FROM moved)")
-            finally:
-                self._conn.unregister("moved")
+            self._run(
+                "DELETE FROM quarantine WHERE uuid IN (SELECT unnest(?::VARCHAR[])::UUID)",
+                [uuids],
+            )
 
     # -- reading -----------------------------------------------------------------
 
