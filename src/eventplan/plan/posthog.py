@@ -16,8 +16,9 @@ SERVER_LIBRARY_PROPERTIES: Final = ("$lib", "$lib_version", "$geoip_disable", "$
 
 # The `$` properties posthog-js, posthog-node and posthog-python send on ordinary
 # events (read off their wire format). The validator's fast path knows these by
-# name so an ordinary event is checked in one decode; any other `$` key is still
-# allowed, it just takes the exact path.
+# name so an ordinary event is checked in one decode (a browser's in two: the first,
+# with the server libraries' keys only, fails within its first keys); any other `$` key is
+# still allowed, it just takes the exact path.
 COMMON_DOLLAR_PROPERTIES: Final = (
     "$lib",
     "$lib_version",
