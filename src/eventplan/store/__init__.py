@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from eventplan.plan.model import Plan
 from eventplan.store.base import QueryError, Store
+from eventplan.store.memory import allocate_arrow_from_the_c_heap
 
 __all__ = ["QueryError", "Store", "is_url", "local_base", "open_store"]
 
@@ -43,6 +44,7 @@ def open_store(
 ) -> Store:
     """The store `db` names. `memory_limit` bounds DuckDB's buffer pool (e.g. "128MB");
     a ClickHouse server takes its own limits as URL settings (`?max_memory_usage=…`)."""
+    allocate_arrow_from_the_c_heap()
     if is_url(db):
         from eventplan.store.clickhouse import ClickHouseStore, Engine
 
