@@ -11,8 +11,17 @@ from typing import Final
 
 PLAIN_BUILTIN_PROPERTIES: Final = frozenset({"token", "distinct_id", "title", "alias"})
 
-# The `$` properties posthog-node and posthog-python put on an ordinary capture.
-SERVER_LIBRARY_PROPERTIES: Final = ("$lib", "$lib_version", "$geoip_disable", "$groups")
+# The `$` properties posthog-node and posthog-python put on an ordinary capture
+# (read off their sources: `$process_person_profile` for a personless event,
+# `$session_id` from a context).
+SERVER_LIBRARY_PROPERTIES: Final = (
+    "$lib",
+    "$lib_version",
+    "$geoip_disable",
+    "$groups",
+    "$process_person_profile",
+    "$session_id",
+)
 
 # The `$` properties posthog-js, posthog-node and posthog-python send on ordinary
 # events (read off their wire format). The validator's fast path knows these by
