@@ -51,7 +51,6 @@ from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store import QueryError, local_base, open_store
 from eventplan.store.forward import Forwarder, Target
-from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import BackgroundWriter
 from eventplan.web.live import LiveFeed
@@ -304,7 +303,7 @@ class Server:
                 request.headers.get("x-forwarded-for"),
                 now_us(),
             )
-            record = encode_events(ingested.events)
+            record = self.store.layout.encode(ingested.events)
             try:
                 seq = await self.wal.append(record)
             except OSError as exc:
