@@ -92,22 +92,6 @@ FITS: dict[PropertyType, Callable[[Any], Any]] = {
 }
 
 
-class _Never:
-    """The type of no value: numbers always go through their fit, which checks the
-    range an integer column holds and refuses what JSON cannot."""
-
-
-# The type whose values a column takes as they are (`type(value) is` it: a bool is
-# not taken for text), without calling its fit.
-EXACT: dict[PropertyType, type] = {
-    "string": str,
-    "datetime": str,
-    "boolean": bool,
-    "integer": _Never,
-    "number": _Never,
-}
-
-
 def _text(value: Any) -> str | None:
     return _json.encode(value).decode() if value else None
 
@@ -122,9 +106,8 @@ class RowLayout:
         self.columns = columns
         self.schema = pa.schema([*FIXED, *((c.name, ARROW_TYPES[c.type]) for c in columns)])
         self._event_columns = event_columns
-        # Per (project, event): each planned key's column, the Python type that goes
-        # in as it is, and the fit for any other value; looked up once.
-        self._targets: dict[tuple[str, str], dict[str, tuple[str, type, Callable[[Any], Any]]]] = {}
+        # Per (project, event): each planned key's column and fit, looked up once.
+        self._targets: dict[tuple[str, str], dict[str, tuple[str, Callable[[Any], Any]]]] = {}
         self._parse = pa_json.ParseOptions(
             explicit_schema=self.schema, unexpected_field_behavior="error"
         )
@@ -140,7 +123,7 @@ class RowLayout:
         targets = self._targets.get(which)
         if targets is None:
             targets = self._targets[which] = {
-                key: (column.name, EXACT[column.type], FITS[column.type])
+                key: (column.name, FITS[column.type])
                 for key, column in self._event_columns.get(which, {}).items()
             }
         row: dict[str, Any] = {
@@ -156,15 +139,11 @@ class RowLayout:
         rest: dict[str, Any] = {}
         for key, value in event.properties.items():
             target = targets.get(key)
-            if target is not None:
-                if type(value) is target[1]:  # the common case, without a call
-                    row[target[0]] = value
+            if target is not None and value is not None:
+                stored = target[1](value)
+                if stored is not _NO:
+                    row[target[0]] = stored
                     continue
-                if value is not None:
-                    stored = target[2](value)
-                    if stored is not _NO:
-                        row[target[0]] = stored
-                        continue
             rest[key] = value
         if rest:
             row["properties_rest"] = _json.encode(rest).decode()
@@ -288,8 +267,7 @@ def slice_by_event(
         mask = pc.and_(pc.equal(table["event"], name), pc.equal(table["project"], project))
         part = table.filter(mask)
         keep = [*fixed, "person_id", *(c.name for c in layout.own_columns(project, name))]
-        present = set(part.column_names)
-        yield (name, project), part.select([c for c in keep if c in present])
+        yield (name, project), part.select([c for c in keep if c in part.column_names])
 
 
 def quarantine_table(events: list[StoredEvent]) -> pa.Table:

@@ -2,10 +2,7 @@
 
 Records are appended to segment files and fsync'd in groups: while one fsync runs,
 the requests that arrive meanwhile queue up and share the next one (group commit),
-so durability costs one fsync per burst, not per request. The log's own thread
-starts the next group the moment an fsync returns, without a round trip through
-the event loop: under load the loop is busy with requests, and waiting for it
-made each group take about 55 ms where its write and fsync took 10. Each record carries a
+so durability costs one fsync per burst, not per request. Each record carries a
 sequence number and a CRC; a torn record at the end of the last segment (the
 process died mid-write, before acknowledging it) is cut off when the log opens.
 The background writer tells the log which sequence numbers the store holds, and
@@ -15,12 +12,12 @@ whole segments below that are deleted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Final
 
@@ -42,43 +39,42 @@ class WriteAheadLog:
             self.last_seq = max(self.last_seq, last)
         self._file = self._new_segment()
         self._pending: list[tuple[bytes, asyncio.Future[int]]] = []
-        self._wakeup = threading.Condition()
-        self._closing = False
-        self._committer: threading.Thread | None = None
+        self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-fsync")
         self.fsyncs = 0
 
     # -- writing -----------------------------------------------------------------
 
     async def append(self, payload: bytes) -> int:
         """Make `payload` durable; returns its sequence number once fsync'd."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        with self._wakeup:
-            if self._closing:
-                raise OSError("the write-ahead log is closed")
-            if self._committer is None:
-                self._committer = threading.Thread(
-                    target=self._commit_forever, name="wal-commit", daemon=True
-                )
-                self._committer.start()
-            self._pending.append((payload, future))
-            self._wakeup.notify()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._pending.append((payload, future))
+        if not self._flushing:
+            self._flushing = True
+            self._flusher = loop.create_task(self._flush_pending())
         return await future
 
-    def _commit_forever(self) -> None:
-        """Write and fsync whatever has queued, then answer its appends, until closed."""
-        while True:
-            with self._wakeup:
-                while not self._pending and not self._closing:
-                    self._wakeup.wait()
-                if not self._pending:
-                    return
+    async def _flush_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
                 group, self._pending = self._pending, []
-            try:
-                first = self.write_group([payload for payload, _ in group])
-            except OSError as exc:
-                _answer(group, exc)
-                continue
-            _answer(group, first)
+                try:
+                    first = await loop.run_in_executor(
+                        self._executor, self.write_group, [payload for payload, _ in group]
+                    )
+                except OSError as exc:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for offset, (_, future) in enumerate(group):
+                    if not future.done():
+                        future.set_result(first + offset)
+        finally:
+            self._flushing = False
 
     def write_group(self, payloads: list[bytes]) -> int:
         """Append and fsync several records at once; returns the first one's sequence."""
@@ -135,12 +131,7 @@ class WriteAheadLog:
             self._segments = keep
 
     def close(self) -> None:
-        """Commit what is queued, then close; later appends fail."""
-        with self._wakeup:
-            self._closing = True
-            self._wakeup.notify()
-        if self._committer is not None:
-            self._committer.join()
+        self._executor.shutdown(wait=True)
         with self._lock:
             self._file.close()
 
@@ -205,28 +196,6 @@ class LogReader:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-
-
-def _answer(group: list[tuple[bytes, asyncio.Future[int]]], outcome: int | OSError) -> None:
-    """Resolve each append of a group, on its own event loop: the first record's
-    sequence number plus its place in the group, or the error."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[int, asyncio.Future[int]]]] = {}
-    for offset, (_, future) in enumerate(group):
-        by_loop.setdefault(future.get_loop(), []).append((offset, future))
-    for loop, futures in by_loop.items():
-        # A loop that has closed raises: nobody waits for its appends any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle, futures, outcome)
-
-
-def _settle(futures: list[tuple[int, asyncio.Future[int]]], outcome: int | OSError) -> None:
-    for offset, future in futures:
-        if future.done():  # the request was cancelled (the client went away)
-            continue
-        if isinstance(outcome, OSError):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome + offset)
 
 
 def _scan(path: Path) -> Iterator[tuple[int, bytes, int]]:
