@@ -51,6 +51,7 @@ from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store import QueryError, local_base, open_store
 from eventplan.store.forward import Forwarder, Target
+from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import BackgroundWriter
 from eventplan.web.live import LiveFeed
@@ -303,7 +304,7 @@ class Server:
                 request.headers.get("x-forwarded-for"),
                 now_us(),
             )
-            record = self.store.layout.encode(ingested.events)
+            record = encode_events(ingested.events)
             try:
                 seq = await self.wal.append(record)
             except OSError as exc:

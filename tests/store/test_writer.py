@@ -5,17 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import msgspec
-
 from eventplan.plan import Plan
 from eventplan.store.duckdb import EventStore
-from eventplan.store.rows import RowLayout
+from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
-from eventplan.store.writer import BackgroundWriter, Piece, chunks, records_of
+from eventplan.store.writer import BackgroundWriter, Piece, chunks, events_of
 from tests.store.test_store import NOW, stored
 
 
-def records(wal: WriteAheadLog, count: int, size: int, layout: RowLayout) -> list[tuple[int, int]]:
+def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, int]]:
     """`count` log records of `size` events each, written to the log as capture does."""
     written = []
     for record in range(count):
@@ -27,7 +25,7 @@ def records(wal: WriteAheadLog, count: int, size: int, layout: RowLayout) -> lis
             )
             for i in range(size)
         ]
-        written.append((wal.write_group([layout.encode(events)]), size))
+        written.append((wal.write_group([encode_events(events)]), size))
     return written
 
 
@@ -52,7 +50,7 @@ def test_the_writer_inserts_whole_sorted_row_groups_and_records_the_last_whole_r
     store = EventStore(tmp_path / "w.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, interval=0.2, max_wait=30)
-    for seq, size in records(wal, 6, 100, store.layout):
+    for seq, size in records(wal, 6, 100):
         writer.submit(seq, size)
     writer.start()  # all 600 wait already: two inserts of 250, then the last 100 at once
     assert writer.flush(timeout=30)
@@ -73,8 +71,8 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
 ) -> None:
     path = tmp_path / "crash.duckdb"
     wal = WriteAheadLog(tmp_path / "log")
+    written = records(wal, 3, 100)
     store = EventStore(path, [openchat_plan], insert_size=250)
-    written = records(wal, 3, 100, store.layout)
     writer = BackgroundWriter(store, wal)
     first, _ = chunks([Piece(seq, size) for seq, size in written], 250)
     writer._insert(first)  # records 1 and 2 whole, the head of record 3; then the crash
@@ -96,38 +94,17 @@ def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:
     wal = WriteAheadLog(tmp_path / "log")
+    written = records(wal, 3, 100)
     store = EventStore(tmp_path / "r.duckdb", [openchat_plan])
-    written = records(wal, 3, 100, store.layout)
     writer = BackgroundWriter(store, wal)
     _, second, third = chunks([Piece(seq, size) for seq, size in written], 120)
     assert [(p.seq, p.start, p.size) for p in second] == [(2, 20, 80), (3, 0, 40)]
-
-    def senders(pieces: list[Piece], size: int) -> list[list[str]]:
-        read = records_of(pieces, writer._read, size)
-        return [store.layout.read(record)["distinct_id"].to_pylist() for record in read]
-
-    first_try = senders(second, 1000)
-    assert first_try == [[f"r1-{i}" for i in range(20, 100)] + [f"r2-{i}" for i in range(40)]]
-    assert senders(third, 1000) == [[f"r2-{i}" for i in range(40, 100)]]
-    # A retry goes back in the log for them; a smaller slice size cuts at pieces.
-    assert senders(second, 1000) == first_try
-    assert [len(ids) for ids in senders(second, 50)] == [80, 40]
-    store.close()
-    wal.close()
-
-
-def test_a_record_from_before_records_were_rows_is_still_replayed(
-    tmp_path: Path, openchat_plan: Plan
-) -> None:
-    """Log records used to be msgpack arrays of whole events; a log left by a crash
-    of that version loads into this one."""
-    wal = WriteAheadLog(tmp_path / "log")
-    events = [stored("chat.created", f"old-{i}", NOW + timedelta(seconds=i)) for i in range(30)]
-    wal.write_group([msgspec.msgpack.encode(events)])
-    store = EventStore(tmp_path / "old.duckdb", [openchat_plan])
-    writer = BackgroundWriter(store, wal)
-    assert writer.replay() == 30
-    _, rows = store.sql("SELECT distinct_id, verdict FROM events ORDER BY timestamp")
-    assert rows == [(event.distinct_id, event.verdict) for event in events]
+    first_try = [event.distinct_id for event in events_of(second, writer._read)]
+    assert first_try == [f"r1-{i}" for i in range(20, 100)] + [f"r2-{i}" for i in range(40)]
+    assert all(piece.events is None for piece in second)  # nothing kept once decoded
+    later = [event.distinct_id for event in events_of(third, writer._read)]
+    assert later == [f"r2-{i}" for i in range(40, 100)]
+    # A retry goes back in the log for them.
+    assert [event.distinct_id for event in events_of(second, writer._read)] == first_try
     store.close()
     wal.close()

@@ -18,7 +18,7 @@ from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
 from eventplan.query.sql import DIALECTS, Compiler
 from eventplan.store import Store
-from eventplan.store.records import epoch_us
+from eventplan.store.base import epoch_us
 
 INTERVAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 INVALID_SHARE_ALERT = 0.10  # data quality: more than 10% of an event's last 24 h is invalid

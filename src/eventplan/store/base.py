@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.plan.validator import Violation
 from eventplan.store.columns import Column, missing_columns
 from eventplan.store.identity import Identities, IdentityChanges
-from eventplan.store.records import StoredEvent, epoch_us
-from eventplan.store.rows import RowLayout
+from eventplan.store.records import StoredEvent
 
 _violations = msgspec.json.Decoder(list[Violation])
 
@@ -31,6 +30,13 @@ _violations = msgspec.json.Decoder(list[Violation])
 # none) gets a new server time minutes later. Bounding the search keeps it a scan
 # of recent parts instead of the whole table.
 DEDUPE_WINDOW_US = 24 * 3600 * 1_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(moment: datetime) -> int:
+    """A datetime (aware, or naive UTC) as epoch microseconds, exactly."""
+    delta = moment - EPOCH if moment.tzinfo else moment - EPOCH.replace(tzinfo=None)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class QueryError(EventplanError):
@@ -56,7 +62,6 @@ class Store(ABC):
         self.columns: list[Column] = []
         self._event_columns: dict[tuple[str, str], dict[str, Column]] = {}
         self._identities = Identities()
-        self.layout = RowLayout([], {})
 
     # -- the typed-column catalogue ------------------------------------------------
 
@@ -75,7 +80,6 @@ class Store(ABC):
                     for prop in plan.properties_of(event).values()
                     if (prop.name, prop.type) in column_for
                 }
-        self.layout = RowLayout(self.columns, self._event_columns)
 
     # -- meta ----------------------------------------------------------------------
 
@@ -99,6 +103,7 @@ class Store(ABC):
 
     # -- writing -------------------------------------------------------------------
 
+    @abstractmethod
     def insert(
         self,
         events: Iterable[StoredEvent],
@@ -106,22 +111,7 @@ class Store(ABC):
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,
     ) -> int:
-        """Store events given whole (an import, a quarantine replay, tests): laid out
-        as capture lays out the log's records, then `insert_records`."""
-        records = (self.layout.encode(part) for part in slices(events, self.slice_size))
-        return self.insert_records(records, wal_seq, quarantine, forward)
-
-    @abstractmethod
-    def insert_records(
-        self,
-        records: Iterable[bytes],
-        wal_seq: int,
-        quarantine: frozenset[str] = frozenset(),
-        forward: dict[str, frozenset[str]] | None = None,
-    ) -> int:
-        """Store a batch of log records (rows as JSON lines in this store's `layout`,
-        up to `slice_size` events each) with the WAL position it reaches; returns
-        rows added.
+        """Store a batch with the WAL position it reaches; returns rows added.
 
         Events of projects in `quarantine` that are not valid go to the quarantine
         table; events whose verdict a project forwards go to the outbox. An event
@@ -130,31 +120,28 @@ class Store(ABC):
 
     def _write_batch(
         self,
-        records: Iterable[bytes],
+        events: Iterable[StoredEvent],
         quarantine: frozenset[str],
         forward: dict[str, frozenset[str]] | None,
     ) -> int:
-        """What `insert_records` writes, in the same order on every backend: a record
-        at a time, the events (those held back to quarantine) and the outbox; then
-        the identity changes of them all, and the events a backend held back until
+        """What `insert` writes, in the same order on every backend: a slice at a time,
+        the events (those held back to quarantine) and the outbox; then the identity
+        changes of them all, and the events a backend held back until
         `_finish_events`. Rows added."""
         self._load_identity()
         added = 0
         identity = IdentityChanges([])
-        for record in records:
-            table = self.layout.read(record).sort_by("timestamp")  # a stable sort
-            held = self._held(table, quarantine)
-            kept = table if held is None else table.filter(pc.invert(held))
-            changes = self._identities.apply(self.layout.person_events(kept))
-            person_ids = pa.array(changes.person_ids, pa.string())
-            added += self._insert_events(kept.append_column("person_id", person_ids))
+        for part in slices(events, self.slice_size):
+            kept, held = self._split(part, quarantine)
+            changes = self._identities.apply(kept)
+            added += self._insert_events(kept, changes.person_ids)
             identity.absorb(changes)
-            if held is not None:
-                added += self._insert_quarantine(self.layout.events(table.filter(held)))
-            forwarded = self._forwarded(table, forward)
+            if held:
+                added += self._insert_quarantine(held)
+            forwarded = self._forwarded(part, forward)
             if forwarded:
                 self._enqueue_forward(forwarded)
-        # Once per insert, not per record: an identity statement costs about the same
+        # Once per insert, not per slice: an identity statement costs about the same
         # whatever its size (a row group in 25 slices: 0.64 s of writes; once: 0.07 s).
         self._write_identity(identity)
         return added + self._finish_events()
@@ -170,8 +157,7 @@ class Store(ABC):
     def _write_identity(self, changes: IdentityChanges) -> None: ...
 
     @abstractmethod
-    def _insert_events(self, table: pa.Table) -> int:
-        """Insert rows (the layout's, with `person_id`) not already stored; rows added."""
+    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int: ...
 
     @abstractmethod
     def _insert_quarantine(self, events: list[StoredEvent]) -> int: ...
@@ -180,31 +166,22 @@ class Store(ABC):
     def _enqueue_forward(self, events: list[StoredEvent]) -> None: ...
 
     @staticmethod
-    def _held(table: pa.Table, quarantine: frozenset[str]) -> pa.ChunkedArray | None:
-        """Which rows a project in quarantine enforcement holds back, or None for none."""
-        if not quarantine or not table.num_rows:
-            return None
-        held = pc.and_(
-            pc.is_in(table["project"], pa.array(sorted(quarantine), pa.string())),
-            pc.not_equal(table["verdict"], "valid"),
-        )
-        return held if pc.any(held).as_py() else None
+    def _split(
+        events: list[StoredEvent], quarantine: frozenset[str]
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """(kept, held back), both in time order."""
+        events = sorted(events, key=lambda e: e.timestamp)
+        held = [e for e in events if e.project in quarantine and e.verdict != "valid"]
+        kept = [e for e in events if not (e.project in quarantine and e.verdict != "valid")]
+        return kept, held
 
+    @staticmethod
     def _forwarded(
-        self, table: pa.Table, forward: dict[str, frozenset[str]] | None
+        events: list[StoredEvent], forward: dict[str, frozenset[str]] | None
     ) -> list[StoredEvent]:
-        if not forward or not table.num_rows:
+        if not forward:
             return []
-        chosen = pa.array([False] * table.num_rows)
-        for project, verdicts in forward.items():
-            chosen = pc.or_(
-                chosen,
-                pc.and_(
-                    pc.equal(table["project"], project),
-                    pc.is_in(table["verdict"], pa.array(sorted(verdicts), pa.string())),
-                ),
-            )
-        return self.layout.events(table.filter(chosen)) if pc.any(chosen).as_py() else []
+        return [e for e in events if e.verdict in forward.get(e.project, frozenset())]
 
     # -- quarantine ----------------------------------------------------------------
 

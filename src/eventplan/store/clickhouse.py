@@ -31,21 +31,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
-from eventplan.store.records import StoredEvent, first_received
+from eventplan.store.records import StoredEvent, first_received, first_received_of
 from eventplan.store.rows import (
     TIME,
-    first_received_rows,
+    events_table,
     identity_table,
     outbox_table,
     quarantine_table,
-    stored_columns,
 )
 
 _json = msgspec.json.Encoder()
@@ -585,9 +583,9 @@ class ClickHouseStore(Store):
 
     # -- writing -----------------------------------------------------------------
 
-    def insert_records(
+    def insert(
         self,
-        records: Iterable[bytes],
+        events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,
@@ -595,25 +593,23 @@ class ClickHouseStore(Store):
         # No transaction: each step is idempotent, and the log position is written
         # last, so a crash in between replays the batch onto what is already there.
         with self._lock:
-            added = self._write_batch(records, quarantine, forward)
+            added = self._write_batch(events, quarantine, forward)
             self.set_meta("wal_seq", str(wal_seq))
             return added
 
-    def _stored_uuids(
-        self, table: str, uuids: list[str], times: tuple[int, int] | None = None
-    ) -> set[str]:
-        """Those of `uuids` already in `table` (for events, within ±24 h of `times`,
-        the batch's first and last timestamp in epoch microseconds).
+    def _stored_uuids(self, table: str, events: list[StoredEvent], window: bool) -> set[str]:
+        """The batch's uuids already in `table` (within ±24 h of the batch for events).
 
         The uuids go in as one binary insert to a scratch table: parsing a literal
         list of 100k uuids costs ClickHouse seconds, the insert milliseconds.
         """
         scratch = self._scratch()
         self.engine.command(f"TRUNCATE TABLE {scratch}")
-        self.engine.insert(scratch, pa.table({"uuid": uuids}))
+        self.engine.insert(scratch, pa.table({"uuid": [e.uuid for e in events]}))
         where = f"uuid GLOBAL IN (SELECT uuid FROM {scratch})"  # GLOBAL: one list for all shards
-        if times is not None:
-            low, high = times[0] - DEDUPE_WINDOW_US, times[1] + DEDUPE_WINDOW_US
+        if window:
+            low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
+            high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
             where += (
                 f" AND timestamp BETWEEN fromUnixTimestamp64Micro({low}, 'UTC') "
                 f"AND fromUnixTimestamp64Micro({high}, 'UTC')"
@@ -628,23 +624,19 @@ class ClickHouseStore(Store):
             self._scratch_table = name
         return self._scratch_table
 
-    def _insert_events(self, table: pa.Table) -> int:
-        if not table.num_rows:
+    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
+        if not events:
             return 0
-        times = pc.min_max(table["timestamp"].cast(pa.int64()))
-        stored = self._stored_uuids(
-            "events_data",
-            table["uuid"].to_pylist(),
-            (times["min"].as_py(), times["max"].as_py()),
-        )
-        fresh = first_received_rows(table, stored)
-        if not fresh.num_rows:
+        stored = self._stored_uuids("events_data", events, True)
+        fresh, person_ids = first_received_of(events, person_ids, stored)
+        if not fresh:
             return 0
-        self.engine.insert("events_data", stored_columns(fresh))
-        return int(fresh.num_rows)
+        staged = events_table(fresh, person_ids, self.columns, self._event_columns)
+        self.engine.insert("events_data", staged)
+        return len(fresh)
 
     def _insert_quarantine(self, events: list[StoredEvent]) -> int:
-        fresh = first_received(events, self._stored_uuids("quarantine", [e.uuid for e in events]))
+        fresh = first_received(events, self._stored_uuids("quarantine", events, False))
         if not fresh:
             return 0
         staged = quarantine_table(fresh).append_column(

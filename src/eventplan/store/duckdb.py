@@ -41,14 +41,13 @@ from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
-from eventplan.store.records import StoredEvent
+from eventplan.store.records import StoredEvent, first_received_of
 from eventplan.store.rows import (
     TIME,
-    first_received_rows,
+    events_table,
     identity_table,
     outbox_table,
     quarantine_table,
-    slice_by_event,
 )
 
 _json = msgspec.json.Encoder()
@@ -268,9 +267,9 @@ class EventStore(Store):
         with self._lock:
             self._run("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
-    def insert_records(
+    def insert(
         self,
-        records: Iterable[bytes],
+        events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,
@@ -280,7 +279,7 @@ class EventStore(Store):
             self._wrote_sorted = False
             try:
                 with self._transaction():
-                    added = self._write_batch(records, quarantine, forward)
+                    added = self._write_batch(events, quarantine, forward)
                     self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
             finally:
                 self._staged, self._staged_uuids = {}, set()
@@ -301,13 +300,22 @@ class EventStore(Store):
             raise
         self._run("COMMIT")
 
-    def _insert_events(self, table: pa.Table) -> int:
-        """Stage a slice's rows, one Arrow table per event name with only the columns
-        that event has; `_finish_events` inserts them."""
-        table = first_received_rows(table, self._staged_uuids)
-        self._staged_uuids.update(table["uuid"].to_pylist())
-        for key, part in slice_by_event(table, self.layout):
-            self._staged.setdefault(key, []).append(part)
+    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
+        """Prepare a slice's events as Arrow tables, one per event name with only the
+        columns that event has; `_finish_events` inserts them."""
+        events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
+        self._staged_uuids.update(e.uuid for e in events)
+        by_name: dict[tuple[str, str], tuple[list[StoredEvent], list[str]]] = {}
+        for event, person in zip(events, person_ids, strict=True):
+            group = by_name.setdefault((event.event, event.project), ([], []))
+            group[0].append(event)
+            group[1].append(person)
+        for (name, project), (group_events, group_persons) in by_name.items():
+            own = self._event_columns.get((project, name), {})
+            columns = [c for c in self.columns if own.get(c.key) is c]
+            self._staged.setdefault((name, project), []).append(
+                events_table(group_events, group_persons, columns, self._event_columns)
+            )
         return 0
 
     def _finish_events(self) -> int:

@@ -7,47 +7,15 @@ backend only says how to persist a change, never how a merge works.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any
+
+from eventplan.store.records import StoredEvent
 
 PERSON_NAMESPACE = uuidlib.UUID("5b6b9c1e-2f0a-4c3e-9a57-0e5f1d7c6a10")
 
 Key = tuple[str, str]  # (project, distinct id) or (project, person id)
-
-# The events whose properties identity reads; of the rest it reads only who sent them.
-IDENTITY_EVENTS: Final = frozenset({"$identify", "$create_alias", "$groupidentify"})
-
-
-class PersonEvent(Protocol):
-    """What identity reads of an event (a `StoredEvent` is one)."""
-
-    @property
-    def project(self) -> str: ...
-    @property
-    def event(self) -> str: ...
-    @property
-    def distinct_id(self) -> str: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def properties(self) -> dict[str, Any]: ...
-    @property
-    def set(self) -> dict[str, Any] | None: ...
-    @property
-    def set_once(self) -> dict[str, Any] | None: ...
-
-
-class EventOfPerson(NamedTuple):
-    """A stored row as identity reads it (`properties` only for `IDENTITY_EVENTS`)."""
-
-    project: str
-    event: str
-    distinct_id: str
-    timestamp: int
-    properties: dict[str, Any]
-    set: dict[str, Any] | None
-    set_once: dict[str, Any] | None
 
 
 @dataclass
@@ -115,7 +83,7 @@ class Identities:
             self._person_props[(project, person_id)] = properties
         self.loaded = True
 
-    def apply(self, events: Sequence[PersonEvent]) -> IdentityChanges:
+    def apply(self, events: list[StoredEvent]) -> IdentityChanges:
         """Each event's person, after merging ids as `$identify` / `$create_alias` ask."""
         changed_ids: dict[Key, str] = {}
         changed_people: set[Key] = set()

@@ -1,9 +1,7 @@
-"""The stored shape of an event: what capture hands the store, after enrichment,
-validation and the privacy policy. The log holds it laid out as a row (`store/rows.py`)."""
+"""The stored shape of an event: what the write-ahead log holds and the store loads."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -28,23 +26,15 @@ class StoredEvent(msgspec.Struct, array_like=True, gc=False):
     violations: list[Violation] | None
 
 
+_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[StoredEvent])
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+def encode_events(events: list[StoredEvent]) -> bytes:
+    return _encoder.encode(events)
 
 
-def epoch_us(moment: datetime) -> int:
-    """A datetime (aware, or naive UTC) as epoch microseconds, exactly."""
-    delta = moment - EPOCH if moment.tzinfo else moment - EPOCH.replace(tzinfo=None)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def is_msgpack_record(payload: bytes) -> bool:
-    """A log record written before records were rows (a msgpack array of events)."""
-    return payload[:1] not in (b"", b"{")
-
-
-def decode_msgpack_record(payload: bytes) -> list[StoredEvent]:
+def decode_events(payload: bytes) -> list[StoredEvent]:
     return _decoder.decode(payload)
 
 
@@ -63,3 +53,14 @@ def first_received(
             seen.add(event.uuid)
             kept.append(event)
     return kept
+
+
+def first_received_of(
+    events: list[StoredEvent], person_ids: list[str], skip: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[StoredEvent], list[str]]:
+    """`first_received`, with each kept event's person id (given in `events`' order)."""
+    kept = first_received(events, skip)
+    if kept is events:
+        return events, person_ids
+    person_of = {id(e): p for e, p in zip(events, person_ids, strict=True)}
+    return kept, [person_of[id(e)] for e in kept]

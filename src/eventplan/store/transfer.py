@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eventplan.plan.validator import Violation
-from eventplan.store.base import Store
-from eventplan.store.records import StoredEvent, epoch_us
+from eventplan.store.base import Store, epoch_us
+from eventplan.store.records import StoredEvent
 
 MARK = b"eventplan.export"
 SALT = b"eventplan.hash_salt"
