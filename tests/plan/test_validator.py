@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from eventplan.plan import Plan
 from eventplan.plan.loader import read_plan_text
+from eventplan.plan.model import Property
 from eventplan.plan.posthog import COMMON_DOLLAR_PROPERTIES
 from eventplan.plan.validator import Validator, Verdict, accepts, check_value
 from tests.plan.test_schema import features, json_values, near_misses
@@ -148,6 +149,15 @@ def test_the_quick_accept_never_passes_a_value_the_full_check_refuses(
     assert accepts(stream_props["status"])("completed")
     assert accepts(stream_props["duration_ms"])(1200)
     assert accepts(stream_props["ip_hash"])("9f86d081884c7d65")
+
+
+def test_the_quick_test_refuses_an_enum_option_the_property_s_own_rules_refuse() -> None:
+    """An enum and a pattern on one property: an option that breaks the pattern is
+    still invalid, so the quick test must not pass it."""
+    prop = Property(name="tier", type="string", enum=("gold", "Silver"), pattern="^[a-z]+$")
+    assert check_value(prop, "Silver") is not None
+    assert not accepts(prop)("Silver")
+    assert accepts(prop)("gold")
 
 
 def test_a_browser_event_with_posthog_js_keys_is_valid_on_both_paths(

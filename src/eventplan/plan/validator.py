@@ -193,8 +193,9 @@ def accepts(prop: Property) -> Callable[[Any], bool]:
     if prop.enum is not None:
         if not all(isinstance(option, str) for option in prop.enum):
             return _refuse
-        # A str is never equal to a non-str, so membership is exact for text enums.
-        options = frozenset(prop.enum)
+        # A str is only ever equal to a str, so membership is exact for text enums;
+        # an option the property's own length, pattern or type rules refuse is left out.
+        options = frozenset(o for o in prop.enum if check_value(prop, o) is None)
         return lambda v: (type(v) is str and v in options) or (v is None and nullable)
     if prop.type == "boolean":
         return (lambda v: v is True or v is False or v is None) if nullable else _is_bool
