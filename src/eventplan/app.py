@@ -29,7 +29,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from eventplan.capture.decode import decode_body
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import CaptureError, PayloadTooLarge, Unavailable
 from eventplan.capture.events import now_us
@@ -51,7 +50,6 @@ from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store import QueryError, local_base, open_store
 from eventplan.store.forward import Forwarder, Target
-from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import BackgroundWriter
 from eventplan.web.live import LiveFeed
@@ -290,23 +288,18 @@ class Server:
             if self.writer.pending_events > self.settings.max_pending_events:
                 raise Unavailable("the server is catching up on writes; retry shortly", 2)
             body = await self._read_body(request)
-            payload = decode_body(
+            ingested = self.ingestor.ingest(
                 body,
                 content_type=request.headers.get("content-type", ""),
                 content_encoding=request.headers.get("content-encoding", ""),
                 query=dict(request.query_params),
+                peer=request.client.host if request.client else None,
+                forwarded_for=request.headers.get("x-forwarded-for"),
+                received_us=now_us(),
                 limit=self.settings.max_body_bytes,
             )
-            ingested = self.ingestor.process(
-                payload,
-                dict(request.query_params),
-                request.client.host if request.client else None,
-                request.headers.get("x-forwarded-for"),
-                now_us(),
-            )
-            record = encode_events(ingested.events)
             try:
-                seq = await self.wal.append(record)
+                seq = await self.wal.append(ingested.record)
             except OSError as exc:
                 log.error("write-ahead log append failed: %s", exc)
                 raise Unavailable("the server cannot write to disk right now; retry", 5) from exc

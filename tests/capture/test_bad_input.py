@@ -96,6 +96,79 @@ def test_the_server_keeps_serving_and_counts_rejections(server: RunningServer) -
     server.wait_for_count(f"distinct_id = '{person}'", 1)
 
 
+# Odd but valid JSON that real clients can send: each is stored, never refused (a 4xx
+# makes posthog-js drop the whole batch) and never a 500.
+HUGE = 2**70  # past 64 bits: PostHog's capture reads it as a float
+
+
+def raw_batch(person: str, event_fields: str, envelope_fields: str = "") -> bytes:
+    """A batch of one event, its fields written as JSON text: what json.dumps cannot say."""
+    envelope = f'"api_key": "{TOKEN}"' + (f", {envelope_fields}" if envelope_fields else "")
+    one = f'{{"event": "odd", "distinct_id": "{person}", {event_fields}}}'
+    return f'{{{envelope}, "batch": [{one}]}}'.encode()
+
+
+def test_an_integer_past_64_bits_is_stored_as_a_float(server: RunningServer) -> None:
+    person = f"huge-{uuid.uuid4()}"
+    body = batch(event(distinct_id=person, properties={"app": "openchat-web", "huge": HUGE}))
+    response = httpx.post(f"{server.url}/batch/", content=body, timeout=30)
+    assert response.status_code == 200, response.text
+    server.wait_for_count(f"distinct_id = '{person}'", 1)
+    [[huge]] = server.sql(
+        "SELECT json_extract(properties, '$.huge')::DOUBLE FROM events "
+        f"WHERE distinct_id = '{person}'"
+    )
+    assert huge == float(HUGE)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        '"timestamp": -1e300',
+        '"timestamp": "0001-01-01T00:00:00+14:00"',
+        '"timestamp": -9223371950454778',
+        '"offset": 1e300',
+    ],
+    ids=["far-past number", "year 1", "near int64", "huge offset"],
+)
+def test_a_time_out_of_any_range_is_taken_as_the_time_received(
+    server: RunningServer, times: str
+) -> None:
+    person = f"time-{uuid.uuid4()}"
+    response = httpx.post(f"{server.url}/batch/", content=raw_batch(person, times), timeout=30)
+    assert response.status_code == 200, response.text
+    server.wait_for_count(f"distinct_id = '{person}'", 1)
+    [[timestamp, created_at]] = server.sql(
+        f"SELECT timestamp, created_at FROM events WHERE distinct_id = '{person}'"
+    )
+    assert timestamp == created_at
+
+
+def test_a_sent_at_out_of_range_is_ignored(server: RunningServer) -> None:
+    person = f"sent-at-{uuid.uuid4()}"
+    body = raw_batch(person, '"timestamp": "2026-01-01T00:00:00Z"', '"sent_at": 1.7e305')
+    response = httpx.post(f"{server.url}/batch/", content=body, timeout=30)
+    assert response.status_code == 200, response.text
+    server.wait_for_count(f"distinct_id = '{person}'", 1)
+    [[timestamp]] = server.sql(f"SELECT timestamp FROM events WHERE distinct_id = '{person}'")
+    assert timestamp.startswith("2026-01-01")
+
+
+def test_a_lone_surrogate_escape_is_stored_as_a_replacement_character(
+    server: RunningServer,
+) -> None:
+    # JSON.stringify("a😀".slice(0, 2)): the emoji cut in half.
+    person = f"surrogate-{uuid.uuid4()}"
+    body = raw_batch(person, '"properties": {"title": "a\\ud83d"}')
+    response = httpx.post(f"{server.url}/batch/", content=body, timeout=30)
+    assert response.status_code == 200, response.text
+    server.wait_for_count(f"distinct_id = '{person}'", 1)
+    [[title]] = server.sql(
+        f"SELECT properties->>'title' FROM events WHERE distinct_id = '{person}'"
+    )
+    assert title == "a\ufffd"
+
+
 ENCODINGS = {
     "json": lambda body: (body, {"content-type": "application/json"}, ""),
     "gzip sniffed (posthog-js)": lambda body: (

@@ -22,6 +22,24 @@ from eventplan.capture.errors import BadRequest, PayloadTooLarge
 GZIP_MAGIC = b"\x1f\x8b"
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/=\s_-]+$")
 _json = msgspec.json.Decoder()
+# An escaped backslash, a surrogate pair, or a lone surrogate, read left to right so
+# that `\\ud800` (a backslash, then text) is not taken for an escape.
+_SURROGATE_ESCAPES = re.compile(
+    rb"\\\\"
+    rb"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+
+
+def replace_lone_surrogates(payload: bytes) -> bytes:
+    """`payload` with each lone UTF-16 surrogate escape made U+FFFD.
+
+    JSON.stringify writes one for a string cut in the middle of an emoji: valid
+    JSON, but not text, so the decoder refuses the whole body. PostHog's capture
+    replaces them; a 400 would make posthog-js drop every event of the batch."""
+    return _SURROGATE_ESCAPES.sub(
+        lambda match: b"\\ufffd" if len(match[0]) == 6 else match[0], payload
+    )
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -83,4 +101,10 @@ def decode_body(
     try:
         return _json.decode(payload)
     except msgspec.DecodeError as exc:
+        repaired = replace_lone_surrogates(payload) if b"\\u" in payload else payload
+        if repaired != payload:
+            try:
+                return _json.decode(repaired)
+            except msgspec.DecodeError:
+                pass
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc

@@ -13,7 +13,7 @@ import re
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from eventplan.capture.errors import BadRequest, PayloadTooLarge, Unauthorized
@@ -23,6 +23,10 @@ MAX_DISTINCT_ID_CHARS: Final = 200  # PostHog cuts longer ids to this length
 MAX_PROPERTY_DEPTH: Final = 16  # nested objects/arrays inside one property value
 FUTURE_CLAMP_US: Final = 23 * 3600 * 1_000_000  # PostHog: > 23 h in the future → now
 SKEW_ROUNDING_US: Final = 5 * 60 * 1_000_000  # PostHog ignores skew under 2.5 min
+# Times before 1900 (the start of ClickHouse's DateTime64, and older than any device
+# clock) or after 9999 count as not parsed; so every stored time fits both stores.
+EARLIEST_US: Final = -2_208_988_800 * 1_000_000
+LATEST_US: Final = 253_402_300_800 * 1_000_000
 # The clients send canonical lowercase UUIDs; those need no parsing to be normalized.
 CANONICAL_UUID: Final = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -56,7 +60,9 @@ def uuid7(timestamp_us: int | None = None) -> str:
 
 
 def parse_time_us(value: Any) -> int | None:
-    """Epoch microseconds from an ISO 8601 string or epoch milliseconds; None if neither."""
+    """Epoch microseconds from an ISO 8601 string or epoch milliseconds; None if
+    neither, or if it is before 1900 or after 9999."""
+    result: int | None = None
     if isinstance(value, str) and value:
         try:
             moment = datetime.fromisoformat(value)  # takes "Z" since Python 3.11
@@ -66,16 +72,18 @@ def parse_time_us(value: Any) -> int | None:
             except ValueError:
                 return None
         if moment.tzinfo is None:
-            return None if moment.year < 1 else _naive_utc_us(moment)
-        return int(moment.timestamp() * 1_000_000)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1000)
-    return None
+            result = _naive_utc_us(moment)
+        else:
+            result = int(moment.timestamp() * 1_000_000)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # Compared before converting: a float past 1e305 ms is infinite in µs.
+        if not EARLIEST_US / 1000 <= value <= LATEST_US / 1000:
+            return None
+        result = int(value * 1000)
+    return result if result is not None and EARLIEST_US <= result <= LATEST_US else None
 
 
 def _naive_utc_us(moment: datetime) -> int:
-    from datetime import UTC
-
     return int(moment.replace(tzinfo=UTC).timestamp() * 1_000_000)
 
 
@@ -147,6 +155,18 @@ def _too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
     return True
 
 
+def wide_ints_as_floats(value: Any) -> Any:
+    """`value` with every integer past 64 bits made a float, as PostHog's capture
+    parses them (its JSON numbers are i64, u64 or f64)."""
+    if isinstance(value, dict):
+        return {key: wide_ints_as_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [wide_ints_as_floats(item) for item in value]
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
+
+
 def normalize(
     events: list[Any], envelope: dict[str, Any], query: dict[str, str], received_us: int
 ) -> list[IncomingEvent]:
@@ -157,7 +177,7 @@ def normalize(
         )
     sent_at = parse_time_us(envelope.get("sent_at"))
     if sent_at is None and query.get("_", "").isdigit():
-        sent_at = int(query["_"]) * 1000
+        sent_at = parse_time_us(int(query["_"]))
     result = []
     for index, raw in enumerate(events):
         where = f"event {index}"
@@ -226,10 +246,13 @@ def _person_update(
 def event_time(
     raw: dict[str, Any], properties: dict[str, Any], sent_at: int | None, received_us: int
 ) -> int:
-    """When the event happened, in server time (PostHog's clock-skew rules)."""
+    """When the event happened, in server time (PostHog's clock-skew rules). A time
+    that does not parse, or lands before 1900 or more than 23 h ahead, is now."""
     timestamp = parse_time_us(raw.get("timestamp"))
     offset = raw.get("offset")
     if isinstance(offset, int | float) and not isinstance(offset, bool):
+        if not abs(offset) <= LATEST_US / 1000:  # also NaN, which compares false
+            return received_us
         result = received_us - int(offset * 1000)
     elif timestamp is None:
         result = received_us
@@ -239,6 +262,6 @@ def event_time(
         result = timestamp - rounded
     else:
         result = timestamp
-    if result - received_us > FUTURE_CLAMP_US:
+    if result - received_us > FUTURE_CLAMP_US or result < EARLIEST_US:
         return received_us
     return result

@@ -12,14 +12,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from eventplan.capture.decode import decode_body
 from eventplan.capture.enrich import Enricher, TrustedProxies, ip_hash
 from eventplan.capture.errors import Unauthorized, Unavailable
-from eventplan.capture.events import IncomingEvent, find_token, normalize, split_payload
+from eventplan.capture.events import (
+    IncomingEvent,
+    find_token,
+    normalize,
+    split_payload,
+    wide_ints_as_floats,
+)
 from eventplan.config import Enforcement
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.plan.validator import Validator
-from eventplan.store.records import StoredEvent
+from eventplan.store.records import StoredEvent, encode_events
 
 
 class Project:
@@ -66,6 +73,7 @@ class TokenBudget:
 class Ingested:
     project: Project
     events: list[StoredEvent]
+    record: bytes  # the events as the write-ahead log holds them
 
 
 class Ingestor:
@@ -81,21 +89,52 @@ class Ingestor:
             raise Unauthorized(f"unknown project token {token[:8]}…; check the client's api key")
         return project
 
-    def process(
+    def ingest(
         self,
-        payload: Any,
+        body: bytes,
+        *,
+        content_type: str,
+        content_encoding: str,
         query: dict[str, str],
         peer: str | None,
         forwarded_for: str | None,
         received_us: int,
+        limit: int,
     ) -> Ingested:
+        """A capture request's body as events ready for the log, or a CaptureError."""
+
+        def decoded() -> Any:
+            return decode_body(
+                body,
+                content_type=content_type,
+                content_encoding=content_encoding,
+                query=query,
+                limit=limit,
+            )
+
+        client_ip = self.proxies.client_ip(peer, forwarded_for)
+        hashed_ip = ip_hash(client_ip) if client_ip else None
+        project, events = self._judged(decoded(), query, hashed_ip, received_us)
+        try:
+            record = encode_events(events)
+        except OverflowError:
+            # An integer past 64 bits, which the log cannot hold. PostHog's capture
+            # reads one as a float, and so do we: on a fresh decode, since enrichment
+            # and the privacy policy changed the first one in place.
+            project, events = self._judged(
+                wide_ints_as_floats(decoded()), query, hashed_ip, received_us
+            )
+            record = encode_events(events)
+        self.budget.take(project.tokens[0], len(events))
+        return Ingested(project, events, record)
+
+    def _judged(
+        self, payload: Any, query: dict[str, str], hashed_ip: str | None, received_us: int
+    ) -> tuple[Project, list[StoredEvent]]:
         raw_events, envelope = split_payload(payload)
         project = self.project_for(find_token(raw_events, envelope))
         events = normalize(raw_events, envelope, query, received_us)
-        self.budget.take(project.tokens[0], len(events))
-        client_ip = self.proxies.client_ip(peer, forwarded_for)
-        hashed_ip = ip_hash(client_ip) if client_ip else None
-        return Ingested(project, judge(project, events, hashed_ip, received_us))
+        return project, judge(project, events, hashed_ip, received_us)
 
 
 def judge(
