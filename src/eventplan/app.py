@@ -396,6 +396,7 @@ class Server:
                 "pending_events": self.writer.pending_events,
                 "inserted": stats.inserted,
                 "duplicates_skipped": stats.duplicates,
+                "unstored": stats.unstored,
                 "store_error": stats.last_error,
                 "counters": dict(self.counters),
                 "recordings": dict(self.recordings),

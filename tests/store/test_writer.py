@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
+import pytest
+
 from eventplan.plan import Plan
 from eventplan.store.duckdb import EventStore
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
-from eventplan.store.writer import BackgroundWriter, Piece, chunks, events_of
+from eventplan.store.writer import UNSTORED, BackgroundWriter, Piece, chunks, events_of
 from tests.store.test_store import NOW, stored
 
 
@@ -106,5 +109,58 @@ def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     assert later == [f"r2-{i}" for i in range(40, 100)]
     # A retry goes back in the log for them.
     assert [event.distinct_id for event in events_of(second, writer._read)] == first_try
+    store.close()
+    wal.close()
+
+
+def poisoned_log(wal: WriteAheadLog) -> tuple[list[tuple[int, int]], str]:
+    """Three records of 100 events; the second holds one the store cannot take, a
+    time at int64's limit (capture no longer lets one through; an older log might)."""
+    written = records(wal, 3, 100)
+    poison = stored("chat.created", "poison")
+    poison.timestamp = -(2**63) + 1
+    good = [stored("chat.created", f"beside-{i}", NOW) for i in range(99)]
+    wal.write_group([encode_events([*good[:40], poison, *good[40:]])])
+    return [*written, (4, 100)], poison.uuid
+
+
+def test_an_event_the_store_refuses_alone_is_set_aside_and_the_rest_go_in(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    store = EventStore(tmp_path / "p.duckdb", [openchat_plan], insert_size=250)
+    wal = WriteAheadLog(tmp_path / "log")
+    writer = BackgroundWriter(store, wal, interval=0.2)
+    written, poison = poisoned_log(wal)
+    for seq, size in written:
+        writer.submit(seq, size)
+    writer.start()
+    assert writer.flush(timeout=60)
+    writer.stop()
+    assert writer.stats.unstored == 1 and writer.stats.inserted == 399
+    assert store.wal_seq() == 4
+    _, [[count, distinct]] = store.sql("SELECT count(*), count(DISTINCT uuid) FROM events_data")
+    assert count == distinct == 399
+    [line] = (tmp_path / "log" / UNSTORED).read_bytes().splitlines()
+    kept = msgspec.json.decode(line)
+    assert kept["seq"] == 4 and kept["event"]["uuid"] == poison
+    assert kept["event"]["timestamp"] == -(2**63) + 1 and kept["error"]
+    store.close()
+    wal.close()
+
+
+def test_when_the_store_takes_no_write_at_all_nothing_is_set_aside(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    path = tmp_path / "ro.duckdb"
+    EventStore(path, [openchat_plan]).close()
+    store = EventStore(path, [openchat_plan], read_only=True)  # every write fails
+    wal = WriteAheadLog(tmp_path / "log")
+    writer = BackgroundWriter(store, wal)
+    written, _ = poisoned_log(wal)
+    pieces = [Piece(seq, size) for seq, size in written]
+    with pytest.raises(Exception, match="read-only"):
+        writer._insert_halving(pieces, None)
+    assert writer.stats.unstored == 0
+    assert not (tmp_path / "log" / UNSTORED).exists()
     store.close()
     wal.close()

@@ -16,16 +16,27 @@ store records is the last record stored whole. A crash in between replays that
 record, and the store's uuid check drops its head. On start, whatever the log
 holds past that position is replayed first, so an event acknowledged just before
 a crash is never lost.
+
+A failed insert is retried, since the events are safe in the log. One that keeps
+failing is tried again a record at a time, halving any record that fails, so that
+one event the store cannot take (a log written by an older version, say) does not
+hold back every event after it: that event is set aside, whole, in the log
+directory's `unstored.jsonl`, and counted. Only once the store has taken a write
+of its own, though: when it takes nothing (a full disk), the insert waits instead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
+
+import msgspec
 
 from eventplan.store.base import Store
 from eventplan.store.memory import release_free_memory
@@ -33,6 +44,9 @@ from eventplan.store.records import StoredEvent, decode_events
 from eventplan.store.wal import WriteAheadLog
 
 log = logging.getLogger("eventplan.writer")
+
+ISOLATE_AFTER: Final = 3  # failed tries of one insert before it is halved
+UNSTORED: Final = "unstored.jsonl"
 
 
 @dataclass
@@ -42,6 +56,7 @@ class WriterStats:
     batches: int = 0
     last_error: str | None = None
     stored_seq: int = 0
+    unstored: int = 0  # events the store refused alone, set aside in UNSTORED
 
 
 @dataclass
@@ -132,7 +147,12 @@ class BackgroundWriter:
         )
         replayed = 0
         for chunk in chunks(records, self.store.insert_size):
-            replayed += self._insert(chunk)
+            try:
+                replayed += self._insert(chunk)
+            except Exception as exc:  # a start that fails for a store taking nothing
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("replaying the log failed; inserting it a record at a time")
+                replayed += self._insert_halving(chunk, None)
         self.wal.release_through(self.stats.stored_seq)
         return replayed
 
@@ -216,11 +236,16 @@ class BackgroundWriter:
 
     def _insert_with_retry(self, pieces: list[Piece], carry: Piece | None) -> None:
         delay = 0.1
+        failures = 0
         while True:
             try:
-                self._insert(pieces, carry)
+                if failures < ISOLATE_AFTER:
+                    self._insert(pieces, carry)
+                else:
+                    self._insert_halving(pieces, carry)
                 break
             except Exception as exc:  # the events are safe in the log; keep trying
+                failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("store insert failed; retrying in %.1fs", delay)
                 time.sleep(delay)
@@ -234,7 +259,57 @@ class BackgroundWriter:
                 self._idle.set()
         self.wal.release_through(self.stats.stored_seq)
 
+    def _insert_halving(self, pieces: list[Piece], carry: Piece | None) -> int:
+        """Insert the pieces one at a time, halving each that fails down to single
+        events; one the store refuses alone is set aside. Raises (to wait and try
+        again) when the store takes no write at all. Returns the events added."""
+        added = 0
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            try:
+                added += self._insert([piece], carry if last else None)
+                continue
+            except Exception as exc:
+                error = exc
+            events = self._read(piece)
+            if piece.size > 1:
+                half = piece.size // 2
+                head = Piece(piece.seq, half, events[:half], False, piece.start)
+                tail = Piece(
+                    piece.seq,
+                    piece.size - half,
+                    events[half:],
+                    piece.ends_record,
+                    piece.start + half,
+                )
+                added += self._insert_halving([head, tail], carry if last else None)
+                continue
+            self.store.set_meta("writer_probe", str(time.time()))  # raises if it takes nothing
+            self._set_aside(piece.seq, events, error)
+            self._insert(
+                [Piece(piece.seq, 0, [], piece.ends_record, piece.start)], carry if last else None
+            )
+        return added
+
+    def _set_aside(self, seq: int, events: list[StoredEvent], error: Exception) -> None:
+        """Keep events the store refused, durably, before the log lets go of them."""
+        path = self.wal.directory / UNSTORED
+        with path.open("ab") as out:
+            for event in events:
+                line = {
+                    "seq": seq,
+                    "error": f"{type(error).__name__}: {error}",
+                    "event": msgspec.structs.asdict(event),
+                }
+                out.write(msgspec.json.encode(line) + b"\n")
+                log.error("event %s set aside in %s: %s", event.uuid, path, error)
+            out.flush()
+            os.fsync(out.fileno())
+        self.stats.unstored += len(events)
+
     def _read(self, piece: Piece) -> list[StoredEvent]:
+        if piece.events is not None:
+            return piece.events
         events = decode_events(self._log.read(piece.seq))
         if piece.start or piece.size != len(events):
             events = events[piece.start : piece.start + piece.size]
