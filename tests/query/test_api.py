@@ -114,6 +114,21 @@ def test_funnel_and_hogql_queries(busy_server: RunningServer) -> None:
             "unordered",
         ),
         ({"kind": "HogQLQuery", "query": "DROP TABLE events_data"}, "only SELECT"),
+        # Wrong types and values name the field rather than fail inside (a 500).
+        ({"kind": "TrendsQuery", "series": 5}, "series must be a list"),
+        ({"kind": "TrendsQuery", "series": [], "trendsFilter": [1]}, "trendsFilter must be an"),
+        (
+            {"kind": "TrendsQuery", "series": [{"event": "x", "math": "weekly_active"}]},
+            "series[0].math 'weekly_active' is not one of",
+        ),
+        (
+            {"kind": "TrendsQuery", "series": [], "breakdownFilter": {"breakdown_limit": "ten"}},
+            "breakdown_limit must be an integer",
+        ),
+        (
+            {"kind": "FunnelsQuery", "series": [], "funnelsFilter": {"exclusions": [{}]}},
+            "exclusions[0] needs an `event`",
+        ),
     ],
 )
 def test_unsupported_queries_are_refused_by_name(

@@ -19,6 +19,7 @@ Math = Literal[
     "p75", "p90", "p95", "p99",
 ]  # fmt: skip
 Interval = Literal["hour", "day", "week", "month"]
+Attribution = Literal["first_touch", "last_touch", "step"]
 Verdict = Literal["valid", "invalid", "unplanned"]
 ALL_VERDICTS: tuple[Verdict, ...] = ("valid", "invalid", "unplanned")
 BREAKDOWN_OTHER = "$$_posthog_breakdown_other_$$"
@@ -75,7 +76,7 @@ class FunnelsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag=
     order: Literal["ordered", "strict"] = "ordered"
     breakdown: str | None = None
     breakdown_limit: int = 25
-    breakdown_attribution: Literal["first_touch", "last_touch", "step"] = "first_touch"
+    breakdown_attribution: Attribution = "first_touch"
     attribution_step: int = 0
     exclusions: tuple[Exclusion, ...] = ()
     aggregate_by: Literal["person", "group"] = "person"

@@ -6,12 +6,16 @@ Only the part eventplan computes is accepted; any other field is refused with a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast, get_args
 
 from eventplan.query.model import (
+    Attribution,
     DateRange,
     Exclusion,
     FunnelsQuery,
+    Interval,
+    Math,
+    Operator,
     PropertyFilter,
     Query,
     Series,
@@ -62,6 +66,53 @@ FUNNEL_FILTER_KEYS = {
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
 
 
+def _object(raw: Any, where: str) -> dict[str, Any]:
+    """`raw` as an object; absent (None) is empty. A wrong type is a QueryError
+    naming the field, rather than a 500 from whatever reads it next."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise QueryError(f"{where} must be an object")
+    return raw
+
+
+def _list(raw: Any, where: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise QueryError(f"{where} must be a list")
+    return raw
+
+
+def _text(raw: Any, where: str, default: str | None = None) -> str | None:
+    if raw is None:
+        return default
+    if not isinstance(raw, str):
+        raise QueryError(f"{where} must be a string")
+    return raw
+
+
+def _integer(raw: Any, where: str, default: int) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise QueryError(f"{where} must be an integer")
+    return raw
+
+
+Choice = TypeVar("Choice", bound=str)
+
+
+def _choice(raw: Any, where: str, choices: Any, default: Choice) -> Choice:
+    """One of the `Literal` type `choices`' values: they go into SQL as they are."""
+    allowed: tuple[str, ...] = get_args(choices)
+    if raw is None:
+        return default
+    if raw not in allowed:
+        raise QueryError(f"{where} {raw!r} is not one of {', '.join(allowed)}")
+    return cast(Choice, raw)
+
+
 def _refuse_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(obj) - allowed)
     if unknown:
@@ -69,19 +120,22 @@ def _refuse_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _filters(raw: Any, where: str) -> tuple[PropertyFilter, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise QueryError(f"{where}.properties must be a list")
     result = []
-    for item in raw:
+    for item in _list(raw, f"{where}.properties"):
         if not isinstance(item, dict) or "key" not in item:
             raise QueryError(f"{where}.properties: each filter needs a `key`")
         _refuse_unknown(item, {"key", "value", "operator", "type", "label"}, f"{where} filter")
         if item.get("type", "event") != "event":
             raise QueryError(f"{where}: only event property filters are supported")
-        operator = item.get("operator", "exact")
-        result.append(PropertyFilter(key=item["key"], operator=operator, value=item.get("value")))
+        result.append(
+            PropertyFilter(
+                key=str(_text(item["key"], f"{where} filter key")),
+                operator=_choice(
+                    item.get("operator"), f"{where} filter operator", Operator, "exact"
+                ),
+                value=item.get("value"),
+            )
+        )
     return tuple(result)
 
 
@@ -92,37 +146,49 @@ def _series(raw: Any, index: int, global_filters: tuple[PropertyFilter, ...]) ->
     _refuse_unknown(raw, SERIES_KEYS, where)
     if not isinstance(raw.get("event"), str):
         raise QueryError(f"{where} needs an `event`")
-    math = raw.get("math", "total")
-    if math in ("unique_group",) and raw.get("math_group_type_index", 0) != 0:
+    math: Math = _choice(raw.get("math"), f"{where}.math", Math, "total")
+    group_index = _integer(raw.get("math_group_type_index"), f"{where}.math_group_type_index", 0)
+    if math in ("unique_group",) and group_index != 0:
         raise QueryError(f"{where}: only group type index 0 (workspace) is supported")
     return Series(
         event=raw["event"],
         filters=_filters(raw.get("properties"), where) + global_filters,
         math=math,
-        math_property=raw.get("math_property"),
-        name=raw.get("custom_name") or "",
+        math_property=_text(raw.get("math_property"), f"{where}.math_property"),
+        name=_text(raw.get("custom_name"), f"{where}.custom_name") or "",
     )
 
 
 def _date_range(raw: Any, default_from: str) -> DateRange:
     if raw is None:
         return DateRange(date_from=default_from)
-    if not isinstance(raw, dict):
-        raise QueryError("dateRange must be an object")
+    raw = _object(raw, "dateRange")
     _refuse_unknown(raw, {"date_from", "date_to", "explicitDate"}, "dateRange")
-    return DateRange(date_from=raw.get("date_from") or default_from, date_to=raw.get("date_to"))
+    return DateRange(
+        date_from=_text(raw.get("date_from"), "dateRange.date_from") or default_from,
+        date_to=_text(raw.get("date_to"), "dateRange.date_to"),
+    )
 
 
 def _breakdown(raw: Any) -> tuple[str | None, int]:
     if not raw:
         return None, 25
+    raw = _object(raw, "breakdownFilter")
     _refuse_unknown(raw, {"breakdown", "breakdown_type", "breakdown_limit"}, "breakdownFilter")
     if raw.get("breakdown_type", "event") != "event":
         raise QueryError("breakdownFilter: only event property breakdowns are supported")
     breakdown = raw.get("breakdown")
     if breakdown is not None and not isinstance(breakdown, str):
         raise QueryError("breakdownFilter.breakdown must be one property name")
-    return breakdown, int(raw.get("breakdown_limit", 25))
+    return breakdown, _integer(raw.get("breakdown_limit"), "breakdownFilter.breakdown_limit", 25)
+
+
+def _all_series(
+    body: dict[str, Any], global_filters: tuple[PropertyFilter, ...]
+) -> tuple[Series, ...]:
+    return tuple(
+        _series(s, i, global_filters) for i, s in enumerate(_list(body.get("series"), "series"))
+    )
 
 
 def from_posthog(body: Any) -> Query | str:
@@ -139,61 +205,75 @@ def from_posthog(body: Any) -> Query | str:
     if kind == "TrendsQuery":
         _refuse_unknown(body, TRENDS_KEYS, "TrendsQuery")
         breakdown, limit = _breakdown(body.get("breakdownFilter"))
-        trends_filter = body.get("trendsFilter") or {}
+        trends_filter = _object(body.get("trendsFilter"), "trendsFilter")
         _refuse_unknown(trends_filter, {"formula", "display"}, "trendsFilter")
-        compare = body.get("compareFilter") or {}
+        compare = _object(body.get("compareFilter"), "compareFilter")
         _refuse_unknown(compare, {"compare"}, "compareFilter")
         return TrendsQuery(
-            series=tuple(
-                _series(s, i, global_filters) for i, s in enumerate(body.get("series") or [])
-            ),
-            interval=body.get("interval", "day"),
+            series=_all_series(body, global_filters),
+            interval=_choice(body.get("interval"), "interval", Interval, "day"),
             date_range=_date_range(body.get("dateRange"), "-7d"),
             breakdown=breakdown,
             breakdown_limit=limit,
-            formula=trends_filter.get("formula"),
+            formula=_text(trends_filter.get("formula"), "trendsFilter.formula"),
             compare=bool(compare.get("compare", False)),
         )
     if kind == "FunnelsQuery":
         _refuse_unknown(body, FUNNELS_KEYS, "FunnelsQuery")
-        funnels_filter = body.get("funnelsFilter") or {}
+        funnels_filter = _object(body.get("funnelsFilter"), "funnelsFilter")
         _refuse_unknown(funnels_filter, FUNNEL_FILTER_KEYS, "funnelsFilter")
         if funnels_filter.get("funnelVizType", "steps") != "steps":
             raise QueryError("funnelsFilter.funnelVizType: only `steps` is supported")
         unit = funnels_filter.get("funnelWindowIntervalUnit", "day")
-        if unit not in UNITS:
+        if not isinstance(unit, str) or unit not in UNITS:
             raise QueryError(f"funnelWindowIntervalUnit {unit!r} is not one of {', '.join(UNITS)}")
         order = funnels_filter.get("funnelOrderType", "ordered")
         if order not in ("ordered", "strict"):
             raise QueryError(f"funnelOrderType {order!r}: only ordered and strict are supported")
         breakdown, limit = _breakdown(body.get("breakdownFilter"))
-        exclusions = tuple(
-            Exclusion(
-                event=e["event"],
-                filters=_filters(e.get("properties"), "exclusion"),
-                from_step=int(e.get("funnelFromStep", 0)),
-                to_step=int(e.get("funnelToStep", 1)),
-            )
-            for e in funnels_filter.get("exclusions") or []
-        )
         group = body.get("aggregation_group_type_index")
+        window = _integer(funnels_filter.get("funnelWindowInterval"), "funnelWindowInterval", 14)
         return FunnelsQuery(
-            steps=tuple(
-                _series(s, i, global_filters) for i, s in enumerate(body.get("series") or [])
-            ),
+            steps=_all_series(body, global_filters),
             date_range=_date_range(body.get("dateRange"), "-30d"),
-            window_seconds=int(funnels_filter.get("funnelWindowInterval", 14)) * UNITS[unit],
+            window_seconds=window * UNITS[unit],
             order=order,
             breakdown=breakdown,
             breakdown_limit=limit,
-            breakdown_attribution=funnels_filter.get("breakdownAttributionType", "first_touch"),
-            attribution_step=int(funnels_filter.get("breakdownAttributionValue", 0)),
-            exclusions=exclusions,
+            breakdown_attribution=_choice(
+                funnels_filter.get("breakdownAttributionType"),
+                "funnelsFilter.breakdownAttributionType",
+                Attribution,
+                "first_touch",
+            ),
+            attribution_step=_integer(
+                funnels_filter.get("breakdownAttributionValue"), "breakdownAttributionValue", 0
+            ),
+            exclusions=_exclusions(funnels_filter.get("exclusions")),
             aggregate_by="group" if group is not None else "person",
         )
     raise QueryError(
         f"query kind {kind!r} is not supported (TrendsQuery, FunnelsQuery, HogQLQuery are)"
     )
+
+
+def _exclusions(raw: Any) -> tuple[Exclusion, ...]:
+    result = []
+    for index, item in enumerate(_list(raw, "funnelsFilter.exclusions")):
+        where = f"funnelsFilter.exclusions[{index}]"
+        item = _object(item, where)
+        event = item.get("event")
+        if not isinstance(event, str):
+            raise QueryError(f"{where} needs an `event`")
+        result.append(
+            Exclusion(
+                event=event,
+                filters=_filters(item.get("properties"), where),
+                from_step=_integer(item.get("funnelFromStep"), f"{where}.funnelFromStep", 0),
+                to_step=_integer(item.get("funnelToStep"), f"{where}.funnelToStep", 1),
+            )
+        )
+    return tuple(result)
 
 
 def to_posthog(query: Query) -> dict[str, Any]:
