@@ -61,6 +61,8 @@ _json = msgspec.json.Encoder()
 CAPTURE_PATHS = ("/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage")
 RECORDING_PATHS = ("/s",)
 FLAGS_PATHS = ("/flags", "/decide")
+# Rows a SQL answer over HTTP holds at most; `hasMore` says when there were more.
+MAX_API_ROWS = 100_000
 FORWARD_VERDICTS = {
     "all": frozenset({"valid", "invalid", "unplanned"}),
     "valid": frozenset({"valid"}),
@@ -422,10 +424,19 @@ class Server:
             query = body.get("query") if isinstance(body, dict) else None
             if not isinstance(query, str) or not query.strip():
                 raise QueryError('the body must be {"query": "SELECT …"}')
-            columns, rows = self.store.sql(query)
-            return {"columns": columns, "results": rows}
+            return self._sql_answer(query)
 
         return await self._guarded_json(request, work)
+
+    def _sql_answer(self, query: str) -> dict[str, Any]:
+        """`/api/sql` and a HogQLQuery: up to MAX_API_ROWS rows, one more read to
+        know whether there were more."""
+        columns, rows = self.store.sql(query, max_rows=MAX_API_ROWS + 1)
+        return {
+            "columns": columns,
+            "results": rows[:MAX_API_ROWS],
+            "hasMore": len(rows) > MAX_API_ROWS,
+        }
 
     def project(self, key: str | None) -> Project:
         """A project by name or 1-based number; the first one when not given."""
@@ -464,8 +475,7 @@ class Server:
             raw = body.get("query") if isinstance(body, dict) and "query" in body else body
             parsed = from_posthog(raw)
             if isinstance(parsed, str):
-                columns, rows = self.store.sql(parsed)
-                return {"columns": columns, "results": rows}
+                return self._sql_answer(parsed)
             return run_query(self.store, project.plan, parsed)
 
         return await self._guarded_json(request, work)

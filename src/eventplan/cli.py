@@ -368,6 +368,12 @@ def _sql_through_server(db: str, api_key: str | None, query: str) -> tuple[list[
     body = response.json()
     if response.status_code != 200:
         raise click.ClickException(str(body.get("detail", body)))
+    if body.get("hasMore"):
+        click.echo(
+            f"only the first {len(body['results'])} rows: the server answers no more; "
+            "add a LIMIT, or stop the server to read the file directly",
+            err=True,
+        )
     return body["columns"], body["results"]
 
 

@@ -139,6 +139,37 @@ def test_unsupported_queries_are_refused_by_name(
     assert message in response.json()["detail"]
 
 
+def test_a_sql_answer_holds_at_most_100k_rows_and_says_there_were_more(
+    busy_server: RunningServer,
+) -> None:
+    from eventplan.app import MAX_API_ROWS
+
+    many = post(busy_server, "/api/sql", {"query": f"SELECT * FROM range({MAX_API_ROWS + 5})"})
+    assert many.status_code == 200
+    assert len(many.json()["results"]) == MAX_API_ROWS and many.json()["hasMore"] is True
+    hogql = {"kind": "HogQLQuery", "query": "SELECT count(*) FROM events"}
+    few = post(busy_server, "/api/projects/1/query/", {"query": hogql})
+    assert few.json()["hasMore"] is False and len(few.json()["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/dashboards/model_performance?date_from=-999999999999d", "out of range"),
+        ("/api/dashboards/model_performance?date_to=0001-01-01", "out of range"),
+        ("/api/dashboards/model_performance?date_from=yesterday", "neither"),
+        ("/api/alerts?since=-99999999999999999999m", "out of range"),
+    ],
+)
+def test_a_date_out_of_range_or_unreadable_is_a_400(
+    busy_server: RunningServer, path: str, message: str
+) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    response = httpx.get(f"{busy_server.url}{path}", headers=headers, timeout=60)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["detail"]
+
+
 def test_dashboards_and_alerts_as_json(busy_server: RunningServer) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     listing = httpx.get(f"{busy_server.url}/api/dashboards", headers=headers, timeout=30).json()

@@ -444,3 +444,11 @@ def test_duckdb_keeps_inserting_when_sorting_the_tail_runs_out_of_memory(
     _, rows = store.sql("SELECT settled, count(*) FROM events_data GROUP BY ALL")
     assert rows == [(False, 22_000)]  # all there, as inserted
     store.close()
+
+
+def test_sql_reads_at_most_max_rows_even_after_a_trailing_comment(store: Store) -> None:
+    rows_of = "range(10)" if store.dialect == "duckdb" else "numbers(10)"
+    query = f"SELECT * FROM {rows_of} -- all ten"
+    assert len(store.sql(query)[1]) == 10
+    assert len(store.sql(query, max_rows=3)[1]) == 3
+    assert len(store.sql(query + "\n;", max_rows=30)[1]) == 10

@@ -22,6 +22,8 @@ from eventplan.store.columns import Column, quote
 QUANTILES = {"median": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 EVENTS = "events_data e"  # enough when no query part needs the person
 _RELATIVE = re.compile(r"^-(\d+)([hdwmy])$")
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # a year short of the end, for buckets and lookbacks
 
 
 class Dialect:
@@ -285,17 +287,27 @@ def step(moment: datetime, interval: Interval) -> datetime:
 
 
 def parse_moment(text: str, now: datetime) -> datetime:
+    """A relative (-Nh, -Nd, -Nw, -Nm, -Ny) or ISO date; QueryError for anything else,
+    and for a moment before 1900 or in the year 9999 (capture stores none there, and
+    arithmetic near the ends of `datetime` overflows)."""
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
         days = {"d": 1, "w": 7, "m": 30, "y": 365}.get(unit)
-        delta = timedelta(hours=amount) if unit == "h" else timedelta(days=amount * (days or 1))
-        return now - delta
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise QueryError(f"date {text!r} is neither -Nh/-Nd/-Nw/-Nm nor an ISO date") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        try:
+            delta = timedelta(hours=amount) if unit == "h" else timedelta(days=amount * (days or 1))
+            moment = now - delta
+        except OverflowError:
+            moment = datetime.min.replace(tzinfo=UTC)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise QueryError(f"date {text!r} is neither -Nh/-Nd/-Nw/-Nm nor an ISO date") from exc
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise QueryError(f"date {text!r} is out of range: before 1900 or past 9998")
+    return moment
 
 
 def resolve_range(

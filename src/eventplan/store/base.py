@@ -311,9 +311,10 @@ class Store(ABC):
 
     @abstractmethod
     def sql(
-        self, query: str, parameters: list[Any] | None = None
+        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one read-only statement (`?` placeholders); column names and rows."""
+        """Run one read-only statement (`?` placeholders); column names and rows, at
+        most `max_rows` of them when given."""
 
     @abstractmethod
     def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:

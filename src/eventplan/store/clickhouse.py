@@ -865,19 +865,23 @@ class ClickHouseStore(Store):
     # -- reading -----------------------------------------------------------------
 
     def sql(
-        self, query: str, parameters: list[Any] | None = None
+        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        table = self.arrow(query, parameters)
+        table = self.arrow(query, parameters, max_rows)
         names = list(table.column_names)
         return names, list(zip(*(c.to_pylist() for c in table.columns), strict=True))
 
-    def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
+    def arrow(
+        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
+    ) -> pa.Table:
         text = query.strip().rstrip(";").strip()
         if ";" in _unquoted(text):
             raise QueryError("send exactly one statement")
         first = text.split(None, 1)[0].upper() if text else ""
         if first not in ("SELECT", "WITH"):
             raise QueryError(f"only SELECT queries are allowed here, not {first or 'nothing'}")
+        if max_rows is not None:  # on their own lines: a trailing comment ends at the newline
+            text = f"SELECT * FROM (\n{text}\n) LIMIT {int(max_rows)}"
         return self.engine.query(bind(text, parameters or []))
 
     def close(self) -> None:

@@ -630,14 +630,14 @@ class EventStore(Store):
     # -- reading -----------------------------------------------------------------
 
     def sql(
-        self, query: str, parameters: list[Any] | None = None
+        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement; returns column names and rows."""
         cursor = self._select(query)
         try:
             result = cursor.execute(query, parameters or [])
             columns = [d[0] for d in result.description or []]
-            rows = result.fetchall()
+            rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
         except duckdb.Error as exc:
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
