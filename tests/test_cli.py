@@ -66,6 +66,14 @@ def test_a_line_that_is_not_json_is_reported_with_its_number(tmp_path: Path) -> 
     assert len(result.stdout.splitlines()) == 2
 
 
+def test_a_line_nested_past_what_json_decoding_takes_is_reported_too(tmp_path: Path) -> None:
+    path = write_lines(tmp_path, json.dumps(GOOD), "[" * 100_000 + "]" * 100_000)
+    result = CliRunner().invoke(cli, ["validate", str(OPENCHAT), str(path), "--json"])
+    assert result.exit_code == 1
+    assert f"{path}:2: not JSON: it nests too deeply to read" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
 def test_validate_reads_a_posthog_json_export(tmp_path: Path) -> None:
     path = tmp_path / "export.json"
     path.write_text(json.dumps([GOOD, BAD]))

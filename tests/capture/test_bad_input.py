@@ -53,6 +53,7 @@ CASES = [
         400,
         "nests deeper",
     ),
+    ("nested past what JSON decoding takes", b"[" * 100_000 + b"]" * 100_000, {}, 400, "nests too"),
     ("no token", json.dumps({"batch": [event()]}).encode(), {}, 401, "no project token"),
     ("unknown token", batch(event(), token="phc_unknown"), {}, 401, "unknown project token"),
     ("personal key", batch(event(), token="phx_secret"), {}, 401, "personal API key"),

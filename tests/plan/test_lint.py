@@ -128,6 +128,18 @@ BROKEN = [
     ),
     ("unknown key", BASE + "      note: {type: string, requird: true}\n", "unknown_key", 16),
     ("not YAML", BASE + "  oops: [unclosed\n", "yaml_syntax", 17),
+    (
+        "naming pattern that is not a regular expression",
+        BASE.replace("naming:\n", "naming:\n  events: '???'\n"),
+        "bad_pattern",
+        4,
+    ),
+    (
+        "nested deeper than YAML can read",
+        BASE + "  deep.nesting:\n    properties: " + "[" * 3000 + "]" * 3000 + "\n",
+        "yaml_syntax",
+        0,
+    ),
 ]
 
 
@@ -143,6 +155,14 @@ def test_every_rule_has_a_failing_plan(
     result = CliRunner().invoke(cli, ["lint", str(path)])
     assert result.exit_code == 1, result.output
     assert f"{path}:{line}: {code}: " in result.output
+
+
+def test_a_plan_that_is_not_utf8_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(BASE.replace("shop", "caf\u00e9").encode("latin-1"))
+    result = CliRunner().invoke(cli, ["lint", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:0: unreadable: the plan is not UTF-8 text" in result.output
 
 
 def test_the_base_plan_is_clean(write_plan: Callable[[str], Path]) -> None:

@@ -99,12 +99,27 @@ def decode_body(
     ):
         payload = gunzip(payload, limit)
     try:
+        return decode_json(payload)
+    except NotJSON as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+class NotJSON(ValueError):
+    """Text that is not JSON, with the decoder's reason."""
+
+
+def decode_json(payload: bytes) -> Any:
+    """JSON as PostHog's capture reads it (a lone surrogate escape is U+FFFD), for
+    request bodies and event files alike; NotJSON says why when it is not."""
+    try:
         return _json.decode(payload)
     except msgspec.DecodeError as exc:
         repaired = replace_lone_surrogates(payload) if b"\\u" in payload else payload
         if repaired != payload:
             try:
                 return _json.decode(repaired)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 pass
-        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+        raise NotJSON(str(exc)) from exc
+    except RecursionError as exc:
+        raise NotJSON("it nests too deeply to read") from exc

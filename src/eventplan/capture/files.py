@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-_decoder = msgspec.json.Decoder()
+from eventplan.capture.decode import NotJSON, decode_json
 
 
 @dataclass(frozen=True)
@@ -34,8 +32,8 @@ def _records(data: bytes) -> Iterator[Record]:
     stripped = data.lstrip()
     if stripped[:1] in (b"[", b"{"):
         try:
-            whole = _decoder.decode(data)
-        except msgspec.DecodeError:
+            whole = decode_json(data)
+        except NotJSON:
             whole = None
         if isinstance(whole, list):
             yield from (Record(line=index + 1, event=event) for index, event in enumerate(whole))
@@ -56,6 +54,6 @@ def _json_lines(data: bytes) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            yield Record(line=number, event=_decoder.decode(line))
-        except msgspec.DecodeError as exc:
+            yield Record(line=number, event=decode_json(line))
+        except NotJSON as exc:
             yield Record(line=number, error=f"not JSON: {exc}")

@@ -235,6 +235,11 @@ class _Reader:
                 re.compile(pattern)
             except re.error as exc:
                 self.error(node.line_of(key), "bad_pattern", f"naming.{key}: {exc}")
+                # The rules still run, against the default convention.
+                if key == "events":
+                    event_pattern = default.event_pattern
+                else:
+                    property_pattern = default.property_pattern
         return Naming(
             event_pattern=event_pattern,
             property_pattern=property_pattern,
@@ -728,12 +733,17 @@ def read_plan(path: str | Path) -> tuple[Plan | None, list[Diagnostic]]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         return None, [Diagnostic(name, 0, "unreadable", f"cannot read the plan: {exc.strerror}")]
+    except UnicodeDecodeError as exc:
+        message = f"the plan is not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}"
+        return None, [Diagnostic(name, 0, "unreadable", message)]
     return read_plan_text(text, name)
 
 
 def read_plan_text(text: str, name: str = "<plan>") -> tuple[Plan | None, list[Diagnostic]]:
     try:
         root = load_yaml(text)
+    except RecursionError:
+        return None, [Diagnostic(name, 0, "yaml_syntax", "the file nests too deeply to read")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
