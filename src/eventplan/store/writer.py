@@ -149,7 +149,7 @@ class BackgroundWriter:
         for chunk in chunks(records, self.store.insert_size):
             try:
                 replayed += self._insert(chunk)
-            except Exception as exc:  # a start that fails for a store taking nothing
+            except Exception as exc:  # one event may be refused: find it, or fail the start
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("replaying the log failed; inserting it a record at a time")
                 replayed += self._insert_halving(chunk, None)
