@@ -123,6 +123,52 @@ def test_python_passes_mypy_strict_and_a_wrong_enum_fails(workdir: Path) -> None
     assert missing.returncode != 0 and "chat_id" in missing.stdout
 
 
+# Plan text that ends a comment, a docstring or a line wherever the generator puts it.
+AWKWARD_PLAN = r"""
+plan: awkward
+version: 1.0.0
+naming:
+  legacy_events: [import]
+events:
+  cart.item_added:
+    description: "Ends a comment */ const pwned = 1; /* then \"\"\" a docstring's end \\\nx = 1"
+    surfaces: [web, server]
+    properties:
+      source:
+        type: string
+        description: "first line\nSECOND = 2 then */"
+        enum: ["it's", "say \"hi\"", "back\\slash", "*/", "new\nline"]
+  import:
+    description: "a Python keyword as an event name"
+    surfaces: [server]
+    properties: {}
+"""
+
+
+def test_plan_text_that_ends_comments_or_lines_still_compiles(workdir: Path) -> None:
+    plan = workdir / "awkward.yaml"
+    plan.write_text(AWKWARD_PLAN)
+    for language, out in (("typescript", "analytics.ts"), ("python", "analytics.py")):
+        result = CliRunner().invoke(cli, ["codegen", language, str(plan), "-o", str(workdir / out)])
+        assert result.exit_code == 0, result.output
+    (workdir / "use.ts").write_text(
+        'import { AwkwardAnalytics } from "./analytics";\n'
+        "const a = new AwkwardAnalytics(() => {});\n"
+        'a.cartItemAdded({ source: "*/" });\n'
+    )
+    compiled = tsc(workdir)
+    assert compiled.returncode == 0, compiled.stdout
+    (workdir / "use.py").write_text(
+        "from analytics import cart_item_added, import_\n"
+        "from posthog import Posthog\n"
+        'client = Posthog("phc_x", host="http://127.0.0.1:1")\n'
+        'cart_item_added(client, "u", {"source": "*/"})\n'
+        'import_(client, "u", {})\n'
+    )
+    checked = mypy(workdir)
+    assert checked.returncode == 0, checked.stdout
+
+
 def test_codegen_is_deterministic_and_names_the_plan_version(tmp_path: Path) -> None:
     for language, suffix in (("typescript", "ts"), ("python", "py")):
         generate(language, tmp_path / f"a.{suffix}")

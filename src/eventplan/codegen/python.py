@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from eventplan.codegen.names import header, pascal, snake
+from eventplan.codegen.names import comment, docstring, header, pascal, snake
 from eventplan.plan.model import Plan, Property
 
 PY_TYPES = {
@@ -35,8 +35,7 @@ def _typed_dict(name: str, props: list[Property], description: str) -> list[str]
     for prop in props:
         lines.append(f"        {json.dumps(prop.name)}: {py_type(prop)},")
     lines += ["    },", ")"]
-    comment = [f"# {description}"] if description else []
-    return comment + lines
+    return ([f"# {comment(description)}"] if description else []) + lines
 
 
 def generate(plan: Plan) -> str:
@@ -78,7 +77,7 @@ def generate(plan: Plan) -> str:
             f"    properties: {typed},",
             "    super_properties: dict[str, Any] | None = None,",
             ") -> None:",
-            f'    """{event.description} ({event.trigger.file})"""',
+            f'    """{docstring(f"{event.description} ({event.trigger.file})")}"""',
             "    client.capture(",
             f"        {json.dumps(name)},",
             "        distinct_id=distinct_id,",

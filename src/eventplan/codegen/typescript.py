@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from eventplan.codegen.names import camel, doc, header, pascal
+from eventplan.codegen.names import camel, comment, doc, header, pascal
 from eventplan.plan.model import Plan, Property
 
 TS_TYPES = {
@@ -30,7 +30,7 @@ def ts_type(prop: Property) -> str:
 
 
 def _interface(name: str, props: list[Property], description: str) -> list[str]:
-    lines = [f"/** {description} */" if description else "", f"export interface {name} {{"]
+    lines = [f"/** {comment(description)} */" if description else "", f"export interface {name} {{"]
     for prop in props:
         if prop.description or prop.enum:
             lines.append(f"  /** {doc(prop)} */")
@@ -99,7 +99,7 @@ def generate(plan: Plan) -> str:
         out.append("")
         surfaces = ", ".join(event.surfaces)
         methods += [
-            f"  /** {event.description} ({surfaces}; {event.trigger.file}) */",
+            f"  /** {comment(f'{event.description} ({surfaces}; {event.trigger.file})')} */",
             f"  {camel(name)}(properties: {interface}"
             + (" = {}" if not any(p.required for p in event.properties.values()) else "")
             + "): void {",
@@ -107,7 +107,7 @@ def generate(plan: Plan) -> str:
             "  }",
         ]
     out += [
-        f"/** Every event of plan {plan.name}, one typed method each. */",
+        f"/** Every event of plan {comment(plan.name)}, one typed method each. */",
         f"export class {class_name} {{",
         "  constructor(private readonly send: Sender) {}",
         "",
