@@ -1079,6 +1079,7 @@ def status(plan: Path, code: Path, as_json: bool) -> None:
                     "unplanned_properties": [
                         {**vars(c), "property": p} for c, p in result.unplanned_properties
                     ],
+                    "unreadable": [{"path": p, "error": e} for p, e in result.unreadable],
                 }
             ).decode()
             + "\n"
@@ -1094,6 +1095,8 @@ def status(plan: Path, code: Path, as_json: bool) -> None:
             click.echo(
                 f"{call.path}:{call.line}: {call.event} sends {key}, which the plan does not define"
             )
+    for path, why in result.unreadable:
+        click.echo(f"{path}: not read: {why}", err=True)
     if result.problems:
         sys.exit(1)
 

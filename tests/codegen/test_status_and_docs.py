@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -67,6 +70,27 @@ def test_status_finds_missing_misspelt_and_unplanned(tmp_path: Path) -> None:
     ]
     assert "openrouter.key_saved" in report["never_sent"]
     assert "marketing.visit_landing" not in report["never_sent"]
+
+
+def test_status_skips_what_is_not_a_readable_file(tmp_path: Path) -> None:
+    root = fixture(tmp_path / "repo")
+    odd = root / "apps" / "web" / "src"
+    (odd / "dead-link.ts").symlink_to(tmp_path / "gone.ts")
+    (odd / "folder.tsx").mkdir()
+    os.mkfifo(odd / "pipe.ts")  # reading a fifo would wait for a writer for ever
+    # In a subprocess with a timeout, so that a regression fails rather than hangs.
+    result = subprocess.run(
+        [sys.executable, "-m", "eventplan", "status", str(OPENCHAT), "--code", str(root), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr  # the fixture's own problems
+    report = json.loads(result.stdout)
+    assert {c["path"] for c in report["calls"]} == {
+        relative for relative in FILES if not relative.startswith("node_modules")
+    }
+    assert report["unreadable"] == []
 
 
 def test_docs_writes_a_searchable_catalogue(tmp_path: Path) -> None:

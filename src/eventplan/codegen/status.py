@@ -41,6 +41,7 @@ class Status:
     never_sent: list[str] = field(default_factory=list)
     unplanned: list[tuple[CallSite, str]] = field(default_factory=list)  # (call, suggestion)
     unplanned_properties: list[tuple[CallSite, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
     @property
     def problems(self) -> int:
@@ -94,8 +95,14 @@ def scan(root: Path, plan: Plan) -> Status:
     for path in sorted(root.rglob("*")):
         if path.suffix not in SOURCE_SUFFIXES or any(p in SKIP_DIRS for p in path.parts):
             continue
-        text = path.read_text(encoding="utf-8", errors="replace")
         relative = str(path.relative_to(root))
+        if not path.is_file():  # a directory, a fifo (reading one would block), a dead link
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            status.unreadable.append((relative, exc.strerror or str(exc)))
+            continue
         for pattern in CALLS:
             for match in pattern.finditer(text):
                 has_object = pattern.groups >= 4 and match.group(4) is not None
