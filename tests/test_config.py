@@ -66,6 +66,37 @@ def test_bad_settings_say_what_is_wrong(
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'port = "abc"', "port must be a whole number"),
+        (b"max_body_bytes = -5", "max_body_bytes is -5; it cannot be negative"),
+        (b'trusted_proxies = ["not-a-net"]', "trusted proxy 'not-a-net' is not an address"),
+        (b'[[projects]]\nplan = "p.yaml"\ntokens = [1]', "tokens must be a string or a list"),
+        (b'[[projects]]\nplan = 5\ntokens = ["phc_a"]', "plan must be a file name"),
+        (b"\xff\xfe", "is not UTF-8 text"),
+    ],
+)
+def test_a_bad_config_file_says_what_is_wrong(
+    tmp_path: Path, text: bytes, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("EVENTPLAN_TOKEN", "EVENTPLAN_PLAN", "EVENTPLAN_CONFIG", "EVENTPLAN_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    config = tmp_path / "eventplan.toml"
+    config.write_bytes(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"plan": str(OPENCHAT), "token": ("phc_x",)}, config)
+
+
+def test_one_token_written_as_a_string_is_one_token_not_its_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVENTPLAN_TOKEN", raising=False)
+    config = tmp_path / "eventplan.toml"
+    config.write_text(f'[[projects]]\nplan = "{OPENCHAT}"\ntokens = "phc_one"\n')
+    assert [p.tokens for p in load_settings({}, config).projects] == [("phc_one",)]
+
+
+@pytest.mark.parametrize(
     ("db", "wal", "log"),
     [
         ("data/eventplan.duckdb", None, "data/eventplan.duckdb.log"),

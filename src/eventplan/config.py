@@ -6,6 +6,7 @@ listed once in `SETTINGS` with its help, which the CLI and the docs read.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -132,6 +133,8 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
             file_values = tomllib.loads(config_file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{config_file} is not UTF-8 text: {exc.reason}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
     values: dict[str, Any] = {}
@@ -157,7 +160,18 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
             "api_key": "api_keys",
             "trusted_proxy": "trusted_proxies",
         }.get(setting.name, setting.name)
-        values[setting.name] = file_values.get(file_key, setting.default)
+        values[setting.name] = _from_file(setting, file_key, file_values.get(file_key), config_file)
+    for setting in SETTINGS:
+        value = values[setting.name]
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{setting.name} is {value}; it cannot be negative")
+    if values["max_body_bytes"] == 0 or values["port"] > 65535:
+        raise ConfigError("max_body_bytes must be at least 1, and port at most 65535")
+    for network in values["trusted_proxy"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"trusted proxy {network!r} is not an address or network") from exc
     enforcement = values["enforcement"]
     if enforcement not in ("flag", "quarantine"):
         raise ConfigError(f"enforcement is {enforcement!r}; expected flag or quarantine")
@@ -208,14 +222,41 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
     )
 
 
+def _strings(value: Any, what: str) -> list[str]:
+    """A list of strings; one string is a list of one (never its characters)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ConfigError(f"{what} must be a string or a list of strings")
+
+
+def _from_file(setting: Setting, key: str, value: Any, config_file: Path | None) -> Any:
+    """A value from the TOML file, of the setting's kind, or a ConfigError naming it."""
+    if value is None:
+        return setting.default
+    what = f"{config_file}: {key}"
+    if isinstance(setting.default, list):
+        return _strings(value, what)
+    if isinstance(setting.default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{what} must be a whole number")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string")
+    return value
+
+
 def _project(raw: Any, index: int) -> ProjectConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"[[projects]] entry {index + 1} must be a table")
     try:
-        tokens = raw["tokens"]
+        tokens = _strings(raw["tokens"], f"[[projects]] entry {index + 1}: tokens")
         plan = raw["plan"]
     except KeyError as exc:
         raise ConfigError(f"[[projects]] entry {index + 1} needs `{exc.args[0]}`") from exc
+    if not isinstance(plan, str):
+        raise ConfigError(f"[[projects]] entry {index + 1}: plan must be a file name")
     enforcement = raw.get("enforcement", "flag")
     if enforcement not in ("flag", "quarantine"):
         raise ConfigError(f"[[projects]] entry {index + 1}: enforcement {enforcement!r}")
