@@ -319,7 +319,7 @@ class Server:
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared[:18]) > limit:
             raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
         chunks = []
         size = 0

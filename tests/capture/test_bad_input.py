@@ -155,6 +155,16 @@ def test_a_sent_at_out_of_range_is_ignored(server: RunningServer) -> None:
     assert timestamp.startswith("2026-01-01")
 
 
+@pytest.mark.parametrize("sent_at", ["9" * 5000, "\u00b2"], ids=["5000 digits", "superscript two"])
+def test_a_query_time_that_is_no_number_is_ignored(server: RunningServer, sent_at: str) -> None:
+    person = f"query-time-{uuid.uuid4()}"
+    response = httpx.post(
+        f"{server.url}/e/?_={sent_at}", content=batch(event(distinct_id=person)), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    server.wait_for_count(f"distinct_id = '{person}'", 1)
+
+
 def test_a_lone_surrogate_escape_is_stored_as_a_replacement_character(
     server: RunningServer,
 ) -> None:

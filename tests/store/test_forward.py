@@ -157,3 +157,12 @@ def test_a_refused_batch_is_kept_with_its_reason_and_can_be_retried(tmp_path: Pa
     assert offline.exit_code == 0, offline.output
     offline_report = json.loads(offline.output)
     assert offline_report["pending"] + offline_report["failed"] == 5  # requeued, none lost
+
+
+def test_an_upstream_retry_after_is_honoured_within_reason() -> None:
+    from eventplan.store.forward import MAX_RETRY_AFTER, backoff
+
+    assert backoff(0, "30") == 30.0
+    assert backoff(0, "9" * 5000) == MAX_RETRY_AFTER  # not days, and not a crash
+    assert backoff(3, "\u00b2") == 8.0  # a digit to str.isdigit, not to float()
+    assert backoff(3, None) == 8.0

@@ -27,6 +27,8 @@ SKEW_ROUNDING_US: Final = 5 * 60 * 1_000_000  # PostHog ignores skew under 2.5 m
 # clock) or after 9999 count as not parsed; so every stored time fits both stores.
 EARLIEST_US: Final = -2_208_988_800 * 1_000_000
 LATEST_US: Final = 253_402_300_800 * 1_000_000
+# posthog-js's `_` (epoch ms): ASCII digits, few enough for int() (str.isdigit takes "²").
+ASCII_NUMBER: Final = re.compile(r"[0-9]{1,18}").fullmatch
 # The clients send canonical lowercase UUIDs; those need no parsing to be normalized.
 CANONICAL_UUID: Final = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -176,7 +178,7 @@ def normalize(
             f"{len(events)} events in one request; the limit is {MAX_EVENTS_PER_REQUEST}"
         )
     sent_at = parse_time_us(envelope.get("sent_at"))
-    if sent_at is None and query.get("_", "").isdigit():
+    if sent_at is None and ASCII_NUMBER(query.get("_", "")):
         sent_at = parse_time_us(int(query["_"]))
     result = []
     for index, raw in enumerate(events):

@@ -28,6 +28,7 @@ from eventplan.store.base import Store
 log = logging.getLogger("eventplan.forward")
 BATCH = 500  # events per POST; PostHog's capture takes up to 20 MB per /batch/
 MAX_BACKOFF = 300.0  # seconds between retries, at most
+MAX_RETRY_AFTER = 3600.0  # the longest Retry-After from upstream we honour
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class ForwardStats:
 
 def backoff(attempts: int, retry_after: str | None) -> float:
     delay = min(2.0**attempts, MAX_BACKOFF)
-    if retry_after and retry_after.isdigit():
-        delay = max(delay, float(retry_after))
+    if retry_after and retry_after.isascii() and retry_after.isdigit():
+        delay = max(delay, min(float(retry_after[:9]), MAX_RETRY_AFTER))
     return delay
 
 
