@@ -69,8 +69,14 @@ class Forwarder:
         async with httpx.AsyncClient(timeout=30) as client:
             while True:
                 sent = 0
-                for target in self.targets:
-                    sent += await self.deliver_once(client, target)
+                try:
+                    for target in self.targets:
+                        sent += await self.deliver_once(client, target)
+                except Exception as exc:  # the outbox keeps the events: never let the loop die
+                    self._error(f"{type(exc).__name__}: {exc}")
+                    log.exception("forwarding failed unexpectedly; trying again shortly")
+                    await asyncio.sleep(5)
+                    continue
                 if not sent:
                     await asyncio.sleep(0.5)
 
