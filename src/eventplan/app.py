@@ -236,6 +236,8 @@ class Server:
                 await self.monitor.notify(changes)
             except EventplanError as exc:
                 log.error("alert check failed: %s", exc)
+            except Exception:  # the next check may well work: never let the loop die
+                log.exception("alert check failed unexpectedly")
             await asyncio.sleep(self.settings.alert_interval)
 
     def app(self) -> Starlette:
