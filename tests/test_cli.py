@@ -114,3 +114,21 @@ def test_plan_show_lists_events_and_one_event_in_full() -> None:
     )
     assert detail.exit_code == 0
     assert "memory_fallback" in detail.output and "app-sidebar.tsx" in detail.output
+
+
+def test_sql_on_a_file_that_is_no_duckdb_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "notes.duckdb"
+    path.write_text("hello")
+    result = CliRunner().invoke(cli, ["sql", "--db", str(path), "SELECT 1"])
+    assert result.exit_code == 1
+    assert "not a valid DuckDB database file" in result.output  # not "in use by another process"
+
+
+def test_import_of_a_file_that_is_no_parquet_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "events.parquet"
+    path.write_bytes(b"PAR1 not really")
+    result = CliRunner().invoke(
+        cli, ["import", "--db", str(tmp_path / "e.duckdb"), "--plan", str(OPENCHAT), str(path)]
+    )
+    assert result.exit_code == 1
+    assert f"{path}: not a Parquet file that can be read" in result.output

@@ -322,8 +322,9 @@ def sql(db: str, api_key: str | None, as_json: bool, query: str) -> None:
     _must_exist(db)
     try:
         store = open_store(db, read_only=True)
-    except EventplanError:
-        columns, rows = _sql_through_server(db, api_key, query)
+    except EventplanError as exc:
+        # Held by a running server (DuckDB's lock): ask it. Anything else is the error.
+        columns, rows = _sql_through_server(db, api_key, query, exc)
     else:
         try:
             columns, rows = store.sql(query)
@@ -342,7 +343,9 @@ def sql(db: str, api_key: str | None, as_json: bool, query: str) -> None:
     console.print(table)
 
 
-def _sql_through_server(db: str, api_key: str | None, query: str) -> tuple[list[str], list[Any]]:
+def _sql_through_server(
+    db: str, api_key: str | None, query: str, error: EventplanError
+) -> tuple[list[str], list[Any]]:
     """The db is held by a running server: ask it over /api/sql instead."""
     import httpx
 
@@ -350,7 +353,7 @@ def _sql_through_server(db: str, api_key: str | None, query: str) -> tuple[list[
 
     url = running_server_url(db)
     if url is None:
-        raise click.ClickException(f"{db} is in use by another process and no server is listed")
+        raise click.ClickException(str(error))
     if not api_key:
         raise click.ClickException(
             f"{db} is held by the running server; pass --api-key (or EVENTPLAN_API_KEY) "

@@ -18,6 +18,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from eventplan.errors import EventplanError
 from eventplan.plan.validator import Violation
 from eventplan.store.base import Store, epoch_us
 from eventplan.store.records import StoredEvent
@@ -79,9 +80,13 @@ def export_events(store: Store, out: Path, progress: Callable[[int], None]) -> i
 
 
 def is_export(path: Path) -> bool:
+    """Whether `path` is an `eventplan export` file (EventplanError: not Parquet at all)."""
     if path.suffix != ".parquet":
         return False
-    metadata = pq.read_schema(path).metadata or {}
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except pa.ArrowException as exc:
+        raise EventplanError(f"{path}: not a Parquet file that can be read: {exc}") from exc
     return MARK in metadata
 
 
