@@ -152,6 +152,7 @@ class BackgroundWriter:
             except Exception as exc:  # one event may be refused: find it, or fail the start
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("replaying the log failed; inserting it a record at a time")
+                self._probe()
                 replayed += self._insert_halving(chunk, None)
         self.wal.release_through(self.stats.stored_seq)
         return replayed
@@ -242,6 +243,9 @@ class BackgroundWriter:
                 if failures < ISOLATE_AFTER:
                     self._insert(pieces, carry)
                 else:
+                    # Halving only helps a store that takes writes: over an unreachable
+                    # server each try would wait out its timeout.
+                    self._probe()
                     self._insert_halving(pieces, carry)
                 break
             except Exception as exc:  # the events are safe in the log; keep trying
@@ -284,12 +288,16 @@ class BackgroundWriter:
                 )
                 added += self._insert_halving([head, tail], carry if last else None)
                 continue
-            self.store.set_meta("writer_probe", str(time.time()))  # raises if it takes nothing
+            self._probe()  # raises if the store takes nothing now
             self._set_aside(piece.seq, events, error)
             self._insert(
                 [Piece(piece.seq, 0, [], piece.ends_record, piece.start)], carry if last else None
             )
         return added
+
+    def _probe(self) -> None:
+        """A write of the writer's own: raises when the store takes none."""
+        self.store.set_meta("writer_probe", str(time.time()))
 
     def _set_aside(self, seq: int, events: list[StoredEvent], error: Exception) -> None:
         """Keep events the store refused, durably, before the log lets go of them."""
