@@ -94,6 +94,8 @@ def test_one_token_written_as_a_string_is_one_token_not_its_characters(
     config = tmp_path / "eventplan.toml"
     config.write_text(f'[[projects]]\nplan = "{OPENCHAT}"\ntokens = "phc_one"\n')
     assert [p.tokens for p in load_settings({}, config).projects] == [("phc_one",)]
+    config.write_text("secure_cookies = true\n" + config.read_text())  # a switch may be a bool
+    assert load_settings({}, config).secure_cookies is True
 
 
 @pytest.mark.parametrize(

@@ -239,6 +239,8 @@ def _from_file(setting: Setting, key: str, value: Any, config_file: Path | None)
     if isinstance(setting.default, list):
         return _strings(value, what)
     if isinstance(setting.default, int):
+        if isinstance(value, bool) and setting.name == "secure_cookies":  # a 0/1 switch
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{what} must be a whole number")
         return value
