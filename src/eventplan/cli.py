@@ -451,14 +451,24 @@ def _open_store(
     default=Path("plans/openchat.yaml"),
     show_default=True,
 )
-@click.option("--users", type=int, default=2000, show_default=True)
-@click.option("--days", type=int, default=30, show_default=True, help="Backfilled days.")
+@click.option("--users", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option(
+    "--days", type=click.IntRange(min=1), default=30, show_default=True, help="Backfilled days."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--broken", type=float, default=0.01, show_default=True, help="Share that breaks the plan."
+    "--broken",
+    type=click.FloatRange(0, 1),
+    default=0.01,
+    show_default=True,
+    help="Share that breaks the plan.",
 )
 @click.option("--incident", "incidents", multiple=True, help="e.g. db-outage@day=12,hours=3")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help=".jsonl or .parquet")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help=".jsonl or .parquet (its folder is made if missing)",
+)
 @click.option("--host", help="A running eventplan (or PostHog) to send to.")
 @click.option("--token", envvar="EVENTPLAN_TOKEN", help="Project token, with --host.")
 @click.option(

@@ -141,6 +141,28 @@ def test_bad_incidents_are_clear_errors(tmp_path: Path, text: str, message: str)
     assert result.exit_code == 1 and message in result.output
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--days", "0"], "'--days': 0 is not in the range x>=1"),
+        (["--users", "-5"], "'--users': -5 is not in the range x>=1"),
+        (["--broken", "2"], "'--broken': 2.0 is not in the range 0<=x<=1"),
+    ],
+)
+def test_bad_sizes_are_usage_errors(tmp_path: Path, flags: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["simulate", "--out", str(tmp_path / "x.jsonl"), *flags])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_the_output_folder_is_made_when_missing(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "events.jsonl"
+    result = CliRunner().invoke(
+        cli, ["simulate", "--users", "5", "--days", "1", "--out", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert path.read_text().count("\n") > 0
+
+
 def test_parquet_output_in_posthog_event_shape(tmp_path: Path) -> None:
     path = tmp_path / "events.parquet"
     result = CliRunner().invoke(

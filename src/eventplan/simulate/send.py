@@ -17,6 +17,7 @@ Progress = Callable[[int], None]
 
 def write_file(events: Iterable[dict[str, Any]], path: Path, progress: Progress) -> int:
     """JSON lines (`.jsonl`) or Parquet (`.parquet`); returns the number written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         return _write_parquet(events, path, progress)
     encoder = msgspec.json.Encoder()
