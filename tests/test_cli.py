@@ -132,3 +132,33 @@ def test_import_of_a_file_that_is_no_parquet_says_so(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert f"{path}: not a Parquet file that can be read" in result.output
+
+
+def test_serve_on_a_taken_port_says_so_and_closes_the_store_cleanly(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from eventplan.store import open_store
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    db = tmp_path / "e.duckdb"
+    serve = ["serve", "--plan", str(OPENCHAT), "--db", str(db), "--port", str(port)]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "eventplan", *serve, "--token", "phc_x", "--api-key", "phx_k"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        taken.close()
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr
+    # The alert check that starts with the server had its store call in a thread;
+    # shutdown waits for it instead of closing the store under it.
+    assert "Traceback" not in result.stderr, result.stderr
+    open_store(str(db), read_only=True).close()

@@ -61,6 +61,8 @@ _json = msgspec.json.Encoder()
 CAPTURE_PATHS = ("/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage")
 RECORDING_PATHS = ("/s",)
 FLAGS_PATHS = ("/flags", "/decide")
+# How long shutdown waits for the alert check or a forward in flight (then cancels it).
+BACKGROUND_STOP_SECONDS = 30.0
 # Rows a SQL answer over HTTP holds at most; `hasMore` says when there were more.
 MAX_API_ROWS = 100_000
 FORWARD_VERDICTS = {
@@ -167,7 +169,6 @@ class Server:
                 if config.forward
             ],
         )
-        self._forward_task: asyncio.Task[None] | None = None
         self._api_keys = [hash_key(key) for key in settings.api_keys]
         self._api_keys += [bytes.fromhex(digest) for digest in settings.api_key_hashes]
         self.first_run_key: str | None = None
@@ -176,7 +177,6 @@ class Server:
         self.monitor = AlertMonitor(
             self.store, {p.name: p.plan for p in self.projects}, settings.webhook
         )
-        self._alert_task: asyncio.Task[None] | None = None
         self.live = LiveFeed()
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
@@ -212,25 +212,27 @@ class Server:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.start()
+        stopping = asyncio.Event()
+        background = []
         if self.settings.alert_interval > 0:
-            self._alert_task = asyncio.create_task(self._check_alerts_forever())
+            background.append(asyncio.create_task(self._check_alerts_forever(stopping)))
         if self.forwarder.targets:
-            self._forward_task = asyncio.create_task(self.forwarder.run_forever())
+            background.append(asyncio.create_task(self.forwarder.run_forever(stopping)))
         try:
             yield
         finally:
-            if self._forward_task is not None:
-                self._forward_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._forward_task
-            if self._alert_task is not None:
-                self._alert_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._alert_task
+            # Asked to stop rather than cancelled: a cancelled task leaves its thread
+            # running a store call, and closing the store under it fails.
+            stopping.set()
+            for task in background:
+                try:
+                    await asyncio.wait_for(task, timeout=BACKGROUND_STOP_SECONDS)
+                except TimeoutError:
+                    log.warning("a background task did not stop in time; cancelled")
             self.stop()
 
-    async def _check_alerts_forever(self) -> None:
-        while True:
+    async def _check_alerts_forever(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             try:
                 changes = await run_in_threadpool(self.monitor.check)
                 await self.monitor.notify(changes)
@@ -238,7 +240,8 @@ class Server:
                 log.error("alert check failed: %s", exc)
             except Exception:  # the next check may well work: never let the loop die
                 log.exception("alert check failed unexpectedly")
-            await asyncio.sleep(self.settings.alert_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.settings.alert_interval)
 
     def app(self) -> Starlette:
         secret = self.store.meta_or_create("session_secret", lambda: secrets.token_hex(32))

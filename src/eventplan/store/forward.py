@@ -13,6 +13,7 @@ once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 import time
@@ -59,15 +60,22 @@ def backoff(attempts: int, retry_after: str | None) -> float:
     return delay
 
 
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep, waking at once when asked to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
 class Forwarder:
     def __init__(self, store: Store, targets: list[Target]) -> None:
         self.store = store
         self.targets = targets
         self.stats = ForwardStats()
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, stopping: asyncio.Event) -> None:
+        """Deliver until `stopping` is set; a delivery in flight finishes first."""
         async with httpx.AsyncClient(timeout=30) as client:
-            while True:
+            while not stopping.is_set():
                 sent = 0
                 try:
                     for target in self.targets:
@@ -75,10 +83,10 @@ class Forwarder:
                 except Exception as exc:  # the outbox keeps the events: never let the loop die
                     self._error(f"{type(exc).__name__}: {exc}")
                     log.exception("forwarding failed unexpectedly; trying again shortly")
-                    await asyncio.sleep(5)
+                    await _pause(stopping, 5)
                     continue
                 if not sent:
-                    await asyncio.sleep(0.5)
+                    await _pause(stopping, 0.5)
 
     async def deliver_once(self, client: httpx.AsyncClient, target: Target) -> int:
         due = await run_in_threadpool(self.store.outbox_due, target.project, BATCH)
