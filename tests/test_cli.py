@@ -162,3 +162,23 @@ def test_serve_on_a_taken_port_says_so_and_closes_the_store_cleanly(tmp_path: Pa
     # shutdown waits for it instead of closing the store under it.
     assert "Traceback" not in result.stderr, result.stderr
     open_store(str(db), read_only=True).close()
+
+
+def test_a_folder_that_cannot_be_made_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    events = ROOT / "examples" / "openchat-events.jsonl"
+    db = blocker / "sub" / "e.duckdb"
+    command = ["import", "--db", str(db), "--plan", str(OPENCHAT), str(events)]
+    result = subprocess.run(
+        [sys.executable, "-m", "eventplan", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"Error: Not a directory: {blocker / 'sub'}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -233,7 +233,19 @@ def schema(plan: Path, event_name: str | None, out: Path | None) -> None:
 
 
 def main() -> None:
-    cli()
+    try:
+        code = cli(standalone_mode=False)  # returns the code of a ctx.exit() (--help: 0)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # a folder that cannot be made, a disk that is full: say which
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # -- the server and its data ----------------------------------------------------------
