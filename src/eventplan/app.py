@@ -229,6 +229,8 @@ class Server:
                     await asyncio.wait_for(task, timeout=BACKGROUND_STOP_SECONDS)
                 except TimeoutError:
                     log.warning("a background task did not stop in time; cancelled")
+                except Exception:  # whatever ended it, the store is still flushed below
+                    log.exception("a background task had failed")
             self.stop()
 
     async def _check_alerts_forever(self, stopping: asyncio.Event) -> None:
