@@ -81,36 +81,16 @@ def test_a_retried_batch_is_stored_once_even_across_a_restart(backend: str, tmp_
 def test_a_server_over_a_log_with_an_event_the_store_refuses_sets_it_aside_and_serves(
     tmp_path: Path,
 ) -> None:
-    from eventplan.store.records import StoredEvent, encode_events
     from eventplan.store.wal import WriteAheadLog
-
-    person = f"beside-poison-{uuid.uuid4()}"
-
-    def logged(timestamp: int) -> StoredEvent:
-        return StoredEvent(
-            uuid=str(uuid.uuid4()),
-            event="sync.connection_state",
-            distinct_id=person,
-            timestamp=timestamp,
-            created_at=1_764_000_000_000_000,
-            project="openchat",
-            ip_hash=None,
-            properties={"state": "connected"},
-            set=None,
-            set_once=None,
-            verdict="valid",
-            violations=None,
-        )
+    from tests.store.test_writer import poisoned_log
 
     # A log as an older version could leave it: a time at int64's limit among good ones.
     wal = WriteAheadLog(tmp_path / "eventplan.duckdb.log")
-    poison = logged(-(2**63) + 1)
-    good = [logged(1_764_000_000_000_000 + i) for i in range(20)]
-    wal.write_group([encode_events([*good[:10], poison, *good[10:]])])
+    _, poison = poisoned_log(wal)
     wal.close()
 
     server = openchat_server(tmp_path)
-    server.wait_for_count(f"distinct_id = '{person}'", 20)
+    server.wait_for_count("distinct_id <> 'poison'", 399)
     health = server.health()
     assert health["unstored"] == 1 and health["status"] == "degraded"
     after = f"after-poison-{uuid.uuid4()}"
@@ -118,4 +98,4 @@ def test_a_server_over_a_log_with_an_event_the_store_refuses_sets_it_aside_and_s
     server.wait_for_count(f"distinct_id = '{after}'", 5)
     server.stop()
     [line] = (tmp_path / "eventplan.duckdb.log" / "unstored.jsonl").read_text().splitlines()
-    assert json.loads(line)["event"]["uuid"] == poison.uuid
+    assert json.loads(line)["event"]["uuid"] == poison

@@ -152,8 +152,7 @@ class BackgroundWriter:
             except Exception as exc:  # one event may be refused: find it, or fail the start
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("replaying the log failed; inserting it a record at a time")
-                self._probe()
-                replayed += self._insert_halving(chunk, None)
+                replayed += self._insert_isolating(chunk, None)
         self.wal.release_through(self.stats.stored_seq)
         return replayed
 
@@ -243,10 +242,7 @@ class BackgroundWriter:
                 if failures < ISOLATE_AFTER:
                     self._insert(pieces, carry)
                 else:
-                    # Halving only helps a store that takes writes: over an unreachable
-                    # server each try would wait out its timeout.
-                    self._probe()
-                    self._insert_halving(pieces, carry)
+                    self._insert_isolating(pieces, carry)
                 break
             except Exception as exc:  # the events are safe in the log; keep trying
                 failures += 1
@@ -263,6 +259,12 @@ class BackgroundWriter:
                 self._idle.set()
         self.wal.release_through(self.stats.stored_seq)
 
+    def _insert_isolating(self, pieces: list[Piece], carry: Piece | None) -> int:
+        """`_insert_halving`, once the store has shown it takes a write at all: over an
+        unreachable server each halving step would wait out its timeout."""
+        self._probe()
+        return self._insert_halving(pieces, carry)
+
     def _insert_halving(self, pieces: list[Piece], carry: Piece | None) -> int:
         """Insert the pieces one at a time, halving each that fails down to single
         events; one the store refuses alone is set aside. Raises (to wait and try
@@ -277,16 +279,10 @@ class BackgroundWriter:
                 error = exc
             events = self._read(piece)
             if piece.size > 1:
-                half = piece.size // 2
-                head = Piece(piece.seq, half, events[:half], False, piece.start)
-                tail = Piece(
-                    piece.seq,
-                    piece.size - half,
-                    events[half:],
-                    piece.ends_record,
-                    piece.start + half,
+                piece.events = events  # so the halves carry their slices
+                added += self._insert_halving(
+                    list(piece.split(piece.size // 2)), carry if last else None
                 )
-                added += self._insert_halving([head, tail], carry if last else None)
                 continue
             self._probe()  # raises if the store takes nothing now
             self._set_aside(piece.seq, events, error)
