@@ -116,6 +116,10 @@ def test_funnel_and_hogql_queries(busy_server: RunningServer) -> None:
         ({"kind": "HogQLQuery", "query": "DROP TABLE events_data"}, "only SELECT"),
         # Wrong types and values name the field rather than fail inside (a 500).
         ({"kind": "TrendsQuery", "series": 5}, "series must be a list"),
+        (
+            {"kind": "TrendsQuery", "series": [{"event": "x", "properties": [{"key": None}]}]},
+            "series[0] filter key must be a string",
+        ),
         ({"kind": "TrendsQuery", "series": [], "trendsFilter": [1]}, "trendsFilter must be an"),
         (
             {"kind": "TrendsQuery", "series": [{"event": "x", "math": "weekly_active"}]},

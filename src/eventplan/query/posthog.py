@@ -92,6 +92,13 @@ def _text(raw: Any, where: str, default: str | None = None) -> str | None:
     return raw
 
 
+def _key(raw: Any, where: str) -> str:
+    """A filter's property name: required, so null is no name rather than "None"."""
+    if not isinstance(raw, str):
+        raise QueryError(f"{where} filter key must be a string")
+    return raw
+
+
 def _integer(raw: Any, where: str, default: int) -> int:
     if raw is None:
         return default
@@ -129,7 +136,7 @@ def _filters(raw: Any, where: str) -> tuple[PropertyFilter, ...]:
             raise QueryError(f"{where}: only event property filters are supported")
         result.append(
             PropertyFilter(
-                key=str(_text(item["key"], f"{where} filter key")),
+                key=_key(item["key"], where),
                 operator=_choice(
                     item.get("operator"), f"{where} filter operator", Operator, "exact"
                 ),
