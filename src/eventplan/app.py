@@ -438,7 +438,9 @@ class Server:
     def _sql_answer(self, query: str) -> dict[str, Any]:
         """`/api/sql` and a HogQLQuery: up to MAX_API_ROWS rows, one more read to
         know whether there were more."""
-        columns, rows = self.store.sql(query, max_rows=MAX_API_ROWS + 1)
+        columns, rows = self.store.sql(
+            query, max_rows=MAX_API_ROWS + 1, timeout=self.settings.query_timeout or None
+        )
         return {
             "columns": columns,
             "results": rows[:MAX_API_ROWS],

@@ -257,7 +257,7 @@ def main() -> None:
 @click.option("--wal", help="Write-ahead log folder (default: beside the store).")
 @click.option("--memory-limit", help="DuckDB's memory while serving (default 128MB).")
 @click.option(
-    "--max-pending-events", type=int, help="Events waiting for the store before 503 (100000)."
+    "--max-pending-events", type=int, help="Events waiting for the store before 503 (250000)."
 )
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 8000).")
@@ -267,6 +267,9 @@ def main() -> None:
 @click.option("--enforcement", type=click.Choice(["flag", "quarantine"]))
 @click.option("--trusted-proxy", multiple=True, help="Network whose X-Forwarded-For to trust.")
 @click.option("--alert-interval", type=int, help="Seconds between alert checks (0: never).")
+@click.option(
+    "--query-timeout", type=int, help="Seconds an /api/sql or HogQL query may run (60; 0: any)."
+)
 @click.option("--webhook", help="URL notified when an alert fires or resolves.")
 @click.option("--forward", help="Gateway mode: forward accepted events to this PostHog host.")
 @click.option("--forward-token", help="PostHog project token used to forward.")

@@ -59,6 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token_rate", 0, "events per second per token before 503 (0: no budget)"),
     Setting("hash_salt", None, "salt for `hash` privacy (default: generated once, kept in the db)"),
     Setting("alert_interval", 300, "seconds between alert checks while serving (0: never)"),
+    Setting("query_timeout", 60, "seconds an /api/sql or HogQL query may run (0: no limit)"),
     Setting(
         "webhook", None, "URL that gets a JSON POST (Slack-style `text`) when an alert changes"
     ),
@@ -92,6 +93,7 @@ class Settings:
     token_rate: int = 0
     hash_salt: str | None = None
     alert_interval: int = 300
+    query_timeout: int = 60
     webhook: str | None = None
     secure_cookies: bool = False
     wal: str | None = None
@@ -215,6 +217,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         token_rate=int(values["token_rate"]),
         hash_salt=values["hash_salt"],
         alert_interval=int(values["alert_interval"]),
+        query_timeout=int(values["query_timeout"]),
         webhook=values["webhook"],
         secure_cookies=bool(int(values["secure_cookies"])),
         wal=values["wal"],

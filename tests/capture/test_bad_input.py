@@ -54,6 +54,13 @@ CASES = [
         "nests deeper",
     ),
     ("nested past what JSON decoding takes", b"[" * 100_000 + b"]" * 100_000, {}, 400, "nests too"),
+    (
+        "a form of a thousand fields",
+        b"&".join(b"f%d=" % n for n in range(1000)) + b"&data=" + base64.b64encode(batch(event())),
+        {"content-type": "application/x-www-form-urlencoded"},
+        400,
+        "more than 100 fields",
+    ),
     ("no token", json.dumps({"batch": [event()]}).encode(), {}, 401, "no project token"),
     ("unknown token", batch(event(), token="phc_unknown"), {}, 401, "unknown project token"),
     ("personal key", batch(event(), token="phx_secret"), {}, 401, "personal API key"),

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from eventplan.cli import cli
 from tests.conftest import OPENCHAT
-from tests.servers import API_KEY, RunningServer, simulated_server
+from tests.servers import API_KEY, RunningServer, openchat_server, simulated_server
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +262,14 @@ def test_coverage_command(tmp_path: Path) -> None:
     seen = {e["event"]: e for e in report["events"]}
     assert seen["marketing.visit_landing"]["total"] > 0
     assert set(report["planned_never_seen"]) == {n for n, e in seen.items() if not e["total"]}
+
+
+def test_a_sql_query_past_the_timeout_is_a_400_that_says_so(tmp_path: Path) -> None:
+    server = openchat_server(tmp_path, "--alert-interval", "0", "--query-timeout", "1")
+    try:
+        endless = post(server, "/api/sql", {"query": "SELECT count(*) FROM range(1000000000000)"})
+        assert endless.status_code == 400
+        assert "ran longer than 1 s and was stopped" in endless.json()["detail"]
+        assert post(server, "/api/sql", {"query": "SELECT 42"}).json()["results"] == [[42]]
+    finally:
+        server.stop()

@@ -19,7 +19,7 @@ from eventplan.plan import Plan
 from eventplan.plan.validator import Violation
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
-from eventplan.store import Store, open_store
+from eventplan.store import QueryError, Store, open_store
 from eventplan.store.records import StoredEvent
 from eventplan.store.transfer import export_events, import_export, is_export
 from tests.conftest import BACKENDS, store_url
@@ -452,3 +452,16 @@ def test_sql_reads_at_most_max_rows_even_after_a_trailing_comment(store: Store) 
     assert len(store.sql(query)[1]) == 10
     assert len(store.sql(query, max_rows=3)[1]) == 3
     assert len(store.sql(query + "\n;", max_rows=30)[1]) == 10
+
+
+def test_a_query_past_its_timeout_is_stopped_and_the_store_answers_the_next(store: Store) -> None:
+    endless = (
+        "SELECT count(*) FROM range(1000000000000)"
+        if store.dialect == "duckdb"
+        else "SELECT count() FROM numbers(1000000000000)"
+    )
+    with pytest.raises(QueryError, match=r"ran longer than 0\.5 s and was stopped"):
+        store.sql(endless, timeout=0.5)
+    # A quick query under the same timeout is untouched, and so is the next one.
+    assert store.sql("SELECT 41 + 1", timeout=0.5)[1] == [(42,)]
+    assert store.sql("SELECT 7")[1] == [(7,)]

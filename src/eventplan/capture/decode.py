@@ -20,6 +20,8 @@ import msgspec
 from eventplan.capture.errors import BadRequest, PayloadTooLarge
 
 GZIP_MAGIC = b"\x1f\x8b"
+# More than the handful of fields any client posts (`data`, `compression`, `ver`).
+MAX_FORM_FIELDS = 100
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/=\s_-]+$")
 _json = msgspec.json.Decoder()
 # An escaped backslash, a surrogate pair, or a lone surrogate, read left to right so
@@ -77,7 +79,15 @@ def decode_body(
     compression = query.get("compression", "").lower()
     payload = body
     if "x-www-form-urlencoded" in content_type or (not body and "data" in query):
-        fields = parse_qs(body.decode("latin-1")) if body else {}
+        try:
+            fields = (
+                parse_qs(body.decode("latin-1"), max_num_fields=MAX_FORM_FIELDS) if body else {}
+            )
+        except ValueError as exc:  # a form of a million empty fields costs memory for nothing
+            raise BadRequest(
+                f"the form body has more than {MAX_FORM_FIELDS} fields; PostHog's clients "
+                "send `data` and `compression`"
+            ) from exc
         if "data" in fields:
             payload = fields["data"][0].encode("latin-1")
             compression = fields.get("compression", [compression])[0].lower()

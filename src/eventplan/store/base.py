@@ -311,10 +311,15 @@ class Store(ABC):
 
     @abstractmethod
     def sql(
-        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
+        self,
+        query: str,
+        parameters: list[Any] | None = None,
+        max_rows: int | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement (`?` placeholders); column names and rows, at
-        most `max_rows` of them when given."""
+        most `max_rows` of them when given. A statement still running after `timeout`
+        seconds is stopped with a QueryError."""
 
     @abstractmethod
     def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:

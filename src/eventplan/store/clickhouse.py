@@ -405,11 +405,16 @@ class Engine:
             ) from exc
         return cls(client, location)
 
-    def query(self, sql: str) -> pa.Table:
+    def query(self, sql: str, timeout: float | None = None) -> pa.Table:
+        settings = {"max_execution_time": timeout} if timeout else None
         with self._lock:
             try:
-                result: pa.Table = self._client.query_arrow(sql)
+                result: pa.Table = self._client.query_arrow(sql, settings=settings)
             except Exception as exc:
+                if timeout and "TIMEOUT_EXCEEDED" in str(exc):
+                    raise QueryError(
+                        f"the query ran longer than {timeout:g} s and was stopped"
+                    ) from exc
                 raise QueryError(_first_line(exc)) from exc
         return result
 
@@ -865,14 +870,22 @@ class ClickHouseStore(Store):
     # -- reading -----------------------------------------------------------------
 
     def sql(
-        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
+        self,
+        query: str,
+        parameters: list[Any] | None = None,
+        max_rows: int | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        table = self.arrow(query, parameters, max_rows)
+        table = self.arrow(query, parameters, max_rows, timeout)
         names = list(table.column_names)
         return names, list(zip(*(c.to_pylist() for c in table.columns), strict=True))
 
     def arrow(
-        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
+        self,
+        query: str,
+        parameters: list[Any] | None = None,
+        max_rows: int | None = None,
+        timeout: float | None = None,
     ) -> pa.Table:
         text = query.strip().rstrip(";").strip()
         if ";" in _unquoted(text):
@@ -882,7 +895,7 @@ class ClickHouseStore(Store):
             raise QueryError(f"only SELECT queries are allowed here, not {first or 'nothing'}")
         if max_rows is not None:  # on their own lines: a trailing comment ends at the newline
             text = f"SELECT * FROM (\n{text}\n) LIMIT {int(max_rows)}"
-        return self.engine.query(bind(text, parameters or []))
+        return self.engine.query(bind(text, parameters or []), timeout)
 
     def close(self) -> None:
         with self._lock:

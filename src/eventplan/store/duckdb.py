@@ -630,17 +630,29 @@ class EventStore(Store):
     # -- reading -----------------------------------------------------------------
 
     def sql(
-        self, query: str, parameters: list[Any] | None = None, max_rows: int | None = None
+        self,
+        query: str,
+        parameters: list[Any] | None = None,
+        max_rows: int | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement; returns column names and rows."""
         cursor = self._select(query)
+        # DuckDB has no statement timeout of its own: a timer interrupts the cursor.
+        timer = threading.Timer(timeout, cursor.interrupt) if timeout else None
         try:
+            if timer is not None:
+                timer.start()
             result = cursor.execute(query, parameters or [])
             columns = [d[0] for d in result.description or []]
             rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
+        except duckdb.InterruptException as exc:
+            raise QueryError(f"the query ran longer than {timeout:g} s and was stopped") from exc
         except duckdb.Error as exc:
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
+            if timer is not None:
+                timer.cancel()
             cursor.close()
         return columns, rows
 
