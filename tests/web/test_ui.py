@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from posthog import Posthog
 
 from tests.conftest import require_tool
-from tests.servers import API_KEY, TOKEN, RunningServer, simulated_server
+from tests.servers import API_KEY, TOKEN, RunningServer, openchat_server, simulated_server
 
 DASHBOARDS = [
     "acquisition_to_activation",
@@ -201,3 +203,58 @@ def test_a_forged_form_is_refused(ui_server: RunningServer) -> None:
         client.get("/login")
         response = client.post("/login", data={"csrf": "forged", "key": API_KEY})
     assert response.status_code == 401 and "expired" in response.text
+
+
+def test_a_panel_downloads_as_csv_and_no_cell_can_run_as_a_formula(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Breakdown values come from anyone with the public project token; a spreadsheet
+    # opening the download must read them as text.
+    server = openchat_server(tmp_path, "--alert-interval", "0")
+    try:
+        values = ['=HYPERLINK("http://evil.example","x")', "@SUM(A1)", "-3"]
+        batch = [
+            {
+                "event": "chat_message_stream",
+                "distinct_id": f"csv-{number}",
+                "properties": {"model_id": value, "characters": 10 + number},
+            }
+            for number, value in enumerate(values)
+        ]
+        sent = httpx.post(f"{server.url}/batch/", json={"api_key": TOKEN, "batch": batch})
+        assert sent.status_code == 200
+        server.wait_for_count("distinct_id LIKE 'csv-%'", len(values))
+        context = browser.new_context(accept_downloads=True)
+        page = context.new_page()
+        page.goto(f"{server.url}/login")
+        page.fill("input[name=key]", API_KEY)
+        page.click("button[type=submit]")
+        page.goto(f"{server.url}/dashboards/model_performance")
+        wait_loaded(page)
+        with page.expect_download() as download:
+            page.click('.panel[data-insight="characters_by_model"] button.csv')
+        lines = Path(download.value.path()).read_text().splitlines()
+        # Today every label starts with its series' name; the cell rule is checked on
+        # the values themselves, in the page's own function.
+        cells = page.evaluate(
+            "(texts) => texts.map(csvCell)", ["=1+1", "+1+1", "@A1", "-3", "1,200", "12.5%", "-x"]
+        )
+        context.close()
+    finally:
+        server.stop()
+    header, *rows = csv.reader(lines)
+    assert header == ["series", "total", "average"]
+    assert sorted(row[:2] for row in rows) == [
+        ["chat_message_stream - -3", "12"],
+        ['chat_message_stream - =HYPERLINK("http://evil.example","x")', "10"],
+        ["chat_message_stream - @SUM(A1)", "11"],
+    ]
+    assert cells == [
+        '"\'=1+1"',
+        '"\'+1+1"',
+        '"\'@A1"',
+        '"-3"',
+        '"1,200"',
+        '"12.5%"',
+        '"\'-x"',
+    ]

@@ -137,9 +137,16 @@ async function loadPanel(panel, form) {
   }
 }
 
+// Breakdown values come from whoever sends events: a cell a spreadsheet would run as a
+// formula (=, +, -, @, tab, return first) is kept as text by a leading quote; numbers stay.
+function csvCell(text) {
+  const formula = /^[=+\-@\t\r]/.test(text) && !/^[+-]?\d[\d,.]*%?$/.test(text);
+  return `"${(formula ? "'" + text : text).replaceAll('"', '""')}"`;
+}
+
 function csv(panel) {
   const rows = [...panel.querySelectorAll("table.numbers tr")].map((tr) =>
-    [...tr.children].map((c) => `"${c.textContent.replaceAll('"', '""')}"`).join(","));
+    [...tr.children].map((c) => csvCell(c.textContent)).join(","));
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([rows.join("\n")], { type: "text/csv" }));
   link.download = `${panel.dataset.insight}.csv`;
