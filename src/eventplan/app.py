@@ -51,7 +51,7 @@ from eventplan.query.posthog import from_posthog
 from eventplan.store import QueryError, local_base, open_store
 from eventplan.store.forward import Forwarder, Target
 from eventplan.store.wal import WriteAheadLog
-from eventplan.store.writer import BackgroundWriter
+from eventplan.store.writer import UNSTORED, BackgroundWriter
 from eventplan.web.live import LiveFeed
 from eventplan.web.pages import Pages
 
@@ -197,6 +197,14 @@ class Server:
         replayed = self.writer.replay()
         if replayed:
             log.warning("replayed %d acknowledged events from the write-ahead log", replayed)
+        taken = self.writer.retry_set_aside()
+        if taken or self.writer.stats.unstored:
+            log.warning(
+                "%d set-aside events stored now; %d still refused (in %s)",
+                taken,
+                self.writer.stats.unstored,
+                self.settings.wal_dir / UNSTORED,
+            )
         self.writer.start()
         self.started = True
 
@@ -392,8 +400,10 @@ class Server:
         forwarding = (
             await run_in_threadpool(self.forwarder.status) if self.forwarder.targets else None
         )
-        degraded = stats.last_error is not None or (
-            forwarding is not None and not forwarding["healthy"]
+        degraded = (
+            stats.last_error is not None
+            or stats.unstored > 0
+            or (forwarding is not None and not forwarding["healthy"])
         )
         return json_response(
             {

@@ -99,3 +99,9 @@ def test_a_server_over_a_log_with_an_event_the_store_refuses_sets_it_aside_and_s
     server.stop()
     [line] = (tmp_path / "eventplan.duckdb.log" / "unstored.jsonl").read_text().splitlines()
     assert json.loads(line)["event"]["uuid"] == poison
+    # The next start offers it again; still refused, it is still counted and kept.
+    server.start()
+    health = server.health()
+    assert health["unstored"] == 1 and health["status"] == "degraded"
+    server.stop()
+    assert (tmp_path / "eventplan.duckdb.log" / "unstored.jsonl").read_text() == line + "\n"

@@ -164,3 +164,33 @@ def test_when_the_store_takes_no_write_at_all_nothing_is_set_aside(
     assert not (tmp_path / "log" / UNSTORED).exists()
     store.close()
     wal.close()
+
+
+def test_set_aside_events_are_offered_again_on_start_and_leave_the_file_once_stored(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    # As after an upgrade: one event an older version refused now fits; one still does
+    # not. A line cut short by a crash is kept as it is, and each event is kept once.
+    store = EventStore(tmp_path / "p.duckdb", [openchat_plan])
+    wal = WriteAheadLog(tmp_path / "log")
+    writer = BackgroundWriter(store, wal)
+    poison = stored("chat.created", "poison")
+    poison.timestamp = -(2**63) + 1
+    fits = stored("chat.created", "fits-now", NOW)
+    writer._set_aside(4, [poison, fits, poison, fits], RuntimeError("refused back then"))
+    path = tmp_path / "log" / UNSTORED
+    torn = b'{"seq": 9, "error": "x", "event": {"uuid": "7f'
+    with path.open("ab") as out:
+        out.write(torn)
+
+    assert writer.retry_set_aside() == 1
+    assert writer.stats.unstored == 2
+    _, rows = store.sql("SELECT distinct_id FROM events_data")
+    assert rows == [("fits-now",)]
+    lines = path.read_bytes().splitlines()
+    assert [msgspec.json.decode(lines[0])["event"]["uuid"], lines[1]] == [poison.uuid, torn]
+
+    assert writer.retry_set_aside() == 0  # nothing more fits; the file stays as it is
+    assert path.read_bytes().splitlines() == lines
+    store.close()
+    wal.close()

@@ -144,7 +144,7 @@ class WriteAheadLog:
             number += 1
         path = self.directory / f"wal-{number:08d}.log"
         handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the log
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         self._segments.append((path, self.last_seq))
         return handle
 
@@ -216,7 +216,7 @@ def _records(path: Path) -> Iterator[tuple[int, bytes]]:
         yield seq, payload
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

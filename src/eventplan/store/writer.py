@@ -23,6 +23,8 @@ one event the store cannot take (a log written by an older version, say) does no
 hold back every event after it: that event is set aside, whole, in the log
 directory's `unstored.jsonl`, and counted. Only once the store has taken a write
 of its own, though: when it takes nothing (a full disk), the insert waits instead.
+On every start the events set aside are offered to the store again, one at a time
+(a newer version may take them); those it takes leave the file.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import msgspec
 from eventplan.store.base import Store
 from eventplan.store.memory import release_free_memory
 from eventplan.store.records import StoredEvent, decode_events
-from eventplan.store.wal import WriteAheadLog
+from eventplan.store.wal import WriteAheadLog, fsync_directory
 
 log = logging.getLogger("eventplan.writer")
 
@@ -155,6 +157,47 @@ class BackgroundWriter:
                 replayed += self._insert_isolating(chunk, None)
         self.wal.release_through(self.stats.stored_seq)
         return replayed
+
+    def retry_set_aside(self) -> int:
+        """Offer each event in UNSTORED to the store again; returns how many it took.
+        The file keeps, once each, the events still refused and any line it cannot read."""
+        path = self.wal.directory / UNSTORED
+        if not path.exists():
+            return 0
+        lines = path.read_bytes().splitlines()
+        kept: dict[str, bytes] = {}
+        seen: set[str] = set()
+        taken = 0
+        for number, line in enumerate(lines):
+            try:
+                entry = msgspec.json.decode(line)
+                fields = entry["event"]
+                event = msgspec.convert(
+                    [fields[name] for name in StoredEvent.__struct_fields__], StoredEvent
+                )
+            except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError):
+                kept[f"line {number}"] = line  # a torn last line, say: kept as it is
+                continue
+            if event.uuid in seen:
+                continue
+            seen.add(event.uuid)
+            try:
+                self.store.insert([event], self.stats.stored_seq, self.quarantine, self.forward)
+            except Exception as exc:
+                log.warning("set-aside event %s still refused: %s", event.uuid, exc)
+                kept[event.uuid] = line
+            else:
+                taken += 1
+        if len(kept) < len(lines):
+            replacement = path.with_suffix(".new")
+            with replacement.open("wb") as out:
+                out.writelines(line + b"\n" for line in kept.values())
+                out.flush()
+                os.fsync(out.fileno())
+            replacement.replace(path)
+            fsync_directory(path.parent)
+        self.stats.unstored = len(kept)
+        return taken
 
     def start(self) -> None:
         self._thread.start()
