@@ -511,13 +511,14 @@ def simulate(
         raise click.ClickException("give exactly one of --out FILE or --host URL")
     if host is not None and not token:
         raise click.ClickException("--host needs --token (or EVENTPLAN_TOKEN)")
+    loaded = _load(plan)
     try:
         parsed = [Incident.parse(text) for text in incidents]
+        simulation = Simulation(
+            loaded, users=users, days=days, seed=seed, broken_share=broken, incidents=parsed
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    simulation = Simulation(
-        _load(plan), users=users, days=days, seed=seed, broken_share=broken, incidents=parsed
-    )
     events = list(simulation.events())
     with Progress(
         "[progress.description]{task.description}",
@@ -961,7 +962,11 @@ def demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool
                 users=users,
                 days=days,
                 seed=2026,
-                incidents=[Incident.parse(text) for text in demo_module.INCIDENTS],
+                incidents=[  # the month's incidents that fall within a shorter demo
+                    incident
+                    for incident in map(Incident.parse, demo_module.INCIDENTS)
+                    if incident.day <= days
+                ],
             )
             events = list(simulation.events())
             with Progress(

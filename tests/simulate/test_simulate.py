@@ -132,6 +132,9 @@ def test_an_incident_multiplies_its_events_in_its_window(
         ("db-outage", "needs day"),
         ("db-outage@day=x", "whole number"),
         ("model-errors@day=2,model=gpt-9", "unknown model"),
+        ("db-outage@day=0", "days count from 1"),
+        ("db-outage@day=2,at=30", "hour of the day"),
+        ("db-outage@day=31", "on day 31, past the 30 simulated day(s)"),
     ],
 )
 def test_bad_incidents_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:

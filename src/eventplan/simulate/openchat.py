@@ -86,6 +86,10 @@ class Incident:
                 raise ValueError(f"incident {text!r}: unknown setting `{key}`")
         if "day" not in values:
             raise ValueError(f"incident {text!r} needs day=N")
+        if values["day"] < 1:
+            raise ValueError(f"incident {text!r}: days count from 1")
+        if values.get("at", 0) > 23:
+            raise ValueError(f"incident {text!r}: at is an hour of the day, 0-23")
         if kind == "model-errors" and "hours" not in values:
             values["hours"] = 24 - values.get("at", 0)
             values.setdefault("at", 0)
@@ -106,6 +110,14 @@ class Simulation:
     incidents: list[Incident] = field(default_factory=list)
     end: datetime | None = None
     broken: dict[str, str] = field(default_factory=dict)  # uuid → how it was broken
+
+    def __post_init__(self) -> None:
+        for incident in self.incidents:
+            if incident.day > self.days:
+                raise ValueError(
+                    f"incident {incident.kind} is on day {incident.day}, past the "
+                    f"{self.days} simulated day(s)"
+                )
 
     @property
     def start_us(self) -> int:
