@@ -220,6 +220,16 @@ class Server:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.start()
+        # Where `eventplan sql` finds the server holding the store. Removed here, not
+        # after uvicorn returns: on SIGTERM uvicorn shuts down, then re-raises the
+        # signal, and the process ends before any code after it.
+        note = serve_info_path(self.settings.db)
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_bytes(
+            msgspec.json.encode(
+                {"url": f"http://{self.settings.host}:{self.settings.port}", "pid": os.getpid()}
+            )
+        )
         stopping = asyncio.Event()
         background = []
         if self.settings.alert_interval > 0:
@@ -239,7 +249,10 @@ class Server:
                     log.warning("a background task did not stop in time; cancelled")
                 except Exception:  # whatever ended it, the store is still flushed below
                     log.exception("a background task had failed")
-            self.stop()
+            try:
+                self.stop()
+            finally:
+                note.unlink(missing_ok=True)
 
     async def _check_alerts_forever(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -280,7 +280,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the capture server and data API (PostHog-compatible)."""
     import uvicorn
 
-    from eventplan.app import Server, serve_info_path
+    from eventplan.app import Server
     from eventplan.config import load_settings
 
     try:
@@ -288,11 +288,6 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         server = Server(settings)
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
-    info = serve_info_path(settings.db)
-    info.parent.mkdir(parents=True, exist_ok=True)
-    info.write_bytes(
-        msgspec.json.encode({"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid()})
-    )
     click.echo(
         f"eventplan {len(server.projects)} project(s) on http://{settings.host}:{settings.port} "
         f"(db {server.store.location})",
@@ -319,10 +314,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         proxy_headers=False,  # capture reads X-Forwarded-For itself (trusted proxies only)
         timeout_graceful_shutdown=10,
     )
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        info.unlink(missing_ok=True)
+    uvicorn.Server(config).run()
 
 
 @cli.command()
@@ -936,6 +928,13 @@ def alerts_check(db: str, plan: Path, since: str | None, as_json: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Stop the server once the data is in (for tests).")
 def demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool) -> None:
     """Start the server with the OpenChat plan, fed a simulated month with incidents."""
+    from eventplan import demo as demo_module
+
+    with demo_module.stopping_like_ctrl_c():
+        _demo(plan, data, port, users, days, no_wait)
+
+
+def _demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool) -> None:
     from eventplan import demo as demo_module
     from eventplan.simulate.openchat import Incident, Simulation
     from eventplan.simulate.send import send_to_server

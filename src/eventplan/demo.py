@@ -7,6 +7,7 @@ its hash.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ INCIDENTS = (
     "model-errors@day=20",
     "rate-limit-storm@day=25,hours=3",
 )
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def start_server(plan: Path, db: Path, port: int, key_hash: str) -> subprocess.Popen[bytes]:
@@ -51,17 +56,21 @@ def start_server(plan: Path, db: Path, port: int, key_hash: str) -> subprocess.P
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server stopped; see {db.with_suffix('.log')}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError("the server did not start within a minute")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server stopped; see {db.with_suffix('.log')}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_health", timeout=1).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("the server did not start within a minute")
+    except BaseException:  # Ctrl-C (or SIGTERM) while it starts: stop it too
+        process.terminate()
+        process.wait(timeout=60)
+        raise
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -71,6 +80,25 @@ def load_state(path: Path) -> dict[str, Any]:
 def new_key() -> tuple[str, str]:
     key = "phx_" + secrets.token_urlsafe(24)
     return key, hashlib.sha256(key.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def stopping_like_ctrl_c() -> Iterator[None]:
+    """While the demo runs, SIGTERM and SIGHUP (`kill`, `docker stop`, a closed
+    terminal) end it as Ctrl-C does, so its server is stopped and flushed rather than
+    left running; Ctrl-C works even where SIGINT was ignored (started in the background)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.default_int_handler if number == signal.SIGINT else interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def wait(process: subprocess.Popen[bytes]) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -230,3 +235,36 @@ def test_sending_through_posthog_python_lands_every_event(
         "SELECT count(*) FROM events WHERE distinct_id LIKE 'user-%' OR distinct_id LIKE 'anon-%'"
     )
     assert count == expected
+
+
+def test_demo_stopped_with_sigterm_stops_its_server_cleanly(tmp_path: Path) -> None:
+    # `kill`, `docker stop` or a closed terminal must not leave the server running.
+    from eventplan.app import running_server_url, serve_info_path
+    from tests.servers import free_port
+
+    db = tmp_path / "eventplan.duckdb"
+    demo = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "eventplan", "demo", "--data", str(tmp_path)),
+            *("--port", str(free_port()), "--users", "20", "--days", "2"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        state = tmp_path / "demo.json"
+        # Bounded wait, not a timing assertion: fed, and serving.
+        while not (state.exists() and json.loads(state.read_text()).get("seeded")):
+            assert demo.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert running_server_url(str(db)) is not None
+        server_pid = json.loads(serve_info_path(str(db)).read_text())["pid"]
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=90)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+    assert not serve_info_path(str(db)).exists()  # removed by the server's own clean stop
