@@ -49,7 +49,7 @@ from eventplan.query.model import DateRange
 from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store import QueryError, local_base, open_store
-from eventplan.store.forward import Forwarder, Target
+from eventplan.store.forward import Forwarder, Target, pause
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter
 from eventplan.web.live import LiveFeed
@@ -263,8 +263,7 @@ class Server:
                 log.error("alert check failed: %s", exc)
             except Exception:  # the next check may well work: never let the loop die
                 log.exception("alert check failed unexpectedly")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.settings.alert_interval)
+            await pause(stopping, self.settings.alert_interval)
 
     def app(self) -> Starlette:
         secret = self.store.meta_or_create("session_secret", lambda: secrets.token_hex(32))

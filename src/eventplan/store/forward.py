@@ -60,8 +60,8 @@ def backoff(attempts: int, retry_after: str | None) -> float:
     return delay
 
 
-async def _pause(stopping: asyncio.Event, seconds: float) -> None:
-    """Sleep, waking at once when asked to stop."""
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep, waking at once when asked to stop (the server's background loops)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), seconds)
 
@@ -83,10 +83,10 @@ class Forwarder:
                 except Exception as exc:  # the outbox keeps the events: never let the loop die
                     self._error(f"{type(exc).__name__}: {exc}")
                     log.exception("forwarding failed unexpectedly; trying again shortly")
-                    await _pause(stopping, 5)
+                    await pause(stopping, 5)
                     continue
                 if not sent:
-                    await _pause(stopping, 0.5)
+                    await pause(stopping, 0.5)
 
     async def deliver_once(self, client: httpx.AsyncClient, target: Target) -> int:
         due = await run_in_threadpool(self.store.outbox_due, target.project, BATCH)
