@@ -110,5 +110,8 @@ def wait(process: subprocess.Popen[bytes]) -> None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    path.write_bytes(msgspec.json.encode(state))
-    os.chmod(path, 0o600)
+    """Replaced whole, so a reader (or a crash) never meets half a file."""
+    written = path.with_suffix(".new")
+    written.write_bytes(msgspec.json.encode(state))
+    os.chmod(written, 0o600)
+    written.replace(path)
