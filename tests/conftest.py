@@ -80,3 +80,60 @@ def examples(backend: str, count: int) -> int:
     a dialect difference; each costs more there (a chDB store per example).
     """
     return count if backend == "duckdb" else max(5, count // 3)
+
+
+class SmallDisk:
+    """A real file system of a few MiB (a tmpfs), to run out of space on for real."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._filler = path / "filler.bin"
+
+    def free(self) -> int:
+        stats = os.statvfs(self.path)
+        return stats.f_bavail * stats.f_frsize
+
+    def fill(self, leave: int = 0) -> None:
+        """Take all but `leave` bytes of free space (with a file that `release` deletes)."""
+        with open(self._filler, "ab") as handle:
+            while (free := self.free()) > leave:
+                try:
+                    os.posix_fallocate(handle.fileno(), handle.tell(), free - leave)
+                except OSError:
+                    pass  # tmpfs counts whole pages: take what it gives, then look again
+                handle.seek(0, os.SEEK_END)
+                if self.free() == free:
+                    break
+
+    def release(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str, int], SmallDisk]]:
+    """`small_disk(name, mib)` mounts a tmpfs of that size under tmp_path. Where this
+    process may not mount (not root, no CAP_SYS_ADMIN), the test is skipped locally
+    with that reason; under CI=true it fails."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(name: str, mib: int) -> SmallDisk:
+        path = tmp_path / name
+        path.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            message = f"needs to mount a tmpfs (root with CAP_SYS_ADMIN): {result.stderr.strip()}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        mounted.append(path)
+        return SmallDisk(path)
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)

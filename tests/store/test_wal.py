@@ -1,13 +1,18 @@
-"""The write-ahead log: group commit, replay after a crash, a torn tail cut off."""
+"""The write-ahead log: group commit, replay after a crash, a torn tail cut off, a full
+disk refused without a trace, damage moved aside."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from eventplan.store.wal import WriteAheadLog
+from eventplan.store.wal import DAMAGED, HEADER, LogFull, Recovery, WriteAheadLog
+from tests.conftest import SmallDisk
 
 
 def test_concurrent_appends_share_fsyncs_and_replay_in_order(tmp_path: Path) -> None:
@@ -66,3 +71,80 @@ def test_the_reader_reads_records_back_across_segments_forward_and_back(tmp_path
         reader.read(7)  # never written
     reader.close()
     wal.close()
+
+
+def test_a_full_disk_refuses_the_append_and_leaves_no_part_of_it(
+    small_disk: Callable[[str, int], SmallDisk],
+) -> None:
+    disk = small_disk("log", 4)
+    wal = WriteAheadLog(disk.path, reserve_bytes=0)  # no reserve: the write itself runs out
+    assert wal.write_group([b"kept"]) == 1
+    disk.fill(leave=64 * 1024)
+    big = os.urandom(256 * 1024)  # more than is left: written in part, then ENOSPC
+    with pytest.raises(OSError) as refused:
+        wal.write_group([big])
+    assert refused.value.errno == errno.ENOSPC
+    assert wal.last_error is not None and wal.last_seq == 1
+    segment = sorted(disk.path.glob("wal-*.log"))[-1]
+    assert segment.stat().st_size == HEADER.size + len(b"kept")  # the part written is gone
+    disk.release()
+    assert wal.write_group([b"after"]) == 2  # space is back: the next append follows record 1
+    assert wal.last_error is None
+    wal.close()
+    reopened = WriteAheadLog(disk.path, reserve_bytes=0)
+    assert [payload for _, payload in reopened.replay(0)] == [b"kept", b"after"]
+    assert reopened.recovery == Recovery()
+    reopened.close()
+
+
+def test_the_reserve_refuses_before_the_disk_is_at_zero(
+    small_disk: Callable[[str, int], SmallDisk],
+) -> None:
+    disk = small_disk("log", 4)
+    wal = WriteAheadLog(disk.path, reserve_bytes=1024 * 1024)
+    disk.fill(leave=1024 * 1024 + 4096)
+    with pytest.raises(LogFull, match="in reserve"):
+        wal.write_group([os.urandom(16 * 1024)])
+    assert disk.free() > 1024 * 1024  # nothing was written
+    assert not wal.disk_low
+    disk.fill(leave=0)
+    assert wal.disk_low
+    disk.release()
+    assert wal.write_group([b"x"]) == 1
+    wal.close()
+
+
+def test_a_damaged_record_in_the_middle_is_moved_aside_and_the_records_after_it_kept(
+    tmp_path: Path,
+) -> None:
+    wal = WriteAheadLog(tmp_path / "log")
+    for index in range(1, 6):
+        wal.write_group([b"record %d " % index * 20])
+    wal.close()
+    segment = sorted((tmp_path / "log").glob("wal-*.log"))[-1]
+    data = bytearray(segment.read_bytes())
+    third = data.index(b"record 3")
+    data[third + 5] ^= 0xFF  # bit rot inside record 3
+    segment.write_bytes(bytes(data))
+    reopened = WriteAheadLog(tmp_path / "log")
+    assert [seq for seq, _ in reopened.replay(0)] == [1, 2, 4, 5]
+    assert reopened.recovery.damaged_parts == 1 and reopened.damaged_parts() == 1
+    (aside,) = (tmp_path / "log" / DAMAGED).glob("*.bin")
+    assert b"record" in aside.read_bytes() and len(aside.read_bytes()) == HEADER.size + 180
+    assert reopened.write_group([b"next"]) == 6
+    reopened.close()
+
+
+def test_a_torn_tail_is_trimmed_not_counted_as_damage(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path / "log")
+    wal.write_group([b"one", b"two"])
+    wal.close()
+    segment = sorted((tmp_path / "log").glob("wal-*.log"))[-1]
+    whole = segment.read_bytes()
+    with open(segment, "ab") as handle:  # a record the process died writing
+        handle.write(HEADER.pack(1000, 3, 0) + b"x" * 300)
+    reopened = WriteAheadLog(tmp_path / "log")
+    assert reopened.recovery.trimmed_bytes == HEADER.size + 300
+    assert reopened.recovery.damaged_parts == 0
+    assert segment.read_bytes() == whole
+    reopened.close()
