@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -97,10 +98,9 @@ class SmallDisk:
         """Take all but `leave` bytes of free space (with a file that `release` deletes)."""
         with open(self._filler, "ab") as handle:
             while (free := self.free()) > leave:
-                try:
+                # tmpfs counts whole pages: take what it gives, then look again
+                with contextlib.suppress(OSError):
                     os.posix_fallocate(handle.fileno(), handle.tell(), free - leave)
-                except OSError:
-                    pass  # tmpfs counts whole pages: take what it gives, then look again
                 handle.seek(0, os.SEEK_END)
                 if self.free() == free:
                     break

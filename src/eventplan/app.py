@@ -50,7 +50,7 @@ from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
 from eventplan.store import QueryError, local_base, open_store
 from eventplan.store.forward import Forwarder, Target, pause
-from eventplan.store.wal import WriteAheadLog
+from eventplan.store.wal import LogFull, WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter
 from eventplan.web.live import LiveFeed
 from eventplan.web.pages import Pages
@@ -62,7 +62,10 @@ CAPTURE_PATHS = ("/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage")
 RECORDING_PATHS = ("/s",)
 FLAGS_PATHS = ("/flags", "/decide")
 # How long shutdown waits for the alert check or a forward in flight (then cancels it).
-BACKGROUND_STOP_SECONDS = 30.0
+BACKGROUND_STOP_SECONDS = 3.0
+# How long shutdown lets the writer store what is acknowledged; the rest stays in the
+# log and is replayed on the next start. Together these keep SIGTERM within 10 s.
+STOP_FLUSH_SECONDS = 4.0
 # Rows a SQL answer over HTTP holds at most; `hasMore` says when there were more.
 MAX_API_ROWS = 100_000
 FORWARD_VERDICTS = {
@@ -91,12 +94,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(_json.encode(body), status, headers, media_type="application/json")
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, code: str | None = None
+) -> Response:
     """The one error shape: PostHog's (`type`, `code`, `detail`) plus `status`."""
     kind = "authentication_error" if status == 401 else "validation_error"
     if status >= 500:
         kind = "server_error"
-    body = {"type": kind, "code": _code(status), "detail": message, "status": status}
+    body = {"type": kind, "code": code or _code(status), "detail": message, "status": status}
     return json_response(body, status, headers)
 
 
@@ -151,7 +156,7 @@ class Server:
         self.ingestor = Ingestor(
             self.projects, TrustedProxies(settings.trusted_proxies), settings.token_rate
         )
-        self.wal = WriteAheadLog(settings.wal_dir)
+        self.wal = WriteAheadLog(settings.wal_dir, reserve_bytes=settings.log_reserve)
         quarantined = frozenset(p.name for p in self.projects if p.enforcement == "quarantine")
         forwarding = {
             project.name: FORWARD_VERDICTS[project.plan.forward]
@@ -211,7 +216,7 @@ class Server:
     def stop(self) -> None:
         """Clean shutdown: everything acknowledged goes into the store first."""
         if self.started:
-            self.writer.flush()
+            self.writer.flush(STOP_FLUSH_SECONDS, while_failing=False)
             self.writer.stop()
         self.wal.close()
         self.store.close()
@@ -329,9 +334,15 @@ class Server:
             )
             try:
                 seq = await self.wal.append(ingested.record)
+            except LogFull as exc:
+                raise Unavailable(
+                    f"the server's disk is nearly full ({exc.strerror}); retry", 5
+                ) from exc
             except OSError as exc:
-                log.error("write-ahead log append failed: %s", exc)
-                raise Unavailable("the server cannot write to disk right now; retry", 5) from exc
+                raise Unavailable(
+                    f"the server could not write the events to disk ({exc.strerror or exc}); retry",
+                    5,
+                ) from exc
             self.writer.submit(seq, len(ingested.events))
             self.live.publish(ingested.events)
         except CaptureError as exc:
@@ -412,14 +423,23 @@ class Server:
         forwarding = (
             await run_in_threadpool(self.forwarder.status) if self.forwarder.targets else None
         )
-        degraded = (
-            stats.last_error is not None
-            or stats.unstored > 0
-            or (forwarding is not None and not forwarding["healthy"])
-        )
+        log_free = self.wal.free_bytes()
+        reasons = [
+            reason
+            for reason, present in (
+                ("log_not_writable", self.wal.last_error is not None),
+                ("disk_low", self.wal.reserve_bytes > 0 and log_free < self.wal.reserve_bytes),
+                ("store_failing", stats.failing),
+                ("events_set_aside", stats.unstored > 0),
+                ("log_damaged", self.wal.damaged_parts() > 0),
+                ("forward_failing", forwarding is not None and not forwarding["healthy"]),
+            )
+            if present
+        ]
         return json_response(
             {
-                "status": "degraded" if degraded else "ok",
+                "status": "degraded" if reasons else "ok",
+                "reasons": reasons,
                 "forward": forwarding,
                 "projects": [p.name for p in self.projects],
                 "wal_seq": self.wal.last_seq,
@@ -428,7 +448,15 @@ class Server:
                 "inserted": stats.inserted,
                 "duplicates_skipped": stats.duplicates,
                 "unstored": stats.unstored,
+                "log": {
+                    "free_bytes": log_free,
+                    "reserve_bytes": self.wal.reserve_bytes,
+                    "error": self.wal.last_error,
+                    "damaged_parts": self.wal.damaged_parts(),
+                    "trimmed_bytes": self.wal.recovery.trimmed_bytes,
+                },
                 "store_error": stats.last_error,
+                "store_reopened": stats.reopened,
                 "counters": dict(self.counters),
                 "recordings": dict(self.recordings),
             }
@@ -485,7 +513,8 @@ class Server:
         try:
             result = await run_in_threadpool(work)
         except EventplanError as exc:
-            return error_response(exc.status, str(exc))
+            retry = {"Retry-After": "5"} if exc.status == 503 else None
+            return error_response(exc.status, str(exc), retry, exc.code)
         return json_response(result)
 
     async def _guarded_json(self, request: Request, work: Callable[[Any], Any]) -> Response:

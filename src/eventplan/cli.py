@@ -255,6 +255,11 @@ def main() -> None:
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
 @click.option("--db", help="DuckDB file, clickhouse://user:pass@host:8123/db or chdb:DIR.")
 @click.option("--wal", help="Write-ahead log folder (default: beside the store).")
+@click.option(
+    "--log-reserve",
+    type=int,
+    help="Bytes of free disk the log keeps; below it capture answers 503 (default 64 MiB).",
+)
 @click.option("--memory-limit", help="DuckDB's memory while serving (default 128MB).")
 @click.option(
     "--max-pending-events", type=int, help="Events waiting for the store before 503 (250000)."
@@ -312,7 +317,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         log_level="warning",
         access_log=False,
         proxy_headers=False,  # capture reads X-Forwarded-For itself (trusted proxies only)
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=3,  # open streams (the live feed) end; SIGTERM stops in 10 s
     )
     uvicorn.Server(config).run()
 

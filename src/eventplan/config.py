@@ -41,6 +41,11 @@ SETTINGS: tuple[Setting, ...] = (
         "wal", None, "the write-ahead log folder (default: beside the store, see docs/scale.md)"
     ),
     Setting(
+        "log_reserve",
+        64 * 1024 * 1024,
+        "bytes of free disk the write-ahead log keeps: below it capture answers 503",
+    ),
+    Setting(
         "memory_limit",
         "128MB",
         "DuckDB's memory while serving (its buffer pool; larger queries spill to disk)",
@@ -97,6 +102,7 @@ class Settings:
     webhook: str | None = None
     secure_cookies: bool = False
     wal: str | None = None
+    log_reserve: int = 64 * 1024 * 1024
     memory_limit: str | None = "128MB"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -221,6 +227,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         webhook=values["webhook"],
         secure_cookies=bool(int(values["secure_cookies"])),
         wal=values["wal"],
+        log_reserve=int(values["log_reserve"]),
         memory_limit=values["memory_limit"] or None,
     )
 

@@ -7,6 +7,7 @@ class EventplanError(Exception):
     """Base class: a user-facing failure with a message that says what was wrong."""
 
     status = 400
+    code: str | None = None  # the API's error code; None: the one its status implies
 
 
 class PlanError(EventplanError):

@@ -43,6 +43,14 @@ class QueryError(EventplanError):
     status = 400
 
 
+class StoreUnavailable(EventplanError):
+    """The store itself is failing (a full disk, an engine that gave up, a server out
+    of reach), not the request or the events: retry later."""
+
+    status = 503
+    code = "store_unavailable"
+
+
 def slices(events: Iterable[StoredEvent], size: int) -> Iterator[list[StoredEvent]]:
     iterator = iter(events)
     while part := list(islice(iterator, size)):
@@ -56,6 +64,10 @@ class Store(ABC):
     # How many of them are decoded and written at a time: decoded, an event takes
     # about 1.9 KB of Python objects.
     slice_size = 20_000
+
+    # The engine gave up on its connection (DuckDB invalidates a database after a
+    # fatal error): nothing works until `reopen`.
+    broken = False
 
     def __init__(self, plans: Iterable[Plan]) -> None:
         self._plans = {plan.name: plan for plan in plans}
@@ -324,6 +336,11 @@ class Store(ABC):
     @abstractmethod
     def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
         """The same as `sql`, as an Arrow table, for results too large for Python rows."""
+
+    @abstractmethod
+    def reopen(self) -> None:
+        """Connect again after the engine gave up (`broken`); raises StoreUnavailable
+        while it still cannot."""
 
     @abstractmethod
     def close(self) -> None: ...

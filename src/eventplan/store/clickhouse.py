@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
-from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
+from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
 from eventplan.store.records import StoredEvent, first_received, first_received_of
@@ -338,6 +338,10 @@ def bind(sql: str, parameters: Sequence[Any]) -> str:
 # -- the engine --------------------------------------------------------------------------
 
 
+# ClickHouse's words for a server that cannot write (error 243, a full disk).
+UNAVAILABLE = ("NOT_ENOUGH_SPACE", "No space left on device", "Cannot reserve")
+
+
 class Engine:
     """One clickhouse-connect client: over HTTP to a server, or chDB in this process.
 
@@ -411,6 +415,7 @@ class Engine:
             try:
                 result: pa.Table = self._client.query_arrow(sql, settings=settings)
             except Exception as exc:
+                self._raise_if_unavailable(exc)
                 if timeout and "TIMEOUT_EXCEEDED" in str(exc):
                     raise QueryError(
                         f"the query ran longer than {timeout:g} s and was stopped"
@@ -423,6 +428,7 @@ class Engine:
             try:
                 self._client.command(sql)
             except Exception as exc:
+                self._raise_if_unavailable(exc)
                 raise EventplanError(f"{self.location}: {_first_line(exc)}") from exc
 
     def insert(self, table: str, data: pa.Table) -> None:
@@ -431,11 +437,21 @@ class Engine:
             try:
                 self._client.insert_arrow(table, data)
             except Exception as exc:
+                self._raise_if_unavailable(exc)
                 raise EventplanError(f"{self.location}: insert failed: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+    def _raise_if_unavailable(self, exc: Exception) -> None:
+        """A server out of reach, or out of disk, as StoreUnavailable: the store is
+        failing, not the statement."""
+        from clickhouse_connect.driver.exceptions import OperationalError
+
+        text = str(exc)
+        if isinstance(exc, OperationalError) or any(mark in text for mark in UNAVAILABLE):
+            raise StoreUnavailable(f"{self.location} is failing: {_first_line(exc)}") from exc
 
 
 def redact(url: str) -> str:
@@ -896,6 +912,10 @@ class ClickHouseStore(Store):
         if max_rows is not None:  # on their own lines: a trailing comment ends at the newline
             text = f"SELECT * FROM (\n{text}\n) LIMIT {int(max_rows)}"
         return self.engine.query(bind(text, parameters or []), timeout)
+
+    def reopen(self) -> None:
+        """Nothing to do: clickhouse-connect reconnects on the next request."""
+        self.broken = False
 
     def close(self) -> None:
         with self._lock:

@@ -27,7 +27,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
-from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store
+from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
 from eventplan.store.records import StoredEvent, first_received_of
@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS groups (
 
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's
+# Failures of the store rather than of a statement: a full disk (IOException), a
+# database DuckDB invalidated after a fatal error (a failed checkpoint), a closed
+# connection.
+STORE_FAILURES = (duckdb.FatalException, duckdb.IOException, duckdb.ConnectionException)
 
 
 class EventStore(Store):
@@ -131,11 +135,11 @@ class EventStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # DuckDB keeps the blocks it read in its buffer pool up to the limit (by default
         # 80% of the machine), so a long-running server grows with its store without one.
-        config: dict[str, str | bool | int | float | list[str]] = (
+        self._config: dict[str, str | bool | int | float | list[str]] = (
             {"memory_limit": memory_limit} if memory_limit else {}
         )
         try:
-            self._conn = duckdb.connect(self.path, read_only=read_only, config=config)
+            self._conn = duckdb.connect(self.path, read_only=read_only, config=self._config)
         except duckdb.IOException as exc:
             raise EventplanError(f"cannot open {self.path}: {exc}") from exc
         except duckdb.Error as exc:  # a memory limit DuckDB does not understand
@@ -149,6 +153,36 @@ class EventStore(Store):
                 self._run("SELECT count(*) FROM events_data WHERE NOT settled")[0][0]
             )
         self._load_catalog()
+
+    def reopen(self) -> None:
+        with self._lock:
+            with suppress(duckdb.Error):
+                self._conn.close()
+            try:
+                self._conn = duckdb.connect(self.path, config=self._config)
+                self._run("SELECT 1")
+                self._ensure_schema()
+                self._unsettled_rows = int(
+                    self._run("SELECT count(*) FROM events_data WHERE NOT settled")[0][0]
+                )
+                self._load_catalog()
+            except duckdb.Error as exc:
+                raise self._unavailable(exc) from exc
+            self.broken = False
+            log.warning("reopened the store %s", self.path)
+
+    @contextmanager
+    def _store_failures(self) -> Iterator[None]:
+        """Failures of the store itself as StoreUnavailable; a fatal one marks it broken."""
+        try:
+            yield
+        except STORE_FAILURES as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: duckdb.Error) -> StoreUnavailable:
+        if not isinstance(exc, duckdb.IOException):
+            self.broken = True
+        return StoreUnavailable(f"the store {self.path} is failing: {str(exc).splitlines()[0]}")
 
     def _run(self, sql: str, parameters: list[Any] | None = None) -> list[Any]:
         """Execute and fetch everything (DuckDB 2 wants each result finished)."""
@@ -259,12 +293,12 @@ class EventStore(Store):
     # -- writing -----------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
-        with self._lock:
+        with self._lock, self._store_failures():
             rows = self._run("SELECT value FROM meta WHERE key = ?", [key])
         return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
+        with self._lock, self._store_failures():
             self._run("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
     def insert(
@@ -275,7 +309,7 @@ class EventStore(Store):
         forward: dict[str, frozenset[str]] | None = None,
     ) -> int:
         # One transaction: the rows, the identity changes, the outbox and the log position.
-        with self._lock:
+        with self._lock, self._store_failures():
             self._wrote_sorted = False
             try:
                 with self._transaction():
@@ -648,6 +682,8 @@ class EventStore(Store):
             rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
         except duckdb.InterruptException as exc:
             raise QueryError(f"the query ran longer than {timeout:g} s and was stopped") from exc
+        except STORE_FAILURES as exc:
+            raise self._unavailable(exc) from exc
         except duckdb.Error as exc:
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
@@ -660,6 +696,8 @@ class EventStore(Store):
         cursor = self._select(query)
         try:
             table: pa.Table = cursor.sql(query, params=parameters or None).to_arrow_table()
+        except STORE_FAILURES as exc:
+            raise self._unavailable(exc) from exc
         except duckdb.Error as exc:
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
@@ -668,7 +706,8 @@ class EventStore(Store):
 
     def _select(self, query: str) -> duckdb.DuckDBPyConnection:
         """A cursor for one statement that only reads."""
-        cursor = self._conn.cursor()
+        with self._store_failures():
+            cursor = self._conn.cursor()
         try:
             statements = cursor.extract_statements(query)
             if len(statements) != 1:
@@ -686,5 +725,5 @@ class EventStore(Store):
         return cursor
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, suppress(duckdb.FatalException):  # an invalidated one is closed
             self._conn.close()

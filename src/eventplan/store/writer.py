@@ -17,14 +17,23 @@ record, and the store's uuid check drops its head. On start, whatever the log
 holds past that position is replayed first, so an event acknowledged just before
 a crash is never lost.
 
-A failed insert is retried, since the events are safe in the log. One that keeps
-failing is tried again a record at a time, halving any record that fails, so that
-one event the store cannot take (a log written by an older version, say) does not
-hold back every event after it: that event is set aside, whole, in the log
-directory's `unstored.jsonl`, and counted. Only once the store has taken a write
-of its own, though: when it takes nothing (a full disk), the insert waits instead.
+A failed insert is retried, since the events are safe in the log. When the store
+itself fails (`StoreUnavailable`: a full disk, a server out of reach) the insert
+waits and tries again, with backoff; when the engine gave up on its connection
+(DuckDB invalidates a database after a failed checkpoint) the writer reopens it
+first, and re-inserts whatever the log holds past the position the reopened store
+recorded. So the store recovers once the disk has room, without a restart. Any
+other failure that keeps coming back is tried again a record at a time, halving
+any record that fails, so that one event the store cannot take (a log written by
+an older version, say) does not hold back every event after it: that event is set
+aside, whole, in the log directory's `unstored.jsonl`, and counted. Only once the
+store has taken a write of its own, though: when it takes nothing, the insert
+waits instead.
 On every start the events set aside are offered to the store again, one at a time
 (a newer version may take them); those it takes leave the file.
+
+`stop` interrupts every wait: an insert that has not gone in stays in the log and
+is replayed on the next start.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from typing import Final
 
 import msgspec
 
-from eventplan.store.base import Store
+from eventplan.store.base import Store, StoreUnavailable
 from eventplan.store.memory import release_free_memory
 from eventplan.store.records import StoredEvent, decode_events
 from eventplan.store.wal import WriteAheadLog, fsync_directory
@@ -59,6 +68,8 @@ class WriterStats:
     last_error: str | None = None
     stored_seq: int = 0
     unstored: int = 0  # events the store refused alone, set aside in UNSTORED
+    failing: bool = False  # the last insert failed, and none has gone in since
+    reopened: int = 0  # times the store was reopened after its engine gave up
 
 
 @dataclass
@@ -133,6 +144,7 @@ class BackgroundWriter:
         self._idle = threading.Event()
         self._idle.set()
         self._hurry = threading.Event()  # flush() waits: insert what there is now
+        self._stopping = threading.Event()  # stop(): end every wait, leave the rest in the log
 
     @property
     def pending_events(self) -> int:
@@ -209,18 +221,24 @@ class BackgroundWriter:
         self._idle.clear()
         self._queue.put((seq, count))
 
-    def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until everything submitted so far is in the store."""
+    def flush(self, timeout: float = 60.0, while_failing: bool = True) -> bool:
+        """Wait until everything submitted so far is in the store (or, unless
+        `while_failing`, until an insert fails)."""
         deadline = time.monotonic() + timeout
         if self._pending_events:
             self._hurry.set()  # insert what has come rather than wait to fill a row group
         while self._pending_events and time.monotonic() < deadline:
+            if self.stats.failing and not while_failing:
+                break
             self._idle.wait(0.05)
         return self._pending_events == 0
 
     def stop(self) -> None:
+        """End after the insert in flight; what is not stored stays in the log."""
+        self._stopping.set()
         self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self._log.close()
 
     def _run(self) -> None:
@@ -228,8 +246,8 @@ class BackgroundWriter:
         stopping = False
         while not stopping or carry is not None:
             pieces, carry, stopping = self._gather(carry, stopping)
-            if pieces:
-                self._insert_with_retry(pieces, carry)
+            if pieces and not self._insert_with_retry(pieces, carry):
+                return  # stopped while the store failed: the log keeps the rest
 
     def _gather(
         self, carry: Piece | None, stopping: bool
@@ -277,22 +295,29 @@ class BackgroundWriter:
             return min(self.interval, self.max_wait - elapsed)
         return 0
 
-    def _insert_with_retry(self, pieces: list[Piece], carry: Piece | None) -> None:
+    def _insert_with_retry(self, pieces: list[Piece], carry: Piece | None) -> bool:
+        """Insert until it goes in (True), or until stopped (False)."""
         delay = 0.1
         failures = 0
         while True:
             try:
+                if self.store.broken:
+                    self._reopen()
                 if failures < ISOLATE_AFTER:
                     self._insert(pieces, carry)
                 else:
                     self._insert_isolating(pieces, carry)
                 break
+            except StoreUnavailable as exc:  # the store, not the events: wait for it
+                failures = min(failures, ISOLATE_AFTER - 1)
+                self._failed(exc, delay)
             except Exception as exc:  # the events are safe in the log; keep trying
                 failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("store insert failed; retrying in %.1fs", delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                self._failed(exc, delay)
+            if self._stopping.wait(delay):
+                return False
+            delay = min(delay * 2, 5.0)
+        self.stats.failing = False
         release_free_memory()
         with self._pending_lock:
             self._pending_events -= sum(piece.size for piece in pieces)
@@ -301,6 +326,34 @@ class BackgroundWriter:
                 self._hurry.clear()
                 self._idle.set()
         self.wal.release_through(self.stats.stored_seq)
+        return True
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        self.stats.failing = True
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, StoreUnavailable):
+            log.error("the store is failing (%s); retrying in %.1fs", exc, delay)
+        else:
+            log.exception("store insert failed; retrying in %.1fs", delay)
+
+    def _reopen(self) -> None:
+        """Reopen a store whose engine gave up, and put back what it lost with it:
+        records past the position it recorded, up to where the writer had got."""
+        self.store.reopen()
+        self.stats.reopened += 1
+        recorded = self.store.wal_seq()
+        if recorded >= self.stats.stored_seq:
+            return
+        log.warning("the reopened store is at log record %d; re-inserting from there", recorded)
+        lost = (
+            Piece(seq, len(decode_events(payload)))
+            for seq, payload in self.wal.replay(recorded)
+            if seq <= self.stats.stored_seq
+        )
+        target, self.stats.stored_seq = self.stats.stored_seq, recorded
+        for chunk in chunks(lost, self.store.insert_size):
+            self._insert(chunk)
+        self.stats.stored_seq = max(self.stats.stored_seq, target)
 
     def _insert_isolating(self, pieces: list[Piece], carry: Piece | None) -> int:
         """`_insert_halving`, once the store has shown it takes a write at all: over an
@@ -320,6 +373,8 @@ class BackgroundWriter:
                 continue
             except Exception as exc:
                 error = exc
+            if isinstance(error, StoreUnavailable):
+                raise error  # the store, not this piece: wait for it
             events = self._read(piece)
             if piece.size > 1:
                 piece.events = events  # so the halves carry their slices
