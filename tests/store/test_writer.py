@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import msgspec
 import pytest
 
 from eventplan.plan import Plan
+from eventplan.store.base import StoreUnavailable
 from eventplan.store.duckdb import EventStore
 from eventplan.store.records import encode_events
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter, Piece, chunks, events_of
+from tests.conftest import SmallDisk
 from tests.store.test_store import NOW, stored
 
 
@@ -194,3 +197,69 @@ def test_set_aside_events_are_offered_again_on_start_and_leave_the_file_once_sto
     assert path.read_bytes().splitlines() == lines
     store.close()
     wal.close()
+
+
+def fill_until_the_store_fails(
+    writer: BackgroundWriter, wal: WriteAheadLog, disk: SmallDisk, duckdb_log: Path
+) -> int:
+    """Records of 2,000 events until an insert fails; returns the events submitted.
+
+    DuckDB's own log is filled near its checkpoint threshold (16 MB) before the disk
+    is filled: the commit that crosses it starts a checkpoint that cannot be written,
+    and DuckDB invalidates the database, as it does in production."""
+    submitted = 0
+    filled = False
+    for _ in range(300):
+        for seq, size in records(wal, 1, 2000):
+            writer.submit(seq, size)
+            submitted += size
+        writer.flush(timeout=60, while_failing=False)
+        if writer.stats.failing:
+            return submitted
+        if not filled and duckdb_log.exists() and duckdb_log.stat().st_size > 12_000_000:
+            disk.fill(leave=5_000_000)
+            filled = True
+    raise AssertionError("the store never failed")
+
+
+def test_a_full_store_disk_waits_and_recovers_without_a_restart(
+    tmp_path: Path, small_disk: Callable[[str, int], SmallDisk], openchat_plan: Plan
+) -> None:
+    disk = small_disk("store", 40)
+    store = EventStore(disk.path / "w.duckdb", [openchat_plan], insert_size=2000)
+    wal = WriteAheadLog(tmp_path / "log")
+    writer = BackgroundWriter(store, wal, interval=0.05)
+    writer.start()
+    submitted = fill_until_the_store_fails(writer, wal, disk, disk.path / "w.duckdb.wal")
+    assert store.broken  # DuckDB invalidated the database: nothing works until reopened
+    with pytest.raises(StoreUnavailable, match=r"is failing: FATAL"):
+        store.sql("SELECT count(*) FROM events")
+    disk.release()
+    assert writer.flush(timeout=120)  # the writer reopens the store by itself
+    assert writer.stats.reopened >= 1 and not writer.stats.failing
+    _, rows = store.sql("SELECT count(*), count(DISTINCT uuid) FROM events")
+    assert rows == [(submitted, submitted)]  # none lost, none doubled
+    writer.stop()
+    store.close()
+
+
+def test_stop_ends_the_retries_of_a_failing_store_and_the_log_keeps_the_events(
+    tmp_path: Path, small_disk: Callable[[str, int], SmallDisk], openchat_plan: Plan
+) -> None:
+    disk = small_disk("store", 40)
+    path = disk.path / "w.duckdb"
+    store = EventStore(path, [openchat_plan], insert_size=2000)
+    wal = WriteAheadLog(tmp_path / "log")
+    writer = BackgroundWriter(store, wal, interval=0.05)
+    writer.start()
+    submitted = fill_until_the_store_fails(writer, wal, disk, disk.path / "w.duckdb.wal")
+    writer.stop()  # returns while the store still fails (a hang here is the bug)
+    store.close()
+    wal.close()
+    disk.release()
+    reopened = EventStore(path, [openchat_plan])
+    again = BackgroundWriter(reopened, WriteAheadLog(tmp_path / "log"))
+    again.replay()
+    _, rows = reopened.sql("SELECT count(*), count(DISTINCT uuid) FROM events")
+    assert rows == [(submitted, submitted)]
+    reopened.close()

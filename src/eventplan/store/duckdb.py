@@ -99,10 +99,15 @@ CREATE TABLE IF NOT EXISTS groups (
 
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's
-# Failures of the store rather than of a statement: a full disk (IOException), a
-# database DuckDB invalidated after a fatal error (a failed checkpoint), a closed
-# connection.
+# Failures of the store rather than of a statement: a full disk (an IOException, or
+# a commit that "could not write" its WAL), a database DuckDB invalidated after a
+# fatal error (a failed checkpoint), a closed connection.
 STORE_FAILURES = (duckdb.FatalException, duckdb.IOException, duckdb.ConnectionException)
+DISK_FAILURES = ("No space left on device", "Could not write file", "Disk quota exceeded")
+
+
+def is_store_failure(exc: duckdb.Error) -> bool:
+    return isinstance(exc, STORE_FAILURES) or any(mark in str(exc) for mark in DISK_FAILURES)
 
 
 class EventStore(Store):
@@ -176,11 +181,13 @@ class EventStore(Store):
         """Failures of the store itself as StoreUnavailable; a fatal one marks it broken."""
         try:
             yield
-        except STORE_FAILURES as exc:
-            raise self._unavailable(exc) from exc
+        except duckdb.Error as exc:
+            if is_store_failure(exc):
+                raise self._unavailable(exc) from exc
+            raise
 
     def _unavailable(self, exc: duckdb.Error) -> StoreUnavailable:
-        if not isinstance(exc, duckdb.IOException):
+        if isinstance(exc, (duckdb.FatalException, duckdb.ConnectionException)):
             self.broken = True
         return StoreUnavailable(f"the store {self.path} is failing: {str(exc).splitlines()[0]}")
 
@@ -682,9 +689,9 @@ class EventStore(Store):
             rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
         except duckdb.InterruptException as exc:
             raise QueryError(f"the query ran longer than {timeout:g} s and was stopped") from exc
-        except STORE_FAILURES as exc:
-            raise self._unavailable(exc) from exc
         except duckdb.Error as exc:
+            if is_store_failure(exc):
+                raise self._unavailable(exc) from exc
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
             if timer is not None:
@@ -696,9 +703,9 @@ class EventStore(Store):
         cursor = self._select(query)
         try:
             table: pa.Table = cursor.sql(query, params=parameters or None).to_arrow_table()
-        except STORE_FAILURES as exc:
-            raise self._unavailable(exc) from exc
         except duckdb.Error as exc:
+            if is_store_failure(exc):
+                raise self._unavailable(exc) from exc
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
             cursor.close()
