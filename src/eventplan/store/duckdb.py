@@ -333,13 +333,17 @@ class EventStore(Store):
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._run("BEGIN TRANSACTION")
+        """BEGIN … COMMIT, rolled back when anything fails, the COMMIT included: a
+        commit that could not write (a full disk) leaves the transaction open and
+        aborted, and every later BEGIN failed on it, for good."""
         try:
+            self._run("BEGIN TRANSACTION")
             yield
+            self._run("COMMIT")
         except BaseException:
-            self._run("ROLLBACK")
+            with suppress(duckdb.Error):
+                self._run("ROLLBACK")
             raise
-        self._run("COMMIT")
 
     def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
         """Prepare a slice's events as Arrow tables, one per event name with only the
