@@ -234,7 +234,8 @@ class BackgroundWriter:
         return self._pending_events == 0
 
     def stop(self) -> None:
-        """End after the insert in flight; what is not stored stays in the log."""
+        """End after the insert in flight; what is not stored stays in the log (call
+        `flush` first to store it now)."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread.is_alive():
@@ -248,6 +249,8 @@ class BackgroundWriter:
             pieces, carry, stopping = self._gather(carry, stopping)
             if pieces and not self._insert_with_retry(pieces, carry):
                 return  # stopped while the store failed: the log keeps the rest
+            if self._stopping.is_set():
+                return  # stopped: what waits is in the log, replayed on the next start
 
     def _gather(
         self, carry: Piece | None, stopping: bool
