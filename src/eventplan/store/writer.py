@@ -57,6 +57,8 @@ from eventplan.store.wal import WriteAheadLog, fsync_directory
 log = logging.getLogger("eventplan.writer")
 
 ISOLATE_AFTER: Final = 3  # failed tries of one insert before it is halved
+# The longest wait between tries: a store back (space freed) is found within it.
+MAX_RETRY_DELAY: Final = 2.0
 UNSTORED: Final = "unstored.jsonl"
 
 
@@ -319,7 +321,7 @@ class BackgroundWriter:
                 self._failed(exc, delay)
             if self._stopping.wait(delay):
                 return False
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
         self.stats.failing = False
         release_free_memory()
         with self._pending_lock:
