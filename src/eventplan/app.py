@@ -105,6 +105,12 @@ def error_response(
     return json_response(body, status, headers)
 
 
+def eventplan_error_response(exc: EventplanError) -> Response:
+    """An EventplanError in the one error shape; a 503 says when to retry."""
+    retry = {"Retry-After": "5"} if exc.status == 503 else None
+    return error_response(exc.status, str(exc), retry, exc.code)
+
+
 def _code(status: int) -> str:
     return {
         400: "invalid_payload",
@@ -286,7 +292,18 @@ class Server:
                 max_age=14 * 24 * 3600,
             )
         ]
-        return Starlette(routes=self.routes(), lifespan=self.lifespan, middleware=middleware)
+        return Starlette(
+            routes=self.routes(),
+            lifespan=self.lifespan,
+            middleware=middleware,
+            exception_handlers={EventplanError: self._error},
+        )
+
+    async def _error(self, request: Request, exc: Exception) -> Response:
+        """An EventplanError no route caught (a page over a failing store, say): the
+        one error shape, not a plain-text 500."""
+        assert isinstance(exc, EventplanError)
+        return eventplan_error_response(exc)
 
     def routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "OPTIONS"]
@@ -517,8 +534,7 @@ class Server:
         try:
             result = await run_in_threadpool(work)
         except EventplanError as exc:
-            retry = {"Retry-After": "5"} if exc.status == 503 else None
-            return error_response(exc.status, str(exc), retry, exc.code)
+            return eventplan_error_response(exc)
         return json_response(result)
 
     async def _guarded_json(self, request: Request, work: Callable[[Any], Any]) -> Response:

@@ -258,3 +258,14 @@ def test_a_panel_downloads_as_csv_and_no_cell_can_run_as_a_formula(
         '"12.5%"',
         '"\'-x"',
     ]
+
+
+def test_a_page_that_fails_answers_in_the_one_error_shape(ui_server: RunningServer) -> None:
+    with httpx.Client(base_url=ui_server.url) as client:
+        form = client.get("/login").text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert client.post("/login", data={"csrf": csrf, "key": API_KEY}).status_code < 400
+        response = client.get("/plan?project=no-such-project")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert "no project 'no-such-project'" in response.json()["detail"]

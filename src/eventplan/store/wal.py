@@ -125,10 +125,8 @@ class WriteAheadLog:
         is not wholly on disk."""
         with self._lock:
             try:
-                if self._sealed:
-                    self._file.close()
-                    self._file = self._new_segment()
-                    self._end, self._sealed = 0, False
+                if self._sealed or self._end >= self.segment_bytes:
+                    self._roll()
                 first = self.last_seq + 1
                 chunks = []
                 for offset, payload in enumerate(payloads):
@@ -146,11 +144,19 @@ class WriteAheadLog:
             self.last_seq = first + len(payloads) - 1
             path, _ = self._segments[-1]
             self._segments[-1] = (path, self.last_seq)
-            if self._end >= self.segment_bytes:
-                self._file.close()
-                self._file = self._new_segment()
-                self._end = 0
             return first
+
+    def _roll(self) -> None:
+        """Go on in a new segment. When none can be made (a full disk) a full one grows
+        on; a sealed one cannot, and the append fails."""
+        try:
+            handle = self._new_segment()
+        except OSError:
+            if self._sealed:
+                raise
+            return
+        self._file.close()
+        self._file, self._end, self._sealed = handle, 0, False
 
     def free_bytes(self) -> int:
         """Free space on the log's disk, for an unprivileged writer."""
@@ -252,7 +258,12 @@ class WriteAheadLog:
             number += 1
         path = self.directory / f"wal-{number:08d}.log"
         handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the log
-        fsync_directory(self.directory)
+        try:
+            fsync_directory(self.directory)
+        except OSError:
+            handle.close()
+            path.unlink(missing_ok=True)
+            raise
         self._segments.append((path, self.last_seq))
         return handle
 
