@@ -32,19 +32,14 @@ from starlette.routing import BaseRoute, Route
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import CaptureError, PayloadTooLarge, Unavailable
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import Ingestor, Project
+from eventplan.capture.ingest import Ingestor
 from eventplan.config import Settings
 from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
-from eventplan.query.alerts import check_alerts
+from eventplan.project import Project
 from eventplan.query.dashboards import (
     NotFound,
-    dashboard_data,
-    find_dashboard,
-    find_insight,
-    insight_data,
 )
-from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange
 from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
@@ -151,12 +146,15 @@ class Server:
         self.settings = settings
         plans = [load_plan(p.plan) for p in settings.projects]
         self.store = open_store(settings.db, plans, memory_limit=settings.memory_limit)
-        salt = (
-            settings.hash_salt
-            or self.store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
-        ).encode()
         self.projects = [
-            Project(config.name or plan.name, plan, config.tokens, config.enforcement, salt)
+            Project(
+                config.name or plan.name,
+                plan,
+                self.store,
+                salt_setting=settings.hash_salt,
+                tokens=config.tokens,
+                enforcement=config.enforcement,
+            )
             for config, plan in zip(settings.projects, plans, strict=True)
         ]
         self.ingestor = Ingestor(
@@ -556,7 +554,7 @@ class Server:
             parsed = from_posthog(raw)
             if isinstance(parsed, str):
                 return self._sql_answer(parsed)
-            return run_query(self.store, project.plan, parsed)
+            return project.query(parsed)
 
         return await self._guarded_json(request, work)
 
@@ -581,13 +579,11 @@ class Server:
         params = request.query_params
 
         def work() -> Any:
-            plan = self.project(params.get("project")).plan
+            project = self.project(params.get("project"))
             date_range = DateRange(
                 date_from=params.get("date_from", "-30d"), date_to=params.get("date_to")
             )
-            return dashboard_data(
-                self.store,
-                plan,
+            return project.dashboard(
                 request.path_params["name"],
                 date_range,
                 params.get("interval"),
@@ -600,16 +596,13 @@ class Server:
         params = request.query_params
 
         def work() -> Any:
-            plan = self.project(params.get("project")).plan
-            board = find_dashboard(plan, request.path_params["name"])
-            insight = find_insight(board, request.path_params["insight"])
+            project = self.project(params.get("project"))
             date_range = DateRange(
                 date_from=params.get("date_from", "-30d"), date_to=params.get("date_to") or None
             )
-            return insight_data(
-                self.store,
-                plan,
-                insight,
+            return project.insight(
+                request.path_params["name"],
+                request.path_params["insight"],
                 date_range,
                 params.get("interval") or None,
                 params.get("breakdown") or None,
@@ -630,10 +623,10 @@ class Server:
 
         def work() -> Any:
             project = self.project(params.get("project"))
-            results = check_alerts(self.store, project.plan, since=params.get("since"))
+            results = project.alerts(since=params.get("since"))
             return {
                 "results": [r.as_dict() for r in results],
-                "history": self.store.alert_history(project.name, 200),
+                "history": project.alert_history(200),
             }
 
         return await self._guarded(request, work)

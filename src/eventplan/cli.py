@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections import Counter
@@ -24,6 +23,9 @@ from eventplan.store.base import Store
 
 console = Console()
 plan_argument = click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+PROJECT_OPTION = click.option(
+    "--project", help="The project whose events count (default: the one named for the plan)."
+)
 DB_OPTION = click.option(
     "--db",
     required=True,
@@ -431,6 +433,14 @@ def quarantine_replay(db: str, plan: Path) -> None:
     click.echo(f"moved {moved} event(s) into events; {still} still fail the plan")
 
 
+def _project(store: Any, plan: Any, name: str | None) -> Any:
+    """The project a read-only command asks: its name, else the plan's (as `import` and
+    `serve` name it by default)."""
+    from eventplan.project import Project
+
+    return Project(name or plan.name, plan, store)
+
+
 def _must_exist(db: str) -> None:
     from eventplan.store import is_url
 
@@ -558,7 +568,7 @@ def import_command(db: str, plan: Path, project: str | None, file: Path) -> None
     from rich.progress import Progress
 
     from eventplan.capture.importer import import_events, iter_file
-    from eventplan.capture.ingest import Project
+    from eventplan.project import Project
     from eventplan.store.transfer import import_export, is_export
 
     loaded = _load(plan)
@@ -570,8 +580,9 @@ def import_command(db: str, plan: Path, project: str | None, file: Path) -> None
             if is_export(file):
                 added = import_export(store, file, advance)
             else:
-                salt = store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
-                target = Project(project or loaded.name, loaded, (), "flag", salt.encode())
+                # The salt resolved as `serve` does (the plan's environment variable, then
+                # the store's), so imported and captured events hash alike.
+                target = Project(project or loaded.name, loaded, store)
                 added = import_events(store, target, iter_file(file), advance)
         location = store.location
     except EventplanError as exc:
@@ -631,13 +642,12 @@ def clickhouse_ddl(plan: tuple[Path, ...], cluster: str | None, database: str | 
 # -- insights -------------------------------------------------------------------------------
 
 
-def _run_query_file(db: str, plan: Any, spec: Any) -> dict[str, Any]:
+def _run_query_file(db: str, plan: Any, project: str | None, spec: Any) -> dict[str, Any]:
     """One query against the store file, read-only; library errors become CLI errors."""
-    from eventplan.query.engine import run_query
-
     store = _open_store(db, read_only=True, plans=[plan])
     try:
-        return run_query(store, plan, spec)
+        result: dict[str, Any] = _project(store, plan, project).query(spec)
+        return result
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -739,6 +749,7 @@ _query_options = [
         "--verdict", "verdicts", multiple=True, type=click.Choice(["valid", "invalid", "unplanned"])
     ),
     click.option("--json", "as_json", is_flag=True),
+    PROJECT_OPTION,
 ]
 
 
@@ -766,6 +777,7 @@ def query_trends(
     filters: tuple[str, ...],
     verdicts: tuple[str, ...],
     as_json: bool,
+    project: str | None,
     math: str,
     math_property: str | None,
     interval: str,
@@ -796,7 +808,7 @@ def query_trends(
         )
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
-    _print_result(_run_query_file(db, loaded, spec), as_json)
+    _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
 
 @query.command(name="funnel")
@@ -814,6 +826,7 @@ def query_funnel(
     filters: tuple[str, ...],
     verdicts: tuple[str, ...],
     as_json: bool,
+    project: str | None,
     window_days: int,
     strict: bool,
 ) -> None:
@@ -832,7 +845,7 @@ def query_funnel(
         )
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
-    _print_result(_run_query_file(db, loaded, spec), as_json)
+    _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
 
 @cli.command()
@@ -841,15 +854,17 @@ def query_funnel(
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--from", "date_from", default="-30d", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def report(name: str, db: str, plan: Path, date_from: str, as_json: bool) -> None:
+@PROJECT_OPTION
+def report(
+    name: str, db: str, plan: Path, date_from: str, as_json: bool, project: str | None
+) -> None:
     """Print one of the plan's dashboards (NAME) in the terminal."""
-    from eventplan.query.dashboards import dashboard_data
     from eventplan.query.model import DateRange
 
     loaded = _load(plan)
     store = _open_store(db, read_only=True, plans=[loaded])
     try:
-        data = dashboard_data(store, loaded, name, DateRange(date_from=date_from))
+        data = _project(store, loaded, project).dashboard(name, DateRange(date_from=date_from))
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -875,14 +890,15 @@ def alerts() -> None:
     "--since", help="Check every completed interval since (e.g. -30d), not just the last."
 )
 @click.option("--json", "as_json", is_flag=True)
-def alerts_check(db: str, plan: Path, since: str | None, as_json: bool) -> None:
+@PROJECT_OPTION
+def alerts_check(
+    db: str, plan: Path, since: str | None, as_json: bool, project: str | None
+) -> None:
     """Evaluate every alert once; exit 1 when any fires (for cron and CI)."""
-    from eventplan.query.alerts import check_alerts
-
     loaded = _load(plan)
     store = _open_store(db, read_only=True, plans=[loaded])
     try:
-        results = check_alerts(store, loaded, since=since)
+        results = _project(store, loaded, project).alerts(since=since)
     except EventplanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -1196,14 +1212,13 @@ def forward_retry(db: str, api_key: str | None) -> None:
 @DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True)
-def coverage(db: str, plan: Path, as_json: bool) -> None:
+@PROJECT_OPTION
+def coverage(db: str, plan: Path, as_json: bool, project: str | None) -> None:
     """The plan against what arrived: volumes, never seen, unplanned, properties never sent."""
-    from eventplan.query.coverage import coverage as compute
-
     loaded = _load(plan)
     store = _open_store(db, read_only=True, plans=[loaded])
     try:
-        report = compute(store, loaded)
+        report = _project(store, loaded, project).coverage()
     finally:
         store.close()
     if as_json:

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import CaptureError
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import Ingestor, Project
+from eventplan.capture.ingest import Ingestor
 from eventplan.plan import Plan
+from eventplan.project import Project
 from eventplan.store import Store, open_store
 from eventplan.store.records import decode_events
 from tests.conftest import BACKENDS, examples, store_url
@@ -113,7 +114,7 @@ def store(
 def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
     store: Store, openchat_plan: Plan, tmp_path: Path
 ) -> None:
-    project = Project("openchat", openchat_plan, (TOKEN,), "flag", b"salt")
+    project = Project("openchat", openchat_plan, store, salt=b"salt", tokens=(TOKEN,))
     ingestor = Ingestor([project], TrustedProxies([]))
     log_position = [store.wal_seq()]
 

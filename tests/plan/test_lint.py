@@ -135,6 +135,15 @@ BROKEN = [
         4,
     ),
     (
+        # every backend's engine computes hour to month; a minute was a month in disguise
+        "an interval the engine does not compute",
+        BASE
+        + "dashboards:\n  d:\n    insights:\n      i:\n        kind: trends\n"
+        + "        interval: minute\n        series: [cart.item_added]\n",
+        "unknown_interval",
+        21,
+    ),
+    (
         "nested deeper than YAML can read",
         BASE + "  deep.nesting:\n    properties: " + "[" * 3000 + "]" * 3000 + "\n",
         "yaml_syntax",

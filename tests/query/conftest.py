@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from eventplan.capture.importer import import_events
-from eventplan.capture.ingest import Project
 from eventplan.plan import Plan
+from eventplan.project import Project
 from eventplan.store import Store, open_store
 from tests.conftest import store_url
 
@@ -19,7 +19,7 @@ from tests.conftest import store_url
 def loaded_store(plan: Plan, events: list[dict[str, Any]], backend: str) -> Iterator[Store]:
     with tempfile.TemporaryDirectory() as folder:
         store = open_store(store_url(backend, Path(folder)), [plan])
-        project = Project(plan.name, plan, (), "flag", b"salt")
+        project = Project(plan.name, plan, store, salt=b"salt")
         import_events(
             store,
             project,

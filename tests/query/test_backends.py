@@ -15,9 +15,7 @@ from click.testing import CliRunner
 
 from eventplan.cli import cli
 from eventplan.plan import Plan
-from eventplan.query.alerts import check_alerts
-from eventplan.query.coverage import coverage
-from eventplan.query.dashboards import dashboard_data
+from eventplan.project import Project
 from eventplan.query.model import DateRange
 from eventplan.store import open_store
 from tests.conftest import OPENCHAT, store_url
@@ -44,14 +42,15 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def answers(db: str, plan: Plan, now: datetime) -> dict[str, Any]:
     """Every number the UI, the API and the CLI show, from one store at one moment."""
     store = open_store(db, [plan], read_only=True)
+    project = Project(plan.name, plan, store)
     try:
         return {
             "dashboards": {
-                board.name: dashboard_data(store, plan, board.name, DateRange("-10d"), now=now)
+                board.name: project.dashboard(board.name, DateRange("-10d"), now=now)
                 for board in plan.dashboards
             },
-            "alerts": [a.as_dict() for a in check_alerts(store, plan, now=now, since="-7d")],
-            "coverage": coverage(store, plan, now),
+            "alerts": [a.as_dict() for a in project.alerts(now=now, since="-7d")],
+            "coverage": project.coverage(now),
         }
     finally:
         store.close()

@@ -121,6 +121,8 @@ def test_volume_drop_per_app_version(backend: str, openchat_plan: Plan) -> None:
                 }
             )
     with loaded_store(openchat_plan, events, backend) as store:
-        results = {r.name: r for r in check_alerts(store, openchat_plan, now=now)}
+        results = {
+            r.name: r for r in check_alerts(store, openchat_plan, openchat_plan.name, now=now)
+        }
     (drop,) = results["volume_drop"].firing
     assert drop.breakdown_value == "1.5.0" and drop.value == 10

@@ -17,8 +17,8 @@ import msgspec
 from eventplan.capture.errors import CaptureError
 from eventplan.capture.events import normalize, now_us
 from eventplan.capture.files import read_events
-from eventplan.capture.ingest import Project, judge
 from eventplan.errors import EventplanError
+from eventplan.project import Project
 from eventplan.store.base import Store
 
 CHUNK = 20_000  # the per-request event limit of capture, which import goes through
@@ -66,4 +66,4 @@ def _store_chunk(store: Store, project: Project, chunk: list[Any], seq: int) -> 
         normalized = normalize(chunk, {}, {}, received)
     except CaptureError as exc:
         raise EventplanError(f"cannot import: {exc.message}") from exc
-    return store.insert(judge(project, normalized, None, received), seq)
+    return store.insert(project.judge(normalized, None, received), seq)

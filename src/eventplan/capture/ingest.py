@@ -13,35 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventplan.capture.decode import decode_body
-from eventplan.capture.enrich import Enricher, TrustedProxies, ip_hash
+from eventplan.capture.enrich import TrustedProxies, ip_hash
 from eventplan.capture.errors import Unauthorized, Unavailable
-from eventplan.capture.events import (
-    IncomingEvent,
-    find_token,
-    normalize,
-    split_payload,
-    wide_ints_as_floats,
-)
-from eventplan.config import Enforcement
-from eventplan.plan.model import Plan
-from eventplan.plan.privacy import PrivacyPolicy
-from eventplan.plan.validator import Validator
+from eventplan.capture.events import find_token, normalize, split_payload, wide_ints_as_floats
+from eventplan.project import Project
 from eventplan.store.records import StoredEvent, encode_events
-
-
-class Project:
-    """One project: its tokens, its plan compiled, and what to do with bad events."""
-
-    def __init__(
-        self, name: str, plan: Plan, tokens: tuple[str, ...], enforcement: Enforcement, salt: bytes
-    ) -> None:
-        self.name = name
-        self.plan = plan
-        self.tokens = tokens
-        self.enforcement = enforcement
-        self.validator = Validator(plan)
-        self.privacy = PrivacyPolicy(plan, salt)
-        self.enricher = Enricher(plan)
 
 
 class TokenBudget:
@@ -134,33 +110,4 @@ class Ingestor:
         raw_events, envelope = split_payload(payload)
         project = self.project_for(find_token(raw_events, envelope))
         events = normalize(raw_events, envelope, query, received_us)
-        return project, judge(project, events, hashed_ip, received_us)
-
-
-def judge(
-    project: Project, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
-) -> list[StoredEvent]:
-    """Enrich, validate and apply the privacy policy: events ready for the log."""
-    stored = []
-    for event in events:
-        properties = event.properties
-        project.enricher.enrich(event.event, properties)
-        verdict = project.validator.check_properties(event.event, properties)
-        project.privacy.apply(event.event, properties)
-        stored.append(
-            StoredEvent(
-                uuid=event.uuid,
-                event=event.event,
-                distinct_id=event.distinct_id,
-                timestamp=event.timestamp_us,
-                created_at=received_us,
-                project=project.name,
-                ip_hash=hashed_ip,
-                properties=properties,
-                set=event.set,
-                set_once=event.set_once,
-                verdict=verdict.verdict,
-                violations=verdict.violations or None,
-            )
-        )
-    return stored
+        return project, project.judge(events, hashed_ip, received_us)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import yaml
 
@@ -38,6 +38,7 @@ from eventplan.plan.model import (
     Trigger,
 )
 from eventplan.plan.yamlsource import SourceList, SourceMap, load_yaml
+from eventplan.query.model import Interval
 
 Severity = Literal["error", "warning"]
 
@@ -70,7 +71,8 @@ MATHS = (
     "p99",
 )
 ALERT_CONDITIONS = ("absolute_value", "relative_increase", "relative_decrease", "above_baseline")
-INTERVALS = ("minute", "hour", "day", "week", "month")
+# The intervals the query engine computes on every backend: one registry, its Literal.
+INTERVALS = get_args(Interval)
 
 
 @dataclass(frozen=True)
@@ -537,7 +539,11 @@ class _Reader:
         )
         interval = self.text(spec, "interval", where, "day")
         if interval not in INTERVALS:
-            self.error(spec.line_of("interval"), "unknown_interval", f"{where}: `{interval}`")
+            self.error(
+                spec.line_of("interval"),
+                "unknown_interval",
+                f"{where}: `{interval}` (one of {', '.join(INTERVALS)})",
+            )
         options = self.mapping(spec.get("options"), spec.line_of("options"), where)
         return Insight(
             name=name,

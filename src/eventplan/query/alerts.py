@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventplan.plan.model import Alert, Insight, Plan
+from eventplan.plan.model import Alert, Plan
 from eventplan.query.dashboards import insight_query
 from eventplan.query.engine import run_query
-from eventplan.query.model import DateRange, Series, TrendsQuery
+from eventplan.query.model import DateRange, Query, Series, TrendsQuery
 from eventplan.query.sql import DIALECTS, Compiler
 from eventplan.store import Store
 from eventplan.store.base import epoch_us
@@ -66,26 +66,33 @@ class AlertResult:
 
 
 def check_alerts(
-    store: Store, plan: Plan, now: datetime | None = None, since: str | None = None
+    store: Store,
+    plan: Plan,
+    project: str,
+    now: datetime | None = None,
+    since: str | None = None,
 ) -> list[AlertResult]:
-    """Every alert, checked at the last completed interval or at each one since `since`."""
+    """Every alert over `project`'s events, checked at the last completed interval or at
+    each one since `since`."""
     now = now or datetime.now(UTC)
-    results = [check_metric_alert(store, plan, alert, now, since) for alert in plan.alerts]
-    results.extend(check_data_quality(store, plan, now, since))
+    results = [check_metric_alert(store, plan, project, alert, now, since) for alert in plan.alerts]
+    results.extend(check_data_quality(store, plan, project, now, since))
     return results
 
 
 def check_metric_alert(
-    store: Store, plan: Plan, alert: Alert, now: datetime, since: str | None
+    store: Store, plan: Plan, project: str, alert: Alert, now: datetime, since: str | None
 ) -> AlertResult:
     result = AlertResult(alert.name, "metric", alert.description, alert.owner)
     interval = alert.insight.interval if alert.insight.interval in INTERVAL else "hour"
     step = INTERVAL[interval]
     lookback = step * (alert.baseline_intervals + 3 if alert.condition == "above_baseline" else 3)
     start = _start(since, now) - lookback if since else now - lookback
-    query = insight_query(alert.insight, DateRange(date_from=start.isoformat()), interval)
+    query = insight_query(
+        alert.insight, DateRange(date_from=start.isoformat()), interval, project=project
+    )
     data = run_query(store, plan, query, now)
-    counts = _counts(store, plan, alert.insight, start, now, interval)
+    counts = _counts(store, plan, query, now)
     checked_from = _start(since, now) if since else None
     for item in data["results"]:
         values: list[float] = item["data"]
@@ -139,10 +146,9 @@ def _breached(alert: Alert, values: list[float], i: int) -> tuple[bool, str]:
 
 
 def _counts(
-    store: Store, plan: Plan, insight: Insight, start: datetime, now: datetime, interval: str
+    store: Store, plan: Plan, query: Query, now: datetime
 ) -> dict[tuple[str | None, str], float]:
     """Events per interval (and breakdown value) across the alert's series: for min_count."""
-    query = insight_query(insight, DateRange(date_from=start.isoformat()), interval)
     assert isinstance(query, TrendsQuery)
     plain = TrendsQuery(
         series=tuple(Series(event=s.event, filters=s.filters) for s in query.series),
@@ -150,6 +156,7 @@ def _counts(
         date_range=query.date_range,
         breakdown=query.breakdown,
         breakdown_limit=query.breakdown_limit,
+        project=query.project,
     )
     totals: dict[tuple[str | None, str], float] = {}
     for item in run_query(store, plan, plain, now)["results"]:
@@ -166,7 +173,7 @@ def _start(since: str | None, now: datetime) -> datetime:
 
 
 def check_data_quality(
-    store: Store, plan: Plan, now: datetime, since: str | None
+    store: Store, plan: Plan, project: str, now: datetime, since: str | None
 ) -> list[AlertResult]:
     """Invalid share per event, and planned events that went quiet; each names its owner."""
     invalid = AlertResult(
@@ -199,8 +206,8 @@ def check_data_quality(
     for at in checks:
         _, rows = store.sql(
             f"SELECT event, count(*), {count_invalid} FROM events_data "
-            "WHERE timestamp >= ? AND timestamp < ? GROUP BY event ORDER BY event",
-            [at - timedelta(days=1), at],
+            "WHERE project = ? AND timestamp >= ? AND timestamp < ? GROUP BY event ORDER BY event",
+            [project, at - timedelta(days=1), at],
         )
         for event, total, bad in rows:
             if (
@@ -229,8 +236,9 @@ def check_data_quality(
         )
         _, rows = store.sql(
             f"SELECT e.event, {day} AS day, count(*), max(e.timestamp) FROM events_data e "
-            "WHERE e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL ORDER BY 1, 2",
-            [quiet_from, epoch_us(quiet_from), quiet_from - timedelta(days=7), at],
+            "WHERE e.project = ? AND e.timestamp >= ? AND e.timestamp < ? "
+            "GROUP BY ALL ORDER BY 1, 2",
+            [quiet_from, epoch_us(quiet_from), project, quiet_from - timedelta(days=7), at],
         )
         seen: dict[str, tuple[datetime, list[int]]] = {}
         for event, day_number, count, latest in rows:
@@ -255,11 +263,11 @@ def check_data_quality(
                         f"{event} last seen {last_seen.isoformat()}; owner: {owner}",
                     )
                 )
-        _volume_drop(store, at, drop)
+        _volume_drop(store, project, at, drop)
     return [invalid, quiet, drop]
 
 
-def _volume_drop(store: Store, at: datetime, result: AlertResult) -> None:
+def _volume_drop(store: Store, project: str, at: datetime, result: AlertResult) -> None:
     """Per app_version: the last 24 h against the median of the 7 days before it."""
     compiler = Compiler(store.columns, store.dialect)
     version = compiler.text("app_version")
@@ -267,9 +275,9 @@ def _volume_drop(store: Store, at: datetime, result: AlertResult) -> None:
     _, rows = store.sql(
         "SELECT version, day, count(*) FROM ("
         f"  SELECT {version} AS version, floor((? - {stamp}) / 86400000000) AS day"
-        "  FROM events_data e WHERE e.timestamp > ? AND e.timestamp <= ?"
+        "  FROM events_data e WHERE e.project = ? AND e.timestamp > ? AND e.timestamp <= ?"
         ") WHERE version IS NOT NULL GROUP BY ALL ORDER BY 1, 2",
-        [epoch_us(at), at - timedelta(days=8), at],
+        [epoch_us(at), project, at - timedelta(days=8), at],
     )
     days: dict[str, list[int]] = {}
     for name, day, count in rows:

@@ -15,7 +15,8 @@ from eventplan.query.sql import Compiler
 from eventplan.store import Store
 
 
-def coverage(store: Store, plan: Plan, now: datetime | None = None) -> dict[str, Any]:
+def coverage(store: Store, plan: Plan, project: str, now: datetime | None = None) -> dict[str, Any]:
+    """The plan against `project`'s events."""
     now = now or datetime.now(UTC)
     compiler = Compiler(store.columns, store.dialect)
     count_if = compiler.dialect.count_if
@@ -24,7 +25,7 @@ def coverage(store: Store, plan: Plan, now: datetime | None = None) -> dict[str,
         f"SELECT event, {count_if('timestamp >= ?')}, {count_if('timestamp >= ?')}, "
         f"max(timestamp), {invalid}, count(*) "
         "FROM events_data WHERE project = ? GROUP BY event",
-        [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), plan.name],
+        [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), project],
     )
     seen = {row[0]: row for row in rows}
     events = []
@@ -37,7 +38,7 @@ def coverage(store: Store, plan: Plan, now: datetime | None = None) -> dict[str,
             counts = ", ".join(f"count({compiler.text(p)})" for p in props)
             _, [present] = store.sql(
                 f"SELECT {counts} FROM events_data e WHERE e.event = ? AND e.project = ?",
-                [name, plan.name],
+                [name, project],
             )
             unsent = [p for p, n in zip(props, present, strict=True) if not n]
         events.append(
@@ -72,6 +73,7 @@ def coverage(store: Store, plan: Plan, now: datetime | None = None) -> dict[str,
         if name not in plan.events
     ]
     return {
+        "project": project,
         "plan": plan.name,
         "version": plan.version,
         "events": events,

@@ -44,8 +44,10 @@ def insight_query(
     date_range: DateRange,
     interval: str | None = None,
     breakdown: str | None = None,
+    project: str | None = None,
 ) -> Query:
-    """The engine's query for a plan insight; `breakdown` picks one of its breakdowns."""
+    """The engine's query for a plan insight over `project`'s events; `breakdown` picks
+    one of its breakdowns."""
     chosen = (
         breakdown
         if breakdown is not None
@@ -53,13 +55,14 @@ def insight_query(
     )
     series = tuple(_series(ref) for ref in insight.series)
     if insight.kind == "funnel":
-        return FunnelsQuery(steps=series, date_range=date_range, breakdown=chosen)
+        return FunnelsQuery(steps=series, date_range=date_range, breakdown=chosen, project=project)
     return TrendsQuery(
         series=series,
         interval=(interval or insight.interval),  # type: ignore[arg-type]
         date_range=date_range,
         breakdown=chosen,
         formula=insight.formula,
+        project=project,
     )
 
 
@@ -74,17 +77,18 @@ def find_dashboard(plan: Plan, name: str) -> Dashboard:
 def insight_data(
     store: Store,
     plan: Plan,
+    project: str,
     insight: Insight,
     date_range: DateRange,
     interval: str | None = None,
     breakdown: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """One insight of a dashboard, computed: what a chart panel shows."""
+    """One insight of a dashboard over `project`'s events: what a chart panel shows."""
     from eventplan.query.engine import run_query
 
     chosen = breakdown if breakdown in insight.breakdowns else None
-    query = insight_query(insight, date_range, interval, chosen)
+    query = insight_query(insight, date_range, interval, chosen, project)
     return {
         "name": insight.name,
         "title": insight.title,
@@ -108,6 +112,7 @@ def find_insight(dashboard: Dashboard, name: str) -> Insight:
 def dashboard_data(
     store: Store,
     plan: Plan,
+    project: str,
     name: str,
     date_range: DateRange,
     interval: str | None = None,
@@ -122,7 +127,7 @@ def dashboard_data(
         "description": dashboard.description,
         "date_range": {"date_from": date_range.date_from, "date_to": date_range.date_to},
         "insights": [
-            insight_data(store, plan, insight, date_range, interval, breakdown, now)
+            insight_data(store, plan, project, insight, date_range, interval, breakdown, now)
             for insight in dashboard.insights
         ],
     }

@@ -43,6 +43,7 @@ class Context:
     store: Store
     plan: Plan | None
     now: datetime
+    project: str | None = None  # the project whose events count; None: every project
 
     @property
     def compiler(self) -> Compiler:
@@ -52,7 +53,7 @@ class Context:
 def run_query(
     store: Store, plan: Plan | None, query: Query, now: datetime | None = None
 ) -> dict[str, Any]:
-    context = Context(store, plan, now or datetime.now(UTC))
+    context = Context(store, plan, now or datetime.now(UTC), query.project)
     if isinstance(query, TrendsQuery):
         return trends(context, query)
     return funnel(context, query)
@@ -544,11 +545,13 @@ def warnings_for(
     if events:
         marks = ", ".join("?" for _ in events)
         invalid = ctx.compiler.dialect.count_if("verdict <> 'valid'")
+        scope = "" if ctx.project is None else "AND project = ? "
         _, rows = ctx.store.sql(
             f"SELECT event, count(*), {invalid} FROM events_data "
-            f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? "
+            f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? {scope}"
             "GROUP BY event ORDER BY event",
-            [*events, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)],
+            [*events, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+            + ([] if ctx.project is None else [ctx.project]),
         )
         for event, total, bad in rows:
             share = bad / total if total else 0.0

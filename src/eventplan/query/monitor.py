@@ -68,7 +68,7 @@ class AlertMonitor:
         changes: list[Change] = []
         seen: set[tuple[str, str, str]] = set()
         for project, plan in self.plans.items():
-            results = check_alerts(self.store, plan, now=now)
+            results = check_alerts(self.store, plan, project, now=now)
             self.last[project] = results
             for result in results:
                 for firing in result.firing:

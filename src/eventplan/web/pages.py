@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from eventplan.query.coverage import coverage
 from eventplan.web.live import LiveFilter
 
 if TYPE_CHECKING:
@@ -168,15 +167,13 @@ class Pages:
 
     async def plan(self, request: Request) -> Response:
         project = self.server.project(request.query_params.get("project"))
-        report = await run_in_threadpool(coverage, self.server.store, project.plan)
+        report = await run_in_threadpool(project.coverage)
         return self.render(request, "plan.html", coverage=report)
 
     async def alerts(self, request: Request) -> Response:
         project = self.server.project(request.query_params.get("project"))
-        from eventplan.query.alerts import check_alerts
-
-        results = await run_in_threadpool(check_alerts, self.server.store, project.plan)
-        history = await run_in_threadpool(self.server.store.alert_history, project.name, 100)
+        results = await run_in_threadpool(project.alerts)
+        history = await run_in_threadpool(project.alert_history, 100)
         return self.render(
             request,
             "alerts.html",

@@ -1,0 +1,157 @@
+"""One project: its plan, its store, its salt, and everything asked of it.
+
+Every door (capture, `eventplan import`, the data API, the pages, the CLI) asks a
+`Project`, and each answer is computed over that project's events only: a query,
+a dashboard, an alert check or the coverage of another project's plan never sees
+them. The judging pipeline (enrich → validate → privacy) lives here too, so an
+event gets the same verdict whichever door it comes in by.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+import msgspec
+
+from eventplan.capture.enrich import Enricher
+from eventplan.capture.events import IncomingEvent
+from eventplan.config import Enforcement
+from eventplan.plan.model import Plan
+from eventplan.plan.privacy import PrivacyPolicy
+from eventplan.plan.validator import Validator
+from eventplan.query.alerts import AlertResult, check_alerts
+from eventplan.query.coverage import coverage
+from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
+from eventplan.query.engine import run_query
+from eventplan.query.model import DateRange, Query
+from eventplan.store import Store
+from eventplan.store.records import StoredEvent
+
+
+def resolve_salt(setting: str | None, plan: Plan, store: Store) -> bytes:
+    """The salt of `hash` privacy, from one place for every door: the setting
+    (`--hash-salt`), else the environment variable the plan names
+    (`privacy.hash_salt_env`), else one generated once and kept in the store."""
+    salt = (
+        setting
+        or os.environ.get(plan.hash_salt_env)
+        or store.meta_or_create("hash_salt", lambda: os.urandom(16).hex())
+    )
+    return salt.encode()
+
+
+class Project:
+    """A project by name: the plan its events are judged by and the store they are in."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: Plan,
+        store: Store,
+        *,
+        salt: bytes | None = None,
+        salt_setting: str | None = None,
+        tokens: tuple[str, ...] = (),
+        enforcement: Enforcement = "flag",
+    ) -> None:
+        self.name = name
+        self.plan = plan
+        self.store = store
+        self.tokens = tokens
+        self.enforcement = enforcement
+        self._salt = salt
+        self._salt_setting = salt_setting
+
+    # -- judging events ----------------------------------------------------------
+
+    @cached_property
+    def salt(self) -> bytes:
+        """Resolved when first needed: a door that only reads never writes one."""
+        return self._salt or resolve_salt(self._salt_setting, self.plan, self.store)
+
+    @cached_property
+    def validator(self) -> Validator:
+        return Validator(self.plan)
+
+    @cached_property
+    def privacy(self) -> PrivacyPolicy:
+        return PrivacyPolicy(self.plan, self.salt)
+
+    @cached_property
+    def enricher(self) -> Enricher:
+        return Enricher(self.plan)
+
+    def judge(
+        self, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
+    ) -> list[StoredEvent]:
+        """Enrich, validate and apply the privacy policy: events ready for the log."""
+        stored = []
+        for event in events:
+            properties = event.properties
+            self.enricher.enrich(event.event, properties)
+            verdict = self.validator.check_properties(event.event, properties)
+            self.privacy.apply(event.event, properties)
+            stored.append(
+                StoredEvent(
+                    uuid=event.uuid,
+                    event=event.event,
+                    distinct_id=event.distinct_id,
+                    timestamp=event.timestamp_us,
+                    created_at=received_us,
+                    project=self.name,
+                    ip_hash=hashed_ip,
+                    properties=properties,
+                    set=event.set,
+                    set_once=event.set_once,
+                    verdict=verdict.verdict,
+                    violations=verdict.violations or None,
+                )
+            )
+        return stored
+
+    # -- asking about its events ---------------------------------------------------
+
+    def query(self, query: Query, now: datetime | None = None) -> dict[str, Any]:
+        """A trends or funnels query over this project's events."""
+        scoped = msgspec.structs.replace(query, project=self.name)
+        return run_query(self.store, self.plan, scoped, now)
+
+    def dashboard(
+        self,
+        name: str,
+        date_range: DateRange,
+        interval: str | None = None,
+        breakdown: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        return dashboard_data(
+            self.store, self.plan, self.name, name, date_range, interval, breakdown, now
+        )
+
+    def insight(
+        self,
+        dashboard: str,
+        insight: str,
+        date_range: DateRange,
+        interval: str | None = None,
+        breakdown: str | None = None,
+    ) -> dict[str, Any]:
+        found = find_insight(find_dashboard(self.plan, dashboard), insight)
+        return insight_data(
+            self.store, self.plan, self.name, found, date_range, interval, breakdown
+        )
+
+    def alerts(self, since: str | None = None, now: datetime | None = None) -> list[AlertResult]:
+        return check_alerts(self.store, self.plan, self.name, now=now, since=since)
+
+    def alert_history(self, limit: int = 200) -> list[dict[str, Any]]:
+        return self.store.alert_history(self.name, limit)
+
+    def coverage(self, now: datetime | None = None) -> dict[str, Any]:
+        return coverage(self.store, self.plan, self.name, now)
+
+    def recent_events(self, limit: int) -> list[dict[str, Any]]:
+        return self.store.recent_events(self.name, limit)
