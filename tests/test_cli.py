@@ -182,3 +182,19 @@ def test_a_folder_that_cannot_be_made_is_an_error_not_a_traceback(tmp_path: Path
     assert result.returncode == 1
     assert f"Error: Not a directory: {blocker / 'sub'}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_library_error_in_any_command_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    """Errors are mapped once, for every command: those that forgot (quarantine list,
+    coverage) printed a traceback on a QueryError."""
+    db = tmp_path / "e.duckdb"
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event": "chat.created", "distinct_id": "u1", "properties": {}}\n')
+    imported = CliRunner().invoke(
+        cli, ["import", "--db", str(db), "--plan", str(OPENCHAT), str(events)]
+    )
+    assert imported.exit_code == 0, imported.output
+    result = CliRunner().invoke(cli, ["quarantine", "list", "--db", str(db), "--limit", "-1"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "LIMIT" in result.output.upper()
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a QueryError raised

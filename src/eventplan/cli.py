@@ -34,13 +34,21 @@ DB_OPTION = click.option(
 
 
 def _load(path: Path) -> Any:
-    try:
-        return load_plan(path)
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return load_plan(path)
 
 
-@click.group()
+class EventplanGroup(click.Group):
+    """Maps the library's errors to the CLI's, once for every command: an
+    EventplanError is a message and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EventplanError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=EventplanGroup)
 @click.version_option(package_name="eventplan")
 def cli() -> None:
     """eventplan: make a product-analytics tracking plan real."""
@@ -290,11 +298,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     from eventplan.app import Server
     from eventplan.config import load_settings
 
-    try:
-        settings = load_settings(flags, config_file)
-        server = Server(settings)
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_settings(flags, config_file)
+    server = Server(settings)
     click.echo(
         f"eventplan {len(server.projects)} project(s) on http://{settings.host}:{settings.port} "
         f"(db {server.store.location})",
@@ -342,8 +347,6 @@ def sql(db: str, api_key: str | None, as_json: bool, query: str) -> None:
     else:
         try:
             columns, rows = store.sql(query)
-        except EventplanError as exc:
-            raise click.ClickException(str(exc)) from exc
         finally:
             store.close()
     if as_json:
@@ -585,8 +588,6 @@ def import_command(db: str, plan: Path, project: str | None, file: Path) -> None
                 target = Project(project or loaded.name, loaded, store)
                 added = import_events(store, target, iter_file(file), advance)
         location = store.location
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
     click.echo(f"imported {added:,} new event(s) into {location}", err=True)
@@ -611,8 +612,6 @@ def export_command(db: str, out: Path) -> None:
         with Progress(console=Console(stderr=True)) as bar:
             task = bar.add_task("exporting", total=int(total))
             written = export_events(store, out, lambda n: bar.advance(task, n))
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
     click.echo(f"exported {written:,} event(s) to {out}", err=True)
@@ -648,8 +647,6 @@ def _run_query_file(db: str, plan: Any, project: str | None, spec: Any) -> dict[
     try:
         result: dict[str, Any] = _project(store, plan, project).query(spec)
         return result
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
 
@@ -788,26 +785,23 @@ def query_trends(
     from eventplan.query.model import DateRange, Series, TrendsQuery
 
     loaded = _load(plan)
-    try:
-        spec = TrendsQuery(
-            series=tuple(
-                Series(
-                    event=e,
-                    filters=_filters(filters),
-                    math=math,  # type: ignore[arg-type]
-                    math_property=math_property,
-                )
-                for e in events
-            ),
-            interval=interval,  # type: ignore[arg-type]
-            date_range=DateRange(date_from=date_from, date_to=date_to),
-            breakdown=breakdown,
-            formula=formula,
-            compare=compare,
-            verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
-        )
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
+    spec = TrendsQuery(
+        series=tuple(
+            Series(
+                event=e,
+                filters=_filters(filters),
+                math=math,  # type: ignore[arg-type]
+                math_property=math_property,
+            )
+            for e in events
+        ),
+        interval=interval,  # type: ignore[arg-type]
+        date_range=DateRange(date_from=date_from, date_to=date_to),
+        breakdown=breakdown,
+        formula=formula,
+        compare=compare,
+        verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
+    )
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
 
@@ -834,17 +828,14 @@ def query_funnel(
     from eventplan.query.model import DateRange, FunnelsQuery, Series
 
     loaded = _load(plan)
-    try:
-        spec = FunnelsQuery(
-            steps=tuple(Series(event=e, filters=_filters(filters)) for e in steps),
-            date_range=DateRange(date_from=date_from, date_to=date_to),
-            window_seconds=window_days * 86400,
-            order="strict" if strict else "ordered",
-            breakdown=breakdown,
-            verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
-        )
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
+    spec = FunnelsQuery(
+        steps=tuple(Series(event=e, filters=_filters(filters)) for e in steps),
+        date_range=DateRange(date_from=date_from, date_to=date_to),
+        window_seconds=window_days * 86400,
+        order="strict" if strict else "ordered",
+        breakdown=breakdown,
+        verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
+    )
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
 
@@ -865,8 +856,6 @@ def report(
     store = _open_store(db, read_only=True, plans=[loaded])
     try:
         data = _project(store, loaded, project).dashboard(name, DateRange(date_from=date_from))
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
     if as_json:
@@ -899,8 +888,6 @@ def alerts_check(
     store = _open_store(db, read_only=True, plans=[loaded])
     try:
         results = _project(store, loaded, project).alerts(since=since)
-    except EventplanError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
     if as_json:
