@@ -34,12 +34,9 @@ from eventplan.capture.errors import CaptureError, PayloadTooLarge, Unavailable
 from eventplan.capture.events import now_us
 from eventplan.capture.ingest import Ingestor
 from eventplan.config import Settings
-from eventplan.errors import EventplanError
+from eventplan.errors import EventplanError, PlanError
 from eventplan.plan import load_plan
-from eventplan.project import Project
-from eventplan.query.dashboards import (
-    NotFound,
-)
+from eventplan.project import Project, UnknownProject
 from eventplan.query.model import DateRange
 from eventplan.query.monitor import AlertMonitor
 from eventplan.query.posthog import from_posthog
@@ -90,20 +87,35 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None, code: str | None = None
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
+    diagnostics: list[str] | None = None,
 ) -> Response:
-    """The one error shape: PostHog's (`type`, `code`, `detail`) plus `status`."""
+    """The one error shape: PostHog's (`type`, `code`, `detail`) plus `status`, and the
+    diagnostics (a plan's lint findings) as a list when there are any."""
     kind = "authentication_error" if status == 401 else "validation_error"
     if status >= 500:
         kind = "server_error"
-    body = {"type": kind, "code": code or _code(status), "detail": message, "status": status}
+    body: dict[str, Any] = {
+        "type": kind,
+        "code": code or _code(status),
+        "detail": message,
+        "status": status,
+    }
+    if diagnostics:
+        body["diagnostics"] = diagnostics
     return json_response(body, status, headers)
 
 
 def eventplan_error_response(exc: EventplanError) -> Response:
-    """An EventplanError in the one error shape; a 503 says when to retry."""
+    """An EventplanError in the one error shape, its code from its class; a 503 says
+    when to retry."""
     retry = {"Retry-After": "5"} if exc.status == 503 else None
-    return error_response(exc.status, str(exc), retry, exc.code)
+    diagnostics = exc.diagnostics if isinstance(exc, PlanError) else None
+    message = exc.args[0] if diagnostics and exc.args else str(exc)
+    return error_response(exc.status, message, retry, exc.code, diagnostics)
 
 
 def _code(status: int) -> str:
@@ -366,7 +378,7 @@ class Server:
             self.live.publish(ingested.events)
         except CaptureError as exc:
             self.counters[f"http_{exc.status}"] += 1
-            return error_response(exc.status, exc.message, {**cors, **exc.headers})
+            return error_response(exc.status, exc.message, {**cors, **exc.headers}, exc.code)
         self.counters["requests_ok"] += 1
         self.counters["events_accepted"] += len(ingested.events)
         for event in ingested.events:
@@ -406,7 +418,7 @@ class Server:
         try:
             body = await self._read_body(request)
         except CaptureError as exc:
-            return error_response(exc.status, exc.message, cors)
+            return error_response(exc.status, exc.message, cors, exc.code)
         self.recordings["requests"] += 1
         self.recordings["bytes"] += len(body)
         return json_response({"status": 1}, headers=cors)
@@ -523,7 +535,9 @@ class Server:
         for number, project in enumerate(self.projects, start=1):
             if key in (project.name, str(number)):
                 return project
-        raise NotFound(f"no project {key!r}; projects: {', '.join(p.name for p in self.projects)}")
+        raise UnknownProject(
+            f"no project {key!r}; projects: {', '.join(p.name for p in self.projects)}"
+        )
 
     async def _guarded(self, request: Request, work: Callable[[], Any]) -> Response:
         """Authorized, computed off the event loop, errors in the one error shape."""

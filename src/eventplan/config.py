@@ -20,7 +20,7 @@ Enforcement = Literal["flag", "quarantine"]
 
 
 class ConfigError(EventplanError):
-    pass
+    code = "config_invalid"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ class EventplanError(Exception):
 class PlanError(EventplanError):
     """The plan file cannot be used: it does not parse or it breaks a hard rule."""
 
+    code = "plan_invalid"
+
     def __init__(self, message: str, diagnostics: list[str] | None = None) -> None:
         super().__init__(message)
         self.diagnostics = diagnostics or []

@@ -19,6 +19,7 @@ import msgspec
 from eventplan.capture.enrich import Enricher
 from eventplan.capture.events import IncomingEvent
 from eventplan.config import Enforcement
+from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.plan.validator import Validator
@@ -29,6 +30,11 @@ from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Query
 from eventplan.store import Store
 from eventplan.store.records import StoredEvent
+
+
+class UnknownProject(EventplanError):
+    status = 404
+    code = "unknown_project"
 
 
 def resolve_salt(setting: str | None, plan: Plan, store: Store) -> bytes:

@@ -141,6 +141,14 @@ def test_unsupported_queries_are_refused_by_name(
     response = post(busy_server, "/api/projects/1/query/", {"query": query})
     assert response.status_code == 400
     assert message in response.json()["detail"]
+    assert response.json()["code"] == "query_invalid"  # from the error's class, not its status
+
+
+def test_an_unknown_project_is_a_404_that_says_so(busy_server: RunningServer) -> None:
+    response = post(busy_server, "/api/projects/nope/query/", {"query": {"kind": "TrendsQuery"}})
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_project"
+    assert "no project 'nope'" in response.json()["detail"]
 
 
 def test_a_sql_answer_holds_at_most_100k_rows_and_says_there_were_more(

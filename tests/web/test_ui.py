@@ -267,5 +267,5 @@ def test_a_page_that_fails_answers_in_the_one_error_shape(ui_server: RunningServ
         assert client.post("/login", data={"csrf": csrf, "key": API_KEY}).status_code < 400
         response = client.get("/plan?project=no-such-project")
     assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    assert response.json()["code"] == "unknown_project"
     assert "no project 'no-such-project'" in response.json()["detail"]

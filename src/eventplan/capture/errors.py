@@ -16,20 +16,24 @@ class CaptureError(EventplanError):
 
 class BadRequest(CaptureError):
     status = 400
+    code = "invalid_payload"  # PostHog's capture says so
 
 
 class Unauthorized(CaptureError):
     status = 401
+    code = "invalid_api_key"
 
 
 class PayloadTooLarge(CaptureError):
     status = 413
+    code = "payload_too_large"
 
 
 class Unavailable(CaptureError):
     """Back-pressure: both PostHog clients retry a 503; posthog-js drops every 4xx."""
 
     status = 503
+    code = "unavailable"
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)

@@ -41,6 +41,7 @@ def epoch_us(moment: datetime) -> int:
 
 class QueryError(EventplanError):
     status = 400
+    code = "query_invalid"
 
 
 class StoreUnavailable(EventplanError):
