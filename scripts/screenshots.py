@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PAGES = {
@@ -39,10 +39,8 @@ def main() -> None:
         for name, path in PAGES.items():
             page.goto(base + path)
             if path.startswith("/dashboards"):
-                page.wait_for_function(
-                    "[...document.querySelectorAll('.panel')].every(p => p.dataset.loaded)",
-                    timeout=120_000,
-                )
+                waiting = page.locator(".panel:not([data-loaded])")
+                expect(waiting).to_have_count(0, timeout=120_000)
             page.screenshot(path=str(OUT / f"{name}.png"))
         browser.close()
 

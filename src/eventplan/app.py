@@ -46,6 +46,7 @@ from eventplan.store.wal import LogFull, WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter
 from eventplan.web.live import LiveFeed
 from eventplan.web.pages import Pages
+from eventplan.web.security import SecurityHeaders, Sessions, same_origin_or_token
 
 log = logging.getLogger("eventplan.app")
 _json = msgspec.json.Encoder()
@@ -199,6 +200,7 @@ class Server:
             self.store, {p.name: p.plan for p in self.projects}, settings.webhook
         )
         self.live = LiveFeed()
+        self.sessions = Sessions()
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
         self.started = False
@@ -293,6 +295,7 @@ class Server:
     def app(self) -> Starlette:
         secret = self.store.meta_or_create("session_secret", lambda: secrets.token_hex(32))
         middleware = [
+            Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
@@ -300,7 +303,7 @@ class Server:
                 same_site="strict",
                 https_only=self.settings.secure_cookies,
                 max_age=14 * 24 * 3600,
-            )
+            ),
         ]
         return Starlette(
             routes=self.routes(),
@@ -499,13 +502,23 @@ class Server:
         digest = hash_key(key.strip())
         return any(hmac.compare_digest(digest, allowed) for allowed in self._api_keys)
 
-    def _authorized(self, request: Request) -> bool:
-        """A personal API key as a bearer token, or a logged-in browser session."""
-        if "session" in request.scope and request.session.get("user"):
-            return True
+    def _refused(self, request: Request) -> Response | None:
+        """None when a personal API key (as a bearer token) or a live browser session
+        authorizes the request; a session's POST must also pass the CSRF check."""
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
-        return scheme.lower() == "bearer" and self.key_is_valid(key)
+        if scheme.lower() == "bearer" and self.key_is_valid(key):
+            return None
+        if not self.sessions.is_live(request):
+            return unauthorized()
+        if request.method not in ("GET", "HEAD") and not same_origin_or_token(request):
+            return error_response(
+                403,
+                "a change made with the session cookie must come from this server's own "
+                "pages (Origin) or carry the X-CSRF-Token header",
+                code="csrf_failed",
+            )
+        return None
 
     async def api_sql(self, request: Request) -> Response:
         def work(body: Any) -> Any:
@@ -541,8 +554,8 @@ class Server:
 
     async def _guarded(self, request: Request, work: Callable[[], Any]) -> Response:
         """Authorized, computed off the event loop, errors in the one error shape."""
-        if not self._authorized(request):
-            return unauthorized()
+        if (refusal := self._refused(request)) is not None:
+            return refusal
         try:
             result = await run_in_threadpool(work)
         except EventplanError as exc:
@@ -551,8 +564,8 @@ class Server:
 
     async def _guarded_json(self, request: Request, work: Callable[[Any], Any]) -> Response:
         """`_guarded` for a POST whose JSON body `work` takes (read after the key check)."""
-        if not self._authorized(request):
-            return unauthorized()
+        if (refusal := self._refused(request)) is not None:
+            return refusal
         try:
             body = msgspec.json.decode(await request.body())
         except msgspec.DecodeError as exc:

@@ -289,6 +289,11 @@ def main() -> None:
 @click.option("--forward", help="Gateway mode: forward accepted events to this PostHog host.")
 @click.option("--forward-token", help="PostHog project token used to forward.")
 @click.option(
+    "--secure-cookies",
+    type=click.IntRange(0, 1),
+    help="1: session cookies only over HTTPS (set it behind TLS).",
+)
+@click.option(
     "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file."
 )
 def serve(config_file: Path | None, **flags: Any) -> None:

@@ -67,7 +67,7 @@ class Pages:
         """Pages need a login; without one, go to the login form and come back."""
 
         async def guarded(request: Request) -> Response:
-            if not request.session.get("user"):
+            if not self.server.sessions.is_live(request):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
             return await handler(request)
@@ -98,8 +98,7 @@ class Pages:
             if not csrf_ok(request, str(form.get("csrf", ""))):
                 error = "The form expired; please try again."
             elif self.server.key_is_valid(key):
-                request.session["user"] = "api-key"
-                request.session["csrf"] = secrets.token_urlsafe(24)  # new session, new token
+                self.server.sessions.start(request.session)  # new session, new token
                 return RedirectResponse(target, status_code=303)
             else:
                 error = "That key is not valid."
@@ -114,7 +113,7 @@ class Pages:
         form = await request.form()
         if not csrf_ok(request, str(form.get("csrf", ""))):
             return Response("The form expired; reload the page.", status_code=403)
-        request.session.clear()
+        self.server.sessions.end(request.session)
         return RedirectResponse("/login", status_code=303)
 
     async def index(self, request: Request) -> Response:
