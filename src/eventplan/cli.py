@@ -289,6 +289,11 @@ def main() -> None:
 @click.option("--forward", help="Gateway mode: forward accepted events to this PostHog host.")
 @click.option("--forward-token", help="PostHog project token used to forward.")
 @click.option(
+    "--hash-salt", help="Salt for `hash` privacy (default: the plan's variable, the db's)."
+)
+@click.option("--max-body-bytes", type=int, help="Largest request body, decompressed (20 MiB).")
+@click.option("--token-rate", type=int, help="Events per second per token before 503 (0: none).")
+@click.option(
     "--secure-cookies",
     type=click.IntRange(0, 1),
     help="1: session cookies only over HTTPS (set it behind TLS).",
