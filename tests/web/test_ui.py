@@ -171,6 +171,32 @@ def test_live_feed_shows_captured_events_with_their_verdict(
     assert "window_ms: required" in invalid.inner_text()
 
 
+def test_hostile_text_on_the_live_page_is_isolated_and_cut(
+    page: Page, ui_server: RunningServer
+) -> None:
+    """An event name with a right-to-left override cannot reorder the text around it,
+    and a 60,000-character id does not make the page 800,000 px wide; a click shows it."""
+    page.goto(f"{ui_server.url}/live")
+    expect(page.locator("#live-status")).to_have_text("live")
+    before = page.evaluate("() => document.documentElement.scrollWidth")
+    person = "long-" + "x" * 60_000
+    Posthog(TOKEN, host=ui_server.url, sync_mode=True).capture(
+        "evil\u202egnp.exe", distinct_id=person, properties={"app": "openchat-web"}
+    )
+    row = page.locator("#live tbody tr", has_text="long-xxxx").first
+    row.wait_for(timeout=15_000)
+    event_cell, id_cell = row.locator("td.captured").all()
+    assert event_cell.evaluate("cell => getComputedStyle(cell).unicodeBidi") == "isolate"
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= before  # nothing pushed the page sideways
+    cut = id_cell.bounding_box()
+    assert cut is not None and cut["width"] < 1400
+    id_cell.click()
+    assert "whole" in (id_cell.get_attribute("class") or "")
+    whole = id_cell.bounding_box()
+    assert whole is not None and whole["height"] > 2 * cut["height"]  # all of it, wrapped
+
+
 def test_plan_coverage_notices_a_new_event_name(page: Page, ui_server: RunningServer) -> None:
     page.goto(f"{ui_server.url}/plan")
     assert "chat.reaction_added" not in page.locator("#unplanned").inner_text()

@@ -177,8 +177,8 @@ function liveRow(e) {
   row.className = e.verdict;
   row.dataset.uuid = e.uuid;
   const violations = document.createElement("td");
-  for (const v of e.violations) violations.append(cell("div", v.message, "violation " + v.severity));
-  row.append(cell("td", e.timestamp), cell("td", e.event), cell("td", e.distinct_id), cell("td", e.verdict, "verdict"), violations);
+  for (const v of e.violations) violations.append(cell("div", v.message, "violation captured " + v.severity));
+  row.append(cell("td", e.timestamp), cell("td", e.event, "captured"), cell("td", e.distinct_id, "captured"), cell("td", e.verdict, "verdict"), violations);
   return row;
 }
 
@@ -218,3 +218,9 @@ function initPlanSearch() {
 }
 
 document.addEventListener("DOMContentLoaded", () => { initDashboard(); initLive(); initPlanSearch(); });
+
+// Text that came from outside is cut to a line; a click shows (or cuts) the whole of it.
+document.addEventListener("click", (event) => {
+  const captured = event.target instanceof Element && event.target.closest(".captured");
+  if (captured) captured.classList.toggle("whole");
+});
