@@ -73,6 +73,10 @@ def test_bad_settings_say_what_is_wrong(
         (b'trusted_proxies = ["not-a-net"]', "trusted proxy 'not-a-net' is not an address"),
         (b'[[projects]]\nplan = "p.yaml"\ntokens = [1]', "tokens must be a string or a list"),
         (b'[[projects]]\nplan = 5\ntokens = ["phc_a"]', "plan must be a file name"),
+        (
+            b'[[projects]]\nplan = "p.yaml"\ntokens = ["phc_a"]\napi_keys = [1]',
+            "api_keys must be a string or a list",
+        ),
         (b"\xff\xfe", "is not UTF-8 text"),
     ],
 )

@@ -17,6 +17,7 @@ from tests.servers import API_KEY, RunningServer, free_port
 
 ALPHA, BETA = "phc_alpha_project", "phc_beta_project"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+ALPHA_KEY = "phx_reads_alpha_only"
 RATE_LIMITED = {"app": "openchat-server", "chat_id": "c-1", "limit": 20, "window_ms": 60000}
 
 
@@ -25,7 +26,8 @@ def two_projects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     folder = tmp_path_factory.mktemp("two")
     config = folder / "eventplan.toml"
     config.write_text(
-        f'[[projects]]\nname = "alpha"\nplan = "{OPENCHAT}"\ntokens = ["{ALPHA}"]\n\n'
+        f'[[projects]]\nname = "alpha"\nplan = "{OPENCHAT}"\ntokens = ["{ALPHA}"]\n'
+        f'api_keys = ["{ALPHA_KEY}"]\n\n'
         f'[[projects]]\nname = "beta"\nplan = "{OPENCHAT}"\ntokens = ["{BETA}"]\n'
     )
     server = RunningServer(
@@ -139,3 +141,32 @@ def test_coverage_is_the_projects_own(two_projects: RunningServer) -> None:
         assert totals == {"alpha": (40, 0.25), "beta": (7, 0.0)}
     finally:
         two_projects.start()
+
+
+def test_a_key_of_one_project_finds_nothing_of_the_other(two_projects: RunningServer) -> None:
+    mine = {"Authorization": f"Bearer {ALPHA_KEY}"}
+
+    def get(path: str, **params: str) -> httpx.Response:
+        return httpx.get(f"{two_projects.url}{path}", params=params, headers=mine)
+
+    query = {"kind": "TrendsQuery", "series": [{"kind": "EventsNode", "event": "chat.created"}]}
+    own = httpx.post(
+        f"{two_projects.url}/api/projects/alpha/query/", json={"query": query}, headers=mine
+    )
+    assert own.status_code == 200
+    other = httpx.post(
+        f"{two_projects.url}/api/projects/beta/query/", json={"query": query}, headers=mine
+    )
+    assert other.status_code == 404 and other.json()["code"] == "unknown_project"
+    assert other.json()["detail"].endswith("projects: alpha")  # the others go unnamed
+    assert get("/api/dashboards", project="beta").status_code == 404
+    assert get("/api/alerts", project="beta").status_code == 404
+    assert get("/api/dashboards/chat_health", project="beta").status_code == 404
+    assert get("/api/alerts").status_code == 200  # its own project by default
+    raw = httpx.post(
+        f"{two_projects.url}/api/sql", json={"query": "SELECT count(*) FROM events"}, headers=mine
+    )
+    assert raw.status_code == 403 and raw.json()["code"] == "permission_denied"
+    assert get("/api/forward").status_code == 403
+    admin = httpx.get(f"{two_projects.url}/api/alerts", params={"project": "beta"}, headers=AUTH)
+    assert admin.status_code == 200  # the server's own key reads every project

@@ -34,7 +34,7 @@ from eventplan.capture.errors import CaptureError, PayloadTooLarge, Unavailable
 from eventplan.capture.events import now_us
 from eventplan.capture.ingest import Ingestor
 from eventplan.config import Settings
-from eventplan.errors import EventplanError, PlanError
+from eventplan.errors import EventplanError, Forbidden, PlanError
 from eventplan.plan import load_plan
 from eventplan.project import Project, UnknownProject
 from eventplan.query.model import DateRange
@@ -46,7 +46,13 @@ from eventplan.store.wal import LogFull, WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter
 from eventplan.web.live import LiveFeed
 from eventplan.web.pages import Pages
-from eventplan.web.security import SecurityHeaders, Sessions, same_origin_or_token
+from eventplan.web.security import (
+    EVERY_PROJECT,
+    Access,
+    SecurityHeaders,
+    Sessions,
+    same_origin_or_token,
+)
 
 log = logging.getLogger("eventplan.app")
 _json = msgspec.json.Encoder()
@@ -191,11 +197,20 @@ class Server:
                 if config.forward
             ],
         )
-        self._api_keys = [hash_key(key) for key in settings.api_keys]
-        self._api_keys += [bytes.fromhex(digest) for digest in settings.api_key_hashes]
+        # Personal API keys, by SHA-256: the global ones read every project; a key in a
+        # project's `api_keys` reads that project alone.
+        self._api_keys: dict[bytes, Access] = {
+            hash_key(key): EVERY_PROJECT for key in settings.api_keys
+        }
+        self._api_keys |= {bytes.fromhex(d): EVERY_PROJECT for d in settings.api_key_hashes}
         self.first_run_key: str | None = None
         if not self._api_keys:
-            self._api_keys.append(self._admin_key())
+            self._api_keys[self._admin_key()] = EVERY_PROJECT
+        for project, config in zip(self.projects, settings.projects, strict=True):
+            for key in config.api_keys:
+                held = self._api_keys.get(hash_key(key), Access(frozenset()))
+                if held.projects is not None:
+                    self._api_keys[hash_key(key)] = Access(held.projects | {project.name})
         self.monitor = AlertMonitor(
             self.store, {p.name: p.plan for p in self.projects}, settings.webhook
         )
@@ -496,21 +511,35 @@ class Server:
             }
         )
 
-    def key_is_valid(self, key: str) -> bool:
+    def key_access(self, key: str) -> Access | None:
+        """What a personal API key may read; None for a key that is not one."""
         if not key:
-            return False
+            return None
         digest = hash_key(key.strip())
-        return any(hmac.compare_digest(digest, allowed) for allowed in self._api_keys)
+        for allowed, access in self._api_keys.items():
+            if hmac.compare_digest(digest, allowed):
+                return access
+        return None
+
+    def access_of(self, request: Request) -> Access | None:
+        """What the request may read: by its bearer key, else by its live session."""
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() == "bearer" and (access := self.key_access(key)) is not None:
+            return access
+        return self.sessions.access(request)
 
     def _refused(self, request: Request) -> Response | None:
         """None when a personal API key (as a bearer token) or a live browser session
         authorizes the request; a session's POST must also pass the CSRF check."""
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() == "bearer" and self.key_is_valid(key):
-            return None
-        if not self.sessions.is_live(request):
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and (by_key := self.key_access(key)) is not None:
+            request.state.access = by_key
+            return None  # a bearer key is no ambient credential: no CSRF check
+        by_session = self.sessions.access(request)
+        if by_session is None:
             return unauthorized()
+        request.state.access = by_session
         if request.method not in ("GET", "HEAD") and not same_origin_or_token(request):
             return error_response(
                 403,
@@ -525,6 +554,7 @@ class Server:
             query = body.get("query") if isinstance(body, dict) else None
             if not isinstance(query, str) or not query.strip():
                 raise QueryError('the body must be {"query": "SELECT …"}')
+            self._admin(request)
             return self._sql_answer(query)
 
         return await self._guarded_json(request, work)
@@ -541,16 +571,22 @@ class Server:
             "hasMore": len(rows) > MAX_API_ROWS,
         }
 
-    def project(self, key: str | None) -> Project:
-        """A project by name or 1-based number; the first one when not given."""
-        if key is None:
-            return self.projects[0]
+    def project(self, key: str | None, access: Access = EVERY_PROJECT) -> Project:
+        """A project by name or 1-based number (the first one when not given) among those
+        `access` may read; to a key of one project, the others do not exist."""
+        visible = [p for p in self.projects if access.allows(p.name)]
+        if key is None and visible:
+            return visible[0]
         for number, project in enumerate(self.projects, start=1):
-            if key in (project.name, str(number)):
+            if key in (project.name, str(number)) and project in visible:
                 return project
-        raise UnknownProject(
-            f"no project {key!r}; projects: {', '.join(p.name for p in self.projects)}"
-        )
+        names = ", ".join(p.name for p in visible) or "none"
+        raise UnknownProject(f"no project {key!r}; projects: {names}")
+
+    def _admin(self, request: Request) -> None:
+        """Raw SQL and the forwarding outbox read every project: an admin key only."""
+        if request.state.access.projects is not None:
+            raise Forbidden("this key reads its own projects only; this needs an admin key")
 
     async def _guarded(self, request: Request, work: Callable[[], Any]) -> Response:
         """Authorized, computed off the event loop, errors in the one error shape."""
@@ -576,10 +612,11 @@ class Server:
         project_key = request.path_params["project"]
 
         def work(body: Any) -> Any:
-            project = self.project(project_key)
+            project = self.project(project_key, request.state.access)
             raw = body.get("query") if isinstance(body, dict) and "query" in body else body
             parsed = from_posthog(raw)
-            if isinstance(parsed, str):
+            if isinstance(parsed, str):  # HogQL: raw SQL over the whole store
+                self._admin(request)
                 return self._sql_answer(parsed)
             return project.query(parsed)
 
@@ -587,7 +624,7 @@ class Server:
 
     async def api_dashboards(self, request: Request) -> Response:
         def work() -> Any:
-            plan = self.project(request.query_params.get("project")).plan
+            plan = self.project(request.query_params.get("project"), request.state.access).plan
             return {
                 "results": [
                     {
@@ -606,7 +643,7 @@ class Server:
         params = request.query_params
 
         def work() -> Any:
-            project = self.project(params.get("project"))
+            project = self.project(params.get("project"), request.state.access)
             date_range = DateRange(
                 date_from=params.get("date_from", "-30d"), date_to=params.get("date_to")
             )
@@ -623,7 +660,7 @@ class Server:
         params = request.query_params
 
         def work() -> Any:
-            project = self.project(params.get("project"))
+            project = self.project(params.get("project"), request.state.access)
             date_range = DateRange(
                 date_from=params.get("date_from", "-30d"), date_to=params.get("date_to") or None
             )
@@ -638,18 +675,24 @@ class Server:
         return await self._guarded(request, work)
 
     async def api_forward(self, request: Request) -> Response:
-        return await self._guarded(request, self.forwarder.status)
+        def work() -> Any:
+            self._admin(request)
+            return self.forwarder.status()
+
+        return await self._guarded(request, work)
 
     async def api_forward_retry(self, request: Request) -> Response:
-        return await self._guarded(
-            request, lambda: {"requeued": self.store.outbox_requeue_failed()}
-        )
+        def work() -> Any:
+            self._admin(request)
+            return {"requeued": self.store.outbox_requeue_failed()}
+
+        return await self._guarded(request, work)
 
     async def api_alerts(self, request: Request) -> Response:
         params = request.query_params
 
         def work() -> Any:
-            project = self.project(params.get("project"))
+            project = self.project(params.get("project"), request.state.access)
             results = project.alerts(since=params.get("since"))
             return {
                 "results": [r.as_dict() for r in results],

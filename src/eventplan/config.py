@@ -82,6 +82,7 @@ class ProjectConfig:
     enforcement: Enforcement = "flag"
     forward: str | None = None
     forward_token: str | None = None
+    api_keys: tuple[str, ...] = ()  # personal API keys that read this project alone
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,13 @@ def _project(raw: Any, index: int) -> ProjectConfig:
     forward, forward_token = raw.get("forward"), raw.get("forward_token")
     if forward and not forward_token:
         raise ConfigError(f"[[projects]] entry {index + 1}: forward needs forward_token")
+    keys = _strings(raw.get("api_keys", []), f"[[projects]] entry {index + 1}: api_keys")
     return ProjectConfig(
-        str(raw.get("name", "")), Path(plan), tuple(tokens), enforcement, forward, forward_token
+        str(raw.get("name", "")),
+        Path(plan),
+        tuple(tokens),
+        enforcement,
+        forward,
+        forward_token,
+        tuple(keys),
     )

@@ -10,6 +10,13 @@ class EventplanError(Exception):
     code: str | None = None  # the API's error code; None: the one its status implies
 
 
+class Forbidden(EventplanError):
+    """The credentials are good, but not for this."""
+
+    status = 403
+    code = "permission_denied"
+
+
 class PlanError(EventplanError):
     """The plan file cannot be used: it does not parse or it breaks a hard rule."""
 

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from eventplan.web.live import LiveFilter
+from eventplan.web.security import EVERY_PROJECT
 
 if TYPE_CHECKING:
     from eventplan.app import Server
@@ -75,7 +76,9 @@ class Pages:
         return guarded
 
     def render(self, request: Request, name: str, **context: Any) -> Response:
-        project = self.server.project(request.query_params.get("project"))
+        project = self.server.project(
+            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
+        )
         return templates.TemplateResponse(
             request,
             name,
@@ -97,8 +100,8 @@ class Pages:
             key = str(form.get("key", ""))
             if not csrf_ok(request, str(form.get("csrf", ""))):
                 error = "The form expired; please try again."
-            elif self.server.key_is_valid(key):
-                self.server.sessions.start(request.session)  # new session, new token
+            elif (access := self.server.key_access(key)) is not None:
+                self.server.sessions.start(request.session, access)  # new session, new token
                 return RedirectResponse(target, status_code=303)
             else:
                 error = "That key is not valid."
@@ -123,7 +126,9 @@ class Pages:
         return self.render(request, "index.html", forwarding=forwarding)
 
     async def dashboard(self, request: Request) -> Response:
-        project = self.server.project(request.query_params.get("project"))
+        project = self.server.project(
+            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
+        )
         name = request.path_params["name"]
         board = next((d for d in project.plan.dashboards if d.name == name), None)
         if board is None:
@@ -131,12 +136,16 @@ class Pages:
         return self.render(request, "dashboard.html", board=board)
 
     async def live(self, request: Request) -> Response:
-        project = self.server.project(request.query_params.get("project"))
+        project = self.server.project(
+            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
+        )
         recent = await run_in_threadpool(self.server.store.recent_events, project.name, 50)
         return self.render(request, "live.html", recent=recent)
 
     async def live_stream(self, request: Request) -> Response:
-        project = self.server.project(request.query_params.get("project"))
+        project = self.server.project(
+            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
+        )
         params = request.query_params
         live_filter = LiveFilter(
             event=params.get("event", ""),
@@ -165,12 +174,16 @@ class Pages:
         )
 
     async def plan(self, request: Request) -> Response:
-        project = self.server.project(request.query_params.get("project"))
+        project = self.server.project(
+            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
+        )
         report = await run_in_threadpool(project.coverage)
         return self.render(request, "plan.html", coverage=report)
 
     async def alerts(self, request: Request) -> Response:
-        project = self.server.project(request.query_params.get("project"))
+        project = self.server.project(
+            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
+        )
         results = await run_in_threadpool(project.alerts)
         history = await run_in_threadpool(project.alert_history, 100)
         return self.render(

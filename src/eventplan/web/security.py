@@ -15,7 +15,8 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import MutableMapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,17 +54,38 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+@dataclass(frozen=True)
+class Access:
+    """What a personal API key (or the session it logged in) may read."""
+
+    projects: frozenset[str] | None  # None: every project (an admin key)
+
+    def allows(self, project: str) -> bool:
+        return self.projects is None or project in self.projects
+
+
+EVERY_PROJECT: Final = Access(None)
+
+
 class Sessions:
     """The live browser sessions, by id (kept in memory: a restart logs everyone out)."""
 
     def __init__(self) -> None:
         self._live: set[str] = set()
 
-    def start(self, session: MutableMapping[str, Any]) -> None:
+    def start(self, session: MutableMapping[str, Any], access: Access) -> None:
         session.clear()
         session["sid"] = secrets.token_urlsafe(24)
         session["csrf"] = secrets.token_urlsafe(24)
+        session["projects"] = None if access.projects is None else sorted(access.projects)
         self._live.add(session["sid"])
+
+    def access(self, request: Request) -> Access | None:
+        """A live session's access (signed into its cookie at login); None without one."""
+        if not self.is_live(request):
+            return None
+        projects = request.session.get("projects")
+        return EVERY_PROJECT if projects is None else Access(frozenset(projects))
 
     def end(self, session: MutableMapping[str, Any]) -> None:
         self._live.discard(str(session.get("sid", "")))
