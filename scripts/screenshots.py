@@ -39,7 +39,7 @@ def main() -> None:
         for name, path in PAGES.items():
             page.goto(base + path)
             if path.startswith("/dashboards"):
-                waiting = page.locator(".panel:not([data-loaded])")
+                waiting = page.locator('.panel:is(:not([data-loaded]), [data-loaded=""])')
                 expect(waiting).to_have_count(0, timeout=120_000)
             page.screenshot(path=str(OUT / f"{name}.png"))
         browser.close()

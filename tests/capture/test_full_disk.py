@@ -200,12 +200,12 @@ def test_below_the_reserve_capture_refuses_cleanly_and_health_says_disk_low(
     load.check_stored_exactly_once()
 
 
-def test_a_full_store_disk_recovers_without_a_restart_and_sigterm_still_stops_the_server(
+def test_a_full_store_disk_recovers_without_a_restart_and_sigterm_or_sigkill_lose_nothing(
     tmp_path: Path,
     small_disk: Callable[[str, int], SmallDisk],
     serve_on: Callable[..., RunningServer],
 ) -> None:
-    store_disk = small_disk("store", 96)
+    store_disk = small_disk("store", 256)
     db = store_disk.path / "events.duckdb"
     server = serve_on(db, "--wal", str(tmp_path / "log"))
     load = Load(server, f"store-full-{uuid.uuid4()}")
@@ -234,6 +234,16 @@ def test_a_full_store_disk_recovers_without_a_restart_and_sigterm_still_stops_th
     server.stop()  # waits at most 60 s for the process: a hang is the bug
     store_disk.release()
     server.start()
+    load.post_until_taken()
+
+    store_disk.fill()  # and once more, killed while failing: the log has it all
+    load.fail_the_store()
+    server.kill()
+    server.start()  # on a disk still full: it starts, acknowledges, and says so
+    assert "store_failing" in server.health()["reasons"]
+    assert load.post(100).status_code == 200
+    store_disk.release()
+    wait_for_health(server, lambda h: h["pending_events"] == 0 and not h["reasons"])
     load.post_until_taken()
     load.check_refusals_were_503()
     load.check_stored_exactly_once()

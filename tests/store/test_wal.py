@@ -185,3 +185,29 @@ def test_through_any_run_of_full_disks_every_acknowledged_record_is_read_back_in
     assert list(reopened.replay(released)) == expected
     assert reopened.recovery.damaged_parts == 0
     reopened.close()
+
+
+def test_segments_are_read_in_the_order_of_their_records_whatever_their_names(
+    tmp_path: Path,
+) -> None:
+    """An older version reused the numbers of deleted segments, so a newer segment
+    could sort before an older one: none of their records may be taken for damage."""
+    folder = tmp_path / "log"
+    wal = WriteAheadLog(folder, segment_bytes=64)  # a new segment every record
+    for index in range(1, 7):
+        wal.write_group([b"record %d " % index * 10])
+    wal.release_through(2)
+    wal.close()
+    names = sorted(folder.glob("wal-*.log"))
+    newest, oldest = names[-1], names[0]
+    swap = folder / "swap"
+    newest.rename(swap)
+    oldest.rename(newest)
+    swap.rename(oldest)  # the newest records now sit in the lowest-numbered file
+    reopened = WriteAheadLog(folder, segment_bytes=64)
+    assert [seq for seq, _ in reopened.replay(2)] == [3, 4, 5, 6]
+    assert reopened.recovery == Recovery()
+    assert reopened.write_group([b"next"]) == 7
+    numbers = sorted(int(p.stem.removeprefix("wal-")) for p in folder.glob("wal-*.log"))
+    assert numbers[-1] > int(names[-1].stem.removeprefix("wal-"))  # never a number reused
+    reopened.close()

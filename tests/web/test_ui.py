@@ -78,7 +78,10 @@ def panel_totals(page: Page, insight: str) -> dict[str, float]:
 def wait_loaded(page: Page) -> None:
     """Every panel drawn or failed. Waited for with selectors, not a script: the page's
     Content Security Policy forbids evaluating strings, as it should."""
-    waiting = page.locator(".panel:not([data-loaded]):not(:has(.state.error))")
+    # data-loaded is "" while a panel loads, and says what it loaded once drawn.
+    waiting = page.locator(
+        '.panel:is(:not([data-loaded]), [data-loaded=""]):not(:has(.state.error))'
+    )
     expect(waiting).to_have_count(0, timeout=60_000)
 
 

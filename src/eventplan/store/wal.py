@@ -73,8 +73,12 @@ class WriteAheadLog:
         self._segments: list[tuple[Path, int]] = []  # (path, last sequence in it)
         self.last_seq = 0
         self.recovery = Recovery()
-        for path in sorted(directory.glob("wal-*.log")):
-            last = self._recover(path)
+        # In the order of their records, not of their names: an older version reused
+        # the numbers of deleted segments, so a newer segment could sort first.
+        recovered = sorted(
+            (self._recover(path), path) for path in sorted(directory.glob("wal-*.log"))
+        )
+        for (_first, last), path in recovered:
             self._segments.append((path, last))
             self.last_seq = max(self.last_seq, last)
         self._file = self._new_segment()
@@ -252,11 +256,10 @@ class WriteAheadLog:
     # -- internals ---------------------------------------------------------------
 
     def _new_segment(self) -> IO[bytes]:
-        number = len(list(self.directory.glob("wal-*.log")))
-        existing = {p.name for p in self.directory.glob("wal-*.log")}
-        while f"wal-{number:08d}.log" in existing:
-            number += 1
-        path = self.directory / f"wal-{number:08d}.log"
+        """A new segment, numbered past every one there is (numbers are never reused)."""
+        names = (p.stem.removeprefix("wal-") for p in self.directory.glob("wal-*.log"))
+        numbers = [int(name) for name in names if name.isascii() and name.isdigit()]
+        path = self.directory / f"wal-{max(numbers, default=-1) + 1:08d}.log"
         handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the log
         try:
             fsync_directory(self.directory)
@@ -267,13 +270,13 @@ class WriteAheadLog:
         self._segments.append((path, self.last_seq))
         return handle
 
-    def _recover(self, path: Path) -> int:
-        """The last good sequence in a segment. A torn tail is trimmed; damage with
-        good records after it is moved aside whole and the segment rewritten without
-        it."""
+    def _recover(self, path: Path) -> tuple[int, int]:
+        """The first and last good sequence numbers in a segment (0, 0 when it holds
+        none). A torn tail is trimmed; damage with good records after it is moved aside
+        whole and the segment rewritten without it."""
         data = path.read_bytes()
-        records, damaged, tail = _survey(data, self.last_seq)
-        last = records[-1][2] if records else 0
+        records, damaged, tail = _survey(data, 0)
+        first, last = (records[0][2], records[-1][2]) if records else (0, 0)
         if damaged:
             folder = self.directory / DAMAGED
             folder.mkdir(exist_ok=True)
@@ -305,7 +308,7 @@ class WriteAheadLog:
             with open(path, "r+b") as handle:
                 handle.truncate(tail)
                 os.fsync(handle.fileno())
-        return last
+        return first, last
 
 
 class LogReader:

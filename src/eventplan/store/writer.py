@@ -147,6 +147,7 @@ class BackgroundWriter:
         self._idle.set()
         self._hurry = threading.Event()  # flush() waits: insert what there is now
         self._stopping = threading.Event()  # stop(): end every wait, leave the rest in the log
+        self._replay_left = False  # the start's replay met a failing store: finish it later
 
     @property
     def pending_events(self) -> int:
@@ -154,7 +155,17 @@ class BackgroundWriter:
         return self._pending_events
 
     def replay(self) -> int:
-        """Load whatever the log holds past the store's position; returns events replayed."""
+        """Load whatever the log holds past the store's position; returns events replayed.
+        While the store itself fails, the writer's thread finishes it once it can: the
+        server starts and acknowledges into the log meanwhile."""
+        try:
+            return self._replay()
+        except StoreUnavailable as exc:
+            self._failed(exc, 0.0)
+            self._replay_left = True
+            return 0
+
+    def _replay(self) -> int:
         after = self.store.wal_seq()
         # Counted now, decoded again when inserted: holding a row group's worth of
         # decoded events would take about 230 MB.
@@ -165,6 +176,8 @@ class BackgroundWriter:
         for chunk in chunks(records, self.store.insert_size):
             try:
                 replayed += self._insert(chunk)
+            except StoreUnavailable:
+                raise  # the store, not the events: replayed again once it takes writes
             except Exception as exc:  # one event may be refused: find it, or fail the start
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("replaying the log failed; inserting it a record at a time")
@@ -245,6 +258,8 @@ class BackgroundWriter:
         self._log.close()
 
     def _run(self) -> None:
+        if not self._finish_replay():
+            return  # stopped first: the log keeps it all
         carry: Piece | None = None
         stopping = False
         while not stopping or carry is not None:
@@ -253,6 +268,25 @@ class BackgroundWriter:
                 return  # stopped while the store failed: the log keeps the rest
             if self._stopping.is_set():
                 return  # stopped: what waits is in the log, replayed on the next start
+
+    def _finish_replay(self) -> bool:
+        """The replay the start could not do, once the store takes writes; False when
+        stopped first."""
+        delay = 0.1
+        while self._replay_left:
+            if self._stopping.wait(delay):
+                return False
+            try:
+                if self.store.broken:
+                    self._reopen()
+                replayed = self._replay()
+            except StoreUnavailable as exc:
+                self._failed(exc, delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            log.warning("replayed %d acknowledged events from the log, late", replayed)
+            self._replay_left = self.stats.failing = False
+        return True
 
     def _gather(
         self, carry: Piece | None, stopping: bool
