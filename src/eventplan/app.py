@@ -477,7 +477,7 @@ class Server:
             reason
             for reason, present in (
                 ("log_not_writable", self.wal.last_error is not None),
-                ("disk_low", self.wal.reserve_bytes > 0 and log_free < self.wal.reserve_bytes),
+                ("disk_low", self.wal.disk_low),
                 ("store_failing", stats.failing),
                 ("events_set_aside", stats.unstored > 0),
                 ("log_damaged", self.wal.damaged_parts() > 0),
