@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from eventplan.capture.enrich import TrustedProxies, ip_hash
 from eventplan.errors import EventplanError
-from eventplan.plan.loader import load_plan
+from eventplan.plan import load_plan
 from eventplan.plan.model import Plan
 from eventplan.plan.validator import Validator, Verdict
 

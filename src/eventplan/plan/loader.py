@@ -1,8 +1,8 @@
 """Read a plan file into a `Plan`, collecting every structural problem with its line.
 
-`load_plan` is what the server, the validator and codegen call: it raises
-`PlanError` if the file has any error. `read_plan` is what the linter calls: it
-returns the plan it could build plus every finding, so one run reports them all.
+`read_plan` returns the plan it could build plus every finding, so one run reports
+them all; `eventplan.plan.load_plan` adds the linter's hard rules and raises
+`PlanError` if the file has any error.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Literal, cast, get_args
 
 import yaml
 
-from eventplan.errors import PlanError
 from eventplan.plan.model import (
     PRIVACY_POLICIES,
     PROPERTY_TYPES,
@@ -760,16 +759,3 @@ def read_plan_text(text: str, name: str = "<plan>") -> tuple[Plan | None, list[D
     reader = _Reader(name)
     plan = reader.plan(root)
     return plan, reader.diagnostics
-
-
-def load_plan(path: str | Path) -> Plan:
-    """The plan, ready to use; `PlanError` lists every error if it has any."""
-    from eventplan.plan.lint import lint_plan  # the hard rules live with the linter
-
-    plan, diagnostics = read_plan(path)
-    if plan is not None:
-        diagnostics = diagnostics + lint_plan(plan)
-    errors = [d.render() for d in diagnostics if d.severity == "error"]
-    if plan is None or errors:
-        raise PlanError(f"the plan {path} has {len(errors)} error(s); run `eventplan lint`", errors)
-    return plan
