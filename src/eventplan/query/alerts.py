@@ -14,7 +14,7 @@ from typing import Any
 
 from eventplan.plan.model import Alert, Plan
 from eventplan.query.dashboards import insight_query
-from eventplan.query.engine import run_query
+from eventplan.query.engine import invalid_counts, run_query
 from eventplan.query.model import DateRange, Query, Series, TrendsQuery
 from eventplan.query.sql import DIALECTS, Compiler
 from eventplan.store import Store
@@ -202,14 +202,10 @@ def check_data_quality(
     while moment <= end:
         checks.append(moment)
         moment += timedelta(days=1)
-    count_invalid = dialect.count_if("verdict <> 'valid'")
     for at in checks:
-        _, rows = store.sql(
-            f"SELECT event, count(*), {count_invalid} FROM events_data "
-            "WHERE project = ? AND timestamp >= ? AND timestamp < ? GROUP BY event ORDER BY event",
-            [project, at - timedelta(days=1), at],
-        )
-        for event, total, bad in rows:
+        for event, (total, bad) in invalid_counts(
+            store, project, at - timedelta(days=1), at
+        ).items():
             if (
                 event in plan.events
                 and total >= INVALID_SHARE_MIN_EVENTS

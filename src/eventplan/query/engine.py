@@ -530,6 +530,33 @@ def _funnel_steps(
 # -- plan-aware warnings ------------------------------------------------------------------
 
 
+def invalid_counts(
+    store: Store,
+    project: str | None,
+    start: datetime,
+    end: datetime,
+    events: list[str] | None = None,
+) -> dict[str, tuple[int, int]]:
+    """Per event name: (events, events that break the plan) received in [start, end),
+    of one project (None: every project), of `events` only when given. The invalid
+    share in warnings and in the data-quality alert both come from here."""
+    invalid = Compiler(store.columns, store.dialect).dialect.count_if("verdict <> 'valid'")
+    where = ["timestamp >= ?", "timestamp < ?"]
+    params: list[Any] = [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+    if project is not None:
+        where.append("project = ?")
+        params.append(project)
+    if events is not None:
+        where.append(f"event IN ({', '.join('?' for _ in events)})")
+        params.extend(events)
+    _, rows = store.sql(
+        f"SELECT event, count(*), {invalid} FROM events_data "
+        f"WHERE {' AND '.join(where)} GROUP BY event ORDER BY event",
+        params,
+    )
+    return {event: (int(total), int(bad)) for event, total, bad in rows}
+
+
 def warnings_for(
     ctx: Context,
     series: list[Series],
@@ -543,17 +570,8 @@ def warnings_for(
     found: list[Warning] = []
     events = sorted({s.event for s in series})
     if events:
-        marks = ", ".join("?" for _ in events)
-        invalid = ctx.compiler.dialect.count_if("verdict <> 'valid'")
-        scope = "" if ctx.project is None else "AND project = ? "
-        _, rows = ctx.store.sql(
-            f"SELECT event, count(*), {invalid} FROM events_data "
-            f"WHERE event IN ({marks}) AND timestamp >= ? AND timestamp < ? {scope}"
-            "GROUP BY event ORDER BY event",
-            [*events, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-            + ([] if ctx.project is None else [ctx.project]),
-        )
-        for event, total, bad in rows:
+        counts = invalid_counts(ctx.store, ctx.project, start, end, events)
+        for event, (total, bad) in counts.items():
             share = bad / total if total else 0.0
             if share > INVALID_SHARE_WARNING and plan is not None and event in plan.events:
                 found.append(
