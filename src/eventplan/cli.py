@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eventplan.capture.files import read_events
+from eventplan.config import ENFORCEMENTS
 from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
 from eventplan.plan.lint import lint_file
@@ -279,7 +280,7 @@ def main() -> None:
 @click.option("--token", multiple=True, help="Project token (repeatable).")
 @click.option("--api-key", multiple=True, help="Personal API key for /api/* (repeatable).")
 @click.option("--api-key-sha256", multiple=True, help="SHA-256 hex of a personal API key.")
-@click.option("--enforcement", type=click.Choice(["flag", "quarantine"]))
+@click.option("--enforcement", type=click.Choice(ENFORCEMENTS))
 @click.option("--trusted-proxy", multiple=True, help="Network whose X-Forwarded-For to trust.")
 @click.option("--alert-interval", type=int, help="Seconds between alert checks (0: never).")
 @click.option(

@@ -11,12 +11,13 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from eventplan.errors import EventplanError
 from eventplan.store import local_base
 
 Enforcement = Literal["flag", "quarantine"]
+ENFORCEMENTS = get_args(Enforcement)
 
 
 class ConfigError(EventplanError):
@@ -182,7 +183,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         except ValueError as exc:
             raise ConfigError(f"trusted proxy {network!r} is not an address or network") from exc
     enforcement = values["enforcement"]
-    if enforcement not in ("flag", "quarantine"):
+    if enforcement not in ENFORCEMENTS:
         raise ConfigError(f"enforcement is {enforcement!r}; expected flag or quarantine")
     projects = [_project(p, i) for i, p in enumerate(file_values.get("projects", []))]
     if values["plan"] is not None:
@@ -271,7 +272,7 @@ def _project(raw: Any, index: int) -> ProjectConfig:
     if not isinstance(plan, str):
         raise ConfigError(f"[[projects]] entry {index + 1}: plan must be a file name")
     enforcement = raw.get("enforcement", "flag")
-    if enforcement not in ("flag", "quarantine"):
+    if enforcement not in ENFORCEMENTS:
         raise ConfigError(f"[[projects]] entry {index + 1}: enforcement {enforcement!r}")
     forward, forward_token = raw.get("forward"), raw.get("forward_token")
     if forward and not forward_token:

@@ -21,11 +21,13 @@ from eventplan.plan.model import (
     UNPLANNED_PROPERTY_POLICIES,
     Acknowledgement,
     Alert,
+    AlertCondition,
     AppliesTo,
     Dashboard,
     Event,
     EventRef,
     Filter,
+    ForwardPolicy,
     Insight,
     Naming,
     Plan,
@@ -37,39 +39,16 @@ from eventplan.plan.model import (
     Trigger,
 )
 from eventplan.plan.yamlsource import SourceList, SourceMap, load_yaml
-from eventplan.query.model import Interval
+from eventplan.query.model import Interval, Math, Operator
 
 Severity = Literal["error", "warning"]
 
-FILTER_OPERATORS = (
-    "exact",
-    "is_not",
-    "contains",
-    "not_contains",
-    "regex",
-    "not_regex",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "is_set",
-    "is_not_set",
-)
-MATHS = (
-    "total",
-    "dau",
-    "unique_group",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "median",
-    "p75",
-    "p90",
-    "p95",
-    "p99",
-)
-ALERT_CONDITIONS = ("absolute_value", "relative_increase", "relative_decrease", "above_baseline")
+# Each vocabulary is its Literal type, one registry: what the loader accepts is what
+# the engine computes on every backend.
+FILTER_OPERATORS = get_args(Operator)
+MATHS = get_args(Math)
+ALERT_CONDITIONS = get_args(AlertCondition)
+FORWARD_POLICIES = get_args(ForwardPolicy)
 # The intervals the query engine computes on every backend: one registry, its Literal.
 INTERVALS = get_args(Interval)
 
@@ -196,7 +175,7 @@ class _Reader:
             )
             system_events = "valid"
         forward = self.text(top, "forward", "plan", "valid+invalid")
-        if forward not in ("all", "valid", "valid+invalid"):
+        if forward not in FORWARD_POLICIES:
             self.error(
                 top.line_of("forward"),
                 "unknown_policy",

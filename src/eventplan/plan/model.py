@@ -19,6 +19,8 @@ Surface = Literal["web", "server", "extension"]
 SURFACES: tuple[Surface, ...] = ("web", "server", "extension")
 
 UnplannedPropertyPolicy = Literal["allow", "warn", "reject"]
+# What gateway mode forwards to PostHog, by verdict.
+ForwardPolicy = Literal["all", "valid", "valid+invalid"]
 UNPLANNED_PROPERTY_POLICIES: tuple[UnplannedPropertyPolicy, ...] = ("allow", "warn", "reject")
 
 Scalar = str | int | float | bool
@@ -193,7 +195,7 @@ class Plan:
     description: str = ""
     naming: Naming = field(default_factory=Naming)
     unplanned_properties: UnplannedPropertyPolicy = "warn"
-    forward: Literal["all", "valid", "valid+invalid"] = "valid+invalid"  # gateway mode
+    forward: ForwardPolicy = "valid+invalid"  # gateway mode
     system_events: Literal["valid", "unplanned"] = "valid"
     hash_salt_env: str = "EVENTPLAN_HASH_SALT"
     events: dict[str, Event] = field(default_factory=dict)

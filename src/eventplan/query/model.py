@@ -6,7 +6,7 @@ user recognises it; `query/posthog.py` translates PostHog's own JSON into these.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -21,7 +21,7 @@ Math = Literal[
 Interval = Literal["hour", "day", "week", "month"]
 Attribution = Literal["first_touch", "last_touch", "step"]
 Verdict = Literal["valid", "invalid", "unplanned"]
-ALL_VERDICTS: tuple[Verdict, ...] = ("valid", "invalid", "unplanned")
+ALL_VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 BREAKDOWN_OTHER = "$$_posthog_breakdown_other_$$"
 BREAKDOWN_NULL = "$$_posthog_breakdown_null_$$"
 
