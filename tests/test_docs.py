@@ -16,7 +16,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 PLAN_FORMAT = (ROOT / "docs" / "plan-format.md").read_text(encoding="utf-8")
 
 # Where a diagnostic's code is in the arguments of each call that makes one.
-CODE_ARGUMENT = {"error": 1, "warn": 1, "_finding": 2, "Diagnostic": 2}
+CODE_ARGUMENT = {"error": 1, "warn": 1, "_finding": 2, "Diagnostic": 2, "choice": 5}
 
 
 def lint_codes() -> set[str]:

@@ -20,6 +20,9 @@ from eventplan.plan import load_plan
 from eventplan.plan.lint import lint_file
 from eventplan.plan.schema import event_schema, plan_schemas
 from eventplan.plan.validator import Validator, Verdict
+from eventplan.query.model import ALL_VERDICTS, Interval, Math, Operator
+from eventplan.query.model import Verdict as QueryVerdict
+from eventplan.query.posthog import choice
 from eventplan.store.base import Store
 
 console = Console()
@@ -704,21 +707,30 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:,.1f}"
 
 
+def _verdicts(values: tuple[str, ...]) -> tuple[QueryVerdict, ...]:
+    """`--verdict` values (click has checked them), or every verdict when none."""
+    return tuple(choice(v, "--verdict", QueryVerdict, "valid") for v in values) or ALL_VERDICTS
+
+
+# `--where` filters: the symbol, longest first, and the operator it stands for.
+FILTER_SYMBOLS: tuple[tuple[str, Operator], ...] = (
+    ("!=", "is_not"),
+    (">=", "gte"),
+    ("<=", "lte"),
+    ("=", "exact"),
+    ("~", "contains"),
+    (">", "gt"),
+    ("<", "lt"),
+)
+
+
 def _filters(values: tuple[str, ...]) -> tuple[Any, ...]:
     """`key=value`, `key!=value`, `key~text`, `key>5`, `key<5`, `key?` (is set)."""
     from eventplan.query.model import PropertyFilter
 
     result = []
     for text in values:
-        for symbol, operator in (
-            ("!=", "is_not"),
-            (">=", "gte"),
-            ("<=", "lte"),
-            ("=", "exact"),
-            ("~", "contains"),
-            (">", "gt"),
-            ("<", "lt"),
-        ):
+        for symbol, operator in FILTER_SYMBOLS:
             if symbol in text:
                 key, _, raw = text.partition(symbol)
                 value: Any = raw
@@ -731,7 +743,7 @@ def _filters(values: tuple[str, ...]) -> tuple[Any, ...]:
                         ) from exc
                 elif raw in ("true", "false"):
                     value = raw == "true"
-                result.append(PropertyFilter(key=key, operator=operator, value=value))  # type: ignore[arg-type]
+                result.append(PropertyFilter(key=key, operator=operator, value=value))
                 break
         else:
             if text.endswith("?"):
@@ -801,17 +813,17 @@ def query_trends(
             Series(
                 event=e,
                 filters=_filters(filters),
-                math=math,  # type: ignore[arg-type]
+                math=choice(math, "--math", Math, "total"),
                 math_property=math_property,
             )
             for e in events
         ),
-        interval=interval,  # type: ignore[arg-type]
+        interval=choice(interval, "--interval", Interval, "day"),
         date_range=DateRange(date_from=date_from, date_to=date_to),
         breakdown=breakdown,
         formula=formula,
         compare=compare,
-        verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
+        verdicts=_verdicts(verdicts),
     )
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
@@ -845,7 +857,7 @@ def query_funnel(
         window_seconds=window_days * 86400,
         order="strict" if strict else "ordered",
         breakdown=breakdown,
-        verdicts=verdicts or ("valid", "invalid", "unplanned"),  # type: ignore[arg-type]
+        verdicts=_verdicts(verdicts),
     )
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 

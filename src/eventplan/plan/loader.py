@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import yaml
 
@@ -45,12 +45,9 @@ Severity = Literal["error", "warning"]
 
 # Each vocabulary is its Literal type, one registry: what the loader accepts is what
 # the engine computes on every backend.
-FILTER_OPERATORS = get_args(Operator)
-MATHS = get_args(Math)
 ALERT_CONDITIONS = get_args(AlertCondition)
 FORWARD_POLICIES = get_args(ForwardPolicy)
-# The intervals the query engine computes on every backend: one registry, its Literal.
-INTERVALS = get_args(Interval)
+Choice = TypeVar("Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,22 @@ class _Reader:
             self.error(node.line_of(key), "wrong_shape", f"{where}.{key} must be text")
             return default
         return str(value)
+
+    def choice(
+        self, node: SourceMap, key: str, where: str, vocabulary: Any, default: Choice, code: str
+    ) -> Choice:
+        """A value of the `Literal` type `vocabulary`; anything else is the error `code`,
+        and the default stands in for it so the rest of the plan can still be read."""
+        allowed: tuple[str, ...] = get_args(vocabulary)
+        value = self.text(node, key, where, default)
+        if value not in allowed:
+            self.error(
+                node.line_of(key) or 0,
+                code,
+                f"{where}: {key} `{value}`; expected one of {', '.join(allowed)}",
+            )
+            return default
+        return cast(Choice, value)
 
     def strings(self, node: SourceMap, key: str, where: str) -> tuple[str, ...]:
         value = node.get(key)
@@ -515,13 +528,10 @@ class _Reader:
             )
             for i, item in enumerate(raw_series)
         )
-        interval = self.text(spec, "interval", where, "day")
-        if interval not in INTERVALS:
-            self.error(
-                spec.line_of("interval"),
-                "unknown_interval",
-                f"{where}: `{interval}` (one of {', '.join(INTERVALS)})",
-            )
+        # The intervals the engine computes on every backend: its Literal, one registry.
+        interval: Interval = self.choice(
+            spec, "interval", where, Interval, "day", "unknown_interval"
+        )
         options = self.mapping(spec.get("options"), spec.line_of("options"), where)
         return Insight(
             name=name,
@@ -545,13 +555,7 @@ class _Reader:
         event = self.text(spec, "event", where)
         if not event:
             self.error(line, "missing_key", f"{where}: a series or step needs an `event`")
-        math = self.text(spec, "math", where, "total")
-        if math not in MATHS:
-            self.error(
-                spec.line_of("math"),
-                "unknown_math",
-                f"{where}: math `{math}`; expected one of {', '.join(MATHS)}",
-            )
+        math: Math = self.choice(spec, "math", where, Math, "total", "unknown_math")
         math_property = self.text(spec, "property", where) or None
         if math not in ("total", "dau", "unique_group") and math_property is None:
             self.error(line, "missing_key", f"{where}: math `{math}` needs a `property`")
@@ -566,14 +570,9 @@ class _Reader:
         for index, item in enumerate(raw_filters):
             item_line = raw_filters.line_of(index) if isinstance(raw_filters, SourceList) else line
             node = self.mapping(item, item_line, f"{where} filter")
-            operator = self.text(node, "operator", where, "exact")
-            if operator not in FILTER_OPERATORS:
-                self.error(
-                    item_line,
-                    "unknown_operator",
-                    f"{where}: operator `{operator}`; "
-                    f"expected one of {', '.join(FILTER_OPERATORS)}",
-                )
+            operator: Operator = self.choice(
+                node, "operator", where, Operator, "exact", "unknown_operator"
+            )
             filters.append(
                 Filter(
                     property=self.text(node, "property", where),

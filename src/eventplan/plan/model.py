@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from eventplan.query.model import Interval, Math, Operator
+
 PropertyType = Literal["string", "integer", "number", "boolean", "datetime"]
 PROPERTY_TYPES: tuple[PropertyType, ...] = ("string", "integer", "number", "boolean", "datetime")
 
@@ -103,7 +105,7 @@ class Filter:
     """`property operator value`, as dashboards, alerts and queries use it."""
 
     property: str
-    operator: str = "exact"
+    operator: Operator = "exact"
     value: Scalar | tuple[Scalar, ...] | None = None
     line: int = 0
 
@@ -114,7 +116,7 @@ class EventRef:
 
     event: str
     filters: tuple[Filter, ...] = ()
-    math: str = "total"
+    math: Math = "total"
     math_property: str | None = None
     name: str = ""
     line: int = 0
@@ -129,7 +131,7 @@ class Insight:
     series: tuple[EventRef, ...] = ()
     formula: str | None = None
     breakdowns: tuple[str, ...] = ()
-    interval: str = "day"
+    interval: Interval = "day"
     display: str = ""
     options: dict[str, object] = field(default_factory=dict)
     line: int = 0

@@ -10,11 +10,13 @@ from eventplan.plan.model import Dashboard, EventRef, Insight, Plan
 from eventplan.query.model import (
     DateRange,
     FunnelsQuery,
+    Interval,
     PropertyFilter,
     Query,
     Series,
     TrendsQuery,
 )
+from eventplan.query.posthog import choice
 from eventplan.store import Store
 
 
@@ -28,12 +30,12 @@ def _series(ref: EventRef) -> Series:
         filters=tuple(
             PropertyFilter(
                 key=f.property,
-                operator=f.operator,  # type: ignore[arg-type]
+                operator=f.operator,
                 value=list(f.value) if isinstance(f.value, tuple) else f.value,
             )
             for f in ref.filters
         ),
-        math=ref.math,  # type: ignore[arg-type]
+        math=ref.math,
         math_property=ref.math_property,
         name=ref.name,
     )
@@ -58,7 +60,7 @@ def insight_query(
         return FunnelsQuery(steps=series, date_range=date_range, breakdown=chosen, project=project)
     return TrendsQuery(
         series=series,
-        interval=(interval or insight.interval),  # type: ignore[arg-type]
+        interval=choice(interval, "interval", Interval, insight.interval),
         date_range=date_range,
         breakdown=chosen,
         formula=insight.formula,

@@ -110,7 +110,7 @@ def _integer(raw: Any, where: str, default: int) -> int:
 Choice = TypeVar("Choice", bound=str)
 
 
-def _choice(raw: Any, where: str, choices: Any, default: Choice) -> Choice:
+def choice(raw: Any, where: str, choices: Any, default: Choice) -> Choice:
     """One of the `Literal` type `choices`' values: they go into SQL as they are."""
     allowed: tuple[str, ...] = get_args(choices)
     if raw is None:
@@ -137,7 +137,7 @@ def _filters(raw: Any, where: str) -> tuple[PropertyFilter, ...]:
         result.append(
             PropertyFilter(
                 key=_key(item["key"], where),
-                operator=_choice(
+                operator=choice(
                     item.get("operator"), f"{where} filter operator", Operator, "exact"
                 ),
                 value=item.get("value"),
@@ -153,7 +153,7 @@ def _series(raw: Any, index: int, global_filters: tuple[PropertyFilter, ...]) ->
     _refuse_unknown(raw, SERIES_KEYS, where)
     if not isinstance(raw.get("event"), str):
         raise QueryError(f"{where} needs an `event`")
-    math: Math = _choice(raw.get("math"), f"{where}.math", Math, "total")
+    math: Math = choice(raw.get("math"), f"{where}.math", Math, "total")
     group_index = _integer(raw.get("math_group_type_index"), f"{where}.math_group_type_index", 0)
     if math in ("unique_group",) and group_index != 0:
         raise QueryError(f"{where}: only group type index 0 (workspace) is supported")
@@ -218,7 +218,7 @@ def from_posthog(body: Any) -> Query | str:
         _refuse_unknown(compare, {"compare"}, "compareFilter")
         return TrendsQuery(
             series=_all_series(body, global_filters),
-            interval=_choice(body.get("interval"), "interval", Interval, "day"),
+            interval=choice(body.get("interval"), "interval", Interval, "day"),
             date_range=_date_range(body.get("dateRange"), "-7d"),
             breakdown=breakdown,
             breakdown_limit=limit,
@@ -247,7 +247,7 @@ def from_posthog(body: Any) -> Query | str:
             order=order,
             breakdown=breakdown,
             breakdown_limit=limit,
-            breakdown_attribution=_choice(
+            breakdown_attribution=choice(
                 funnels_filter.get("breakdownAttributionType"),
                 "funnelsFilter.breakdownAttributionType",
                 Attribution,

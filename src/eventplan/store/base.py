@@ -11,13 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pyarrow as pa
 
 from eventplan.errors import EventplanError
-from eventplan.plan.model import Plan
+from eventplan.plan.model import Plan, PropertyType
 from eventplan.plan.validator import Violation
 from eventplan.store.columns import Column, missing_columns
 from eventplan.store.identity import Identities, IdentityChanges
@@ -83,7 +83,10 @@ class Store(ABC):
         return missing_columns(self._plans.values(), catalog)
 
     def _use_catalog(self, catalog: list[tuple[str, str, str]]) -> None:
-        self.columns = [Column(name, prop, type_) for name, prop, type_ in sorted(catalog)]  # type: ignore[arg-type]
+        # The catalogue is the store's own table, written from the plans' types.
+        self.columns = [
+            Column(name, prop, cast(PropertyType, type_)) for name, prop, type_ in sorted(catalog)
+        ]
         column_for = {(c.key, c.type): c for c in self.columns}
         self._event_columns = {}
         for plan in self._plans.values():

@@ -26,14 +26,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 import pyarrow as pa
 
 from eventplan.errors import EventplanError
-from eventplan.plan.model import Plan
+from eventplan.plan.model import Plan, PropertyType
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
@@ -502,7 +502,7 @@ class ClickHouseStore(Store):
             self.engine.command(schema_ddl()[1])  # the column catalogue first
             catalog = self._catalog()
             added = self._new_columns(catalog)
-            known = [Column(n, p, t) for n, p, t in catalog]  # type: ignore[arg-type]
+            known = [Column(n, p, cast(PropertyType, t)) for n, p, t in catalog]
             # A new table gets every typed column at once; an existing one only the new.
             exists = self._rows("EXISTS TABLE events_data")[0][0]
             had_overrides = self._rows("EXISTS TABLE person_overrides_rows")[0][0]
