@@ -176,6 +176,8 @@ class Server:
             )
             for config, plan in zip(settings.projects, plans, strict=True)
         ]
+        for project in self.projects:
+            project.prepare_to_judge()
         self.ingestor = Ingestor(
             self.projects, TrustedProxies(settings.trusted_proxies), settings.token_rate
         )

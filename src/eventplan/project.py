@@ -90,6 +90,13 @@ class Project:
     def enricher(self) -> Enricher:
         return Enricher(self.plan)
 
+    def prepare_to_judge(self) -> None:
+        """Resolve the salt and compile the pipeline now, not on the first event:
+        resolving may write the store, which capture must never wait on (nor fail with,
+        while the store fails)."""
+        for part in ("salt", "validator", "privacy", "enricher"):
+            getattr(self, part)
+
     def judge(
         self, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
     ) -> list[StoredEvent]:
