@@ -205,6 +205,17 @@ def test_dashboards_and_alerts_as_json(busy_server: RunningServer) -> None:
     assert {a["name"] for a in alerts["results"]} >= {"fallback_storage_share", "invalid_share"}
 
 
+def test_an_interval_the_engine_does_not_compute_is_a_400(busy_server: RunningServer) -> None:
+    response = httpx.get(
+        f"{busy_server.url}/api/dashboards/chat_health/insights/streams_by_status",
+        params={"interval": "minute"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == 400 and response.json()["code"] == "query_invalid"
+    assert "interval 'minute' is not one of hour, day, week, month" in response.json()["detail"]
+
+
 def test_the_api_needs_the_personal_key(busy_server: RunningServer) -> None:
     assert httpx.get(f"{busy_server.url}/api/dashboards", timeout=10).status_code == 401
     assert (
