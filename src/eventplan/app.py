@@ -116,13 +116,19 @@ def error_response(
     return json_response(body, status, headers)
 
 
-def eventplan_error_response(exc: EventplanError) -> Response:
-    """An EventplanError in the one error shape, its code from its class; a 503 says
-    when to retry."""
-    retry = {"Retry-After": "5"} if exc.status == 503 else None
-    diagnostics = exc.diagnostics if isinstance(exc, PlanError) else None
+def error_parts(exc: EventplanError) -> tuple[str, str, list[str]]:
+    """An EventplanError's code (from its class, else its status), message and
+    diagnostics (a plan's lint findings, listed apart from the message)."""
+    diagnostics = exc.diagnostics if isinstance(exc, PlanError) else []
     message = exc.args[0] if diagnostics and exc.args else str(exc)
-    return error_response(exc.status, message, retry, exc.code, diagnostics)
+    return exc.code or _code(exc.status), str(message), diagnostics
+
+
+def eventplan_error_response(exc: EventplanError) -> Response:
+    """An EventplanError in the one error shape; a 503 says when to retry."""
+    retry = {"Retry-After": "5"} if exc.status == 503 else None
+    code, message, diagnostics = error_parts(exc)
+    return error_response(exc.status, message, retry, code, diagnostics)
 
 
 def _code(status: int) -> str:
@@ -218,6 +224,7 @@ class Server:
         )
         self.live = LiveFeed()
         self.sessions = Sessions()
+        self.pages = Pages(self)
         self.counters: Counter[str] = Counter()
         self.recordings: Counter[str] = Counter()
         self.started = False
@@ -331,9 +338,12 @@ class Server:
 
     async def _error(self, request: Request, exc: Exception) -> Response:
         """An EventplanError no route caught (a page over a failing store, say): the
-        one error shape, not a plain-text 500."""
+        one error shape, not a plain-text 500; an HTML page for a browser's page."""
         assert isinstance(exc, EventplanError)
-        return eventplan_error_response(exc)
+        browsing = "text/html" in request.headers.get("accept", "")
+        if not browsing or request.url.path.startswith("/api/"):
+            return eventplan_error_response(exc)
+        return self.pages.error_page(request, exc.status, *error_parts(exc))
 
     def routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "OPTIONS"]
@@ -360,7 +370,7 @@ class Server:
             Route("/api/forward", self.api_forward, methods=["GET"]),
             Route("/api/forward/retry", self.api_forward_retry, methods=["POST"]),
         ]
-        routes += Pages(self).routes()
+        routes += self.pages.routes()
         return routes
 
     # -- capture -----------------------------------------------------------------

@@ -288,6 +288,18 @@ def test_a_panel_downloads_as_csv_and_no_cell_can_run_as_a_formula(
     ]
 
 
+def test_a_page_that_fails_shows_an_error_page_in_the_browser(
+    page: Page, ui_server: RunningServer
+) -> None:
+    response = page.goto(f"{ui_server.url}/plan?project=no-such-project")
+    assert response is not None and response.status == 404
+    assert page.locator("h1").inner_text() == "Not found"
+    error = page.locator("p.error")
+    assert "no project 'no-such-project'" in error.inner_text()
+    assert error.get_attribute("data-code") == "unknown_project"
+    assert page.locator("form.logout").count() == 1  # still the app, logged in
+
+
 def test_a_page_that_fails_answers_in_the_one_error_shape(ui_server: RunningServer) -> None:
     with httpx.Client(base_url=ui_server.url) as client:
         form = client.get("/login").text

@@ -75,6 +75,27 @@ class Pages:
 
         return guarded
 
+    def error_page(
+        self, request: Request, status: int, code: str, detail: str, diagnostics: list[str]
+    ) -> Response:
+        """An error a page met, as a page: the browser's side of the one error shape."""
+        titles = {403: "Not allowed", 404: "Not found", 503: "Try again shortly"}
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {
+                "csrf": csrf_token(request),
+                "project": "",
+                "dashboards": (),
+                "status": status,
+                "title": titles.get(status, "Something went wrong"),
+                "code": code,
+                "detail": detail,
+                "diagnostics": diagnostics,
+            },
+            status_code=status,
+        )
+
     def render(self, request: Request, name: str, **context: Any) -> Response:
         project = self.server.project(
             request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
