@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -170,3 +171,54 @@ def test_a_key_of_one_project_finds_nothing_of_the_other(two_projects: RunningSe
     assert get("/api/forward").status_code == 403
     admin = httpx.get(f"{two_projects.url}/api/alerts", params={"project": "beta"}, headers=AUTH)
     assert admin.status_code == 200  # the server's own key reads every project
+
+
+HASHING_PLAN = """\
+plan: shop
+version: 1.0.0
+events:
+  signup.completed:
+    properties:
+      email: {type: string, privacy: hash}
+"""
+
+
+def test_one_salt_for_every_door(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import` hashes with the salt `serve` would use: the setting, else the variable
+    the plan names, else the store's own."""
+    from click.testing import CliRunner
+
+    from eventplan.cli import cli
+    from eventplan.plan import load_plan
+    from eventplan.plan.privacy import PrivacyPolicy
+    from eventplan.store import open_store
+
+    plan_file = tmp_path / "shop.yaml"
+    plan_file.write_text(HASHING_PLAN)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"event": "signup.completed", "distinct_id": "u1", '
+        '"properties": {"email": "ada@example.com"}}\n'
+    )
+
+    def imported(name: str, *salt: str) -> str:
+        db = tmp_path / f"{name}.duckdb"
+        command = ["import", "--db", str(db), "--plan", str(plan_file), *salt, str(events)]
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 0, result.output
+        store = open_store(str(db), read_only=True)
+        try:
+            _, rows = store.sql("SELECT properties->>'email' FROM events")
+        finally:
+            store.close()
+        return str(rows[0][0])
+
+    def hashed(salt: bytes) -> str:
+        properties: dict[str, Any] = {"email": "ada@example.com"}
+        PrivacyPolicy(load_plan(plan_file), salt).apply("signup.completed", properties)
+        return str(properties["email"])
+
+    monkeypatch.delenv("EVENTPLAN_HASH_SALT", raising=False)
+    assert imported("flag", "--hash-salt", "s1") == hashed(b"s1")
+    monkeypatch.setenv("EVENTPLAN_HASH_SALT", "s2")  # the variable the plan names
+    assert imported("variable") == hashed(b"s2") != hashed(b"s1")

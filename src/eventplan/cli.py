@@ -575,8 +575,11 @@ def simulate(
 @DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--project", help="Project name (default: the plan's name).")
+@click.option("--hash-salt", help="The salt `serve --hash-salt` was given, if it was.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_command(db: str, plan: Path, project: str | None, file: Path) -> None:
+def import_command(
+    db: str, plan: Path, project: str | None, hash_salt: str | None, file: Path
+) -> None:
     """Load events from FILE (JSON lines, PostHog export, Parquet) as if captured.
 
     An `eventplan export` file is stored as it was (already enriched, private and
@@ -597,9 +600,9 @@ def import_command(db: str, plan: Path, project: str | None, file: Path) -> None
             if is_export(file):
                 added = import_export(store, file, advance)
             else:
-                # The salt resolved as `serve` does (the plan's environment variable, then
-                # the store's), so imported and captured events hash alike.
-                target = Project(project or loaded.name, loaded, store)
+                # The salt resolved as `serve` does (the setting, the plan's environment
+                # variable, then the store's), so imported and captured events hash alike.
+                target = Project(project or loaded.name, loaded, store, salt_setting=hash_salt)
                 added = import_events(store, target, iter_file(file), advance)
         location = store.location
     finally:
