@@ -20,6 +20,10 @@ Enforcement = Literal["flag", "quarantine"]
 ENFORCEMENTS = get_args(Enforcement)
 
 
+# Where the TOML file spells a setting otherwise (plural, as a list reads).
+FILE_KEYS = {"token": "tokens", "api_key": "api_keys", "trusted_proxy": "trusted_proxies"}
+
+
 class ConfigError(EventplanError):
     code = "config_invalid"
 
@@ -134,84 +138,15 @@ def _env(name: str, default: Any) -> Any:
 
 def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:
     """Settings from flags (None or empty = not given), the environment, then the file."""
-    file_values: dict[str, Any] = {}
     config_file = config_file or (
         Path(os.environ["EVENTPLAN_CONFIG"]) if os.environ.get("EVENTPLAN_CONFIG") else None
     )
-    if config_file is not None:
-        try:
-            file_values = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{config_file} is not UTF-8 text: {exc.reason}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
-    values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        given = flags.get(setting.name)
-        if given not in (None, [], ()):
-            values[setting.name] = list(given) if isinstance(given, tuple) else given
-            continue
-        from_env = _env(setting.name, [] if isinstance(setting.default, list) else None)
-        if from_env not in (None, []):
-            if isinstance(setting.default, int) and not isinstance(setting.default, bool):
-                try:
-                    from_env = int(from_env)
-                except ValueError as exc:
-                    raise ConfigError(
-                        f"EVENTPLAN_{setting.name.upper()} has value {from_env!r}; "
-                        "expected a whole number"
-                    ) from exc
-            values[setting.name] = from_env
-            continue
-        file_key = {
-            "token": "tokens",
-            "api_key": "api_keys",
-            "trusted_proxy": "trusted_proxies",
-        }.get(setting.name, setting.name)
-        values[setting.name] = _from_file(setting, file_key, file_values.get(file_key), config_file)
-    for setting in SETTINGS:
-        value = values[setting.name]
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{setting.name} is {value}; it cannot be negative")
-    if values["max_body_bytes"] == 0 or values["port"] > 65535:
-        raise ConfigError("max_body_bytes must be at least 1, and port at most 65535")
-    for network in values["trusted_proxy"]:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"trusted proxy {network!r} is not an address or network") from exc
-    enforcement = values["enforcement"]
-    if enforcement not in ENFORCEMENTS:
-        raise ConfigError(f"enforcement is {enforcement!r}; expected flag or quarantine")
-    projects = [_project(p, i) for i, p in enumerate(file_values.get("projects", []))]
-    if values["plan"] is not None:
-        tokens = tuple(values["token"])
-        if not tokens:
-            raise ConfigError("no project token: pass --token or set EVENTPLAN_TOKEN")
-        projects.insert(
-            0,
-            ProjectConfig(
-                "",
-                Path(values["plan"]),
-                tokens,
-                enforcement,
-                values["forward"],
-                values["forward_token"],
-            ),
-        )
-    if not projects:
-        raise ConfigError("no plan: pass --plan (and --token), or list [[projects]] in a TOML file")
-    for project in projects:
-        if project.forward and not project.forward_token:
-            raise ConfigError("--forward needs --forward-token (the PostHog project token)")
-    seen: set[str] = set()
-    for project in projects:
-        for token in project.tokens:
-            if token in seen:
-                raise ConfigError(f"token {token[:6]}… is given to two projects")
-            seen.add(token)
+    file_values = _read_file(config_file)
+    values = {
+        setting.name: _value(setting, flags, file_values, config_file) for setting in SETTINGS
+    }
+    _check_values(values)
+    projects = _projects(values, file_values)
     return Settings(
         db=str(values["db"]),
         host=str(values["host"]),
@@ -232,6 +167,86 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         log_reserve=int(values["log_reserve"]),
         memory_limit=values["memory_limit"] or None,
     )
+
+
+def _read_file(config_file: Path | None) -> dict[str, Any]:
+    if config_file is None:
+        return {}
+    try:
+        return tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_file} is not UTF-8 text: {exc.reason}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
+
+
+def _value(
+    setting: Setting, flags: dict[str, Any], file_values: dict[str, Any], config_file: Path | None
+) -> Any:
+    """One setting: its flag, else its environment variable, else the file's value."""
+    given = flags.get(setting.name)
+    if given not in (None, [], ()):
+        return list(given) if isinstance(given, tuple) else given
+    from_env = _env(setting.name, [] if isinstance(setting.default, list) else None)
+    if from_env not in (None, []):
+        if isinstance(setting.default, int) and not isinstance(setting.default, bool):
+            try:
+                return int(from_env)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"EVENTPLAN_{setting.name.upper()} has value {from_env!r}; "
+                    "expected a whole number"
+                ) from exc
+        return from_env
+    file_key = FILE_KEYS.get(setting.name, setting.name)
+    return _from_file(setting, file_key, file_values.get(file_key), config_file)
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    for setting in SETTINGS:
+        value = values[setting.name]
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{setting.name} is {value}; it cannot be negative")
+    if values["max_body_bytes"] == 0 or values["port"] > 65535:
+        raise ConfigError("max_body_bytes must be at least 1, and port at most 65535")
+    for network in values["trusted_proxy"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"trusted proxy {network!r} is not an address or network") from exc
+    if values["enforcement"] not in ENFORCEMENTS:
+        raise ConfigError(f"enforcement is {values['enforcement']!r}; expected flag or quarantine")
+
+
+def _projects(values: dict[str, Any], file_values: dict[str, Any]) -> list[ProjectConfig]:
+    """The file's [[projects]], after the one the flags name (--plan, --token)."""
+    projects = [_project(p, i) for i, p in enumerate(file_values.get("projects", []))]
+    if values["plan"] is not None:
+        tokens = tuple(values["token"])
+        if not tokens:
+            raise ConfigError("no project token: pass --token or set EVENTPLAN_TOKEN")
+        flagged = ProjectConfig(
+            "",
+            Path(values["plan"]),
+            tokens,
+            values["enforcement"],
+            values["forward"],
+            values["forward_token"],
+        )
+        projects.insert(0, flagged)
+    if not projects:
+        raise ConfigError("no plan: pass --plan (and --token), or list [[projects]] in a TOML file")
+    seen: set[str] = set()
+    for project in projects:
+        if project.forward and not project.forward_token:
+            raise ConfigError("--forward needs --forward-token (the PostHog project token)")
+        for token in project.tokens:
+            if token in seen:
+                raise ConfigError(f"token {token[:6]}… is given to two projects")
+            seen.add(token)
+    return projects
 
 
 def _strings(value: Any, what: str) -> list[str]:

@@ -175,7 +175,8 @@ def _start(since: str | None, now: datetime) -> datetime:
 def check_data_quality(
     store: Store, plan: Plan, project: str, now: datetime, since: str | None
 ) -> list[AlertResult]:
-    """Invalid share per event, and planned events that went quiet; each names its owner."""
+    """Invalid share per event, planned events that went quiet and app versions whose
+    volume dropped, checked at `now` or daily since `since`; each names its owner."""
     invalid = AlertResult(
         "invalid_share",
         "data_quality",
@@ -194,73 +195,75 @@ def check_data_quality(
         f"an app_version sent less than {VOLUME_DROP_SHARE:.0%} of its median daily volume",
         "",
     )
-    dialect = DIALECTS[store.dialect]
-    end = now
-    start = _start(since, now) if since else now
-    checks = []
-    moment = start
-    while moment <= end:
-        checks.append(moment)
-        moment += timedelta(days=1)
-    for at in checks:
-        for event, (total, bad) in invalid_counts(
-            store, project, at - timedelta(days=1), at
-        ).items():
-            if (
-                event in plan.events
-                and total >= INVALID_SHARE_MIN_EVENTS
-                and bad / total > INVALID_SHARE_ALERT
-            ):
-                owner = plan.events[event].owner
-                invalid.firing.append(
-                    Firing(
-                        "invalid_share",
-                        at.isoformat(),
-                        round(bad / total, 4),
-                        f"> {INVALID_SHARE_ALERT:g}",
-                        event,
-                        owner,
-                        f"{bad}/{total} {event} events break the plan; owner: {owner}",
-                    )
-                )
-        # Typical volume is the median day of the week before, so one burst (an
-        # incident) does not make an event look regular.
-        quiet_from = at - timedelta(hours=SILENCE_HOURS)
-        day = (
-            f"CASE WHEN e.timestamp < ? THEN floor((? - {dialect.epoch_us('e.timestamp')}) "
-            "/ 86400000000) ELSE -1 END"
-        )
-        _, rows = store.sql(
-            f"SELECT e.event, {day} AS day, count(*), max(e.timestamp) FROM events_data e "
-            "WHERE e.project = ? AND e.timestamp >= ? AND e.timestamp < ? "
-            "GROUP BY ALL ORDER BY 1, 2",
-            [quiet_from, epoch_us(quiet_from), project, quiet_from - timedelta(days=7), at],
-        )
-        seen: dict[str, tuple[datetime, list[int]]] = {}
-        for event, day_number, count, latest in rows:
-            last, per_day = seen.get(event, (latest, [0] * 7))
-            if day_number >= 0:
-                per_day[min(int(day_number), 6)] += int(count)
-            seen[event] = (max(last, latest), per_day)
-        for event, (last_seen, per_day) in seen.items():
-            before = statistics.median(per_day)
-            if event not in plan.events or before < SILENCE_MIN_DAILY:
-                continue
-            if last_seen < at - timedelta(hours=SILENCE_HOURS):
-                owner = plan.events[event].owner
-                quiet.firing.append(
-                    Firing(
-                        "event_went_quiet",
-                        at.isoformat(),
-                        float(before),
-                        f"{SILENCE_HOURS} h",
-                        event,
-                        owner,
-                        f"{event} last seen {last_seen.isoformat()}; owner: {owner}",
-                    )
-                )
+    at = _start(since, now) if since else now
+    while at <= now:
+        _invalid_share(store, plan, project, at, invalid)
+        _went_quiet(store, plan, project, at, quiet)
         _volume_drop(store, project, at, drop)
+        at += timedelta(days=1)
     return [invalid, quiet, drop]
+
+
+def _invalid_share(
+    store: Store, plan: Plan, project: str, at: datetime, result: AlertResult
+) -> None:
+    """Planned events of which more than the alert's share broke the plan in 24 h."""
+    for event, (total, bad) in invalid_counts(store, project, at - timedelta(days=1), at).items():
+        if event not in plan.events or total < INVALID_SHARE_MIN_EVENTS:
+            continue
+        if bad / total > INVALID_SHARE_ALERT:
+            owner = plan.events[event].owner
+            result.firing.append(
+                Firing(
+                    "invalid_share",
+                    at.isoformat(),
+                    round(bad / total, 4),
+                    f"> {INVALID_SHARE_ALERT:g}",
+                    event,
+                    owner,
+                    f"{bad}/{total} {event} events break the plan; owner: {owner}",
+                )
+            )
+
+
+def _went_quiet(store: Store, plan: Plan, project: str, at: datetime, result: AlertResult) -> None:
+    """Planned events, regular the week before, not seen for SILENCE_HOURS. Typical volume
+    is the median day of that week, so one burst (an incident) does not make an event
+    look regular."""
+    dialect = DIALECTS[store.dialect]
+    quiet_from = at - timedelta(hours=SILENCE_HOURS)
+    day = (
+        f"CASE WHEN e.timestamp < ? THEN floor((? - {dialect.epoch_us('e.timestamp')}) "
+        "/ 86400000000) ELSE -1 END"
+    )
+    _, rows = store.sql(
+        f"SELECT e.event, {day} AS day, count(*), max(e.timestamp) FROM events_data e "
+        "WHERE e.project = ? AND e.timestamp >= ? AND e.timestamp < ? "
+        "GROUP BY ALL ORDER BY 1, 2",
+        [quiet_from, epoch_us(quiet_from), project, quiet_from - timedelta(days=7), at],
+    )
+    seen: dict[str, tuple[datetime, list[int]]] = {}
+    for event, day_number, count, latest in rows:
+        last, per_day = seen.get(event, (latest, [0] * 7))
+        if day_number >= 0:
+            per_day[min(int(day_number), 6)] += int(count)
+        seen[event] = (max(last, latest), per_day)
+    for event, (last_seen, per_day) in seen.items():
+        before = statistics.median(per_day)
+        if event not in plan.events or before < SILENCE_MIN_DAILY or last_seen >= quiet_from:
+            continue
+        owner = plan.events[event].owner
+        result.firing.append(
+            Firing(
+                "event_went_quiet",
+                at.isoformat(),
+                float(before),
+                f"{SILENCE_HOURS} h",
+                event,
+                owner,
+                f"{event} last seen {last_seen.isoformat()}; owner: {owner}",
+            )
+        )
 
 
 def _volume_drop(store: Store, project: str, at: datetime, result: AlertResult) -> None:
