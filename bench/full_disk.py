@@ -28,8 +28,6 @@ from tests.capture.test_full_disk import Load  # noqa: E402
 from tests.conftest import OPENCHAT, SmallDisk  # noqa: E402
 from tests.servers import TOKEN, RunningServer, free_port  # noqa: E402
 
-from eventplan.store import open_store  # noqa: E402
-
 TARGET_SECONDS = 10.0
 
 
@@ -68,15 +66,7 @@ def sigterm(running: RunningServer) -> float:
 
 
 def lost_and_doubled(load: Load, db: Path) -> tuple[int, int]:
-    store = open_store(str(db), read_only=True)
-    try:
-        _, rows = store.sql(
-            "SELECT uuid::VARCHAR, count(*) FROM events WHERE distinct_id LIKE ? GROUP BY ALL",
-            [f"{load.run}-%"],
-        )
-    finally:
-        store.close()
-    stored = dict(rows)
+    stored = load.stored_counts(str(db))
     return len(load.acknowledged - set(stored)), sum(1 for n in stored.values() if n > 1)
 
 

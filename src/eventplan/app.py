@@ -535,17 +535,17 @@ class Server:
 
     def access_of(self, request: Request) -> Access | None:
         """What the request may read: by its bearer key, else by its live session."""
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() == "bearer" and (access := self.key_access(key)) is not None:
-            return access
-        return self.sessions.access(request)
+        return self._bearer_access(request) or self.sessions.access(request)
+
+    def _bearer_access(self, request: Request) -> Access | None:
+        """What a personal API key sent as `Authorization: Bearer …` may read."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        return self.key_access(key) if scheme.lower() == "bearer" else None
 
     def _refused(self, request: Request) -> Response | None:
         """None when a personal API key (as a bearer token) or a live browser session
         authorizes the request; a session's POST must also pass the CSRF check."""
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and (by_key := self.key_access(key)) is not None:
+        if (by_key := self._bearer_access(request)) is not None:
             request.state.access = by_key
             return None  # a bearer key is no ambient credential: no CSRF check
         by_session = self.sessions.access(request)

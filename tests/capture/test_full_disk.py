@@ -89,7 +89,14 @@ class Load:
         expected = self.acknowledged | set(self.sdk_sent)
         self.server.wait_for_count(f"distinct_id LIKE '{self.run}-%'", len(expected), 120)
         self.server.stop()
-        store = open_store(self.server.store, read_only=True)
+        stored = self.stored_counts(self.server.store)
+        assert expected <= set(stored), f"{len(expected - set(stored))} acknowledged, not stored"
+        assert [event_id for event_id, count in stored.items() if count != 1] == []
+
+    def stored_counts(self, db: str) -> dict[str, int]:
+        """How many times each of this load's uuids is in the store `db` (read whole,
+        from the file: the server is stopped)."""
+        store = open_store(db, read_only=True)
         try:
             _, rows = store.sql(
                 "SELECT uuid::VARCHAR, count(*) FROM events WHERE distinct_id LIKE ? GROUP BY ALL",
@@ -97,9 +104,7 @@ class Load:
             )
         finally:
             store.close()
-        stored = {event_id: count for event_id, count in rows}
-        assert expected <= set(stored), f"{len(expected - set(stored))} acknowledged, not stored"
-        assert [event_id for event_id, count in stored.items() if count != 1] == []
+        return {str(event_id): int(count) for event_id, count in rows}
 
     def check_refusals_were_503(self) -> None:
         assert set(self.statuses) <= {200, 503}

@@ -167,13 +167,8 @@ class BackgroundWriter:
 
     def _replay(self) -> int:
         after = self.store.wal_seq()
-        # Counted now, decoded again when inserted: holding a row group's worth of
-        # decoded events would take about 230 MB.
-        records = (
-            Piece(seq, len(decode_events(payload))) for seq, payload in self.wal.replay(after)
-        )
         replayed = 0
-        for chunk in chunks(records, self.store.insert_size):
+        for chunk in chunks(self._logged(after), self.store.insert_size):
             try:
                 replayed += self._insert(chunk)
             except StoreUnavailable:
@@ -268,6 +263,15 @@ class BackgroundWriter:
                 return  # stopped while the store failed: the log keeps the rest
             if self._stopping.is_set():
                 return  # stopped: what waits is in the log, replayed on the next start
+
+    def _logged(self, after: int, through: int | None = None) -> Iterator[Piece]:
+        """The log's records past `after` (up to `through`), as pieces to insert.
+        Counted now, decoded again when inserted: holding a row group's worth of
+        decoded events would take about 230 MB."""
+        for seq, payload in self.wal.replay(after):
+            if through is not None and seq > through:
+                return
+            yield Piece(seq, len(decode_events(payload)))
 
     def _finish_replay(self) -> bool:
         """The replay the start could not do, once the store takes writes; False when
@@ -384,13 +388,8 @@ class BackgroundWriter:
         if recorded >= self.stats.stored_seq:
             return
         log.warning("the reopened store is at log record %d; re-inserting from there", recorded)
-        lost = (
-            Piece(seq, len(decode_events(payload)))
-            for seq, payload in self.wal.replay(recorded)
-            if seq <= self.stats.stored_seq
-        )
         target, self.stats.stored_seq = self.stats.stored_seq, recorded
-        for chunk in chunks(lost, self.store.insert_size):
+        for chunk in chunks(self._logged(recorded, through=target), self.store.insert_size):
             self._insert(chunk)
         self.stats.stored_seq = max(self.stats.stored_seq, target)
 

@@ -28,6 +28,7 @@ from eventplan.web.security import EVERY_PROJECT
 
 if TYPE_CHECKING:
     from eventplan.app import Server
+    from eventplan.project import Project
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -96,10 +97,13 @@ class Pages:
             status_code=status,
         )
 
+    def _project(self, request: Request) -> Project:
+        """The project a page shows (`?project=`), among those its session may read."""
+        access = self.server.access_of(request) or EVERY_PROJECT
+        return self.server.project(request.query_params.get("project"), access)
+
     def render(self, request: Request, name: str, **context: Any) -> Response:
-        project = self.server.project(
-            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
-        )
+        project = self._project(request)
         return templates.TemplateResponse(
             request,
             name,
@@ -147,9 +151,7 @@ class Pages:
         return self.render(request, "index.html", forwarding=forwarding)
 
     async def dashboard(self, request: Request) -> Response:
-        project = self.server.project(
-            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
-        )
+        project = self._project(request)
         name = request.path_params["name"]
         board = next((d for d in project.plan.dashboards if d.name == name), None)
         if board is None:
@@ -157,16 +159,12 @@ class Pages:
         return self.render(request, "dashboard.html", board=board)
 
     async def live(self, request: Request) -> Response:
-        project = self.server.project(
-            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
-        )
-        recent = await run_in_threadpool(self.server.store.recent_events, project.name, 50)
+        project = self._project(request)
+        recent = await run_in_threadpool(project.recent_events, 50)
         return self.render(request, "live.html", recent=recent)
 
     async def live_stream(self, request: Request) -> Response:
-        project = self.server.project(
-            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
-        )
+        project = self._project(request)
         params = request.query_params
         live_filter = LiveFilter(
             event=params.get("event", ""),
@@ -195,16 +193,12 @@ class Pages:
         )
 
     async def plan(self, request: Request) -> Response:
-        project = self.server.project(
-            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
-        )
+        project = self._project(request)
         report = await run_in_threadpool(project.coverage)
         return self.render(request, "plan.html", coverage=report)
 
     async def alerts(self, request: Request) -> Response:
-        project = self.server.project(
-            request.query_params.get("project"), self.server.access_of(request) or EVERY_PROJECT
-        )
+        project = self._project(request)
         results = await run_in_threadpool(project.alerts)
         history = await run_in_threadpool(project.alert_history, 100)
         return self.render(
