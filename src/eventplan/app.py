@@ -627,9 +627,8 @@ class Server:
             project = self.project(project_key, request.state.access)
             raw = body.get("query") if isinstance(body, dict) and "query" in body else body
             parsed = from_posthog(raw)
-            if isinstance(parsed, str):  # HogQL: raw SQL over the whole store
-                self._admin(request)
-                return self._sql_answer(parsed)
+            if isinstance(parsed, str):  # HogQL, translated with the project's scope
+                return project.hogql(parsed, self.settings.query_timeout or None)
             return project.query(parsed)
 
         return await self._guarded_json(request, work)

@@ -865,6 +865,36 @@ def query_funnel(
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
 
+@query.command(name="hogql")
+@click.argument("text")
+@DB_OPTION
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@PROJECT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="PostHog's HogQLQuery response.")
+@click.option("--timeout", type=float, default=60, show_default=True, help="Seconds (0: any).")
+def query_hogql(
+    text: str, db: str, plan: Path, project: str | None, as_json: bool, timeout: float
+) -> None:
+    """A HogQL query (PostHog's SQL) over the project's events, as PostHog answers it."""
+    loaded = _load(plan)
+    store = _open_store(db, read_only=True, plans=[loaded])
+    try:
+        result = _project(store, loaded, project).hogql(text, timeout or None)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+        return
+    table = Table()
+    for column in result["columns"]:
+        table.add_column(column)
+    for row in result["results"]:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    console.print(table)
+    if result["hasMore"]:
+        console.print(f"(the first {result['limit']} rows; add a LIMIT for more)")
+
+
 @cli.command()
 @click.argument("name")
 @DB_OPTION

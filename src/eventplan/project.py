@@ -27,6 +27,7 @@ from eventplan.query.alerts import AlertResult, check_alerts
 from eventplan.query.coverage import coverage
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
 from eventplan.query.engine import run_query
+from eventplan.query.hogql import hogql_query
 from eventplan.query.model import DateRange, Query
 from eventplan.store import Store
 from eventplan.store.records import StoredEvent
@@ -131,6 +132,10 @@ class Project:
         """A trends or funnels query over this project's events."""
         scoped = msgspec.structs.replace(query, project=self.name)
         return run_query(self.store, self.plan, scoped, now)
+
+    def hogql(self, text: str, timeout: float | None = None) -> dict[str, Any]:
+        """A HogQL query over this project's events, answered as PostHog answers it."""
+        return hogql_query(text, self.store, self.name, timeout)
 
     def dashboard(
         self,

@@ -267,6 +267,21 @@ def test_report_and_query_commands(tmp_path: Path) -> None:
         env={"COLUMNS": "200"},
     )
     assert funnel.exit_code == 0 and "dashboard.entered" in funnel.output
+    hogql = runner.invoke(
+        cli,
+        [
+            *["query", "hogql", "SELECT event, count() FROM events GROUP BY event"],
+            *["--db", str(db), "--plan", str(OPENCHAT), "--json"],
+        ],
+    )
+    assert hogql.exit_code == 0, hogql.output
+    answer = json.loads(hogql.output)
+    raw = runner.invoke(
+        cli, ["sql", "SELECT event, count(*) FROM events GROUP BY event", "--db", str(db), "--json"]
+    )
+    assert answer["columns"] == ["event", "count()"] and answer["hasMore"] is False
+    assert dict(answer["results"]) == dict(json.loads(raw.output)["results"])
+    assert dict(answer["results"])["chat.created"] > 0
     unknown = runner.invoke(cli, ["report", "nope", "--db", str(db), "--plan", str(OPENCHAT)])
     assert unknown.exit_code == 1 and "nope" in unknown.output
 

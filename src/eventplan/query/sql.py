@@ -58,6 +58,9 @@ class Dialect:
     def try_double(self, expr: str) -> str:
         return f"TRY_CAST({expr} AS DOUBLE)"
 
+    def try_boolean(self, expr: str) -> str:
+        return f"TRY_CAST({expr} AS BOOLEAN)"
+
     def regex(self, expr: str, pattern: str) -> str:
         return f"regexp_matches({expr}, {pattern})"
 
@@ -127,6 +130,9 @@ class ClickHouseDialect(Dialect):
     def try_double(self, expr: str) -> str:
         return f"toFloat64OrNull({expr})"
 
+    def try_boolean(self, expr: str) -> str:
+        return f"toBoolOrNull({expr})"
+
     def regex(self, expr: str, pattern: str) -> str:
         return f"match({expr}, {pattern})"
 
@@ -161,30 +167,49 @@ DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "clickhouse": ClickHouseDia
 class Compiler:
     """Turns query parts into SQL text plus parameters, knowing the store's columns."""
 
-    def __init__(self, columns: Sequence[Column], dialect: str = "duckdb") -> None:
+    def __init__(
+        self, columns: Sequence[Column], dialect: str = "duckdb", table: str = "e"
+    ) -> None:
         self.dialect = DIALECTS[dialect]
+        self.table = table  # the alias of `events_data` the expressions read
         self._by_key: dict[str, list[Column]] = {}
         for column in columns:
             self._by_key.setdefault(column.key, []).append(column)
 
     def text(self, key: str) -> str:
         d = self.dialect
-        parts = [d.as_text(f"e.{quote(c.name)}") for c in self._by_key.get(key, [])]
-        parts.append(d.json_text("e.properties_rest", [key]))
+        parts = [d.as_text(f"{self.table}.{quote(c.name)}") for c in self._by_key.get(key, [])]
+        parts.append(self.rest(key))
         return d.first_of(parts)
 
     def number(self, key: str) -> str:
         d = self.dialect
         parts = [
-            d.as_double(f"e.{quote(c.name)}")
+            d.as_double(f"{self.table}.{quote(c.name)}")
             for c in self._by_key.get(key, [])
             if c.type in ("integer", "number")
         ]
-        parts.append(d.try_double(d.json_text("e.properties_rest", [key])))
+        parts.append(d.try_double(self.rest(key)))
         return d.first_of(parts)
 
+    def rest(self, *keys: str) -> str:
+        """A value from the JSON rest only, as text (a nested one by its path)."""
+        return self.dialect.json_text(f"{self.table}.properties_rest", keys)
+
+    def typed(self, key: str) -> str:
+        """A property the way PostHog types it: numeric where the plan says it is a
+        number, boolean where a boolean, else text."""
+        types = {c.type for c in self._by_key.get(key, [])}
+        if types and types <= {"integer", "number"}:
+            return self.number(key)
+        if types == {"boolean"}:
+            d = self.dialect
+            parts = [f"{self.table}.{quote(c.name)}" for c in self._by_key[key]]
+            return d.first_of([*parts, d.try_boolean(self.rest(key))])
+        return self.text(key)
+
     def group(self, group_type: str) -> str:
-        return self.dialect.json_text("e.properties_rest", ["$groups", group_type])
+        return self.rest("$groups", group_type)
 
     def condition(self, flt: PropertyFilter, params: list[Any]) -> str:
         op, value = flt.operator, flt.value

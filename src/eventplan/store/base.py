@@ -326,6 +326,10 @@ class Store(ABC):
         ]
 
     @abstractmethod
+    def properties_sql(self, table: str = "e") -> str:
+        """An event's whole `properties` as JSON, from `events_data` aliased `table`."""
+
+    @abstractmethod
     def sql(
         self,
         query: str,

@@ -552,29 +552,31 @@ class ClickHouseStore(Store):
         except QueryError:
             self._use_catalog([])
 
-    def _view_sql(self) -> str:
-        """`events`: PostHog's shape, the typed columns folded back into `properties`."""
+    def properties_sql(self, table: str = "e") -> str:
+        """An event's whole `properties` as JSON text: the rest, with the typed columns
+        of `events_data` (aliased `table`) folded back in."""
         pieces = []
         for column in self.columns:
             key = _json.encode(column.key).decode().replace("\\", "\\\\").replace("'", "\\'")
             pieces.append(
-                f"if(isNull(e.{quote(column.name)}), '', "
-                f"concat('{key}:', toJSONString(assumeNotNull(e.{quote(column.name)}))))"
+                f"if(isNull({table}.{quote(column.name)}), '', "
+                f"concat('{key}:', toJSONString(assumeNotNull({table}.{quote(column.name)}))))"
             )
         rest = (
-            "if(isNull(e.properties_rest), '', substring(e.properties_rest, 2, "
-            "length(e.properties_rest) - 2))"
+            f"if(isNull({table}.properties_rest), '', substring({table}.properties_rest, 2, "
+            f"length({table}.properties_rest) - 2))"
         )
         parts = ", ".join([rest, *pieces])
-        properties = (
-            f"concat('{{', arrayStringConcat(arrayFilter(x -> x != '', [{parts}]), ','), '}}')"
-        )
+        return f"concat('{{', arrayStringConcat(arrayFilter(x -> x != '', [{parts}]), ','), '}}')"
+
+    def _view_sql(self) -> str:
+        """`events`: PostHog's shape, the typed columns folded back into `properties`."""
         return f"""
             CREATE OR REPLACE VIEW events AS
             SELECT e.uuid AS uuid, e.event AS event, e.distinct_id AS distinct_id,
                    COALESCE(o.person_id, e.person_id) AS person_id,
                    e.timestamp AS timestamp, e.created_at AS created_at, e.project AS project,
-                   e.ip_hash AS ip_hash, {properties} AS properties,
+                   e.ip_hash AS ip_hash, {self.properties_sql()} AS properties,
                    e.verdict AS verdict, e.violations AS violations
             FROM events_data e
             LEFT JOIN (SELECT project, old_person_id, argMax(person_id, version) AS person_id

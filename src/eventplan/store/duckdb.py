@@ -144,7 +144,7 @@ class EventStore(Store):
             {"memory_limit": memory_limit} if memory_limit else {}
         )
         try:
-            self._conn = duckdb.connect(self.path, read_only=read_only, config=self._config)
+            self._conn = self._connect(read_only)
         except duckdb.IOException as exc:
             raise EventplanError(f"cannot open {self.path}: {exc}") from exc
         except duckdb.Error as exc:  # a memory limit DuckDB does not understand
@@ -159,12 +159,19 @@ class EventStore(Store):
             )
         self._load_catalog()
 
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        conn = duckdb.connect(self.path, read_only=read_only, config=self._config)
+        # Days, hours and weeks of a time are UTC's (PostHog's default project time
+        # zone), whatever the machine's is; GLOBAL, so that every cursor has it too.
+        conn.execute("SET GLOBAL TimeZone = 'UTC'")
+        return conn
+
     def reopen(self) -> None:
         with self._lock:
             with suppress(duckdb.Error):
                 self._conn.close()
             try:
-                self._conn = duckdb.connect(self.path, config=self._config)
+                self._conn = self._connect(False)
                 self._run("SELECT 1")
                 self._ensure_schema()
                 self._unsettled_rows = int(
@@ -273,24 +280,29 @@ class EventStore(Store):
             rows = []
         self._use_catalog([tuple(row) for row in rows])
 
-    def _view_sql(self) -> str:
+    def properties_sql(self, table: str = "e") -> str:
+        """An event's whole `properties` as JSON: the rest, with the typed columns of
+        `events_data` (aliased `table`) folded back in."""
         by_property: dict[str, list[Column]] = {}
         for column in self.columns:
             by_property.setdefault(column.key, []).append(column)
         pairs = []
         for prop, columns in sorted(by_property.items()):
-            values = [f"to_json(e.{quote(c.name)})" for c in columns]
+            values = [f"to_json({table}.{quote(c.name)})" for c in columns]
             value = values[0] if len(values) == 1 else f"COALESCE({', '.join(values)})"
             pairs.append(f"'{prop.replace(chr(39), chr(39) * 2)}', {value}")
         typed = (
             f"json_merge_patch('{{}}', json_object({', '.join(pairs)}))" if pairs else "'{}'::JSON"
         )
+        return f"json_merge_patch(COALESCE({table}.properties_rest, '{{}}'), {typed})"
+
+    def _view_sql(self) -> str:
         return f"""
             CREATE OR REPLACE VIEW events AS
             SELECT e.uuid, e.event, e.distinct_id,
                    COALESCE(o.person_id, e.person_id) AS person_id,
                    e.timestamp, e.created_at, e.project, e.ip_hash,
-                   json_merge_patch(COALESCE(e.properties_rest, '{{}}'), {typed}) AS properties,
+                   {self.properties_sql()} AS properties,
                    e.verdict, e.violations
             FROM events_data e
             LEFT JOIN person_overrides o
