@@ -173,6 +173,30 @@ def test_a_key_of_one_project_finds_nothing_of_the_other(two_projects: RunningSe
     assert admin.status_code == 200  # the server's own key reads every project
 
 
+def test_hogql_reads_only_the_projects_own_rows(two_projects: RunningServer) -> None:
+    """A project's key may ask HogQL (the scope is part of the translation), and every
+    count, distinct id and person is that project's."""
+    mine = {"Authorization": f"Bearer {ALPHA_KEY}"}
+
+    def hogql(project: str, text: str, headers: dict[str, str]) -> httpx.Response:
+        query = {"kind": "HogQLQuery", "query": text}
+        return httpx.post(
+            f"{two_projects.url}/api/projects/{project}/query/",
+            json={"query": query},
+            headers=headers,
+        )
+
+    text = "SELECT count(), uniq(distinct_id), countIf(properties.limit IS NULL) FROM events"
+    alpha = hogql("alpha", text, mine)
+    assert alpha.status_code == 200, alpha.text
+    broken = stored_count(two_projects, "alpha", "verdict = 'invalid'")
+    assert alpha.json()["results"] == [[40, 5, broken]]
+    assert hogql("beta", text, AUTH).json()["results"] == [[7, 5, 0]]
+    assert hogql("beta", text, mine).status_code == 404
+    ids = hogql("beta", "SELECT DISTINCT distinct_id FROM person_distinct_ids", AUTH).json()
+    assert {row[0] for row in ids["results"]} == {f"{BETA}-user-{i}" for i in range(5)}
+
+
 HASHING_PLAN = """\
 plan: shop
 version: 1.0.0

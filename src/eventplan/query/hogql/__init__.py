@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlglot import exp
@@ -20,7 +21,7 @@ from sqlglot import exp
 from eventplan.query.hogql import functions
 from eventplan.query.hogql.dialect import HogQLError, parse
 from eventplan.query.hogql.schema import Resolver
-from eventplan.query.hogql.translate import ENGINE_DIALECTS, Translator
+from eventplan.query.hogql.translate import Translator
 from eventplan.store import Store
 from eventplan.store.base import QueryError
 
@@ -33,21 +34,29 @@ __all__ = ["HogQLError", "Translation", "hogql_query", "translate"]
 @dataclass(frozen=True)
 class Translation:
     sql: str  # one SELECT in the store's dialect, fetching `limit` + 1 rows
-    columns: list[str]
+    columns: tuple[str, ...]
     limit: int
 
 
 def translate(text: str, store: Store, project: str) -> Translation:
+    """The query in the store's SQL. A dashboard or a script asks the same text again
+    and again, so translations are kept (per store, project and set of typed columns:
+    a plan that grows gives new ones)."""
+    return _translate(text, store, project, tuple(c.name for c in store.columns))
+
+
+@lru_cache(maxsize=512)
+def _translate(text: str, store: Store, project: str, columns: tuple[str, ...]) -> Translation:
     parsed = parse(text)
     for node in parsed.walk():
         functions.check(node)
     tree = parsed.transform(_placeholder)
     if not isinstance(tree, exp.Query):
         raise HogQLError("only SELECT queries are allowed")
-    columns = Translator(Resolver(store, project)).query(tree, None)
+    translator = Translator(Resolver(store, project))
+    names = translator.query(tree, None)
     limit = _limit(tree)
-    tree = tree.limit(limit + 1, copy=False)
-    return Translation(tree.sql(dialect=ENGINE_DIALECTS[store.dialect]), columns, limit)
+    return Translation(translator.sql(tree.limit(limit + 1, copy=False)), tuple(names), limit)
 
 
 def hogql_query(
@@ -63,7 +72,7 @@ def hogql_query(
     rows = rows[: translation.limit + 1]
     kept = rows[: translation.limit]
     return {
-        "columns": translation.columns,
+        "columns": list(translation.columns),
         "results": [[_value(v) for v in row] for row in kept],
         "types": [[name, _type(kept, i)] for i, name in enumerate(translation.columns)],
         "hasMore": len(rows) > len(kept),

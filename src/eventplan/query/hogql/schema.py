@@ -10,7 +10,7 @@ the plan gave `x` before the JSON rest, and is typed as PostHog types a property
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 
@@ -72,17 +72,20 @@ class Source:
     table: Table
     alias: str
     node: exp.Expr  # the table in the query, which the subquery replaces
-    with_person: bool = False  # an events source joins the person when a field needs it
+    reads: set[str] = field(default_factory=set)  # the subquery's columns the query reads
 
 
 class Resolver:
     """Fields of PostHog's tables as SQL text of the store's dialect, and the scoped
-    subqueries behind them."""
+    subqueries behind them, which hold only the columns the query reads."""
 
     def __init__(self, store: Store, project: str) -> None:
         self.store = store
         self.dialect = store.dialect
         self.project = value_sql(project)
+        self._columns_of: dict[str, list[str]] = {}
+        for column in store.columns:
+            self._columns_of.setdefault(column.key, []).append(column.name)
 
     def field(self, source: Source, path: Sequence[str]) -> str | None:
         """SQL for `path` (`properties`, `$browser`) read from `source`; None when the
@@ -101,25 +104,34 @@ class Resolver:
         compiler = Compiler(self.store.columns, self.dialect, alias)
         if head == "properties":
             if not rest:
+                source.reads.add("properties")
                 return f"{alias}.properties"
-            return compiler.typed(rest[0]) if len(rest) == 1 else compiler.rest(*rest)
+            source.reads.add("properties_rest")
+            if len(rest) > 1:
+                return compiler.rest(*rest)
+            source.reads.update(self._columns_of.get(rest[0], []))
+            return compiler.typed(rest[0])
         if head == "person":
             return self._person_field(source, alias, rest)
-        if head in ("$session_id", "$window_id") and not rest:
-            return compiler.text(head)
-        if head == "elements_chain" and not rest:
-            return f"COALESCE({compiler.text('$elements_chain')}, '')"
+        if head in ("$session_id", "$window_id", "elements_chain") and not rest:
+            key = "$elements_chain" if head == "elements_chain" else head
+            source.reads.update(["properties_rest", *self._columns_of.get(key, [])])
+            text = compiler.text(key)
+            return f"COALESCE({text}, '')" if head == "elements_chain" else text
         if head in EVENT_FIELDS and not rest:
+            source.reads.add(head)
             return f"{alias}.{quote(head)}"
         return None
 
     def _person_field(self, source: Source, alias: str, rest: list[str]) -> str | None:
         if rest in (["id"], []):
+            source.reads.add("person_id")
             return f"{alias}.person_id"
-        source.with_person = True
         if rest[0] == "properties":
+            source.reads.add("person_properties")
             return self._json(f"{alias}.person_properties", rest[1:])
         if rest == ["created_at"]:
+            source.reads.add("person_created_at")
             return f"{alias}.person_created_at"
         return None
 
@@ -132,23 +144,7 @@ class Resolver:
         d = DIALECTS[self.dialect]
         name = source.table.name
         if name == "events":
-            typed = "".join(f", e.{quote(c.name)}" for c in self.store.columns)
-            person = d.as_text(d.person)
-            joins = d.events_with_person
-            extra = ""
-            if source.with_person:
-                extra = ", pp.properties AS person_properties, pp.created_at AS person_created_at"
-                joins += (
-                    " LEFT JOIN persons pp ON pp.project = e.project "
-                    f"AND {d.as_text('pp.person_id')} = {person}"
-                )
-            return (
-                "SELECT e.uuid AS uuid, e.event AS event, e.distinct_id AS distinct_id, "
-                f"{person} AS person_id, e.timestamp AS timestamp, "
-                f"e.created_at AS created_at, e.properties_rest AS properties_rest{typed}, "
-                f"{self.store.properties_sql('e')} AS properties{extra} "
-                f"FROM {joins} WHERE e.project = {p}"
-            )
+            return self._events(source)
         if name == "persons":
             return (
                 f"SELECT {d.as_text('person_id')} AS id, properties, created_at "
@@ -162,4 +158,32 @@ class Resolver:
         return (
             "SELECT group_type, group_key AS key, properties, updated_at AS created_at, "
             f"updated_at FROM groups WHERE project = {p}"
+        )
+
+    def _events(self, source: Source) -> str:
+        """The events subquery: the person's merges joined only when a person field is
+        read, the whole `properties` built only when it is."""
+        d = DIALECTS[self.dialect]
+        person = d.as_text(d.person)
+        reads = source.reads
+        people = reads & {"person_properties", "person_created_at"}
+        columns = []
+        for name in sorted(reads):
+            if name == "person_id":
+                columns.append(f"{person} AS person_id")
+            elif name == "properties":
+                columns.append(f"{self.store.properties_sql('e')} AS properties")
+            elif name in people:
+                columns.append(f"pp.{name.removeprefix('person_')} AS {name}")
+            else:
+                columns.append(f"e.{quote(name)} AS {quote(name)}")
+        tables = d.events_with_person if people or "person_id" in reads else "events_data e"
+        if people:
+            tables += (
+                " LEFT JOIN persons pp ON pp.project = e.project "
+                f"AND {d.as_text('pp.person_id')} = {person}"
+            )
+        return (
+            f"SELECT {', '.join(columns) or '1 AS one'} FROM {tables} "
+            f"WHERE e.project = {self.project}"
         )

@@ -9,7 +9,9 @@ is part of the subqueries, never taken from the text.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
+from functools import cache
 
 import sqlglot
 from sqlglot import exp
@@ -62,6 +64,17 @@ class Translator:
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.dialect = ENGINE_DIALECTS[resolver.dialect]
+        # Each table's subquery goes in as a name no query can guess, put in the text
+        # once the tree is printed: its SQL is ours and need not be parsed again.
+        self.subqueries: dict[str, str] = {}
+        self._nonce = secrets.token_hex(8)
+
+    def sql(self, tree: exp.Expr) -> str:
+        """The translated tree as the engine's SQL, with the tables' subqueries."""
+        text = str(tree.sql(dialect=self.dialect))
+        for name, subquery in self.subqueries.items():
+            text = text.replace(name, f"({subquery})")
+        return text
 
     def query(self, node: exp.Expr, outer: Scope | None) -> list[str]:
         """Translate a SELECT or set operation in place; the names of its columns."""
@@ -171,7 +184,7 @@ class Translator:
         sql = self.resolver.field(source, path)
         if sql is None:
             raise HogQLError(f"Unable to resolve field: {'.'.join(parts)}")
-        node.replace(sqlglot.parse_one(sql, read=self.dialect))
+        node.replace(_parsed(sql, self.dialect).copy())
 
     @staticmethod
     def _name_columns(select: exp.Select, names: list[str]) -> None:
@@ -185,13 +198,15 @@ class Translator:
         )
 
     def _replace_table(self, source: Source) -> None:
-        sql = self.resolver.subquery(source)
-        table = sqlglot.parse_one(sql, read=self.dialect)
-        source.node.replace(
-            exp.Subquery(
-                this=table, alias=exp.TableAlias(this=exp.to_identifier(source.alias, quoted=True))
-            )
-        )
+        name = f"eventplan_{self._nonce}_{len(self.subqueries)}_table"
+        self.subqueries[name] = self.resolver.subquery(source)
+        alias = exp.TableAlias(this=exp.to_identifier(source.alias, quoted=True))
+        source.node.replace(exp.Table(this=exp.to_identifier(name), alias=alias))
+
+
+@cache
+def _parsed(sql: str, dialect: str) -> exp.Expr:
+    return sqlglot.parse_one(sql, read=dialect)
 
 
 def _owner(node: exp.Expr) -> exp.Expr | None:
