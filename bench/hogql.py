@@ -81,12 +81,7 @@ CASES = [
 
 
 def best(run: Callable[[], Any]) -> tuple[float, Any]:
-    fastest, result = float("inf"), None
-    for _ in range(7):
-        started = time.perf_counter()
-        result = run()
-        fastest = min(fastest, time.perf_counter() - started)
-    return fastest, result
+    return query_bench.best(run, times=7)
 
 
 def agree(hogql: list[list[Any]], rows: list[tuple[Any, ...]]) -> bool:
