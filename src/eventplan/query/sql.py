@@ -61,6 +61,16 @@ class Dialect:
     def try_boolean(self, expr: str) -> str:
         return f"TRY_CAST({expr} AS BOOLEAN)"
 
+    def as_boolean(self, condition: str) -> str:
+        return f"({condition})"
+
+    def value_at(self, which: str, value: str, by: str) -> str:
+        """The `value` of the row with the least (`which` = "min") or most `by`."""
+        return f"arg_{which}({value}, {by})"
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"date_diff('second', {start}, {end})"
+
     def regex(self, expr: str, pattern: str) -> str:
         return f"regexp_matches({expr}, {pattern})"
 
@@ -132,6 +142,15 @@ class ClickHouseDialect(Dialect):
 
     def try_boolean(self, expr: str) -> str:
         return f"toBoolOrNull({expr})"
+
+    def as_boolean(self, condition: str) -> str:
+        return f"toBool({condition})"  # a comparison is a UInt8 in ClickHouse
+
+    def value_at(self, which: str, value: str, by: str) -> str:
+        return f"arg{which.title()}({value}, {by})"
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"dateDiff('second', {start}, {end})"
 
     def regex(self, expr: str, pattern: str) -> str:
         return f"match({expr}, {pattern})"

@@ -32,6 +32,18 @@ EVENT_STAR = (
     "$session_id",
     "$window_id",
 )
+# PostHog's session properties we can give: those made of the events themselves.
+SESSION_FIELDS = (
+    "session_id",
+    "distinct_id",
+    "$start_timestamp",
+    "$end_timestamp",
+    "$session_duration",
+    "$entry_current_url",
+    "$exit_current_url",
+    "$pageview_count",
+    "$is_bounce",
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ TABLES = {
         Table(
             "person_distinct_ids", ("distinct_id", "person_id"), (), ("distinct_id", "person_id")
         ),
+        Table("sessions", SESSION_FIELDS, (), SESSION_FIELDS),
         Table(
             "groups",
             ("key", "group_type", "created_at", "updated_at"),
@@ -150,6 +163,8 @@ class Resolver:
                 f"SELECT {d.as_text('person_id')} AS id, properties, created_at "
                 f"FROM persons WHERE project = {p}"
             )
+        if name == "sessions":
+            return self._sessions()
         if name == "person_distinct_ids":
             return (
                 f"SELECT distinct_id, {d.as_text('person_id')} AS person_id "
@@ -158,6 +173,26 @@ class Resolver:
         return (
             "SELECT group_type, group_key AS key, properties, updated_at AS created_at, "
             f"updated_at FROM groups WHERE project = {p}"
+        )
+
+    def _sessions(self) -> str:
+        """A session: the events with one `$session_id`, from the first to the last."""
+        d = DIALECTS[self.dialect]
+        compiler = Compiler(self.store.columns, self.dialect)
+        session, url = compiler.text("$session_id"), compiler.text("$current_url")
+        pageviews = d.count_if("e.event = '$pageview'")
+        start, end = "min(e.timestamp)", "max(e.timestamp)"
+        return (
+            f"SELECT {session} AS session_id, "
+            f"{d.value_at('min', 'e.distinct_id', 'e.timestamp')} AS distinct_id, "
+            f'{start} AS "$start_timestamp", {end} AS "$end_timestamp", '
+            f'{d.seconds_between(start, end)} AS "$session_duration", '
+            f'{d.value_at("min", url, "e.timestamp")} AS "$entry_current_url", '
+            f'{d.value_at("max", url, "e.timestamp")} AS "$exit_current_url", '
+            f'{pageviews} AS "$pageview_count", '
+            f'{d.as_boolean(f"{pageviews} <= 1")} AS "$is_bounce" '
+            f"FROM events_data e WHERE e.project = {self.project} AND {session} IS NOT NULL "
+            f"GROUP BY {session}"
         )
 
     def _events(self, source: Source) -> str:
