@@ -114,6 +114,12 @@ def test_funnel_and_hogql_queries(busy_server: RunningServer) -> None:
             "unordered",
         ),
         ({"kind": "HogQLQuery", "query": "DROP TABLE events_data"}, "only SELECT"),
+        (
+            {"kind": "HogQLQuery", "query": "SELECT getenv('HOME')"},
+            "Unsupported function call 'getenv(...)'",
+        ),
+        ({"kind": "HogQLQuery", "query": "SELECT * FROM events_data"}, "Unknown table"),
+        ({"kind": "HogQLQuery", "query": "SELECT nosuch FROM events"}, "Unable to resolve field"),
         # Wrong types and values name the field rather than fail inside (a 500).
         ({"kind": "TrendsQuery", "series": 5}, "series must be a list"),
         (
