@@ -92,9 +92,9 @@ def generate(plan: Any, count: int, persons: int) -> Iterator[list[StoredEvent]]
     yield events
 
 
-def best(run: Callable[[], Any], times: int = 3) -> tuple[float, Any]:
+def best(run: Callable[[], Any]) -> tuple[float, Any]:
     fastest, result = float("inf"), None
-    for _ in range(times):
+    for _ in range(3):
         started = time.perf_counter()
         result = run()
         fastest = min(fastest, time.perf_counter() - started)

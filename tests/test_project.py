@@ -164,10 +164,18 @@ def test_a_key_of_one_project_finds_nothing_of_the_other(two_projects: RunningSe
     assert get("/api/alerts", project="beta").status_code == 404
     assert get("/api/dashboards/chat_health", project="beta").status_code == 404
     assert get("/api/alerts").status_code == 200  # its own project by default
-    raw = httpx.post(
-        f"{two_projects.url}/api/sql", json={"query": "SELECT count(*) FROM events"}, headers=mine
-    )
-    assert raw.status_code == 403 and raw.json()["code"] == "permission_denied"
+
+    def sql(body: dict[str, str], headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{two_projects.url}/api/sql", json=body, headers=headers)
+
+    # Raw SQL with a project's key reads that project's rows only.
+    count = {"query": "SELECT count(*) FROM events_data"}
+    assert sql(count, mine).json()["results"] == [[40]]
+    assert sql({**count, "project": "beta"}, mine).status_code == 404
+    assert sql({**count, "project": "beta"}, AUTH).json()["results"] == [[7]]
+    assert sql(count, AUTH).json()["results"] == [[47]]  # an admin key, no project: all
+    refused = sql({"query": "SELECT * FROM meta"}, mine)
+    assert refused.status_code == 400 and "reads only its own tables" in refused.json()["detail"]
     assert get("/api/forward").status_code == 403
     admin = httpx.get(f"{two_projects.url}/api/alerts", params={"project": "beta"}, headers=AUTH)
     assert admin.status_code == 200  # the server's own key reads every project
