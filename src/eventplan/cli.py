@@ -309,8 +309,9 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the capture server and data API (PostHog-compatible)."""
     import uvicorn
 
-    from eventplan.app import Server
     from eventplan.config import load_settings
+    from eventplan.runtime import Server
+    from eventplan.web.app import create_app
 
     settings = load_settings(flags, config_file)
     server = Server(settings)
@@ -330,7 +331,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
             "Log in with the admin key printed on the first run, or pass --api-key.", err=True
         )
     config = uvicorn.Config(
-        server.app(),
+        create_app(server),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -380,7 +381,7 @@ def _sql_through_server(
     """The db is held by a running server: ask it over /api/sql instead."""
     import httpx
 
-    from eventplan.app import running_server_url
+    from eventplan.runtime import running_server_url
 
     url = running_server_url(db)
     if url is None:
@@ -1206,7 +1207,7 @@ def _forward_call(db: str, api_key: str | None, method: str, path: str) -> Any:
     """The running server holds the store: ask it; otherwise open the file directly."""
     import httpx
 
-    from eventplan.app import running_server_url
+    from eventplan.runtime import running_server_url
 
     url = running_server_url(db)
     if url is not None:

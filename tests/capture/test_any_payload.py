@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import CaptureError
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import Ingestor
+from eventplan.capture.ingest import CaptureRequest, Ingestor
 from eventplan.plan import Plan
 from eventplan.project import Project
 from eventplan.store import Store, open_store
@@ -132,16 +132,8 @@ def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
                 event["uuid"] = str(uuid.uuid4())
         body = json.dumps(payload).encode()  # json writes integers past 64 bits; orjson won't
         try:
-            ingested = ingestor.ingest(
-                body,
-                content_type="application/json",
-                content_encoding="",
-                query={},
-                peer="203.0.113.9",
-                forwarded_for=None,
-                received_us=now_us(),
-                limit=1 << 20,
-            )
+            request = CaptureRequest("application/json", "", {}, "203.0.113.9", None)
+            ingested = ingestor.ingest(body, request, received_us=now_us(), limit=1 << 20)
         except CaptureError as refused:
             assert 400 <= refused.status < 500 and refused.message
             return

@@ -160,7 +160,7 @@ def test_an_unknown_project_is_a_404_that_says_so(busy_server: RunningServer) ->
 def test_a_sql_answer_holds_at_most_100k_rows_and_says_there_were_more(
     busy_server: RunningServer,
 ) -> None:
-    from eventplan.app import MAX_API_ROWS
+    from eventplan.runtime import MAX_API_ROWS
 
     many = post(busy_server, "/api/sql", {"query": f"SELECT * FROM range({MAX_API_ROWS + 5})"})
     assert many.status_code == 200

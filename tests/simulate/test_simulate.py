@@ -239,7 +239,7 @@ def test_sending_through_posthog_python_lands_every_event(
 
 def test_demo_stopped_with_sigterm_stops_its_server_cleanly(tmp_path: Path) -> None:
     # `kill`, `docker stop` or a closed terminal must not leave the server running.
-    from eventplan.app import running_server_url, serve_info_path
+    from eventplan.runtime import running_server_url, serve_info_path
     from tests.servers import free_port
 
     db = tmp_path / "eventplan.duckdb"

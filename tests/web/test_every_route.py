@@ -11,8 +11,10 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from eventplan.app import CAPTURE_PATHS, Server
 from eventplan.config import load_settings
+from eventplan.runtime import Server
+from eventplan.web.app import create_app
+from eventplan.web.capture import CAPTURE_PATHS
 from tests.conftest import OPENCHAT
 from tests.servers import API_KEY, TOKEN, RunningServer, openchat_server
 
@@ -35,7 +37,7 @@ def route_list(folder: Path) -> list[tuple[str, list[str]]]:
     )
     server = Server(settings)
     try:
-        routes = [r for r in server.routes() if isinstance(r, Route)]
+        routes = [r for r in create_app(server).routes if isinstance(r, Route)]
         return [
             (re.sub(r"\{[^}]+\}", "no-such-thing", route.path), sorted(route.methods or []))
             for route in routes

@@ -45,6 +45,17 @@ class TokenBudget:
             self._buckets[token] = (level - count, now)
 
 
+@dataclass(frozen=True)
+class CaptureRequest:
+    """What capture reads of an HTTP request besides its body."""
+
+    content_type: str
+    content_encoding: str
+    query: dict[str, str]
+    peer: str | None  # the address the connection came from
+    forwarded_for: str | None  # X-Forwarded-For, believed only from a trusted proxy
+
+
 @dataclass
 class Ingested:
     project: Project
@@ -66,29 +77,21 @@ class Ingestor:
         return project
 
     def ingest(
-        self,
-        body: bytes,
-        *,
-        content_type: str,
-        content_encoding: str,
-        query: dict[str, str],
-        peer: str | None,
-        forwarded_for: str | None,
-        received_us: int,
-        limit: int,
+        self, body: bytes, request: CaptureRequest, *, received_us: int, limit: int
     ) -> Ingested:
         """A capture request's body as events ready for the log, or a CaptureError."""
+        query = request.query
 
         def decoded() -> Any:
             return decode_body(
                 body,
-                content_type=content_type,
-                content_encoding=content_encoding,
+                content_type=request.content_type,
+                content_encoding=request.content_encoding,
                 query=query,
                 limit=limit,
             )
 
-        client_ip = self.proxies.client_ip(peer, forwarded_for)
+        client_ip = self.proxies.client_ip(request.peer, request.forwarded_for)
         hashed_ip = ip_hash(client_ip) if client_ip else None
         project, events = self._judged(decoded(), query, hashed_ip, received_us)
         try:

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from starlette.concurrency import run_in_threadpool
 
 from eventplan.store.base import Store
 
@@ -89,7 +88,7 @@ class Forwarder:
                     await pause(stopping, 0.5)
 
     async def deliver_once(self, client: httpx.AsyncClient, target: Target) -> int:
-        due = await run_in_threadpool(self.store.outbox_due, target.project, BATCH)
+        due = await asyncio.to_thread(self.store.outbox_due, target.project, BATCH)
         if not due:
             return 0
         uuids = [u for u, _, _ in due]
@@ -113,7 +112,7 @@ class Forwarder:
             await self._later(uuids, attempts, None, f"network: {type(exc).__name__}: {exc}")
             return 0
         if response.status_code == 200:
-            await run_in_threadpool(self.store.outbox_delivered, uuids)
+            await asyncio.to_thread(self.store.outbox_delivered, uuids)
             self.stats.delivered += len(uuids)
             self.stats.batches += 1
             self.stats.last_success_at = time.time()
@@ -123,7 +122,7 @@ class Forwarder:
             await self._later(uuids, attempts, response.headers.get("retry-after"), reason)
         else:
             self._error(reason)
-            await run_in_threadpool(self.store.outbox_failed, uuids, reason)
+            await asyncio.to_thread(self.store.outbox_failed, uuids, reason)
             log.error("forwarding failed for good (%d events): %s", len(uuids), reason)
         return 0
 
@@ -132,7 +131,7 @@ class Forwarder:
     ) -> None:
         self._error(reason)
         delay = backoff(attempts, retry_after)
-        await run_in_threadpool(self.store.outbox_retry_later, uuids, delay, reason)
+        await asyncio.to_thread(self.store.outbox_retry_later, uuids, delay, reason)
 
     def _error(self, reason: str) -> None:
         self.stats.last_error = reason

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -23,12 +23,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from eventplan.keys import EVERY_PROJECT
+from eventplan.project import Project
+from eventplan.runtime import Server
 from eventplan.web.live import LiveFilter
-from eventplan.web.security import EVERY_PROJECT
-
-if TYPE_CHECKING:
-    from eventplan.app import Server
-    from eventplan.project import Project
+from eventplan.web.security import Auth
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -49,8 +48,9 @@ def csrf_ok(request: Request, submitted: str) -> bool:
 
 
 class Pages:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, auth: Auth) -> None:
         self.server = server
+        self.auth = auth
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -69,7 +69,7 @@ class Pages:
         """Pages need a login; without one, go to the login form and come back."""
 
         async def guarded(request: Request) -> Response:
-            if not self.server.sessions.is_live(request):
+            if not self.auth.sessions.is_live(request):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
             return await handler(request)
@@ -99,7 +99,7 @@ class Pages:
 
     def _project(self, request: Request) -> Project:
         """The project a page shows (`?project=`), among those its session may read."""
-        access = self.server.access_of(request) or EVERY_PROJECT
+        access = self.auth.of(request) or EVERY_PROJECT
         return self.server.project(request.query_params.get("project"), access)
 
     def render(self, request: Request, name: str, **context: Any) -> Response:
@@ -125,8 +125,8 @@ class Pages:
             key = str(form.get("key", ""))
             if not csrf_ok(request, str(form.get("csrf", ""))):
                 error = "The form expired; please try again."
-            elif (access := self.server.key_access(key)) is not None:
-                self.server.sessions.start(request.session, access)  # new session, new token
+            elif (access := self.auth.keys.access(key)) is not None:
+                self.auth.sessions.start(request.session, access)  # new session, new token
                 return RedirectResponse(target, status_code=303)
             else:
                 error = "That key is not valid."
@@ -141,7 +141,7 @@ class Pages:
         form = await request.form()
         if not csrf_ok(request, str(form.get("csrf", ""))):
             return Response("The form expired; reload the page.", status_code=403)
-        self.server.sessions.end(request.session)
+        self.auth.sessions.end(request.session)
         return RedirectResponse("/login", status_code=303)
 
     async def index(self, request: Request) -> Response:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import MutableMapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eventplan.keys import EVERY_PROJECT, Access, ApiKeys
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -54,19 +55,6 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-@dataclass(frozen=True)
-class Access:
-    """What a personal API key (or the session it logged in) may read."""
-
-    projects: frozenset[str] | None  # None: every project (an admin key)
-
-    def allows(self, project: str) -> bool:
-        return self.projects is None or project in self.projects
-
-
-EVERY_PROJECT: Final = Access(None)
-
-
 class Sessions:
     """The live browser sessions, by id (kept in memory: a restart logs everyone out)."""
 
@@ -95,6 +83,24 @@ class Sessions:
         if "session" not in request.scope:
             return False
         return str(request.session.get("sid", "")) in self._live
+
+
+class Auth:
+    """Who a request is: a personal API key sent as a bearer token, else the live
+    session a key logged in."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self.keys = keys
+        self.sessions = Sessions()
+
+    def bearer(self, request: Request) -> Access | None:
+        """What a personal API key sent as `Authorization: Bearer …` may read."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        return self.keys.access(key) if scheme.lower() == "bearer" else None
+
+    def of(self, request: Request) -> Access | None:
+        """What the request may read: by its bearer key, else by its live session."""
+        return self.bearer(request) or self.sessions.access(request)
 
 
 def same_origin_or_token(request: Request) -> bool:

@@ -1,0 +1,306 @@
+"""The running system: projects, the write-ahead log, the store, the writer, the
+forwarder and the alert monitor, started and stopped together.
+
+This is what `eventplan serve` runs; `eventplan.web` puts HTTP in front of it (no
+HTTP here). Capture's acknowledgement is `accept`: the events are judged by their
+project, written to the log and acknowledged; the writer stores them behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eventplan.capture.enrich import TrustedProxies
+from eventplan.capture.errors import Unavailable
+from eventplan.capture.events import now_us
+from eventplan.capture.ingest import CaptureRequest, Ingestor
+from eventplan.config import Settings
+from eventplan.errors import EventplanError
+from eventplan.keys import EVERY_PROJECT, Access, ApiKeys
+from eventplan.plan import load_plan
+from eventplan.project import Project, UnknownProject
+from eventplan.query.monitor import AlertMonitor
+from eventplan.store import local_base, open_store
+from eventplan.store.forward import Forwarder, Target, pause
+from eventplan.store.wal import LogFull, WriteAheadLog
+from eventplan.store.writer import UNSTORED, BackgroundWriter
+from eventplan.web.live import LiveFeed
+
+log = logging.getLogger("eventplan.runtime")
+
+# How long shutdown waits for the alert check or a forward in flight (then cancels it).
+BACKGROUND_STOP_SECONDS = 3.0
+# How long shutdown lets the writer store what is acknowledged; the rest stays in the
+# log and is replayed on the next start. Together these keep SIGTERM within 10 s.
+STOP_FLUSH_SECONDS = 4.0
+# Rows a SQL answer holds at most; `hasMore` says when there were more.
+MAX_API_ROWS = 100_000
+FORWARD_VERDICTS = {
+    "all": frozenset({"valid", "invalid", "unplanned"}),
+    "valid": frozenset({"valid"}),
+    "valid+invalid": frozenset({"valid", "invalid"}),
+}
+
+
+class Server:
+    """Every project of one `serve`, over one store and one log."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        plans = [load_plan(p.plan) for p in settings.projects]
+        self.store = open_store(settings.db, plans, memory_limit=settings.memory_limit)
+        configs = list(zip(settings.projects, plans, strict=True))
+        self.projects = [
+            Project(
+                config.name or plan.name,
+                plan,
+                self.store,
+                salt_setting=settings.hash_salt,
+                tokens=config.tokens,
+                enforcement=config.enforcement,
+            )
+            for config, plan in configs
+        ]
+        for project in self.projects:
+            project.prepare_to_judge()
+        self.ingestor = Ingestor(
+            self.projects, TrustedProxies(settings.trusted_proxies), settings.token_rate
+        )
+        self.wal = WriteAheadLog(settings.wal_dir, reserve_bytes=settings.log_reserve)
+        forwarded = [
+            (project, config)
+            for project, config in zip(self.projects, settings.projects, strict=True)
+            if config.forward
+        ]
+        self.writer = BackgroundWriter(
+            self.store,
+            self.wal,
+            quarantine=frozenset(p.name for p in self.projects if p.enforcement == "quarantine"),
+            forward={p.name: FORWARD_VERDICTS[p.plan.forward] for p, _ in forwarded},
+        )
+        self.forwarder = Forwarder(
+            self.store,
+            [Target(p.name, str(c.forward), str(c.forward_token)) for p, c in forwarded],
+        )
+        self.keys = ApiKeys(
+            settings.api_keys,
+            settings.api_key_hashes,
+            [
+                (project.name, config.api_keys)
+                for project, config in zip(self.projects, settings.projects, strict=True)
+            ],
+            lambda make: self.store.meta_or_create("admin_key_sha256", make),
+        )
+        self.monitor = AlertMonitor(
+            self.store, {p.name: p.plan for p in self.projects}, settings.webhook
+        )
+        self.live = LiveFeed()
+        self.counters: Counter[str] = Counter()
+        self.recordings: Counter[str] = Counter()
+        self.started = False
+
+    @property
+    def first_run_key(self) -> str | None:
+        return self.keys.first_run_key
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        replayed = self.writer.replay()
+        if replayed:
+            log.warning("replayed %d acknowledged events from the write-ahead log", replayed)
+        taken = self.writer.retry_set_aside()
+        if taken or self.writer.stats.unstored:
+            log.warning(
+                "%d set-aside events stored now; %d still refused (in %s)",
+                taken,
+                self.writer.stats.unstored,
+                self.settings.wal_dir / UNSTORED,
+            )
+        self.writer.start()
+        self.started = True
+
+    def stop(self) -> None:
+        """Clean shutdown: what is acknowledged goes into the store first, for up to
+        STOP_FLUSH_SECONDS while the store takes it; the rest waits in the log."""
+        if self.started:
+            self.writer.flush(STOP_FLUSH_SECONDS, while_failing=False)
+            self.writer.stop()
+        self.wal.close()
+        try:
+            self.store.close()
+        except Exception:  # a failing store may not close cleanly; the log holds the rest
+            log.exception("closing the store failed")
+        self.started = False
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Started, with the alert checks and the forwarder in the background, and a
+        note that says where the server is; stopped in order on the way out."""
+        self.start()
+        # Where `eventplan sql` finds the server holding the store. Removed here, not
+        # after uvicorn returns: on SIGTERM uvicorn shuts down, then re-raises the
+        # signal, and the process ends before any code after it.
+        note = serve_info_path(self.settings.db)
+        note.parent.mkdir(parents=True, exist_ok=True)
+        address = f"http://{self.settings.host}:{self.settings.port}"
+        note.write_bytes(msgspec.json.encode({"url": address, "pid": os.getpid()}))
+        stopping = asyncio.Event()
+        background = []
+        if self.settings.alert_interval > 0:
+            background.append(asyncio.create_task(self._check_alerts_forever(stopping)))
+        if self.forwarder.targets:
+            background.append(asyncio.create_task(self.forwarder.run_forever(stopping)))
+        try:
+            yield
+        finally:
+            # Asked to stop rather than cancelled: a cancelled task leaves its thread
+            # running a store call, and closing the store under it fails.
+            stopping.set()
+            await _finish(background)
+            try:
+                self.stop()
+            finally:
+                note.unlink(missing_ok=True)
+
+    async def _check_alerts_forever(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                changes = await asyncio.to_thread(self.monitor.check)
+                await self.monitor.notify(changes)
+            except EventplanError as exc:
+                log.error("alert check failed: %s", exc)
+            except Exception:  # the next check may well work: never let the loop die
+                log.exception("alert check failed unexpectedly")
+            await pause(stopping, self.settings.alert_interval)
+
+    # -- capture -------------------------------------------------------------------
+
+    async def accept(self, body: bytes, request: CaptureRequest) -> int:
+        """Judge a capture request's events, log them and acknowledge: the count of
+        events taken. A CaptureError says why nothing was taken."""
+        if self.writer.pending_events > self.settings.max_pending_events:
+            raise Unavailable("the server is catching up on writes; retry shortly", 2)
+        ingested = self.ingestor.ingest(
+            body, request, received_us=now_us(), limit=self.settings.max_body_bytes
+        )
+        try:
+            seq = await self.wal.append(ingested.record)
+        except LogFull as exc:
+            raise Unavailable(
+                f"the server's disk is nearly full ({exc.strerror}); retry", 5
+            ) from exc
+        except OSError as exc:
+            raise Unavailable(
+                f"the server could not write the events to disk ({exc.strerror or exc}); retry", 5
+            ) from exc
+        self.writer.submit(seq, len(ingested.events))
+        self.live.publish(ingested.events)
+        self.counters["requests_ok"] += 1
+        self.counters["events_accepted"] += len(ingested.events)
+        for event in ingested.events:
+            self.counters[f"events_{event.verdict}"] += 1
+        return len(ingested.events)
+
+    # -- asking ---------------------------------------------------------------------
+
+    def project(self, key: str | None, access: Access = EVERY_PROJECT) -> Project:
+        """A project by name or 1-based number (the first one when not given) among those
+        `access` may read; to a key of one project, the others do not exist."""
+        visible = [p for p in self.projects if access.allows(p.name)]
+        if key is None and visible:
+            return visible[0]
+        for number, project in enumerate(self.projects, start=1):
+            if key in (project.name, str(number)) and project in visible:
+                return project
+        names = ", ".join(p.name for p in visible) or "none"
+        raise UnknownProject(f"no project {key!r}; projects: {names}")
+
+    def sql_answer(self, query: str) -> dict[str, Any]:
+        """Up to MAX_API_ROWS rows of a read-only statement, one more read to know
+        whether there were more."""
+        columns, rows = self.store.sql(
+            query, max_rows=MAX_API_ROWS + 1, timeout=self.settings.query_timeout or None
+        )
+        return {
+            "columns": columns,
+            "results": rows[:MAX_API_ROWS],
+            "hasMore": len(rows) > MAX_API_ROWS,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """`ok`, or `degraded` with the reasons; the log's and the store's positions."""
+        stats = self.writer.stats
+        forwarding = self.forwarder.status() if self.forwarder.targets else None
+        reasons = [
+            reason
+            for reason, present in (
+                ("log_not_writable", self.wal.last_error is not None),
+                ("disk_low", self.wal.disk_low),
+                ("store_failing", stats.failing),
+                ("events_set_aside", stats.unstored > 0),
+                ("log_damaged", self.wal.damaged_parts() > 0),
+                ("forward_failing", forwarding is not None and not forwarding["healthy"]),
+            )
+            if present
+        ]
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "forward": forwarding,
+            "projects": [p.name for p in self.projects],
+            "wal_seq": self.wal.last_seq,
+            "stored_seq": stats.stored_seq,
+            "pending_events": self.writer.pending_events,
+            "inserted": stats.inserted,
+            "duplicates_skipped": stats.duplicates,
+            "unstored": stats.unstored,
+            "log": {
+                "free_bytes": self.wal.free_bytes(),
+                "reserve_bytes": self.wal.reserve_bytes,
+                "error": self.wal.last_error,
+                "damaged_parts": self.wal.damaged_parts(),
+                "trimmed_bytes": self.wal.recovery.trimmed_bytes,
+            },
+            "store_error": stats.last_error,
+            "store_reopened": stats.reopened,
+            "counters": dict(self.counters),
+            "recordings": dict(self.recordings),
+        }
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        try:
+            await asyncio.wait_for(task, timeout=BACKGROUND_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("a background task did not stop in time; cancelled")
+        except Exception:  # whatever ended it, the store is still flushed afterwards
+            log.exception("a background task had failed")
+
+
+def serve_info_path(db: str) -> Path:
+    """Where a running server says its address, for `eventplan sql` to find it."""
+    base = local_base(db)
+    return base.with_name(base.name + ".serve.json")
+
+
+def running_server_url(db: str) -> str | None:
+    """The address of the server holding `db`, if one is alive (stale notes are removed)."""
+    info = serve_info_path(db)
+    try:
+        note = msgspec.json.decode(info.read_bytes())
+        os.kill(int(note["pid"]), 0)
+    except (OSError, ValueError, KeyError, msgspec.DecodeError):
+        info.unlink(missing_ok=True)
+        return None
+    return str(note["url"])
