@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=20_000)
     args = parser.parse_args()
     plan = load_plan(query_bench.PLAN)
-    console = Console(width=150)
+    console = Console(width=200)
     work = Path(tempfile.mkdtemp(prefix="eventplan-hogql-bench-"))
     stores = [
         ("DuckDB", open_store(str(work / "events.duckdb"), [plan])),
