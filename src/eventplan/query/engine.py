@@ -31,7 +31,7 @@ from eventplan.query.model import (
     TrendsQuery,
     Warning,
 )
-from eventplan.query.sql import EVENTS, Compiler, resolve_range
+from eventplan.query.sql import EVENTS, Compiler, Dialect, resolve_range
 from eventplan.store import Store
 from eventplan.store.base import QueryError
 
@@ -91,8 +91,6 @@ def trends(ctx: Context, query: TrendsQuery) -> dict[str, Any]:
 def _trend_results(
     ctx: Context, query: TrendsQuery, start: datetime, end: datetime, buckets: list[datetime]
 ) -> list[dict[str, Any]]:
-    compiler = ctx.compiler
-    index = {bucket: i for i, bucket in enumerate(buckets)}
     top: list[str] | None = None
     first_rows: list[tuple[Any, ...]] | None = None
     if query.breakdown is not None:
@@ -107,56 +105,57 @@ def _trend_results(
             rows = first_rows
         else:
             params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
-            breakdown = _breakdown_sql(compiler, query.breakdown, top, params)
+            breakdown = _breakdown_sql(ctx.compiler, query.breakdown, top, params)
             rows = _series_rows(ctx, query, series, breakdown, params, start, end)
-        values: dict[str, list[float]] = {}
-        if top is not None:
-            for value in top:
-                values[value] = [0.0] * len(buckets)
-        else:
-            values[""] = [0.0] * len(buckets)
-        for bucket, bv, value in rows:
-            slot = index.get(_naive_utc(bucket))
-            if slot is None:
-                continue
-            key = "" if top is None else str(bv)
-            values.setdefault(key, [0.0] * len(buckets))[slot] = float(value or 0)
-        per_series.append(values)
-    labels = [_label(b) for b in buckets]
-    days = [b.isoformat() for b in buckets]
+        per_series.append(_bucketed(rows, top, buckets))
+    labels, days = [_label(b) for b in buckets], [b.isoformat() for b in buckets]
     if query.formula:
-        formula = compile_formula(query.formula, len(query.series))
-        keys = sorted({k for values in per_series for k in values}, key=_breakdown_order(top))
-        results = []
-        for key in keys:
-            columns = [values.get(key, [0.0] * len(buckets)) for values in per_series]
-            data = [formula([column[i] for column in columns]) for i in range(len(buckets))]
-            results.append(
-                _result(
-                    query.formula,
-                    None,
-                    key if top is not None else None,
-                    labels,
-                    days,
-                    data,
-                    buckets,
-                )
-            )
-        return results
+        return _formula_results(query, per_series, top, labels, days, buckets)
+    return [
+        _result(series.label, series, _key(key, top), labels, days, values[key], buckets)
+        for series, values in zip(query.series, per_series, strict=True)
+        for key in sorted(values, key=_breakdown_order(top))
+    ]
+
+
+def _key(key: str, top: list[str] | None) -> str | None:
+    """A result's breakdown value: None when the query has no breakdown."""
+    return key if top is not None else None
+
+
+def _bucketed(
+    rows: list[tuple[Any, ...]], top: list[str] | None, buckets: list[datetime]
+) -> dict[str, list[float]]:
+    """A series' (bucket, breakdown value, value) rows as one list per breakdown value
+    ('' without a breakdown), a value per bucket; every top value, even with none."""
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    values = {key: [0.0] * len(buckets) for key in (top if top is not None else [""])}
+    for bucket, breakdown_value, value in rows:
+        slot = index.get(_naive_utc(bucket))
+        if slot is None:
+            continue
+        key = "" if top is None else str(breakdown_value)
+        values.setdefault(key, [0.0] * len(buckets))[slot] = float(value or 0)
+    return values
+
+
+def _formula_results(
+    query: TrendsQuery,
+    per_series: list[dict[str, list[float]]],
+    top: list[str] | None,
+    labels: list[str],
+    days: list[str],
+    buckets: list[datetime],
+) -> list[dict[str, Any]]:
+    """One result per breakdown value: the formula over the series, bucket by bucket."""
+    assert query.formula is not None
+    formula = compile_formula(query.formula, len(query.series))
+    keys = sorted({k for values in per_series for k in values}, key=_breakdown_order(top))
     results = []
-    for series, values in zip(query.series, per_series, strict=True):
-        for key in sorted(values, key=_breakdown_order(top)):
-            results.append(
-                _result(
-                    series.label,
-                    series,
-                    key if top is not None else None,
-                    labels,
-                    days,
-                    values[key],
-                    buckets,
-                )
-            )
+    for key in keys:
+        columns = [values.get(key, [0.0] * len(buckets)) for values in per_series]
+        data = [formula([column[i] for column in columns]) for i in range(len(buckets))]
+        results.append(_result(query.formula, None, _key(key, top), labels, days, data, buckets))
     return results
 
 
@@ -341,20 +340,40 @@ def compile_formula(text: str, series_count: int) -> Callable[[list[float]], flo
 def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     if len(query.steps) < 2:
         raise QueryError("a funnel needs at least two steps")
-    compiler = ctx.compiler
-    dialect = compiler.dialect
     start, end, _ = resolve_range(query.date_range, "day", ctx.now)
+    rows, order, arguments = _funnel_rows_sql(ctx.compiler, query)
+    arguments += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
+    table = ctx.store.arrow(rows + "h1" + order, arguments)
+    first, second = _changes(table.column("h1")), _changes(table.column("h2"))
+    if np.any(second & ~first):  # two actors share a first hash
+        table = ctx.store.arrow(rows + "actor" + order, arguments)
+        first, second = _changes(table.column("h1")), _changes(table.column("h2"))
+    steps = len(query.steps)
+    times = _integers(table.column("ts"))
+    shape = funnels.FunnelShape(
+        steps,
+        query.window_seconds * 1_000_000,
+        strict=query.order == "strict",
+        exclusions=tuple(
+            (steps + number, exclusion.from_step, exclusion.to_step)
+            for number, exclusion in enumerate(query.exclusions)
+        ),
+    )
+    actors = funnels.actor_codes(first | second)
+    reached = funnels.walk(shape, actors, times, _integers(table.column("mask")))
+    return _funnel_result(ctx, query, reached, times, table.column("bv"), start, end)
+
+
+def _funnel_rows_sql(compiler: Compiler, query: FunnelsQuery) -> tuple[str, str, list[Any]]:
+    """The funnel's rows (actor hashes, time, breakdown value, step bits), the ORDER
+    BY after the actor key, and the parameters before the time range's two."""
+    dialect = compiler.dialect
     params: list[Any] = []
-    flags = []
-    for step_series in query.steps:
-        flags.append(
-            f"({compiler.series_condition(step_series, query.verdicts, params, query.project)})"
-        )
-    for exclusion in query.exclusions:
-        excluded = Series(event=exclusion.event, filters=exclusion.filters)
-        flags.append(
-            f"({compiler.series_condition(excluded, query.verdicts, params, query.project)})"
-        )
+    steps = [*query.steps, *(Series(event=x.event, filters=x.filters) for x in query.exclusions)]
+    flags = [
+        f"({compiler.series_condition(step, query.verdicts, params, query.project)})"
+        for step in steps
+    ]
     actor = dialect.person if query.aggregate_by == "person" else compiler.group(query.group_type)
     breakdown = compiler.text(query.breakdown) if query.breakdown else "NULL"
     # A strict funnel must see every event of the actor (any other event resets it).
@@ -383,8 +402,12 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         + (f"AND {actor} IS NOT NULL" if query.aggregate_by == "group" else "")
         + ") ORDER BY "
     )
+    return rows, _funnel_order(dialect, len(flags), query.breakdown), params + scope_params
+
+
+def _funnel_order(dialect: Dialect, flags: int, breakdown: str | None) -> str:
     lowest = dialect.lowest_bit("mask")
-    if len(flags) <= 15:
+    if flags <= 15:
         # Step order, then the whole mask, as one 32-bit key: DuckDB sorts keys of up
         # to 20 bytes (hash, time, this) more than twice as fast as wider ones.
         order = (
@@ -393,27 +416,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
         )
     else:
         order = f", ts, CASE WHEN mask = 0 THEN {1 << 30} ELSE {lowest} END, mask"
-    order += ", uuid" if query.breakdown else ""
-    arguments = params + scope_params + [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-    table = ctx.store.arrow(rows + "h1" + order, arguments)
-    first, second = _changes(table.column("h1")), _changes(table.column("h2"))
-    if np.any(second & ~first):  # two actors share a first hash
-        table = ctx.store.arrow(rows + "actor" + order, arguments)
-        first, second = _changes(table.column("h1")), _changes(table.column("h2"))
-    steps = len(query.steps)
-    times = _integers(table.column("ts"))
-    shape = funnels.FunnelShape(
-        steps,
-        query.window_seconds * 1_000_000,
-        strict=query.order == "strict",
-        exclusions=tuple(
-            (steps + number, exclusion.from_step, exclusion.to_step)
-            for number, exclusion in enumerate(query.exclusions)
-        ),
-    )
-    actors = funnels.actor_codes(first | second)
-    reached = funnels.walk(shape, actors, times, _integers(table.column("mask")))
-    return _funnel_result(ctx, query, reached, times, table.column("bv"), start, end)
+    return order + (", uuid" if breakdown else "")
 
 
 def _integers(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
@@ -439,39 +442,15 @@ def _funnel_result(
 ) -> dict[str, Any]:
     levels, rows = reached.levels, reached.rows
     step_times = np.where(rows >= 0, times[np.maximum(rows, 0)], 0)
-    everyone = np.arange(len(levels))
-    groups: dict[str | None, npt.NDArray[np.int64]] = {}
-    if query.breakdown is None:
-        groups[None] = everyone
-    else:
-        if query.breakdown_attribution == "first_touch":
-            members, value_rows = everyone, rows[:, 0]
-        elif query.breakdown_attribution == "last_touch":
-            members, value_rows = everyone, rows[everyone, levels - 1]
-        else:
-            # Never reached the attribution step: PostHog leaves them out.
-            members = np.flatnonzero(levels > query.attribution_step)
-            value_rows = rows[members, query.attribution_step]
-        encoded = pc.dictionary_encode(values.combine_chunks())
-        labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
-        codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
-        # Labels, not codes, make the groups: two values may read the same as text.
-        numbers: dict[str, int] = {}
-        label_of_code = np.array([numbers.setdefault(lb, len(numbers)) for lb in labels])
-        names = list(numbers)
-        member_labels = label_of_code[codes[value_rows]]
-        order = np.argsort(member_labels, kind="stable")
-        for chunk in np.split(order, np.flatnonzero(np.diff(member_labels[order])) + 1):
-            if len(chunk):
-                groups[names[member_labels[chunk[0]]]] = members[chunk]
-    results = []
+    groups = _funnel_groups(query, reached, values)
     ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
     if query.breakdown is not None and len(ordered) > query.breakdown_limit:
         keep, rest = ordered[: query.breakdown_limit], ordered[query.breakdown_limit :]
         groups[BREAKDOWN_OTHER] = np.sort(np.concatenate([groups.pop(key) for key in rest]))
         ordered = [*keep, BREAKDOWN_OTHER]
-    for key in ordered:
-        results.append(_funnel_steps(query, levels[groups[key]], step_times[groups[key]], key))
+    results = [
+        _funnel_steps(query, levels[groups[key]], step_times[groups[key]], key) for key in ordered
+    ]
     if not results:
         results.append(_funnel_steps(query, levels[:0], step_times[:0], None))
     return {
@@ -489,6 +468,39 @@ def _funnel_result(
             breakdown_on=query.attribution_step if query.breakdown_attribution == "step" else 0,
         ),
     }
+
+
+def _funnel_groups(
+    query: FunnelsQuery, reached: funnels.Reached, values: pa.ChunkedArray
+) -> dict[str | None, npt.NDArray[np.int64]]:
+    """The actors (as indexes) of each breakdown value, as the attribution reads it;
+    everyone under None without a breakdown."""
+    levels, rows = reached.levels, reached.rows
+    everyone = np.arange(len(levels))
+    if query.breakdown is None:
+        return {None: everyone}
+    if query.breakdown_attribution == "first_touch":
+        members, value_rows = everyone, rows[:, 0]
+    elif query.breakdown_attribution == "last_touch":
+        members, value_rows = everyone, rows[everyone, levels - 1]
+    else:
+        # Never reached the attribution step: PostHog leaves them out.
+        members = np.flatnonzero(levels > query.attribution_step)
+        value_rows = rows[members, query.attribution_step]
+    encoded = pc.dictionary_encode(values.combine_chunks())
+    labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
+    codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
+    # Labels, not codes, make the groups: two values may read the same as text.
+    numbers: dict[str, int] = {}
+    label_of_code = np.array([numbers.setdefault(lb, len(numbers)) for lb in labels])
+    names = list(numbers)
+    member_labels = label_of_code[codes[value_rows]]
+    order = np.argsort(member_labels, kind="stable")
+    groups: dict[str | None, npt.NDArray[np.int64]] = {}
+    for chunk in np.split(order, np.flatnonzero(np.diff(member_labels[order])) + 1):
+        if len(chunk):
+            groups[names[member_labels[chunk[0]]]] = members[chunk]
+    return groups
 
 
 def _funnel_steps(
