@@ -1001,8 +1001,6 @@ def demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool
 
 def _demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: bool) -> None:
     from eventplan import demo as demo_module
-    from eventplan.simulate.openchat import Incident, Simulation
-    from eventplan.simulate.send import send_to_server
 
     data.mkdir(parents=True, exist_ok=True)
     state_path = data / "demo.json"
@@ -1019,53 +1017,10 @@ def _demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: boo
         raise click.ClickException(str(exc)) from exc
     try:
         if not state.get("seeded"):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            simulation = Simulation(
-                _load(plan),
-                users=users,
-                days=days,
-                seed=2026,
-                incidents=[  # the month's incidents that fall within a shorter demo
-                    incident
-                    for incident in map(Incident.parse, demo_module.INCIDENTS)
-                    if incident.day <= days
-                ],
-            )
-            events = list(simulation.events())
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as bar:
-                task = bar.add_task(f"simulating {users:,} OpenChat users", total=len(events))
-                sent, problems = send_to_server(
-                    events, url, demo_module.TOKEN, 0, lambda n: bar.advance(task, n)
-                )
-            if problems:
-                raise click.ClickException(f"the client reported: {problems[0]}")
-            httpx_wait_stored(url, sent)
+            sent = _seed_demo(plan, url, users, days)
             state["seeded"] = {"events": sent, "users": users, "days": days}
             demo_module.save_state(state_path, state)
-        console.print(
-            f"\n[bold]eventplan demo[/bold] — {state['seeded']['events']:,} events stored"
-        )
-        console.print(f"  capture (PostHog host):  {url}   project token: {demo_module.TOKEN}")
-        console.print(f"  dashboards:              {url}/   (log in with the personal API key)")
-        console.print(f"  dashboards (JSON):       {url}/api/dashboards")
-        console.print(f"  query API:               {url}/api/projects/1/query/")
-        console.print(f"  health:                  {url}/_health")
-        if key is not None:
-            console.print(f"  personal API key (shown once, kept hashed): [bold]{key}[/bold]")
-            console.print(f"    curl -H 'Authorization: Bearer {key}' {url}/api/dashboards")
-        else:
-            console.print(f"  personal API key: printed on the first run (hash in {state_path})")
-        console.print(
-            f"  alerts:  eventplan alerts check --db {db} --plan {plan} --since -30d"
-            "  (with the server stopped)"
-        )
+        _print_demo(url, db, plan, state["seeded"]["events"], key, state_path)
         if no_wait:
             return
         console.print("Press Ctrl-C to stop.")
@@ -1074,6 +1029,49 @@ def _demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: boo
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+
+
+def _seed_demo(plan: Path, url: str, users: int, days: int) -> int:
+    """Send the simulated month (its incidents within `days`) and wait until stored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventplan import demo as demo_module
+    from eventplan.simulate.openchat import Incident, Simulation
+    from eventplan.simulate.send import send_to_server
+
+    incidents = [i for i in map(Incident.parse, demo_module.INCIDENTS) if i.day <= days]
+    simulation = Simulation(_load(plan), users=users, days=days, seed=2026, incidents=incidents)
+    events = list(simulation.events())
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("[progress.description]{task.description}", *columns, console=console) as bar:
+        task = bar.add_task(f"simulating {users:,} OpenChat users", total=len(events))
+        sent, problems = send_to_server(
+            events, url, demo_module.TOKEN, 0, lambda n: bar.advance(task, n)
+        )
+    if problems:
+        raise click.ClickException(f"the client reported: {problems[0]}")
+    httpx_wait_stored(url, sent)
+    return sent
+
+
+def _print_demo(url: str, db: Path, plan: Path, stored: int, key: str | None, state: Path) -> None:
+    from eventplan import demo as demo_module
+
+    console.print(f"\n[bold]eventplan demo[/bold] — {stored:,} events stored")
+    console.print(f"  capture (PostHog host):  {url}   project token: {demo_module.TOKEN}")
+    console.print(f"  dashboards:              {url}/   (log in with the personal API key)")
+    console.print(f"  dashboards (JSON):       {url}/api/dashboards")
+    console.print(f"  query API:               {url}/api/projects/1/query/")
+    console.print(f"  health:                  {url}/_health")
+    if key is not None:
+        console.print(f"  personal API key (shown once, kept hashed): [bold]{key}[/bold]")
+        console.print(f"    curl -H 'Authorization: Bearer {key}' {url}/api/dashboards")
+    else:
+        console.print(f"  personal API key: printed on the first run (hash in {state})")
+    console.print(
+        f"  alerts:  eventplan alerts check --db {db} --plan {plan} --since -30d"
+        "  (with the server stopped)"
+    )
 
 
 def httpx_wait_stored(url: str, count: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -333,32 +333,11 @@ class _User:
             entry_path="/dashboard",
             brand_theme=self.brand,
         )
-        t += 2_000_000
-        if self.incident("models-fetch-down", t) or rng.random() < 0.03:
-            for _ in range(3 if self.incident("models-fetch-down", t) else 1):
-                yield self.web(
-                    "openrouter.models_fetch_failed",
-                    t,
-                    status=rng.choice([502, 503, 0]),
-                    error_message="Failed to fetch models: upstream unavailable",
-                    provider_host="openrouter.ai",
-                    has_api_key=self.has_key,
-                )
-                t += 20_000_000
-        if not self.has_key:
-            yield self.web("openrouter.key_prompt_shown", t, reason="missing", has_api_key=False)
-            t += rng.randrange(10, 120) * 1_000_000
-            if rng.random() < (0.55 if first else 0.3):
-                self.has_key = True
-                yield self.web(
-                    "openrouter.key_saved",
-                    t,
-                    source=rng.choice(["modal", "modal", "settings"]),
-                    masked_tail=f"sk-or-v1-{rng.getrandbits(64):016x}",
-                    scope="user",
-                )
-            else:
-                return
+        t = yield from self.models_fetch(t + 2_000_000)
+        after_key = yield from self.key_prompt(t, first)
+        if after_key is None:
+            return
+        t = after_key
         if rng.random() < 0.02:
             yield self.web(
                 "openrouter.key_removed", t + 1, source="settings", had_models_cached=True
@@ -377,6 +356,41 @@ class _User:
             yield self.web(
                 "sync.connection_state", t + 5_000_000, state=state, retry_count=2, tab_id=self.tab
             )
+
+    def models_fetch(self, t: int) -> Generator[dict[str, Any], None, int]:
+        """OpenRouter's model list, failing now and then (three times in an outage)."""
+        if self.incident("models-fetch-down", t) or self.rng.random() < 0.03:
+            for _ in range(3 if self.incident("models-fetch-down", t) else 1):
+                yield self.web(
+                    "openrouter.models_fetch_failed",
+                    t,
+                    status=self.rng.choice([502, 503, 0]),
+                    error_message="Failed to fetch models: upstream unavailable",
+                    provider_host="openrouter.ai",
+                    has_api_key=self.has_key,
+                )
+                t += 20_000_000
+        return t
+
+    def key_prompt(self, t: int, first: bool) -> Generator[dict[str, Any], None, int | None]:
+        """Without a key, the prompt; when it goes on, the time; None when the user
+        leaves without saving one."""
+        if self.has_key:
+            return t
+        rng = self.rng
+        yield self.web("openrouter.key_prompt_shown", t, reason="missing", has_api_key=False)
+        t += rng.randrange(10, 120) * 1_000_000
+        if rng.random() >= (0.55 if first else 0.3):
+            return None
+        self.has_key = True
+        yield self.web(
+            "openrouter.key_saved",
+            t,
+            source=rng.choice(["modal", "modal", "settings"]),
+            masked_tail=f"sk-or-v1-{rng.getrandbits(64):016x}",
+            scope="user",
+        )
+        return t
 
     def chat(self, t: int) -> Iterator[dict[str, Any]]:
         rng = self.rng
@@ -407,22 +421,7 @@ class _User:
     def message(self, t: int, chat_id: str) -> Iterator[dict[str, Any]]:
         rng = self.rng
         characters = int(rng.lognormvariate(4.5, 1.0)) + 1
-        attachments = 1 if rng.random() < 0.12 else 0
-        if attachments:
-            mime = _weighted(rng, MIMES)
-            size = int(rng.lognormvariate(13.5, 1.4))
-            result = "rejected" if size > ATTACHMENT_LIMIT or mime == "video/mp4" else "accepted"
-            yield self.web(
-                "chat.attachment_event",
-                t - 2_000_000,
-                chat_id=chat_id,
-                result=result,
-                file_mime=mime,
-                file_size_bytes=size,
-                limit_bytes=ATTACHMENT_LIMIT,
-            )
-            if result == "rejected":
-                attachments = 0
+        attachments = yield from self.attachment(t - 2_000_000, chat_id)
         yield self.web(
             "chat_message_submitted",
             t,
@@ -452,6 +451,30 @@ class _User:
                 chat_id=chat_id,
                 fallback_size=rng.randrange(1, 50),
             )
+        yield self.stream(t, chat_id)
+
+    def attachment(self, t: int, chat_id: str) -> Generator[dict[str, Any], None, int]:
+        """One message in eight comes with a file; the attachments it ends up with."""
+        rng = self.rng
+        if rng.random() >= 0.12:
+            return 0
+        mime = _weighted(rng, MIMES)
+        size = int(rng.lognormvariate(13.5, 1.4))
+        result = "rejected" if size > ATTACHMENT_LIMIT or mime == "video/mp4" else "accepted"
+        yield self.web(
+            "chat.attachment_event",
+            t,
+            chat_id=chat_id,
+            result=result,
+            file_mime=mime,
+            file_size_bytes=size,
+            limit_bytes=ATTACHMENT_LIMIT,
+        )
+        return 1 if result == "accepted" else 0
+
+    def stream(self, t: int, chat_id: str) -> dict[str, Any]:
+        """The server's answer, streamed from OpenRouter: how it ended and how long."""
+        rng = self.rng
         _, median_ms, error_rate = MODELS[self.model]
         bad_model = self.incident("model-errors", t)
         if bad_model is not None and bad_model.model == self.model:
@@ -462,7 +485,7 @@ class _User:
         )
         duration = int(rng.lognormvariate(0, 0.45) * median_ms)
         latency = int(duration * rng.uniform(0.08, 0.25))
-        yield self.server(
+        return self.server(
             "chat_message_stream",
             t + duration * 1000,
             chat_id=chat_id,
