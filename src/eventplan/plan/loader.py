@@ -18,7 +18,6 @@ from eventplan.plan.model import (
     PRIVACY_POLICIES,
     PROPERTY_TYPES,
     SURFACES,
-    UNPLANNED_PROPERTY_POLICIES,
     Acknowledgement,
     Alert,
     AlertCondition,
@@ -35,8 +34,10 @@ from eventplan.plan.model import (
     Property,
     PropertyGroup,
     Scalar,
+    SystemEventPolicy,
     Threshold,
     Trigger,
+    UnplannedPropertyPolicy,
 )
 from eventplan.plan.yamlsource import SourceList, SourceMap, load_yaml
 from eventplan.query.model import Interval, Math, Operator
@@ -45,8 +46,6 @@ Severity = Literal["error", "warning"]
 
 # Each vocabulary is its Literal type, one registry: what the loader accepts is what
 # the engine computes on every backend.
-ALERT_CONDITIONS = get_args(AlertCondition)
-FORWARD_POLICIES = get_args(ForwardPolicy)
 Choice = TypeVar("Choice", bound=str)
 
 
@@ -170,31 +169,15 @@ class _Reader:
         if not name:
             self.error(top.line, "missing_key", "the plan needs a `plan:` name")
         version = self.text(top, "version", "plan", "0")
-        unplanned = self.text(top, "unplanned_properties", "plan", "warn")
-        if unplanned not in UNPLANNED_PROPERTY_POLICIES:
-            self.error(
-                top.line_of("unplanned_properties"),
-                "unknown_policy",
-                f"unplanned_properties is `{unplanned}`; "
-                f"expected one of {', '.join(UNPLANNED_PROPERTY_POLICIES)}",
-            )
-            unplanned = "warn"
-        system_events = self.text(top, "system_events", "plan", "valid")
-        if system_events not in ("valid", "unplanned"):
-            self.error(
-                top.line_of("system_events"),
-                "unknown_policy",
-                f"system_events is `{system_events}`; expected valid or unplanned",
-            )
-            system_events = "valid"
-        forward = self.text(top, "forward", "plan", "valid+invalid")
-        if forward not in FORWARD_POLICIES:
-            self.error(
-                top.line_of("forward"),
-                "unknown_policy",
-                f"forward is `{forward}`; expected all, valid or valid+invalid",
-            )
-            forward = "valid+invalid"
+        unplanned: UnplannedPropertyPolicy = self.choice(
+            top, "unplanned_properties", "plan", UnplannedPropertyPolicy, "warn", "unknown_policy"
+        )
+        system_events: SystemEventPolicy = self.choice(
+            top, "system_events", "plan", SystemEventPolicy, "valid", "unknown_policy"
+        )
+        forward: ForwardPolicy = self.choice(
+            top, "forward", "plan", ForwardPolicy, "valid+invalid", "unknown_policy"
+        )
         privacy = self.mapping(top.get("privacy"), top.line_of("privacy"), "privacy")
         groups = self.groups(top)
         events = self.events(top)
@@ -203,9 +186,9 @@ class _Reader:
             version=version,
             description=self.text(top, "description", "plan"),
             naming=self.naming(top),
-            unplanned_properties=cast(Any, unplanned),
-            system_events=cast(Any, system_events),
-            forward=cast(Any, forward),
+            unplanned_properties=unplanned,
+            system_events=system_events,
+            forward=forward,
             hash_salt_env=self.text(privacy, "hash_salt_env", "privacy", "EVENTPLAN_HASH_SALT"),
             events=events,
             groups=groups,
@@ -354,26 +337,8 @@ class _Reader:
             )
             return None
         enum = self.enum(spec, where, type_)
-        pattern = spec.get("pattern")
-        if pattern is not None:
-            try:
-                re.compile(str(pattern))
-            except re.error as exc:
-                self.error(spec.line_of("pattern"), "bad_pattern", f"{where}: {exc}")
-                pattern = None
-        minimum, maximum = self.number(spec, "minimum", where), self.number(spec, "maximum", where)
-        if minimum is not None and maximum is not None and minimum > maximum:
-            self.error(
-                spec.line_of("minimum"),
-                "empty_range",
-                f"{where}: minimum {minimum} is above maximum {maximum}",
-            )
-        if (minimum is not None or maximum is not None) and type_ not in ("integer", "number"):
-            self.error(
-                spec.line_of("minimum" if minimum is not None else "maximum"),
-                "bound_on_non_number",
-                f"{where}: minimum/maximum apply to integer and number, not {type_}",
-            )
+        pattern = self.pattern(spec, where)
+        minimum, maximum = self.bounds(spec, where, type_)
         return Property(
             name=name,
             type=type_,
@@ -390,6 +355,34 @@ class _Reader:
             examples=tuple(spec.get("examples") or ()),
             line=line,
         )
+
+    def pattern(self, spec: SourceMap, where: str) -> Any:
+        """The property's regular expression, None when it has none or it is broken."""
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                self.error(spec.line_of("pattern"), "bad_pattern", f"{where}: {exc}")
+                return None
+        return pattern
+
+    def bounds(self, spec: SourceMap, where: str, type_: str) -> tuple[float | None, float | None]:
+        """minimum and maximum: a range that is not empty, on a number only."""
+        minimum, maximum = self.number(spec, "minimum", where), self.number(spec, "maximum", where)
+        if minimum is not None and maximum is not None and minimum > maximum:
+            self.error(
+                spec.line_of("minimum"),
+                "empty_range",
+                f"{where}: minimum {minimum} is above maximum {maximum}",
+            )
+        if (minimum is not None or maximum is not None) and type_ not in ("integer", "number"):
+            self.error(
+                spec.line_of("minimum" if minimum is not None else "maximum"),
+                "bound_on_non_number",
+                f"{where}: minimum/maximum apply to integer and number, not {type_}",
+            )
+        return minimum, maximum
 
     def enum(self, spec: SourceMap, where: str, type_: str) -> tuple[Scalar, ...] | None:
         if "enum" not in spec:
@@ -592,65 +585,55 @@ class _Reader:
 
     def alerts(self, top: SourceMap) -> tuple[Alert, ...]:
         node = self.mapping(top.get("alerts"), top.line_of("alerts"), "alerts")
-        alerts = []
-        for name, raw in node.items():
-            where = f"alert `{name}`"
-            line = node.line_of(name)
-            spec = self.mapping(raw, line, where)
-            self.unknown_keys(
-                spec,
-                (
-                    "description",
-                    "insight",
-                    "condition",
-                    "threshold",
-                    "frequency",
-                    "min_count",
-                    "factor",
-                    "baseline_intervals",
-                    "owner",
-                ),
-                where,
-            )
-            insight = self.insight(
-                name,
-                self.mapping(spec.get("insight"), spec.line_of("insight"), where),
-                spec.line_of("insight"),
-            )
-            condition = self.text(spec, "condition", where, "absolute_value")
-            if condition not in ALERT_CONDITIONS:
-                self.error(
-                    spec.line_of("condition"),
-                    "unknown_condition",
-                    f"{where}: condition `{condition}`; expected one of "
-                    f"{', '.join(ALERT_CONDITIONS)}",
-                )
-                condition = "absolute_value"
-            threshold = self.mapping(spec.get("threshold"), spec.line_of("threshold"), where)
-            self.unknown_keys(threshold, ("lower", "upper"), f"{where}.threshold")
-            lower = self.number(threshold, "lower", where)
-            upper = self.number(threshold, "upper", where)
-            if lower is None and upper is None and condition != "above_baseline":
-                self.error(
-                    spec.line_of("threshold"), "missing_key", f"{where} needs a lower or upper"
-                )
-            factor = self.number(spec, "factor", where)
-            alerts.append(
-                Alert(
-                    name=name,
-                    description=self.text(spec, "description", where),
-                    insight=insight,
-                    condition=cast(Any, condition),
-                    threshold=Threshold(lower=lower, upper=upper),
-                    frequency=self.text(spec, "frequency", where, "hourly"),
-                    min_count=self.count(spec, "min_count", where) or 0,
-                    factor=3.0 if factor is None else factor,
-                    baseline_intervals=self.count(spec, "baseline_intervals", where) or 168,
-                    owner=self.text(spec, "owner", where),
-                    line=line,
-                )
-            )
-        return tuple(alerts)
+        return tuple(self.alert(name, node) for name in node)
+
+    def alert(self, name: str, node: SourceMap) -> Alert:
+        where = f"alert `{name}`"
+        line = node.line_of(name)
+        spec = self.mapping(node[name], line, where)
+        self.unknown_keys(
+            spec,
+            (
+                "description",
+                "insight",
+                "condition",
+                "threshold",
+                "frequency",
+                "min_count",
+                "factor",
+                "baseline_intervals",
+                "owner",
+            ),
+            where,
+        )
+        insight = self.insight(
+            name,
+            self.mapping(spec.get("insight"), spec.line_of("insight"), where),
+            spec.line_of("insight"),
+        )
+        condition: AlertCondition = self.choice(
+            spec, "condition", where, AlertCondition, "absolute_value", "unknown_condition"
+        )
+        threshold = self.mapping(spec.get("threshold"), spec.line_of("threshold"), where)
+        self.unknown_keys(threshold, ("lower", "upper"), f"{where}.threshold")
+        lower = self.number(threshold, "lower", where)
+        upper = self.number(threshold, "upper", where)
+        if lower is None and upper is None and condition != "above_baseline":
+            self.error(spec.line_of("threshold"), "missing_key", f"{where} needs a lower or upper")
+        factor = self.number(spec, "factor", where)
+        return Alert(
+            name=name,
+            description=self.text(spec, "description", where),
+            insight=insight,
+            condition=condition,
+            threshold=Threshold(lower=lower, upper=upper),
+            frequency=self.text(spec, "frequency", where, "hourly"),
+            min_count=self.count(spec, "min_count", where) or 0,
+            factor=3.0 if factor is None else factor,
+            baseline_intervals=self.count(spec, "baseline_intervals", where) or 168,
+            owner=self.text(spec, "owner", where),
+            line=line,
+        )
 
     def acknowledgements(self, top: SourceMap) -> tuple[Acknowledgement, ...]:
         raw = top.get("acknowledge") or []

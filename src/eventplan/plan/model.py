@@ -23,7 +23,7 @@ SURFACES: tuple[Surface, ...] = ("web", "server", "extension")
 UnplannedPropertyPolicy = Literal["allow", "warn", "reject"]
 # What gateway mode forwards to PostHog, by verdict.
 ForwardPolicy = Literal["all", "valid", "valid+invalid"]
-UNPLANNED_PROPERTY_POLICIES: tuple[UnplannedPropertyPolicy, ...] = ("allow", "warn", "reject")
+SystemEventPolicy = Literal["valid", "unplanned"]
 
 Scalar = str | int | float | bool
 
@@ -198,7 +198,7 @@ class Plan:
     naming: Naming = field(default_factory=Naming)
     unplanned_properties: UnplannedPropertyPolicy = "warn"
     forward: ForwardPolicy = "valid+invalid"  # gateway mode
-    system_events: Literal["valid", "unplanned"] = "valid"
+    system_events: SystemEventPolicy = "valid"
     hash_salt_env: str = "EVENTPLAN_HASH_SALT"
     events: dict[str, Event] = field(default_factory=dict)
     groups: dict[str, PropertyGroup] = field(default_factory=dict)

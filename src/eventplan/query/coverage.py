@@ -28,45 +28,9 @@ def coverage(store: Store, plan: Plan, project: str, now: datetime | None = None
         [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), project],
     )
     seen = {row[0]: row for row in rows}
-    events = []
-    for name, event in plan.events.items():
-        row = seen.get(name)
-        last_7d = row[2] if row else 0
-        unsent: list[str] = []
-        if row:
-            props = list(plan.properties_of(name))
-            counts = ", ".join(f"count({compiler.text(p)})" for p in props)
-            _, [present] = store.sql(
-                f"SELECT {counts} FROM events_data e WHERE e.event = ? AND e.project = ?",
-                [name, project],
-            )
-            unsent = [p for p, n in zip(props, present, strict=True) if not n]
-        events.append(
-            {
-                "event": name,
-                "description": event.description,
-                "owner": event.owner,
-                "surfaces": list(event.surfaces),
-                "trigger": f"{event.trigger.file} — {event.trigger.hook}",
-                "value": event.value,
-                "properties": [
-                    {
-                        "name": p.name,
-                        "type": p.type,
-                        "required": p.required,
-                        "enum": list(p.enum) if p.enum else None,
-                        "description": p.description,
-                    }
-                    for p in plan.properties_of(name).values()
-                ],
-                "last_24h": row[1] if row else 0,
-                "last_7d": last_7d,
-                "last_seen": row[3].isoformat() if row else None,
-                "invalid_share": round(row[4] / last_7d, 4) if row and last_7d else 0.0,
-                "total": row[5] if row else 0,
-                "properties_never_sent": unsent,
-            }
-        )
+    events = [
+        _planned_event(store, compiler, plan, project, name, seen.get(name)) for name in plan.events
+    ]
     unplanned = [
         {"event": name, "total": row[5], "last_seen": row[3].isoformat()}
         for name, row in sorted(seen.items())
@@ -81,3 +45,52 @@ def coverage(store: Store, plan: Plan, project: str, now: datetime | None = None
         "seen_not_planned": [u for u in unplanned if not u["event"].startswith("$")],
         "posthog_events_seen": [u for u in unplanned if u["event"].startswith("$")],
     }
+
+
+def _planned_event(
+    store: Store,
+    compiler: Compiler,
+    plan: Plan,
+    project: str,
+    name: str,
+    row: tuple[Any, ...] | None,
+) -> dict[str, Any]:
+    """One planned event: what the plan says of it, and what its traffic holds (`row`:
+    the counts of the last day and week, the last time, the invalid ones, the total)."""
+    event = plan.events[name]
+    last_7d = row[2] if row else 0
+    return {
+        "event": name,
+        "description": event.description,
+        "owner": event.owner,
+        "surfaces": list(event.surfaces),
+        "trigger": f"{event.trigger.file} — {event.trigger.hook}",
+        "value": event.value,
+        "properties": [
+            {
+                "name": p.name,
+                "type": p.type,
+                "required": p.required,
+                "enum": list(p.enum) if p.enum else None,
+                "description": p.description,
+            }
+            for p in plan.properties_of(name).values()
+        ],
+        "last_24h": row[1] if row else 0,
+        "last_7d": last_7d,
+        "last_seen": row[3].isoformat() if row else None,
+        "invalid_share": round(row[4] / last_7d, 4) if row and last_7d else 0.0,
+        "total": row[5] if row else 0,
+        "properties_never_sent": _never_sent(store, compiler, plan, project, name) if row else [],
+    }
+
+
+def _never_sent(store: Store, compiler: Compiler, plan: Plan, project: str, name: str) -> list[str]:
+    """The event's planned properties that none of its stored events has."""
+    props = list(plan.properties_of(name))
+    counts = ", ".join(f"count({compiler.text(p)})" for p in props)
+    _, [present] = store.sql(
+        f"SELECT {counts} FROM events_data e WHERE e.event = ? AND e.project = ?",
+        [name, project],
+    )
+    return [p for p, n in zip(props, present, strict=True) if not n]

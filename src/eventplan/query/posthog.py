@@ -208,59 +208,67 @@ def from_posthog(body: Any) -> Query | str:
         if not isinstance(body.get("query"), str):
             raise QueryError("HogQLQuery needs a `query` string")
         return str(body["query"])
-    global_filters = _filters(body.get("properties"), "query")
     if kind == "TrendsQuery":
-        _refuse_unknown(body, TRENDS_KEYS, "TrendsQuery")
-        breakdown, limit = _breakdown(body.get("breakdownFilter"))
-        trends_filter = _object(body.get("trendsFilter"), "trendsFilter")
-        _refuse_unknown(trends_filter, {"formula", "display"}, "trendsFilter")
-        compare = _object(body.get("compareFilter"), "compareFilter")
-        _refuse_unknown(compare, {"compare"}, "compareFilter")
-        return TrendsQuery(
-            series=_all_series(body, global_filters),
-            interval=choice(body.get("interval"), "interval", Interval, "day"),
-            date_range=_date_range(body.get("dateRange"), "-7d"),
-            breakdown=breakdown,
-            breakdown_limit=limit,
-            formula=_text(trends_filter.get("formula"), "trendsFilter.formula"),
-            compare=bool(compare.get("compare", False)),
-        )
+        return _trends(body)
     if kind == "FunnelsQuery":
-        _refuse_unknown(body, FUNNELS_KEYS, "FunnelsQuery")
-        funnels_filter = _object(body.get("funnelsFilter"), "funnelsFilter")
-        _refuse_unknown(funnels_filter, FUNNEL_FILTER_KEYS, "funnelsFilter")
-        if funnels_filter.get("funnelVizType", "steps") != "steps":
-            raise QueryError("funnelsFilter.funnelVizType: only `steps` is supported")
-        unit = funnels_filter.get("funnelWindowIntervalUnit", "day")
-        if not isinstance(unit, str) or unit not in UNITS:
-            raise QueryError(f"funnelWindowIntervalUnit {unit!r} is not one of {', '.join(UNITS)}")
-        order = funnels_filter.get("funnelOrderType", "ordered")
-        if order not in ("ordered", "strict"):
-            raise QueryError(f"funnelOrderType {order!r}: only ordered and strict are supported")
-        breakdown, limit = _breakdown(body.get("breakdownFilter"))
-        group = body.get("aggregation_group_type_index")
-        window = _integer(funnels_filter.get("funnelWindowInterval"), "funnelWindowInterval", 14)
-        return FunnelsQuery(
-            steps=_all_series(body, global_filters),
-            date_range=_date_range(body.get("dateRange"), "-30d"),
-            window_seconds=window * UNITS[unit],
-            order=order,
-            breakdown=breakdown,
-            breakdown_limit=limit,
-            breakdown_attribution=choice(
-                funnels_filter.get("breakdownAttributionType"),
-                "funnelsFilter.breakdownAttributionType",
-                Attribution,
-                "first_touch",
-            ),
-            attribution_step=_integer(
-                funnels_filter.get("breakdownAttributionValue"), "breakdownAttributionValue", 0
-            ),
-            exclusions=_exclusions(funnels_filter.get("exclusions")),
-            aggregate_by="group" if group is not None else "person",
-        )
+        return _funnels(body)
     raise QueryError(
         f"query kind {kind!r} is not supported (TrendsQuery, FunnelsQuery, HogQLQuery are)"
+    )
+
+
+def _trends(body: dict[str, Any]) -> TrendsQuery:
+    _refuse_unknown(body, TRENDS_KEYS, "TrendsQuery")
+    global_filters = _filters(body.get("properties"), "query")
+    breakdown, limit = _breakdown(body.get("breakdownFilter"))
+    trends_filter = _object(body.get("trendsFilter"), "trendsFilter")
+    _refuse_unknown(trends_filter, {"formula", "display"}, "trendsFilter")
+    compare = _object(body.get("compareFilter"), "compareFilter")
+    _refuse_unknown(compare, {"compare"}, "compareFilter")
+    return TrendsQuery(
+        series=_all_series(body, global_filters),
+        interval=choice(body.get("interval"), "interval", Interval, "day"),
+        date_range=_date_range(body.get("dateRange"), "-7d"),
+        breakdown=breakdown,
+        breakdown_limit=limit,
+        formula=_text(trends_filter.get("formula"), "trendsFilter.formula"),
+        compare=bool(compare.get("compare", False)),
+    )
+
+
+def _funnels(body: dict[str, Any]) -> FunnelsQuery:
+    _refuse_unknown(body, FUNNELS_KEYS, "FunnelsQuery")
+    global_filters = _filters(body.get("properties"), "query")
+    funnels_filter = _object(body.get("funnelsFilter"), "funnelsFilter")
+    _refuse_unknown(funnels_filter, FUNNEL_FILTER_KEYS, "funnelsFilter")
+    if funnels_filter.get("funnelVizType", "steps") != "steps":
+        raise QueryError("funnelsFilter.funnelVizType: only `steps` is supported")
+    unit = funnels_filter.get("funnelWindowIntervalUnit", "day")
+    if not isinstance(unit, str) or unit not in UNITS:
+        raise QueryError(f"funnelWindowIntervalUnit {unit!r} is not one of {', '.join(UNITS)}")
+    order = funnels_filter.get("funnelOrderType", "ordered")
+    if order not in ("ordered", "strict"):
+        raise QueryError(f"funnelOrderType {order!r}: only ordered and strict are supported")
+    breakdown, limit = _breakdown(body.get("breakdownFilter"))
+    window = _integer(funnels_filter.get("funnelWindowInterval"), "funnelWindowInterval", 14)
+    return FunnelsQuery(
+        steps=_all_series(body, global_filters),
+        date_range=_date_range(body.get("dateRange"), "-30d"),
+        window_seconds=window * UNITS[unit],
+        order=order,
+        breakdown=breakdown,
+        breakdown_limit=limit,
+        breakdown_attribution=choice(
+            funnels_filter.get("breakdownAttributionType"),
+            "funnelsFilter.breakdownAttributionType",
+            Attribution,
+            "first_touch",
+        ),
+        attribution_step=_integer(
+            funnels_filter.get("breakdownAttributionValue"), "breakdownAttributionValue", 0
+        ),
+        exclusions=_exclusions(funnels_filter.get("exclusions")),
+        aggregate_by="group" if body.get("aggregation_group_type_index") is not None else "person",
     )
 
 

@@ -532,36 +532,7 @@ class EventStore(Store):
         )
 
     def _write_identity(self, changes: IdentityChanges) -> None:
-        # One insert per round rather than per update: the n-th update of every group
-        # goes in round n, so each group's patches still apply in their order.
-        rounds: list[list[GroupUpdate]] = []
-        updates_of: dict[tuple[str, str, str], int] = defaultdict(int)
-        for group in changes.groups:
-            which = (group.project, group.group_type, group.group_key)
-            if updates_of[which] == len(rounds):
-                rounds.append([])
-            rounds[updates_of[which]].append(group)
-            updates_of[which] += 1
-        for updates in rounds:
-            self._run_on(
-                "staged_groups",
-                pa.table(
-                    {
-                        "project": [g.project for g in updates],
-                        "group_type": [g.group_type for g in updates],
-                        "group_key": [g.group_key for g in updates],
-                        "properties": [_json.encode(g.properties).decode() for g in updates],
-                        "updated_at": pa.array([g.timestamp for g in updates], TIME),
-                    }
-                ),
-                """
-                INSERT INTO groups SELECT project, group_type, group_key, properties::JSON,
-                  updated_at FROM staged_groups
-                ON CONFLICT DO UPDATE SET
-                  properties = json_merge_patch(groups.properties, excluded.properties),
-                  updated_at = excluded.updated_at
-                """,
-            )
+        self._write_groups(changes.groups)
         for table, mapping, key in (
             ("person_distinct_ids", changes.distinct_ids, "distinct_id"),
             ("person_overrides", changes.overrides, "old_person_id"),
@@ -593,6 +564,38 @@ class EventStore(Store):
         for project, person in changes.gone:
             self._run(
                 "DELETE FROM persons WHERE project = ? AND person_id = ?::UUID", [project, person]
+            )
+
+    def _write_groups(self, groups: Iterable[GroupUpdate]) -> None:
+        # One insert per round rather than per update: the n-th update of every group
+        # goes in round n, so each group's patches still apply in their order.
+        rounds: list[list[GroupUpdate]] = []
+        updates_of: dict[tuple[str, str, str], int] = defaultdict(int)
+        for group in groups:
+            which = (group.project, group.group_type, group.group_key)
+            if updates_of[which] == len(rounds):
+                rounds.append([])
+            rounds[updates_of[which]].append(group)
+            updates_of[which] += 1
+        for updates in rounds:
+            self._run_on(
+                "staged_groups",
+                pa.table(
+                    {
+                        "project": [g.project for g in updates],
+                        "group_type": [g.group_type for g in updates],
+                        "group_key": [g.group_key for g in updates],
+                        "properties": [_json.encode(g.properties).decode() for g in updates],
+                        "updated_at": pa.array([g.timestamp for g in updates], TIME),
+                    }
+                ),
+                """
+                INSERT INTO groups SELECT project, group_type, group_key, properties::JSON,
+                  updated_at FROM staged_groups
+                ON CONFLICT DO UPDATE SET
+                  properties = json_merge_patch(groups.properties, excluded.properties),
+                  updated_at = excluded.updated_at
+                """,
             )
 
     # -- the forwarding outbox (gateway mode) ----------------------------------------
