@@ -676,35 +676,63 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
     if result["kind"] == "FunnelsQuery":
         groups = result["results"]
         groups = [groups] if groups and isinstance(groups[0], dict) else groups
+        if "totals" in result:
+            groups = [*groups, result["totals"]]
         for steps in groups:
-            title = steps[0].get("breakdown_value") if steps else None
-            table = Table(title=f"funnel{f' — {title}' if title else ''}")
-            for column in ("step", "count", "from first", "from previous", "median s", "avg s"):
-                table.add_column(column, justify="left" if column == "step" else "right")
-            for step in steps:
-                table.add_row(
-                    step["name"],
-                    str(step["count"]),
-                    f"{step['conversion_from_first']:.1%}",
-                    f"{step['conversion_from_previous']:.1%}",
-                    _seconds(step["median_conversion_time"]),
-                    _seconds(step["average_conversion_time"]),
-                )
-            console.print(table)
+            _print_funnel(steps, "totals" in result and steps is groups[-1])
     else:
-        table = Table(title=f"trends by {result['interval']}")
-        table.add_column("series")
-        labels = result["results"][0]["labels"] if result["results"] else []
-        shown = labels[-8:]
-        for label in shown:
-            table.add_column(label, justify="right")
-        table.add_column("total", justify="right")
-        for item in result["results"]:
-            values = item["data"][-len(shown) :] if shown else []
-            table.add_row(item["label"], *(f"{v:g}" for v in values), f"{item['count']:g}")
-        console.print(table)
+        _print_trends(result)
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning[/yellow] {warning['code']}: {warning['message']}")
+
+
+def _print_funnel(steps: list[dict[str, Any]], totals: bool) -> None:
+    title = (
+        "every breakdown value" if totals else (steps[0].get("breakdown_value") if steps else None)
+    )
+    table = Table(title=f"funnel{f' — {title}' if title else ''}")
+    for column in ("step", "count", "from first", "from previous", "median s", "avg s"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in steps:
+        table.add_row(
+            step["name"],
+            str(step["count"]),
+            f"{step['conversion_from_first']:.1%}",
+            f"{step['conversion_from_previous']:.1%}",
+            _seconds(step["median_conversion_time"]),
+            _seconds(step["average_conversion_time"]),
+        )
+    console.print(table)
+
+
+def _print_trends(result: dict[str, Any]) -> None:
+    table = Table(title=f"trends by {result['interval']}")
+    table.add_column("series")
+    labels = result["results"][0]["labels"] if result["results"] else []
+    shown = labels[-8:]
+    for label in shown:
+        table.add_column(label, justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("average", justify="right")
+    for item in result["results"]:
+        values = item["data"][-len(shown) :] if shown else []
+        flag = " [red]▲ flagged[/red]" if item.get("flagged") else ""
+        table.add_row(
+            item["label"] + flag,
+            *(f"{v:g}" for v in values),
+            f"{item['count']:g}",
+            f"{item['average']:g}",
+        )
+    console.print(table)
+
+
+def _print_histogram(buckets: list[dict[str, Any]]) -> None:
+    table = Table(title="histogram")
+    table.add_column("bucket (to twice it)")
+    table.add_column("events", justify="right")
+    for bucket in buckets:
+        table.add_row(f"≥ {bucket['low']:,.0f}", str(bucket["count"]))
+    console.print(table)
 
 
 def _seconds(value: float | None) -> str:
@@ -921,7 +949,10 @@ def report(
     console.rule(f"[bold]{data['title']}[/bold]")
     for insight in data["insights"]:
         console.print(f"\n[bold]{insight['title']}[/bold]")
-        _print_result(insight["result"], False)
+        if "histogram" in insight:
+            _print_histogram(insight["histogram"])
+        else:
+            _print_result(insight["result"], False)
 
 
 @cli.group()

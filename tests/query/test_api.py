@@ -240,6 +240,14 @@ def test_report_and_query_commands(tmp_path: Path) -> None:
         env={"COLUMNS": "200"},
     )
     assert report.exit_code == 0 and "Reliability Board" in report.output
+    # The terminal shows the engine's numbers: the same histogram the API gives.
+    board = ["report", "attachment_demand", "--db", str(db), "--plan", str(OPENCHAT)]
+    as_json = json.loads(runner.invoke(cli, [*board, "--json"]).output)
+    (sizes,) = [i for i in as_json["insights"] if i["name"] == "attachment_sizes"]
+    text = runner.invoke(cli, board, env={"COLUMNS": "200"}).output
+    assert "histogram" in text and sizes["histogram"]
+    for bucket in sizes["histogram"]:
+        assert f"≥ {bucket['low']:,.0f} " in text
     trends = runner.invoke(
         cli,
         [

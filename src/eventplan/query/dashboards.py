@@ -86,12 +86,18 @@ def insight_data(
     breakdown: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """One insight of a dashboard over `project`'s events: what a chart panel shows."""
-    from eventplan.query.engine import run_query
+    """One insight of a dashboard over `project`'s events: what a chart panel shows,
+    every number computed here (the UI, the API and `eventplan report` only show them)."""
+    from eventplan.query.engine import histogram, run_query
 
     chosen = breakdown if breakdown in insight.breakdowns else None
     query = insight_query(insight, date_range, interval, chosen, project)
-    return {
+    result = run_query(store, plan, query, now)
+    flag_above = insight.options.get("flag_above")
+    if isinstance(query, TrendsQuery) and isinstance(flag_above, int | float):
+        for series in result["results"]:
+            series["flagged"] = series["average"] > flag_above
+    data: dict[str, Any] = {
         "name": insight.name,
         "title": insight.title,
         "kind": insight.kind,
@@ -100,8 +106,11 @@ def insight_data(
         "breakdown": query.breakdown,
         "options": insight.options,
         "query": query_json(query),
-        "result": run_query(store, plan, query, now),
+        "result": result,
     }
+    if data["display"] == "histogram" and isinstance(query, TrendsQuery):
+        data["histogram"] = histogram(store, plan, query, now)
+    return data
 
 
 def find_insight(dashboard: Dashboard, name: str) -> Insight:

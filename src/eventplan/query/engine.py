@@ -159,6 +159,30 @@ def _formula_results(
     return results
 
 
+def histogram(
+    store: Store, plan: Plan | None, query: TrendsQuery, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The first series' events by their breakdown property's power-of-two bucket
+    (`low` ≤ value < 2 × `low`; 0 for values ≤ 0): every event with a number there,
+    not only a breakdown's top values."""
+    if not query.series or query.breakdown is None:
+        raise QueryError("a histogram needs a series and a numeric breakdown property")
+    ctx = Context(store, plan, now or datetime.now(UTC), query.project)
+    start, end, _ = resolve_range(query.date_range, query.interval, ctx.now)
+    compiler = ctx.compiler
+    value = compiler.number(query.breakdown)
+    params: list[Any] = []
+    where = compiler.series_condition(query.series[0], query.verdicts, params, query.project)
+    low = f"CASE WHEN {value} <= 0 THEN 0 ELSE pow(2, floor(log2({value}))) END"
+    _, rows = store.sql(
+        f"SELECT {low} AS low, count(*) FROM {EVENTS} WHERE {where} "
+        f"AND {value} IS NOT NULL AND e.timestamp >= ? AND e.timestamp < ? "
+        "GROUP BY low ORDER BY low",
+        [*params, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)],
+    )
+    return [{"low": float(low), "count": int(count)} for low, count in rows]
+
+
 def _series_rows(
     ctx: Context,
     query: TrendsQuery,
@@ -235,6 +259,7 @@ def _result(
         "days_raw": buckets,
         "data": [round(value, 6) for value in data],
         "count": round(sum(data), 6),
+        "average": round(sum(data) / len(data), 6) if data else 0.0,  # per interval
     }
     if series is not None:
         item["action"] = {
@@ -453,7 +478,7 @@ def _funnel_result(
     ]
     if not results:
         results.append(_funnel_steps(query, levels[:0], step_times[:0], None))
-    return {
+    answer: dict[str, Any] = {
         "kind": "FunnelsQuery",
         "date_from": start.isoformat() + "Z",
         "date_to": end.isoformat() + "Z",
@@ -468,6 +493,10 @@ def _funnel_result(
             breakdown_on=query.attribution_step if query.breakdown_attribution == "step" else 0,
         ),
     }
+    if query.breakdown is not None:  # every breakdown value together, step by step
+        everyone = np.sort(np.concatenate([groups[key] for key in ordered] or [levels[:0]]))
+        answer["totals"] = _funnel_steps(query, levels[everyone], step_times[everyone], None)
+    return answer
 
 
 def _funnel_groups(

@@ -28,32 +28,25 @@ function cell(tag, text, cls) {
   return el;
 }
 
-function histogram(results) {
-  // A histogram of a numeric breakdown: counts per power-of-two bucket.
-  const buckets = new Map();
-  for (const r of results) {
-    const value = Number(r.breakdown_value);
-    if (!Number.isFinite(value)) continue;
-    const low = value <= 0 ? 0 : 2 ** Math.floor(Math.log2(value));
-    buckets.set(low, (buckets.get(low) || 0) + r.count);
-  }
-  const lows = [...buckets.keys()].sort((a, b) => a - b);
-  return { labels: lows.map((l) => `≥ ${fmt(l)}`), values: lows.map((l) => buckets.get(l)) };
-}
-
 function drawTrends(panel, data) {
   const result = data.result;
   const canvas = panel.querySelector("canvas");
   const table = panel.querySelector("table.numbers");
   table.replaceChildren();
-  const flagAbove = data.options && data.options.flag_above;
   let config;
   if (data.display === "histogram") {
-    const h = histogram(result.results);
-    config = { type: "bar", data: { labels: h.labels, datasets: [{ label: "events", data: h.values, backgroundColor: COLORS[0] }] } };
+    // Buckets from the query engine: every event with a number, by power of two.
+    const labels = data.histogram.map((b) => `≥ ${fmt(b.low)}`);
+    const counts = data.histogram.map((b) => b.count);
+    config = { type: "bar", data: { labels, datasets: [{ label: "events", data: counts, backgroundColor: COLORS[0] }] } };
     const head = table.insertRow();
     head.append(cell("th", "bucket"), cell("th", "events", "num"));
-    h.labels.forEach((label, i) => { const row = table.insertRow(); row.append(cell("td", label), cell("td", fmt(h.values[i]), "num")); });
+    labels.forEach((label, i) => {
+      const row = table.insertRow();
+      row.dataset.series = label;
+      row.dataset.total = counts[i];
+      row.append(cell("td", label), cell("td", fmt(counts[i]), "num"));
+    });
   } else {
     const stacked = data.display === "stacked_bars";
     config = {
@@ -72,11 +65,10 @@ function drawTrends(panel, data) {
     head.append(cell("th", "series"), cell("th", "total", "num"), cell("th", summary, "num"));
     for (const r of result.results) {
       const row = table.insertRow();
-      const average = r.data.length ? r.count / r.data.length : 0;
       row.dataset.series = r.label;
       row.dataset.total = r.count;
-      if (flagAbove !== undefined && average > flagAbove) row.className = "flagged";
-      row.append(cell("td", r.label), cell("td", fmt(r.count), "num"), cell("td", fmt(average), "num"));
+      if (r.flagged) row.className = "flagged";
+      row.append(cell("td", r.label), cell("td", fmt(r.count), "num"), cell("td", fmt(r.average), "num"));
     }
   }
   config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
@@ -102,11 +94,12 @@ function drawFunnel(panel, data) {
         cell("td", s.median_conversion_time === null ? "" : fmt(s.median_conversion_time) + " s", "num"));
     }
   }
-  const totals = groups[0].map((_, i) => groups.reduce((sum, steps) => sum + steps[i].count, 0));
-  const labels = groups[0].map((s, i) => `${s.name} (${totals[0] ? (totals[i] / totals[0] * 100).toFixed(1) : 0}%)`);
+  // Every breakdown value together, from the engine (the funnel itself without one).
+  const totals = data.result.totals || groups[0];
+  const labels = totals.map((s) => `${s.name} (${(s.conversion_from_first * 100).toFixed(1)}%)`);
   if (panel.chart) panel.chart.destroy();
   panel.chart = new Chart(panel.querySelector("canvas"), {
-    type: "bar", data: { labels, datasets: [{ label: "people", data: totals, backgroundColor: COLORS[0] }] },
+    type: "bar", data: { labels, datasets: [{ label: "people", data: totals.map((s) => s.count), backgroundColor: COLORS[0] }] },
     options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false },
   });
 }
