@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -35,6 +36,9 @@ DB_OPTION = click.option(
     required=True,
     help="The store: a DuckDB file, clickhouse://user:pass@host:8123/database or chdb:DIR.",
 )
+
+
+Asked = TypeVar("Asked")
 
 
 def _load(path: Path) -> Any:
@@ -104,6 +108,10 @@ def plan_show(plan: Path, event_name: str | None) -> None:
             ", ".join(p.name for p in own if not p.required),
         )
     console.print(table)
+    _show_groups(loaded)
+
+
+def _show_groups(loaded: Any) -> None:
     groups = Table(title="property groups (super-properties)")
     for column in ("group", "applies to", "properties"):
         groups.add_column(column)
@@ -176,22 +184,21 @@ def validate(plan: Path, file: Path, as_json: bool) -> None:
         verdict = validator.check(record.event)
         judged.append((record.event, verdict))
         if as_json:
-            event = record.event if isinstance(record.event, dict) else {}
-            out.write(
-                encoder.encode(
-                    {
-                        "uuid": event.get("uuid"),
-                        "event": event.get("event"),
-                        "verdict": verdict.verdict,
-                        "violations": verdict.violations,
-                    }
-                )
-                + b"\n"
-            )
+            out.write(encoder.encode(_verdict_line(record.event, verdict)) + b"\n")
     if not as_json:
         _report(judged, bad_lines)
     if bad_lines or any(not verdict.ok for _, verdict in judged):
         sys.exit(1)
+
+
+def _verdict_line(event: Any, verdict: Verdict) -> dict[str, Any]:
+    known = event if isinstance(event, dict) else {}
+    return {
+        "uuid": known.get("uuid"),
+        "event": known.get("event"),
+        "verdict": verdict.verdict,
+        "violations": verdict.violations,
+    }
 
 
 def _report(judged: list[tuple[Any, Verdict]], bad_lines: int) -> None:
@@ -315,6 +322,23 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 
     settings = load_settings(flags, config_file)
     server = Server(settings)
+    _say_how_to_log_in(server)
+    config = uvicorn.Config(
+        create_app(server),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # capture reads X-Forwarded-For itself (trusted proxies only)
+        timeout_graceful_shutdown=3,  # open streams (the live feed) end; SIGTERM stops in 10 s
+    )
+    uvicorn.Server(config).run()
+
+
+def _say_how_to_log_in(server: Any) -> None:
+    settings = server.settings
     click.echo(
         f"eventplan {len(server.projects)} project(s) on http://{settings.host}:{settings.port} "
         f"(db {server.store.location})",
@@ -330,18 +354,6 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         click.echo(
             "Log in with the admin key printed on the first run, or pass --api-key.", err=True
         )
-    config = uvicorn.Config(
-        create_app(server),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # capture reads X-Forwarded-For itself (trusted proxies only)
-        timeout_graceful_shutdown=3,  # open streams (the live feed) end; SIGTERM stops in 10 s
-    )
-    uvicorn.Server(config).run()
 
 
 @cli.command()
@@ -379,8 +391,6 @@ def _sql_through_server(
     db: str, api_key: str | None, query: str, error: EventplanError
 ) -> tuple[list[str], list[Any]]:
     """The db is held by a running server: ask it over /api/sql instead."""
-    import httpx
-
     from eventplan.runtime import running_server_url
 
     url = running_server_url(db)
@@ -391,6 +401,19 @@ def _sql_through_server(
             f"{db} is held by the running server; pass --api-key (or EVENTPLAN_API_KEY) "
             "to query it through /api/sql"
         )
+    body = _post_sql(url, api_key, query)
+    if body.get("hasMore"):
+        click.echo(
+            f"only the first {len(body['results'])} rows: the server answers no more; "
+            "add a LIMIT, or stop the server to read the file directly",
+            err=True,
+        )
+    return body["columns"], body["results"]
+
+
+def _post_sql(url: str, api_key: str, query: str) -> dict[str, Any]:
+    import httpx
+
     try:
         response = httpx.post(
             f"{url}/api/sql",
@@ -400,16 +423,10 @@ def _sql_through_server(
         )
     except httpx.HTTPError as exc:
         raise click.ClickException(f"the server at {url} did not answer: {exc}") from exc
-    body = response.json()
+    body: dict[str, Any] = response.json()
     if response.status_code != 200:
         raise click.ClickException(str(body.get("detail", body)))
-    if body.get("hasMore"):
-        click.echo(
-            f"only the first {len(body['results'])} rows: the server answers no more; "
-            "add a LIMIT, or stop the server to read the file directly",
-            err=True,
-        )
-    return body["columns"], body["results"]
+    return body
 
 
 @cli.group()
@@ -457,6 +474,15 @@ def _project(store: Any, plan: Any, name: str | None) -> Any:
     from eventplan.project import Project
 
     return Project(name or plan.name, plan, store)
+
+
+def _asked(db: str, plan: Any, project: str | None, ask: Callable[[Any], Asked]) -> Asked:
+    """One question to a project of the store file, which is opened read-only for it."""
+    store = _open_store(db, read_only=True, plans=[plan])
+    try:
+        return ask(_project(store, plan, project))
+    finally:
+        store.close()
 
 
 def _must_exist(db: str) -> None:
@@ -588,27 +614,36 @@ def import_command(
     """
     from rich.progress import Progress
 
-    from eventplan.capture.importer import import_events, iter_file
-    from eventplan.project import Project
-    from eventplan.store.transfer import import_export, is_export
-
     loaded = _load(plan)
     store = _open_store(db, read_only=False, plans=[loaded], create=True)
     try:
         with Progress(console=Console(stderr=True)) as bar:
             task = bar.add_task("importing", total=None)
-            advance = lambda n: bar.advance(task, n)  # noqa: E731
-            if is_export(file):
-                added = import_export(store, file, advance)
-            else:
-                # The salt resolved as `serve` does (the setting, the plan's environment
-                # variable, then the store's), so imported and captured events hash alike.
-                target = Project(project or loaded.name, loaded, store, salt_setting=hash_salt)
-                added = import_events(store, target, iter_file(file), advance)
+            added = _import(store, loaded, project, hash_salt, file, lambda n: bar.advance(task, n))
         location = store.location
     finally:
         store.close()
     click.echo(f"imported {added:,} new event(s) into {location}", err=True)
+
+
+def _import(
+    store: Store,
+    plan: Any,
+    project: str | None,
+    hash_salt: str | None,
+    file: Path,
+    advance: Callable[[int], Any],
+) -> int:
+    from eventplan.capture.importer import import_events, iter_file
+    from eventplan.project import Project
+    from eventplan.store.transfer import import_export, is_export
+
+    if is_export(file):
+        return import_export(store, file, advance)
+    # The salt resolved as `serve` does (the setting, the plan's environment variable,
+    # then the store's), so imported and captured events hash alike.
+    target = Project(project or plan.name, plan, store, salt_setting=hash_salt)
+    return import_events(store, target, iter_file(file), advance)
 
 
 @cli.command(name="export")
@@ -660,13 +695,9 @@ def clickhouse_ddl(plan: tuple[Path, ...], cluster: str | None, database: str | 
 
 
 def _run_query_file(db: str, plan: Any, project: str | None, spec: Any) -> dict[str, Any]:
-    """One query against the store file, read-only; library errors become CLI errors."""
-    store = _open_store(db, read_only=True, plans=[plan])
-    try:
-        result: dict[str, Any] = _project(store, plan, project).query(spec)
-        return result
-    finally:
-        store.close()
+    """One query against the store file, read-only."""
+    result: dict[str, Any] = _asked(db, plan, project, lambda asked: asked.query(spec))
+    return result
 
 
 def _print_result(result: dict[str, Any], as_json: bool) -> None:
@@ -905,12 +936,7 @@ def query_hogql(
     text: str, db: str, plan: Path, project: str | None, as_json: bool, timeout: float
 ) -> None:
     """A HogQL query (PostHog's SQL) over the project's events, as PostHog answers it."""
-    loaded = _load(plan)
-    store = _open_store(db, read_only=True, plans=[loaded])
-    try:
-        result = _project(store, loaded, project).hogql(text, timeout or None)
-    finally:
-        store.close()
+    result = _asked(db, _load(plan), project, lambda asked: asked.hogql(text, timeout or None))
     if as_json:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
         return
@@ -937,12 +963,8 @@ def report(
     """Print one of the plan's dashboards (NAME) in the terminal."""
     from eventplan.query.model import DateRange
 
-    loaded = _load(plan)
-    store = _open_store(db, read_only=True, plans=[loaded])
-    try:
-        data = _project(store, loaded, project).dashboard(name, DateRange(date_from=date_from))
-    finally:
-        store.close()
+    date_range = DateRange(date_from=date_from)
+    data = _asked(db, _load(plan), project, lambda asked: asked.dashboard(name, date_range))
     if as_json:
         sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
         return
@@ -972,37 +994,34 @@ def alerts_check(
     db: str, plan: Path, since: str | None, as_json: bool, project: str | None
 ) -> None:
     """Evaluate every alert once; exit 1 when any fires (for cron and CI)."""
-    loaded = _load(plan)
-    store = _open_store(db, read_only=True, plans=[loaded])
-    try:
-        results = _project(store, loaded, project).alerts(since=since)
-    finally:
-        store.close()
+    results = _asked(db, _load(plan), project, lambda asked: asked.alerts(since=since))
     if as_json:
         sys.stdout.write(msgspec.json.encode([r.as_dict() for r in results]).decode() + "\n")
     else:
-        table = Table(title="alerts")
-        for column in ("alert", "kind", "state", "when", "value", "threshold", "owner"):
-            table.add_column(column)
-        for result in results:
-            if not result.firing:
-                table.add_row(result.name, result.kind, "ok", "", "", "", result.owner)
-            for firing in result.firing[:10]:
-                label = result.name + (
-                    f" ({firing.breakdown_value})" if firing.breakdown_value else ""
-                )
-                table.add_row(
-                    label,
-                    result.kind,
-                    "[red]FIRING[/red]",
-                    firing.at,
-                    f"{firing.value:g}",
-                    firing.threshold,
-                    firing.owner,
-                )
-        console.print(table)
+        _print_alerts(results)
     if any(result.fired for result in results):
         sys.exit(1)
+
+
+def _print_alerts(results: list[Any]) -> None:
+    table = Table(title="alerts")
+    for column in ("alert", "kind", "state", "when", "value", "threshold", "owner"):
+        table.add_column(column)
+    for result in results:
+        if not result.firing:
+            table.add_row(result.name, result.kind, "ok", "", "", "", result.owner)
+        for firing in result.firing[:10]:
+            label = result.name + (f" ({firing.breakdown_value})" if firing.breakdown_value else "")
+            table.add_row(
+                label,
+                result.kind,
+                "[red]FIRING[/red]",
+                firing.at,
+                f"{firing.value:g}",
+                firing.threshold,
+                firing.owner,
+            )
+    console.print(table)
 
 
 @cli.command()
@@ -1196,20 +1215,7 @@ def status(plan: Path, code: Path, as_json: bool) -> None:
 
     result = scan(code, _load(plan))
     if as_json:
-        sys.stdout.write(
-            msgspec.json.encode(
-                {
-                    "calls": [vars(c) for c in result.calls],
-                    "never_sent": result.never_sent,
-                    "unplanned": [{**vars(c), "did_you_mean": s} for c, s in result.unplanned],
-                    "unplanned_properties": [
-                        {**vars(c), "property": p} for c, p in result.unplanned_properties
-                    ],
-                    "unreadable": [{"path": p, "error": e} for p, e in result.unreadable],
-                }
-            ).decode()
-            + "\n"
-        )
+        sys.stdout.write(msgspec.json.encode(_status_json(result)).decode() + "\n")
     else:
         click.echo(f"{len(result.calls)} capture call(s) in {code}")
         for name in result.never_sent:
@@ -1225,6 +1231,18 @@ def status(plan: Path, code: Path, as_json: bool) -> None:
         click.echo(f"{path}: not read: {why}", err=True)
     if result.problems:
         sys.exit(1)
+
+
+def _status_json(result: Any) -> dict[str, Any]:
+    return {
+        "calls": [vars(c) for c in result.calls],
+        "never_sent": result.never_sent,
+        "unplanned": [{**vars(c), "did_you_mean": s} for c, s in result.unplanned],
+        "unplanned_properties": [
+            {**vars(c), "property": p} for c, p in result.unplanned_properties
+        ],
+        "unreadable": [{"path": p, "error": e} for p, e in result.unreadable],
+    }
 
 
 @cli.group(name="forward")
@@ -1288,15 +1306,14 @@ def forward_retry(db: str, api_key: str | None) -> None:
 @PROJECT_OPTION
 def coverage(db: str, plan: Path, as_json: bool, project: str | None) -> None:
     """The plan against what arrived: volumes, never seen, unplanned, properties never sent."""
-    loaded = _load(plan)
-    store = _open_store(db, read_only=True, plans=[loaded])
-    try:
-        report = _project(store, loaded, project).coverage()
-    finally:
-        store.close()
+    report = _asked(db, _load(plan), project, lambda asked: asked.coverage())
     if as_json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
         return
+    _print_coverage(report)
+
+
+def _print_coverage(report: dict[str, Any]) -> None:
     table = Table(title=f"coverage of plan {report['plan']} {report['version']}")
     for column in ("event", "owner", "24 h", "7 d", "last seen", "invalid", "never sent"):
         table.add_column(
