@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +40,17 @@ DB_OPTION = click.option(
 
 
 Asked = TypeVar("Asked")
+
+
+@contextmanager
+def _progress(description: str, total: int, stream: Console) -> Iterator[Callable[[int], None]]:
+    """A progress bar of `total` steps; the function given moves it on."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("[progress.description]{task.description}", *columns, console=stream) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def _load(path: Path) -> Any:
@@ -553,8 +565,6 @@ def simulate(
     rate: float,
 ) -> None:
     """Simulate OpenChat traffic: to a server (--host, --token) or a file (--out)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from eventplan.simulate.openchat import Incident, Simulation
     from eventplan.simulate.send import send_to_server, write_file
 
@@ -562,24 +572,16 @@ def simulate(
         raise click.ClickException("give exactly one of --out FILE or --host URL")
     if host is not None and not token:
         raise click.ClickException("--host needs --token (or EVENTPLAN_TOKEN)")
-    loaded = _load(plan)
     try:
         parsed = [Incident.parse(text) for text in incidents]
         simulation = Simulation(
-            loaded, users=users, days=days, seed=seed, broken_share=broken, incidents=parsed
+            _load(plan), users=users, days=days, seed=seed, broken_share=broken, incidents=parsed
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     events = list(simulation.events())
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("sending" if host else "writing", total=len(events))
-        advance = lambda n: bar.advance(task, n)  # noqa: E731
+    label = "sending" if host else "writing"
+    with _progress(label, len(events), Console(stderr=True)) as advance:
         if out is not None:
             count = write_file(events, out, advance)
             errors: list[str] = []
@@ -1083,8 +1085,6 @@ def _demo(plan: Path, data: Path, port: int, users: int, days: int, no_wait: boo
 
 def _seed_demo(plan: Path, url: str, users: int, days: int) -> int:
     """Send the simulated month (its incidents within `days`) and wait until stored."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from eventplan import demo as demo_module
     from eventplan.simulate.openchat import Incident, Simulation
     from eventplan.simulate.send import send_to_server
@@ -1092,12 +1092,8 @@ def _seed_demo(plan: Path, url: str, users: int, days: int) -> int:
     incidents = [i for i in map(Incident.parse, demo_module.INCIDENTS) if i.day <= days]
     simulation = Simulation(_load(plan), users=users, days=days, seed=2026, incidents=incidents)
     events = list(simulation.events())
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress("[progress.description]{task.description}", *columns, console=console) as bar:
-        task = bar.add_task(f"simulating {users:,} OpenChat users", total=len(events))
-        sent, problems = send_to_server(
-            events, url, demo_module.TOKEN, 0, lambda n: bar.advance(task, n)
-        )
+    with _progress(f"simulating {users:,} OpenChat users", len(events), console) as advance:
+        sent, problems = send_to_server(events, url, demo_module.TOKEN, 0, advance)
     if problems:
         raise click.ClickException(f"the client reported: {problems[0]}")
     httpx_wait_stored(url, sent)

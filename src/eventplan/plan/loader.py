@@ -44,8 +44,69 @@ from eventplan.query.model import Interval, Math, Operator
 
 Severity = Literal["error", "warning"]
 
+# The keys each part of the plan file may have.
+PLAN_KEYS = (
+    "plan",
+    "version",
+    "description",
+    "naming",
+    "unplanned_properties",
+    "forward",
+    "system_events",
+    "privacy",
+    "property_groups",
+    "events",
+    "dashboards",
+    "alerts",
+    "acknowledge",
+)
+EVENT_KEYS = (
+    "description",
+    "owner",
+    "surfaces",
+    "trigger",
+    "value",
+    "properties",
+)
+PROPERTY_KEYS = (
+    "type",
+    "description",
+    "required",
+    "nullable",
+    "enum",
+    "minimum",
+    "maximum",
+    "min_length",
+    "max_length",
+    "pattern",
+    "privacy",
+    "examples",
+)
+INSIGHT_KEYS = (
+    "kind",
+    "title",
+    "description",
+    "series",
+    "steps",
+    "formula",
+    "breakdowns",
+    "interval",
+    "display",
+    "options",
+)
+ALERT_KEYS = (
+    "description",
+    "insight",
+    "condition",
+    "threshold",
+    "frequency",
+    "min_count",
+    "factor",
+    "baseline_intervals",
+    "owner",
+)
 # Each vocabulary is its Literal type, one registry: what the loader accepts is what
-# the engine computes on every backend.
+# the engine computes on every backend (read with `Reader.choice`).
 Choice = TypeVar("Choice", bound=str)
 
 
@@ -146,25 +207,7 @@ class _Reader:
 
     def plan(self, root: Any) -> Plan:
         top = self.mapping(root, 1, "the plan")
-        self.unknown_keys(
-            top,
-            (
-                "plan",
-                "version",
-                "description",
-                "naming",
-                "unplanned_properties",
-                "forward",
-                "system_events",
-                "privacy",
-                "property_groups",
-                "events",
-                "dashboards",
-                "alerts",
-                "acknowledge",
-            ),
-            "the plan",
-        )
+        self.unknown_keys(top, PLAN_KEYS, "the plan")
         name = self.text(top, "plan", "plan")
         if not name:
             self.error(top.line, "missing_key", "the plan needs a `plan:` name")
@@ -265,11 +308,7 @@ class _Reader:
         for name, raw in node.items():
             where = f"event `{name}`"
             spec = self.mapping(raw, node.line_of(name), where)
-            self.unknown_keys(
-                spec,
-                ("description", "owner", "surfaces", "trigger", "value", "properties"),
-                where,
-            )
+            self.unknown_keys(spec, EVENT_KEYS, where)
             surfaces = self.strings(spec, "surfaces", where)
             for surface in surfaces:
                 if surface not in SURFACES:
@@ -310,24 +349,7 @@ class _Reader:
 
     def property(self, name: str, spec: SourceMap, line: int) -> Property | None:
         where = f"property `{name}`"
-        self.unknown_keys(
-            spec,
-            (
-                "type",
-                "description",
-                "required",
-                "nullable",
-                "enum",
-                "minimum",
-                "maximum",
-                "min_length",
-                "max_length",
-                "pattern",
-                "privacy",
-                "examples",
-            ),
-            where,
-        )
+        self.unknown_keys(spec, PROPERTY_KEYS, where)
         type_ = spec.get("type")
         if type_ not in PROPERTY_TYPES:
             self.error(
@@ -488,22 +510,7 @@ class _Reader:
 
     def insight(self, name: str, spec: SourceMap, line: int) -> Insight:
         where = f"insight `{name}`"
-        self.unknown_keys(
-            spec,
-            (
-                "kind",
-                "title",
-                "description",
-                "series",
-                "steps",
-                "formula",
-                "breakdowns",
-                "interval",
-                "display",
-                "options",
-            ),
-            where,
-        )
+        self.unknown_keys(spec, INSIGHT_KEYS, where)
         kind = spec.get("kind", "trends")
         if kind not in ("trends", "funnel"):
             self.error(spec.line_of("kind"), "unknown_kind", f"{where}: kind `{kind}`")
@@ -591,21 +598,7 @@ class _Reader:
         where = f"alert `{name}`"
         line = node.line_of(name)
         spec = self.mapping(node[name], line, where)
-        self.unknown_keys(
-            spec,
-            (
-                "description",
-                "insight",
-                "condition",
-                "threshold",
-                "frequency",
-                "min_count",
-                "factor",
-                "baseline_intervals",
-                "owner",
-            ),
-            where,
-        )
+        self.unknown_keys(spec, ALERT_KEYS, where)
         insight = self.insight(
             name,
             self.mapping(spec.get("insight"), spec.line_of("insight"), where),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -40,7 +39,7 @@ from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
-from eventplan.store.identity import GroupUpdate, IdentityChanges
+from eventplan.store.identity import GroupUpdate, IdentityChanges, update_rounds
 from eventplan.store.records import StoredEvent, first_received_of
 from eventplan.store.rows import (
     TIME,
@@ -385,12 +384,7 @@ class EventStore(Store):
         uuids, self._staged_uuids = self._staged_uuids, set()
         if not uuids:
             return 0
-        times = pc.min_max(
-            pa.chunked_array(
-                [t["timestamp"].cast(pa.int64()) for tables in staged.values() for t in tables]
-            )
-        )
-        stored = self._stored_of(uuids, times["min"].as_py(), times["max"].as_py())
+        stored = self._stored_of_staged(staged, uuids)
         del uuids
         found = pa.array(sorted(stored), pa.string())
         rows: int = sum(t.num_rows for tables in staged.values() for t in tables) - len(stored)
@@ -408,6 +402,17 @@ class EventStore(Store):
         else:
             self._unsettled_rows += rows
         return rows
+
+    def _stored_of_staged(
+        self, staged: dict[tuple[str, str], list[pa.Table]], uuids: set[str]
+    ) -> set[str]:
+        """Which of the staged events' uuids are stored already (within their times)."""
+        times = pc.min_max(
+            pa.chunked_array(
+                [t["timestamp"].cast(pa.int64()) for tables in staged.values() for t in tables]
+            )
+        )
+        return self._stored_of(uuids, times["min"].as_py(), times["max"].as_py())
 
     def _insert_staged(self, table: pa.Table, settled: bool) -> None:
         typed = {c.name for c in self.columns}
@@ -545,39 +550,32 @@ class EventStore(Store):
                     f"SELECT project, {key}, person_id FROM staged_identity",
                 )
         if changes.people:
-            table = pa.table(
-                {
-                    "project": [p for p, _ in changes.people],
-                    "person_id": [i for _, i in changes.people],
-                    "properties": [_json.encode(v).decode() for v in changes.people.values()],
-                }
-            )
-            self._run_on(
-                "staged_people",
-                table,
-                """
-                INSERT INTO persons
-                SELECT project, person_id, properties::JSON, now() FROM staged_people
-                ON CONFLICT DO UPDATE SET properties = excluded.properties
-                """,
-            )
+            self._write_people(changes.people)
         for project, person in changes.gone:
             self._run(
                 "DELETE FROM persons WHERE project = ? AND person_id = ?::UUID", [project, person]
             )
 
+    def _write_people(self, people: dict[tuple[str, str], dict[str, Any]]) -> None:
+        table = pa.table(
+            {
+                "project": [p for p, _ in people],
+                "person_id": [i for _, i in people],
+                "properties": [_json.encode(v).decode() for v in people.values()],
+            }
+        )
+        self._run_on(
+            "staged_people",
+            table,
+            """
+            INSERT INTO persons
+            SELECT project, person_id, properties::JSON, now() FROM staged_people
+            ON CONFLICT DO UPDATE SET properties = excluded.properties
+            """,
+        )
+
     def _write_groups(self, groups: Iterable[GroupUpdate]) -> None:
-        # One insert per round rather than per update: the n-th update of every group
-        # goes in round n, so each group's patches still apply in their order.
-        rounds: list[list[GroupUpdate]] = []
-        updates_of: dict[tuple[str, str, str], int] = defaultdict(int)
-        for group in groups:
-            which = (group.project, group.group_type, group.group_key)
-            if updates_of[which] == len(rounds):
-                rounds.append([])
-            rounds[updates_of[which]].append(group)
-            updates_of[which] += 1
-        for updates in rounds:
+        for updates in update_rounds(groups):
             self._run_on(
                 "staged_groups",
                 pa.table(

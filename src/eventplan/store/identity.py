@@ -7,6 +7,7 @@ backend only says how to persist a change, never how a merge works.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,20 @@ class GroupUpdate:
     group_key: str
     properties: dict[str, Any]
     timestamp: int  # epoch microseconds
+
+
+def update_rounds(groups: Iterable[GroupUpdate]) -> list[list[GroupUpdate]]:
+    """The updates in rounds, the n-th update of every group in round n: one insert per
+    round (rather than per update) still applies each group's patches in their order."""
+    rounds: list[list[GroupUpdate]] = []
+    updates_of: dict[tuple[str, str, str], int] = defaultdict(int)
+    for group in groups:
+        which = (group.project, group.group_type, group.group_key)
+        if updates_of[which] == len(rounds):
+            rounds.append([])
+        rounds[updates_of[which]].append(group)
+        updates_of[which] += 1
+    return rounds
 
 
 @dataclass

@@ -73,14 +73,7 @@ class WriteAheadLog:
         self._segments: list[tuple[Path, int]] = []  # (path, last sequence in it)
         self.last_seq = 0
         self.recovery = Recovery()
-        # In the order of their records, not of their names: an older version reused
-        # the numbers of deleted segments, so a newer segment could sort first.
-        recovered = sorted(
-            (self._recover(path), path) for path in sorted(directory.glob("wal-*.log"))
-        )
-        for (_first, last), path in recovered:
-            self._segments.append((path, last))
-            self.last_seq = max(self.last_seq, last)
+        self._recover_segments()
         self._file = self._new_segment()
         self._end = 0  # where the current segment's last good record ends
         self._sealed = False  # a failed write could not be cut off: start a new segment
@@ -90,6 +83,16 @@ class WriteAheadLog:
         self._flusher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-fsync")
         self.fsyncs = 0
+
+    def _recover_segments(self) -> None:
+        # In the order of their records, not of their names: an older version reused
+        # the numbers of deleted segments, so a newer segment could sort first.
+        recovered = sorted(
+            (self._recover(path), path) for path in sorted(self.directory.glob("wal-*.log"))
+        )
+        for (_first, last), path in recovered:
+            self._segments.append((path, last))
+            self.last_seq = max(self.last_seq, last)
 
     # -- writing -----------------------------------------------------------------
 

@@ -362,14 +362,18 @@ class BackgroundWriter:
             delay = min(delay * 2, MAX_RETRY_DELAY)
         self.stats.failing = False
         release_free_memory()
+        self._stored(sum(piece.size for piece in pieces))
+        return True
+
+    def _stored(self, events: int) -> None:
+        """`events` are in the store: fewer pending, and the log holds less."""
         with self._pending_lock:
-            self._pending_events -= sum(piece.size for piece in pieces)
+            self._pending_events -= events
             if self._pending_events <= 0:
                 self._pending_events = 0
                 self._hurry.clear()
                 self._idle.set()
         self.wal.release_through(self.stats.stored_seq)
-        return True
 
     def _failed(self, exc: Exception, delay: float) -> None:
         self.stats.failing = True
