@@ -205,6 +205,12 @@ def accepts(prop: Property) -> Callable[[Any], bool]:
         low_ = -math.inf if low is None else low
         high_ = math.inf if high is None else high
         return lambda v: (type(v) in kinds and low_ <= v <= high_) or (v is None and nullable)
+    return _accepts_text(prop)
+
+
+def _accepts_text(prop: Property) -> Callable[[Any], bool]:
+    """`accepts` for a string or datetime property without an enum."""
+    nullable = prop.nullable
     shortest = prop.min_length or 0
     longest = math.inf if prop.max_length is None else prop.max_length
     search = re.compile(prop.pattern).search if prop.pattern is not None else None
@@ -217,6 +223,25 @@ def accepts(prop: Property) -> Callable[[Any], bool]:
             and (not is_date or is_datetime(v))
         )
         or (v is None and nullable)
+    )
+
+
+def _envelope_problem(name: Any, properties: Any) -> Violation:
+    """What is wrong with an event's name, else with its `properties`."""
+    if not isinstance(name, str) or not name:
+        return Violation(
+            "missing_required" if not name else "wrong_type",
+            "event",
+            "string",
+            _shown(None, name),
+            "the event has no name (`event` must be a non-empty string)",
+        )
+    return Violation(
+        "wrong_type",
+        "properties",
+        "object",
+        type_name(properties),
+        f"`properties` must be an object, got {type_name(properties)}",
     )
 
 
@@ -257,32 +282,33 @@ def _fast_type(prop: Property) -> Any:
     Schema calls an integer): what it refuses goes to the exact path, which decides.
     It must never accept more. None means no msgspec equivalent: exact path only.
     """
-    meta: dict[str, Any] = {}
     if prop.enum is not None:
         if prop.type != "string":
             return None  # integer enums accept 2.0 for 2 (JSON Schema): exact path only
         base: Any = Literal[tuple(prop.enum)]
-    elif prop.type in ("string", "datetime"):
-        base = str
-        if prop.min_length is not None:
-            meta["min_length"] = prop.min_length
-        if prop.max_length is not None:
-            meta["max_length"] = prop.max_length
-        if prop.pattern is not None:
-            meta["pattern"] = prop.pattern
-    elif prop.type == "boolean":
-        base = bool
-    elif prop.type == "integer":
-        base = int
     else:
-        base = float
-    if prop.type in ("integer", "number"):
-        if prop.minimum is not None:
-            meta["ge"] = prop.minimum
-        if prop.maximum is not None:
-            meta["le"] = prop.maximum
+        base = {"string": str, "datetime": str, "boolean": bool, "integer": int}.get(
+            prop.type, float
+        )
+    meta = _fast_constraints(prop) if prop.enum is None else {}
     annotated = Annotated[base, msgspec.Meta(**meta)] if meta else base
     return annotated | None if prop.nullable else annotated
+
+
+def _fast_constraints(prop: Property) -> dict[str, Any]:
+    """msgspec.Meta's arguments for the property's lengths, pattern and bounds."""
+    pairs: list[tuple[str, Any]]
+    if prop.type in ("string", "datetime"):
+        pairs = [
+            ("min_length", prop.min_length),
+            ("max_length", prop.max_length),
+            ("pattern", prop.pattern),
+        ]
+    elif prop.type in ("integer", "number"):
+        pairs = [("ge", prop.minimum), ("le", prop.maximum)]
+    else:
+        pairs = []
+    return {key: value for key, value in pairs if value is not None}
 
 
 class _CompiledEvent:
@@ -438,32 +464,8 @@ class Validator:
         return self.check_properties(event.get("event"), event.get("properties", {}))
 
     def check_properties(self, name: Any, properties: Any) -> Verdict:
-        if not isinstance(name, str) or not name:
-            return Verdict(
-                "invalid",
-                [
-                    Violation(
-                        "missing_required" if not name else "wrong_type",
-                        "event",
-                        "string",
-                        _shown(None, name),
-                        "the event has no name (`event` must be a non-empty string)",
-                    )
-                ],
-            )
-        if not isinstance(properties, Mapping):
-            return Verdict(
-                "invalid",
-                [
-                    Violation(
-                        "wrong_type",
-                        "properties",
-                        "object",
-                        type_name(properties),
-                        f"`properties` must be an object, got {type_name(properties)}",
-                    )
-                ],
-            )
+        if not isinstance(name, str) or not name or not isinstance(properties, Mapping):
+            return Verdict("invalid", [_envelope_problem(name, properties)])
         compiled = self._events.get(name)
         if compiled is None:
             return self._unplanned_event(name)
@@ -512,18 +514,24 @@ class Validator:
             problem = check_value(prop, value)
             if problem is not None:
                 violations.append(problem)
-        policy = self.plan.unplanned_properties
-        if policy != "allow":
-            severity: Literal["error", "warning"] = "error" if policy == "reject" else "warning"
-            for key in properties:
-                if key in compiled.known or key.startswith("$"):
-                    continue
-                violations.append(
-                    self._unplanned_property(compiled.name, key, properties[key], severity)
-                )
+        violations += self._unplanned_properties(compiled, properties)
         if any(v.severity == "error" for v in violations):
             return Verdict("invalid", violations)
         return Verdict("valid", violations)
+
+    def _unplanned_properties(
+        self, compiled: _CompiledEvent, properties: Mapping[str, Any]
+    ) -> list[Violation]:
+        """The properties the event's plan does not name, as the plan's policy says."""
+        policy = self.plan.unplanned_properties
+        if policy == "allow":
+            return []
+        severity: Literal["error", "warning"] = "error" if policy == "reject" else "warning"
+        return [
+            self._unplanned_property(compiled.name, key, properties[key], severity)
+            for key in properties
+            if key not in compiled.known and not key.startswith("$")
+        ]
 
     def _unplanned_property(
         self, event: str, key: str, value: Any, severity: Literal["error", "warning"]
