@@ -551,12 +551,7 @@ def _funnel_steps(
             "custom_name": series.name or None,
             "order": i,
             "count": counts[i],
-            "conversion_from_first": round(counts[i] / counts[0], 6) if counts[0] else 0.0,
-            "conversion_from_previous": (
-                round(counts[i] / counts[i - 1], 6)
-                if i and counts[i - 1]
-                else (1.0 if i == 0 and counts[0] else 0.0)
-            ),
+            **_conversion(counts, i),
             "average_conversion_time": round(statistics.fmean(durations), 6) if durations else None,
             "median_conversion_time": (
                 round(float(np.median(durations)), 6) if durations else None
@@ -566,6 +561,18 @@ def _funnel_steps(
             step["breakdown_value"] = breakdown
         steps.append(step)
     return steps
+
+
+def _conversion(counts: list[int], i: int) -> dict[str, float]:
+    """Step `i`'s share of the first step's actors, and of the step before's."""
+    first = round(counts[i] / counts[0], 6) if counts[0] else 0.0
+    if i == 0:
+        return {
+            "conversion_from_first": first,
+            "conversion_from_previous": 1.0 if counts[0] else 0.0,
+        }
+    previous = round(counts[i] / counts[i - 1], 6) if counts[i - 1] else 0.0
+    return {"conversion_from_first": first, "conversion_from_previous": previous}
 
 
 # -- plan-aware warnings ------------------------------------------------------------------

@@ -187,16 +187,22 @@ class Identities:
         elif source_person != target_person:
             for distinct_id in list(self._person_ids.get((project, source_person), ())):
                 self._assign(project, distinct_id, target_person, changed_ids)
-            # The source's events, and those of persons merged into it before, now
-            # belong to the target (overrides are kept one step deep).
-            merged_persons = self._merged_into.pop((project, source_person), set())
-            merged_persons.add(source_person)
-            for old in merged_persons:
-                overrides[(project, old)] = target_person
-            self._merged_into.setdefault((project, target_person), set()).update(merged_persons)
-            merged = self._person_props.pop((project, source_person), {})
-            kept = self._person_props.setdefault((project, target_person), {})
-            for key, value in merged.items():
-                kept.setdefault(key, value)
+            self._merge_persons(project, target_person, source_person, overrides)
             changed_people.add((project, target_person))
             changed_people.add((project, source_person))
+
+    def _merge_persons(
+        self, project: str, target: str, source: str, overrides: dict[Key, str]
+    ) -> None:
+        """The source person's events, and those of persons merged into it before, now
+        belong to the target (overrides are kept one step deep); so do its properties,
+        where the target has none of its own."""
+        merged_persons = self._merged_into.pop((project, source), set())
+        merged_persons.add(source)
+        for old in merged_persons:
+            overrides[(project, old)] = target
+        self._merged_into.setdefault((project, target), set()).update(merged_persons)
+        merged = self._person_props.pop((project, source), {})
+        kept = self._person_props.setdefault((project, target), {})
+        for key, value in merged.items():
+            kept.setdefault(key, value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pyarrow as pa
@@ -64,19 +65,21 @@ def export_events(store: Store, out: Path, progress: Callable[[int], None]) -> i
                 [day, day + timedelta(days=1)],
             )
             if rows:
-                columns = list(zip(*rows, strict=True))
-                arrays = [
-                    pa.array(
-                        [str(v) for v in columns[0]] if i == 0 else list(values),
-                        field.type,
-                    )
-                    for i, (field, values) in enumerate(zip(SCHEMA, columns, strict=True))
-                ]
-                writer.write_table(pa.Table.from_arrays(arrays, schema=SCHEMA))
+                writer.write_table(_export_table(rows))
                 written += len(rows)
                 progress(len(rows))
             day += timedelta(days=1)
     return written
+
+
+def _export_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """A day's rows (the uuid as text) as the export's Arrow table."""
+    columns = list(zip(*rows, strict=True))
+    arrays = [
+        pa.array([str(v) for v in columns[0]] if i == 0 else list(values), field.type)
+        for i, (field, values) in enumerate(zip(SCHEMA, columns, strict=True))
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def is_export(path: Path) -> bool:
