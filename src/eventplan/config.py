@@ -146,7 +146,10 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         setting.name: _value(setting, flags, file_values, config_file) for setting in SETTINGS
     }
     _check_values(values)
-    projects = _projects(values, file_values)
+    return _settings(values, _projects(values, file_values))
+
+
+def _settings(values: dict[str, Any], projects: list[ProjectConfig]) -> Settings:
     return Settings(
         db=str(values["db"]),
         host=str(values["host"]),

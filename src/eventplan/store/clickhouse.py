@@ -181,6 +181,16 @@ VERSIONED: tuple[VersionedTable, ...] = (
 VERSIONED_BY_NAME = {table.name: table for table in VERSIONED}
 
 
+# alert_history's columns: (column, the key of an alert change, Arrow type)
+ALERT_HISTORY_COLUMNS = (
+    *((name, name, pa.string()) for name in ("project", "alert", "kind", "subject", "state")),
+    ("value", "value", pa.float64()),
+    ("threshold", "threshold", pa.string()),
+    ("owner", "owner", pa.string()),
+    ("changed_at", "at", pa.timestamp("us", tz="UTC")),
+)
+
+
 def enum_properties(plans: Iterable[Plan]) -> frozenset[str]:
     """Planned properties with a closed set of values: LowCardinality pays for them."""
     return frozenset(
@@ -750,19 +760,7 @@ class ClickHouseStore(Store):
         """Each group's stored properties, updated by the batch's updates in order, as one
         insert: a row per group with its final state (one read, not one per update)."""
         keys = list(dict.fromkeys((g.project, g.group_type, g.group_key) for g in updates))
-        merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for start in range(0, len(keys), GROUP_CHUNK):
-            wanted = ", ".join(
-                f"({', '.join(value_sql(part) for part in key)})"
-                for key in keys[start : start + GROUP_CHUNK]
-            )
-            for project, group_type, group_key, properties in self._rows(
-                "SELECT project, group_type, group_key, properties FROM groups "
-                f"WHERE (project, group_type, group_key) IN ({wanted})"
-            ):
-                merged[(str(project), str(group_type), str(group_key))] = msgspec.json.decode(
-                    properties
-                )
+        merged = self._group_properties(keys)
         updated_at: dict[tuple[str, str, str], int] = {}
         for group in updates:
             key = (group.project, group.group_type, group.group_key)
@@ -781,6 +779,24 @@ class ClickHouseStore(Store):
                 }
             ),
         )
+
+    def _group_properties(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The stored properties of these groups (project, type, key), read in chunks."""
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), GROUP_CHUNK):
+            wanted = ", ".join(
+                f"({', '.join(value_sql(part) for part in key)})"
+                for key in keys[start : start + GROUP_CHUNK]
+            )
+            for project, group_type, group_key, properties in self._rows(
+                "SELECT project, group_type, group_key, properties FROM groups "
+                f"WHERE (project, group_type, group_key) IN ({wanted})"
+            ):
+                key = (str(project), str(group_type), str(group_key))
+                found[key] = msgspec.json.decode(properties)
+        return found
 
     # -- the forwarding outbox (gateway mode) --------------------------------------
 
@@ -852,23 +868,8 @@ class ClickHouseStore(Store):
                 "alert_history_rows",
                 pa.table(
                     {
-                        key: pa.array(
-                            [c[source] for c in changes],
-                            pa.timestamp("us", tz="UTC")
-                            if key == "changed_at"
-                            else (pa.float64() if key == "value" else pa.string()),
-                        )
-                        for key, source in (
-                            ("project", "project"),
-                            ("alert", "alert"),
-                            ("kind", "kind"),
-                            ("subject", "subject"),
-                            ("state", "state"),
-                            ("value", "value"),
-                            ("threshold", "threshold"),
-                            ("owner", "owner"),
-                            ("changed_at", "at"),
-                        )
+                        column: pa.array([c[key] for c in changes], kind)
+                        for column, key, kind in ALERT_HISTORY_COLUMNS
                     }
                 )
                 .append_column("notified", pa.array([False] * len(changes)))
