@@ -290,7 +290,12 @@ class _Reader:
             return AppliesTo(all=True)
         node = self.mapping(raw, group.line_of("applies_to"), f"{where}.applies_to")
         self.unknown_keys(node, ("surfaces", "events"), f"{where}.applies_to")
-        surfaces = self.strings(node, "surfaces", f"{where}.applies_to")
+        surfaces = self.surfaces(node, where, f"{where}.applies_to")
+        return AppliesTo(surfaces=surfaces, events=self.strings(node, "events", where))
+
+    def surfaces(self, node: SourceMap, where: str, key_where: str) -> tuple[str, ...]:
+        """The `surfaces:` list; each must be one the plan format knows."""
+        surfaces = self.strings(node, "surfaces", key_where)
         for surface in surfaces:
             if surface not in SURFACES:
                 self.error(
@@ -298,7 +303,7 @@ class _Reader:
                     "unknown_surface",
                     f"{where}: unknown surface `{surface}` (expected {', '.join(SURFACES)})",
                 )
-        return AppliesTo(surfaces=surfaces, events=self.strings(node, "events", where))
+        return surfaces
 
     def events(self, top: SourceMap) -> dict[str, Event]:
         node = self.mapping(top.get("events"), top.line_of("events"), "events", "duplicate_event")
@@ -309,14 +314,7 @@ class _Reader:
             where = f"event `{name}`"
             spec = self.mapping(raw, node.line_of(name), where)
             self.unknown_keys(spec, EVENT_KEYS, where)
-            surfaces = self.strings(spec, "surfaces", where)
-            for surface in surfaces:
-                if surface not in SURFACES:
-                    self.error(
-                        spec.line_of("surfaces"),
-                        "unknown_surface",
-                        f"{where}: unknown surface `{surface}` (expected {', '.join(SURFACES)})",
-                    )
+            surfaces = self.surfaces(spec, where, where)
             trigger = self.mapping(spec.get("trigger"), spec.line_of("trigger"), where)
             self.unknown_keys(trigger, ("file", "hook"), f"{where}.trigger")
             events[name] = Event(
@@ -607,19 +605,14 @@ class _Reader:
         condition: AlertCondition = self.choice(
             spec, "condition", where, AlertCondition, "absolute_value", "unknown_condition"
         )
-        threshold = self.mapping(spec.get("threshold"), spec.line_of("threshold"), where)
-        self.unknown_keys(threshold, ("lower", "upper"), f"{where}.threshold")
-        lower = self.number(threshold, "lower", where)
-        upper = self.number(threshold, "upper", where)
-        if lower is None and upper is None and condition != "above_baseline":
-            self.error(spec.line_of("threshold"), "missing_key", f"{where} needs a lower or upper")
+        threshold = self.threshold(spec, where, condition)
         factor = self.number(spec, "factor", where)
         return Alert(
             name=name,
             description=self.text(spec, "description", where),
             insight=insight,
             condition=condition,
-            threshold=Threshold(lower=lower, upper=upper),
+            threshold=threshold,
             frequency=self.text(spec, "frequency", where, "hourly"),
             min_count=self.count(spec, "min_count", where) or 0,
             factor=3.0 if factor is None else factor,
@@ -627,6 +620,17 @@ class _Reader:
             owner=self.text(spec, "owner", where),
             line=line,
         )
+
+    def threshold(self, spec: SourceMap, where: str, condition: AlertCondition) -> Threshold:
+        """An alert's lower and upper bounds; one of them, unless it compares with its
+        own baseline."""
+        node = self.mapping(spec.get("threshold"), spec.line_of("threshold"), where)
+        self.unknown_keys(node, ("lower", "upper"), f"{where}.threshold")
+        lower = self.number(node, "lower", where)
+        upper = self.number(node, "upper", where)
+        if lower is None and upper is None and condition != "above_baseline":
+            self.error(spec.line_of("threshold"), "missing_key", f"{where} needs a lower or upper")
+        return Threshold(lower=lower, upper=upper)
 
     def acknowledgements(self, top: SourceMap) -> tuple[Acknowledgement, ...]:
         raw = top.get("acknowledge") or []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventplan.plan.model import Plan
+from eventplan.plan.model import Plan, Property
 from eventplan.query.sql import Compiler
 from eventplan.store import Store
 
@@ -66,22 +66,23 @@ def _planned_event(
         "surfaces": list(event.surfaces),
         "trigger": f"{event.trigger.file} — {event.trigger.hook}",
         "value": event.value,
-        "properties": [
-            {
-                "name": p.name,
-                "type": p.type,
-                "required": p.required,
-                "enum": list(p.enum) if p.enum else None,
-                "description": p.description,
-            }
-            for p in plan.properties_of(name).values()
-        ],
+        "properties": [_property(p) for p in plan.properties_of(name).values()],
         "last_24h": row[1] if row else 0,
         "last_7d": last_7d,
         "last_seen": row[3].isoformat() if row else None,
         "invalid_share": round(row[4] / last_7d, 4) if row and last_7d else 0.0,
         "total": row[5] if row else 0,
         "properties_never_sent": _never_sent(store, compiler, plan, project, name) if row else [],
+    }
+
+
+def _property(prop: Property) -> dict[str, Any]:
+    return {
+        "name": prop.name,
+        "type": prop.type,
+        "required": prop.required,
+        "enum": list(prop.enum) if prop.enum else None,
+        "description": prop.description,
     }
 
 

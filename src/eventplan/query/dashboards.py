@@ -93,10 +93,8 @@ def insight_data(
     chosen = breakdown if breakdown in insight.breakdowns else None
     query = insight_query(insight, date_range, interval, chosen, project)
     result = run_query(store, plan, query, now)
-    flag_above = insight.options.get("flag_above")
-    if isinstance(query, TrendsQuery) and isinstance(flag_above, int | float):
-        for series in result["results"]:
-            series["flagged"] = series["average"] > flag_above
+    if isinstance(query, TrendsQuery):
+        _flag(result, insight.options.get("flag_above"))
     data: dict[str, Any] = {
         "name": insight.name,
         "title": insight.title,
@@ -111,6 +109,13 @@ def insight_data(
     if data["display"] == "histogram" and isinstance(query, TrendsQuery):
         data["histogram"] = histogram(store, plan, query, now)
     return data
+
+
+def _flag(result: dict[str, Any], flag_above: object) -> None:
+    """Each series flagged when its average per interval is above the insight's line."""
+    if isinstance(flag_above, int | float):
+        for series in result["results"]:
+            series["flagged"] = series["average"] > flag_above
 
 
 def find_insight(dashboard: Dashboard, name: str) -> Insight:

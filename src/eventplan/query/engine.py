@@ -516,20 +516,26 @@ def _funnel_groups(
         # Never reached the attribution step: PostHog leaves them out.
         members = np.flatnonzero(levels > query.attribution_step)
         value_rows = rows[members, query.attribution_step]
-    encoded = pc.dictionary_encode(values.combine_chunks())
-    labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
-    codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
-    # Labels, not codes, make the groups: two values may read the same as text.
-    numbers: dict[str, int] = {}
-    label_of_code = np.array([numbers.setdefault(lb, len(numbers)) for lb in labels])
-    names = list(numbers)
-    member_labels = label_of_code[codes[value_rows]]
+    names, label_of_row = _row_labels(values)
+    member_labels = label_of_row[value_rows]
     order = np.argsort(member_labels, kind="stable")
     groups: dict[str | None, npt.NDArray[np.int64]] = {}
     for chunk in np.split(order, np.flatnonzero(np.diff(member_labels[order])) + 1):
         if len(chunk):
             groups[names[member_labels[chunk[0]]]] = members[chunk]
     return groups
+
+
+def _row_labels(values: pa.ChunkedArray) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """Each row's breakdown value as text (NULL as PostHog's null label): the distinct
+    labels, and each row's number among them. Labels, not values, make the groups:
+    two values may read the same as text."""
+    encoded = pc.dictionary_encode(values.combine_chunks())
+    labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
+    codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
+    numbers: dict[str, int] = {}
+    label_of_code = np.array([numbers.setdefault(lb, len(numbers)) for lb in labels])
+    return list(numbers), label_of_code[codes]
 
 
 def _funnel_steps(

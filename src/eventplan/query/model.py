@@ -19,6 +19,7 @@ Math = Literal[
     "p75", "p90", "p95", "p99",
 ]  # fmt: skip
 Interval = Literal["hour", "day", "week", "month"]
+FunnelOrder = Literal["ordered", "strict"]
 Attribution = Literal["first_touch", "last_touch", "step"]
 Verdict = Literal["valid", "invalid", "unplanned"]
 ALL_VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
@@ -73,7 +74,7 @@ class FunnelsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag=
     steps: tuple[Series, ...]
     date_range: DateRange = DateRange(date_from="-30d")
     window_seconds: int = 14 * 24 * 3600
-    order: Literal["ordered", "strict"] = "ordered"
+    order: FunnelOrder = "ordered"
     breakdown: str | None = None
     breakdown_limit: int = 25
     breakdown_attribution: Attribution = "first_touch"

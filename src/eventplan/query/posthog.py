@@ -12,6 +12,7 @@ from eventplan.query.model import (
     Attribution,
     DateRange,
     Exclusion,
+    FunnelOrder,
     FunnelsQuery,
     Interval,
     Math,
@@ -239,16 +240,7 @@ def _trends(body: dict[str, Any]) -> TrendsQuery:
 def _funnels(body: dict[str, Any]) -> FunnelsQuery:
     _refuse_unknown(body, FUNNELS_KEYS, "FunnelsQuery")
     global_filters = _filters(body.get("properties"), "query")
-    funnels_filter = _object(body.get("funnelsFilter"), "funnelsFilter")
-    _refuse_unknown(funnels_filter, FUNNEL_FILTER_KEYS, "funnelsFilter")
-    if funnels_filter.get("funnelVizType", "steps") != "steps":
-        raise QueryError("funnelsFilter.funnelVizType: only `steps` is supported")
-    unit = funnels_filter.get("funnelWindowIntervalUnit", "day")
-    if not isinstance(unit, str) or unit not in UNITS:
-        raise QueryError(f"funnelWindowIntervalUnit {unit!r} is not one of {', '.join(UNITS)}")
-    order = funnels_filter.get("funnelOrderType", "ordered")
-    if order not in ("ordered", "strict"):
-        raise QueryError(f"funnelOrderType {order!r}: only ordered and strict are supported")
+    funnels_filter, unit, order = _funnels_filter(body)
     breakdown, limit = _breakdown(body.get("breakdownFilter"))
     window = _integer(funnels_filter.get("funnelWindowInterval"), "funnelWindowInterval", 14)
     return FunnelsQuery(
@@ -270,6 +262,21 @@ def _funnels(body: dict[str, Any]) -> FunnelsQuery:
         exclusions=_exclusions(funnels_filter.get("exclusions")),
         aggregate_by="group" if body.get("aggregation_group_type_index") is not None else "person",
     )
+
+
+def _funnels_filter(body: dict[str, Any]) -> tuple[dict[str, Any], str, FunnelOrder]:
+    """`funnelsFilter`, its window's unit and its order, each one we support."""
+    funnels_filter = _object(body.get("funnelsFilter"), "funnelsFilter")
+    _refuse_unknown(funnels_filter, FUNNEL_FILTER_KEYS, "funnelsFilter")
+    if funnels_filter.get("funnelVizType", "steps") != "steps":
+        raise QueryError("funnelsFilter.funnelVizType: only `steps` is supported")
+    unit = funnels_filter.get("funnelWindowIntervalUnit", "day")
+    if not isinstance(unit, str) or unit not in UNITS:
+        raise QueryError(f"funnelWindowIntervalUnit {unit!r} is not one of {', '.join(UNITS)}")
+    order: FunnelOrder = choice(
+        funnels_filter.get("funnelOrderType"), "funnelOrderType", FunnelOrder, "ordered"
+    )
+    return funnels_filter, unit, order
 
 
 def _exclusions(raw: Any) -> tuple[Exclusion, ...]:

@@ -431,16 +431,9 @@ class _User:
             attachment_count=attachments,
             has_api_key=self.has_key,
         )
-        storm = self.incident("rate-limit-storm", t) is not None
-        if (storm and rng.random() < 0.6) or rng.random() < 0.004:
-            yield self.server(
-                "chat.rate_limited",
-                t + 30_000,
-                chat_id=chat_id,
-                limit=20,
-                window_ms=60_000,
-                client_ip_hash_trunc=self.ip_hash,
-            )
+        limited = self.rate_limited(t, chat_id)
+        if limited is not None:
+            yield limited
             return
         outage = self.incident("db-outage", t) is not None
         if outage or rng.random() < 0.0005:
@@ -452,6 +445,20 @@ class _User:
                 fallback_size=rng.randrange(1, 50),
             )
         yield self.stream(t, chat_id)
+
+    def rate_limited(self, t: int, chat_id: str) -> dict[str, Any] | None:
+        """The server refuses a message now and then, often during a rate-limit storm."""
+        storm = self.incident("rate-limit-storm", t) is not None
+        if not ((storm and self.rng.random() < 0.6) or self.rng.random() < 0.004):
+            return None
+        return self.server(
+            "chat.rate_limited",
+            t + 30_000,
+            chat_id=chat_id,
+            limit=20,
+            window_ms=60_000,
+            client_ip_hash_trunc=self.ip_hash,
+        )
 
     def attachment(self, t: int, chat_id: str) -> Generator[dict[str, Any], None, int]:
         """One message in eight comes with a file; the attachments it ends up with."""

@@ -45,8 +45,18 @@ def create_app(server: Server) -> Starlette:
         async with server.running():
             yield
 
+    return Starlette(
+        routes=[*Capture(server).routes(), *DataApi(server, auth).routes(), *pages.routes()],
+        lifespan=lifespan,
+        middleware=_middleware(server),
+        exception_handlers={EventplanError: on_error},
+    )
+
+
+def _middleware(server: Server) -> list[Middleware]:
+    """Security headers on every answer; a signed session cookie (SameSite=Strict)."""
     secret = server.store.meta_or_create("session_secret", lambda: secrets.token_hex(32))
-    middleware = [
+    return [
         Middleware(SecurityHeaders),
         Middleware(
             SessionMiddleware,
@@ -57,9 +67,3 @@ def create_app(server: Server) -> Starlette:
             max_age=SESSION_DAYS * 24 * 3600,
         ),
     ]
-    return Starlette(
-        routes=[*Capture(server).routes(), *DataApi(server, auth).routes(), *pages.routes()],
-        lifespan=lifespan,
-        middleware=middleware,
-        exception_handlers={EventplanError: on_error},
-    )
