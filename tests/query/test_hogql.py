@@ -601,6 +601,15 @@ def test_a_query_sees_only_its_own_projects_events(store: Store, openchat_plan: 
     assert mine["results"] == [[len(EVENTS)]]
 
 
+def test_a_subquery_in_from_sees_the_querys_ctes(store: Store, openchat_plan: Plan) -> None:
+    query = (
+        "WITH views AS (SELECT distinct_id FROM events WHERE event = '$pageview') "
+        "SELECT count() FROM (SELECT DISTINCT distinct_id FROM views) AS people"
+    )
+    result = hogql_query(query, store, openchat_plan.name)
+    assert result["results"] == [[len({e["distinct_id"] for e in pageviews()})]]
+
+
 def test_a_query_that_runs_too_long_is_stopped(store: Store, openchat_plan: Plan) -> None:
     heavy = (
         "SELECT count() FROM events a JOIN events b ON a.event != b.event "

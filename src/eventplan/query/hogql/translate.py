@@ -135,9 +135,10 @@ class Translator:
 
     def _source(self, node: exp.Expr, scope: Scope) -> None:
         if isinstance(node, exp.Subquery):
-            scope.sources[node.alias or f"_subquery{len(scope.sources)}"] = self.query(
-                node.this, scope.outer
-            )
+            # It sees the query's CTEs and outer scopes, not the sources beside it.
+            around = Scope(outer=scope.outer, ctes=scope.ctes)
+            alias = node.alias or f"_subquery{len(scope.sources)}"
+            scope.sources[alias] = self.query(node.this, around)
             return
         if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
             raise HogQLError(f"Unsupported table expression: {node.sql(dialect='clickhouse')}")
