@@ -16,12 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from eventplan.capture.files import read_events
+from eventplan.capture.judge import Judge
 from eventplan.config import ENFORCEMENTS
 from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
 from eventplan.plan.lint import lint_file
 from eventplan.plan.schema import event_schema, plan_schemas
-from eventplan.plan.validator import Validator, Verdict
+from eventplan.plan.validator import Verdict
 from eventplan.query.model import ALL_VERDICTS, Interval, Math, Operator
 from eventplan.query.model import Verdict as QueryVerdict
 from eventplan.query.posthog import choice
@@ -179,7 +180,7 @@ def validate(plan: Path, file: Path, as_json: bool) -> None:
 
     Exits 1 when any event is invalid or unplanned, or a line is not an event.
     """
-    validator = Validator(_load(plan))
+    judge = Judge(_load(plan))
     try:
         records = read_events(file)
     except OSError as exc:
@@ -193,7 +194,7 @@ def validate(plan: Path, file: Path, as_json: bool) -> None:
             bad_lines += 1
             click.echo(f"{file}:{record.line}: {record.error}", err=True)
             continue
-        verdict = validator.check(record.event)
+        verdict = judge.check(record.event)
         judged.append((record.event, verdict))
         if as_json:
             out.write(encoder.encode(_verdict_line(record.event, verdict)) + b"\n")

@@ -16,13 +16,12 @@ from typing import Any
 
 import msgspec
 
-from eventplan.capture.enrich import Enricher
 from eventplan.capture.events import IncomingEvent
+from eventplan.capture.judge import Judge
 from eventplan.config import Enforcement
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
-from eventplan.plan.validator import Validator
 from eventplan.query.alerts import AlertResult, check_alerts
 from eventplan.query.coverage import coverage
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
@@ -80,22 +79,18 @@ class Project:
         return self._salt or resolve_salt(self._salt_setting, self.plan, self.store)
 
     @cached_property
-    def validator(self) -> Validator:
-        return Validator(self.plan)
+    def judge_of_plan(self) -> Judge:
+        return Judge(self.plan)
 
     @cached_property
     def privacy(self) -> PrivacyPolicy:
         return PrivacyPolicy(self.plan, self.salt)
 
-    @cached_property
-    def enricher(self) -> Enricher:
-        return Enricher(self.plan)
-
     def prepare_to_judge(self) -> None:
         """Resolve the salt and compile the pipeline now, not on the first event:
         resolving may write the store, which capture must never wait on (nor fail with,
         while the store fails)."""
-        for part in ("salt", "validator", "privacy", "enricher"):
+        for part in ("salt", "judge_of_plan", "privacy"):
             getattr(self, part)
 
     def judge(
@@ -105,8 +100,7 @@ class Project:
         stored = []
         for event in events:
             properties = event.properties
-            self.enricher.enrich(event.event, properties)
-            verdict = self.validator.check_properties(event.event, properties)
+            verdict = self.judge_of_plan.enrich_and_judge(event.event, properties)
             self.privacy.apply(event.event, properties)
             stored.append(
                 StoredEvent(

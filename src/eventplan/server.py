@@ -28,10 +28,11 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from eventplan.capture.enrich import TrustedProxies, ip_hash
+from eventplan.capture.judge import Judge
 from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
 from eventplan.plan.model import Plan
-from eventplan.plan.validator import Validator, Verdict
+from eventplan.plan.validator import Verdict
 
 log = logging.getLogger("eventplan.server")
 Strict = Literal["raise", "log"] | None
@@ -83,8 +84,8 @@ class ServerAnalytics:
         if deployment_region is not None:
             self.super_properties["deployment_region"] = deployment_region
         loaded = load_plan(plan) if isinstance(plan, str | Path) else plan
-        self.validator = Validator(loaded) if loaded is not None else None
-        if strict is not None and self.validator is None:
+        self.judge = Judge(loaded) if loaded is not None else None
+        if strict is not None and self.judge is None:
             raise ValueError("strict mode needs the plan: pass plan=…")
         self.strict = strict
         self.proxies = TrustedProxies(trusted_proxies)
@@ -119,8 +120,8 @@ class ServerAnalytics:
         if request is not None:
             merged.update(self.request_properties(request))
         merged.update(properties or {})
-        if self.strict is not None and self.validator is not None:
-            verdict = self.validator.check_properties(event, merged)
+        if self.strict is not None and self.judge is not None:
+            verdict = self.judge.verdict(event, merged)
             if not verdict.ok:
                 if self.strict == "raise":
                     raise PlanViolation(event, verdict)

@@ -136,3 +136,18 @@ def test_strict_mode_raises_in_development_and_logs_in_production(
     assert "breaks the plan" in caplog.text
     [event] = stored(server, person)  # only the logged one was sent
     assert event["_verdict"] == "invalid"
+
+
+def test_strict_mode_judges_as_capture_does(server: RunningServer) -> None:
+    """Capture fills `referrer_domain` in from `$referrer`; strict mode judges the event
+    after the same enrichment, so it does not refuse what the server will store valid."""
+    person = f"helper-{uuid.uuid4()}"
+    referrer = "https://news.example/launch"
+    sent = analytics(server, strict="raise").capture(
+        "$pageview",
+        person,
+        {"referrer_url": referrer, "entry_path": "/", "$referrer": referrer},
+    )
+    assert sent
+    [event] = stored(server, person)
+    assert (event["_verdict"], event["referrer_domain"]) == ("valid", "news.example")

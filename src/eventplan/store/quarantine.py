@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import msgspec
 
+from eventplan.capture.judge import Judge
 from eventplan.plan.model import Plan
-from eventplan.plan.validator import Validator
 from eventplan.store.base import Store
 
 
 def replay_quarantine(store: Store, plan: Plan, project: str | None = None) -> tuple[int, int]:
     """Move every quarantined event of `project` that `plan` now accepts; (moved, still held)."""
-    validator = Validator(plan)
+    judge = Judge(plan)
     held = store.quarantined(project or plan.name)
     passing = []
     for event in held:
-        verdict = validator.check_properties(event.event, event.properties)
+        verdict = judge.rejudge_stored(event.event, event.properties, event.violations or [])
         if verdict.ok:
             passing.append(
                 msgspec.structs.replace(

@@ -1,10 +1,11 @@
-"""PostHog's tables (`events`, `persons`, `person_distinct_ids`, `groups`) over our store.
+"""PostHog's tables (`events`, `persons`, `person_distinct_ids`, `sessions`, `groups`)
+over our store.
 
 Each is a subquery over the store's own tables, scoped to one project: a HogQL query
 names `events` and reads this, never the store's tables themselves. A field resolves
 to an expression over the subquery's columns; `properties.x` reads the typed column
 the plan gave `x` before the JSON rest, and is typed as PostHog types a property
-(a number where the plan says number, else text).
+(a number where the plan says number, a boolean where boolean, else text).
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""The plan's verdict on one event, the same at every door.
+
+Capture enriches an event (`referrer_domain`, `entry_path`, UTM properties) before it
+judges it, so every other door that judges an event must too: `eventplan validate`,
+the server helper's strict mode, a project's pipeline. A `$pageview` without
+`referrer_domain` but with a `$referrer` is valid at each of them.
+
+An event judged again once stored (quarantine replay) is judged again only where
+the store still holds what was sent: a property the privacy policy changed (hashed,
+masked, cut, dropped) keeps the violations it had when it was captured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from eventplan.capture.enrich import Enricher
+from eventplan.plan.model import Plan
+from eventplan.plan.validator import Validator, Verdict, Violation
+
+
+class Judge:
+    def __init__(self, plan: Plan) -> None:
+        self.enricher = Enricher(plan)
+        self.validator = Validator(plan)
+        self._private = {
+            name: frozenset(
+                key
+                for key, prop in plan.properties_of(name).items()
+                if prop.privacy.policy != "keep"
+            )
+            for name in plan.events
+        }
+
+    def enrich_and_judge(self, name: Any, properties: Any) -> Verdict:
+        """Enrich `properties` in place (when they are an object), then judge them."""
+        if isinstance(name, str) and isinstance(properties, dict):
+            self.enricher.enrich(name, properties)
+        return self.validator.check_properties(name, properties)
+
+    def verdict(self, name: Any, properties: Any) -> Verdict:
+        """The verdict on an event as sent, its properties left as they are."""
+        copied = dict(properties) if isinstance(properties, Mapping) else properties
+        return self.enrich_and_judge(name, copied)
+
+    def rejudge_stored(
+        self, name: str, properties: dict[str, Any], captured: list[Violation]
+    ) -> Verdict:
+        """The verdict on a stored event under this plan: new for what the store holds
+        as sent, as at capture (`captured`) for what the privacy policy changed."""
+        fresh = self.validator.check_properties(name, properties)
+        if fresh.verdict == "unplanned":
+            return fresh
+        changed = self._private.get(name, frozenset())
+        violations = [v for v in fresh.violations if v.property not in changed]
+        violations += [v for v in captured if v.property in changed]
+        failed = any(v.severity == "error" for v in violations)
+        return Verdict("invalid" if failed else "valid", violations)
+
+    def check(self, event: Any) -> Verdict:
+        """The verdict on one PostHog-shaped event (`event`, `properties`, …); a
+        missing `properties` is an empty one, a `null` one is a wrong type."""
+        if not isinstance(event, Mapping):
+            return self.validator.check(event)
+        return self.verdict(event.get("event"), event.get("properties", {}))
