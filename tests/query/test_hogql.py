@@ -641,3 +641,8 @@ def test_values_come_back_as_posthog_gives_them(store: Store, openchat_plan: Pla
         "Float64",
     ]
     assert result["hasMore"] is True and result["limit"] == 1
+
+
+def test_hogqls_own_function_names_read_in_any_case(store: Store, openchat_plan: Plan) -> None:
+    result = hogql_query("SELECT TOFLOAT('1.5'), multiif(1 = 1, 'a', 'b')", store, "openchat")
+    assert result["results"] == [[1.5, "a"]]

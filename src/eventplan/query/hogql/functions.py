@@ -237,19 +237,19 @@ def hogql_name(node: exp.Func) -> str:
     return str(node.sql_name())
 
 
+# Known to sqlglot, printed right for ClickHouse, and given their DuckDB form below.
+TRANSLATED = (exp.ApproxDistinct, exp.Quantile, exp.Concat, exp.JSONExtractScalar)
+OPERATORS = (exp.Connector, exp.Binary, exp.Unary, exp.Predicate)  # `and`, `=`, `not`, …
+
+
 def check(node: exp.Expr) -> None:
     """Refuse a call to anything but HogQL's functions named above."""
-    operator = (exp.Connector, exp.Binary, exp.Unary, exp.Predicate)
-    if not isinstance(node, exp.Func) or isinstance(node, KNOWN + operator):
+    if not isinstance(node, exp.Func) or isinstance(node, KNOWN + TRANSLATED + OPERATORS):
         return
-    name = hogql_name(node) if isinstance(node, exp.Func) else node.key
-    if isinstance(node, exp.Anonymous | exp.AnonymousAggFunc | exp.CombinedAggFunc) and (
-        name in DUCKDB or name.lower() in BY_LOWER_NAME
-    ):
-        return
-    if isinstance(node, exp.ApproxDistinct | exp.Quantile | exp.Concat | exp.JSONExtractScalar):
-        return
-    raise HogQLError(f"Unsupported function call '{name}(...)'")
+    name = hogql_name(node)
+    plain = isinstance(node, exp.Anonymous | exp.AnonymousAggFunc | exp.CombinedAggFunc)
+    if not (plain and name.lower() in BY_LOWER_NAME):
+        raise HogQLError(f"Unsupported function call '{name}(...)'")
 
 
 def to_duckdb(node: exp.Expr) -> exp.Expr:
@@ -284,6 +284,10 @@ def to_clickhouse(node: exp.Expr) -> exp.Expr:
             for e in node.expressions
         ]
         return exp.Concat(expressions=parts)
-    if isinstance(node, exp.Anonymous) and node.name in CLICKHOUSE:
-        return CLICKHOUSE[node.name](list(node.expressions))
+    if isinstance(node, exp.Anonymous):
+        # HogQL's names in any case, as on DuckDB; ClickHouse's own are case-sensitive.
+        name = BY_LOWER_NAME.get(str(node.name).lower(), str(node.name))
+        if name in CLICKHOUSE:
+            return CLICKHOUSE[name](list(node.expressions))
+        node.set("this", name)
     return node

@@ -21,8 +21,6 @@ from eventplan.query.hogql.dialect import HogQLError
 from eventplan.query.hogql.names import column_name
 from eventplan.query.hogql.schema import TABLES, Resolver, Source
 
-ENGINE_DIALECTS = {"duckdb": "duckdb", "clickhouse": "clickhouse"}
-
 
 @dataclass
 class Scope:
@@ -63,7 +61,7 @@ def _is_person(source: Source, parts: list[str]) -> bool:
 class Translator:
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
-        self.dialect = ENGINE_DIALECTS[resolver.dialect]
+        self.dialect = resolver.dialect  # sqlglot's name for it is the store's
         # Each table's subquery goes in as a name no query can guess, put in the text
         # once the tree is printed: its SQL is ours and need not be parsed again.
         self.subqueries: dict[str, str] = {}
