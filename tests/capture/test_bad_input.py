@@ -40,6 +40,13 @@ CASES = [
     ("bad uuid", batch(event(uuid="not-a-uuid")), {}, 400, "is not a UUID"),
     ("truncated gzip", GZIPPED[: len(GZIPPED) // 2], {}, 400, "truncated"),
     (
+        "said to be gzip, and neither gzip nor JSON",
+        b"{not json",
+        {"content-encoding": "gzip"},
+        400,
+        "not gzip (as the request says) nor JSON",
+    ),
+    (
         "bad base64",
         b"data=a",
         {"content-type": "application/x-www-form-urlencoded"},
