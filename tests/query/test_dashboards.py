@@ -18,7 +18,7 @@ import pytest
 from eventplan.plan import Plan
 from eventplan.query.dashboards import find_dashboard, find_insight, insight_data, insight_query
 from eventplan.query.engine import run_query
-from eventplan.query.model import DateRange
+from eventplan.query.model import BREAKDOWN_NULL, DateRange, Series, TrendsQuery
 from eventplan.store import Store
 from tests.conftest import BACKENDS
 from tests.query.conftest import loaded_store
@@ -153,3 +153,44 @@ def test_a_funnels_totals_are_every_breakdown_value_together(
     query = insight_query(insight, RANGE, None, "referrer_domain", openchat_plan.name)
     whole = run_query(store, openchat_plan, msgspec.structs.replace(query, breakdown=None))
     assert [s["count"] for s in whole["results"]] == [s["count"] for s in totals]
+
+
+def test_a_breakdown_reads_as_a_person_reads_it(openchat_plan: Plan) -> None:
+    """`(none)` for no value, `invalid: …` for what the plan's enum or type refuses
+    (an array where the plan has one value too); PostHog's own value kept beside."""
+    streams = [
+        event(
+            "chat_message_stream",
+            0,
+            i,
+            f"p{i}",
+            app="openchat-server",
+            chat_id="c",
+            model_id="m",
+            duration_ms=1,
+            **({"status": status} if status else {}),
+        )
+        for i, status in enumerate(["completed", "completed", "completex", ["completed"], None])
+    ]
+    with loaded_store(openchat_plan, streams, "duckdb") as store:
+        query = TrendsQuery(
+            series=(Series("chat_message_stream"),),
+            date_range=RANGE,
+            breakdown="status",
+            project=openchat_plan.name,
+        )
+        result = run_query(store, openchat_plan, query)
+    labels = {
+        r["breakdown_value"]: (r["breakdown_label"], r["breakdown_kind"], r["display_label"])
+        for r in result["results"]
+    }
+    assert labels == {
+        "completed": ("completed", "value", "chat_message_stream - completed"),
+        "completex": ("invalid: completex", "invalid", "chat_message_stream - invalid: completex"),
+        '["completed"]': (
+            'invalid: ["completed"]',
+            "invalid",
+            'chat_message_stream - invalid: ["completed"]',
+        ),
+        BREAKDOWN_NULL: ("(none)", "none", "chat_message_stream - (none)"),
+    }

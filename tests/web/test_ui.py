@@ -92,13 +92,13 @@ def api_totals(data: dict[str, Any]) -> dict[str, float]:
             result["results"] if isinstance(result["results"][0], list) else [result["results"]]
         )
         return {
-            s["name"] + (f" - {s['breakdown_value']}" if s.get("breakdown_value") else ""): float(
+            s["name"] + (f" - {s['breakdown_label']}" if s.get("breakdown_value") else ""): float(
                 s["count"]
             )
             for steps in groups
             for s in steps
         }
-    return {r["label"]: float(r["count"]) for r in result["results"]}
+    return {r.get("display_label", r["label"]): float(r["count"]) for r in result["results"]}
 
 
 def test_pages_need_a_login(browser: Browser, ui_server: RunningServer) -> None:
@@ -131,6 +131,11 @@ def test_every_chart_shows_what_the_query_api_returns(
             assert len(drawn) > 1
             continue
         assert drawn == pytest.approx(api_totals(insight)), insight["name"]
+    # PostHog's internal markers never show; a value the plan forbids shows as such.
+    assert "$$_posthog" not in page.locator("main").inner_text()
+    for row in page.locator("table.numbers tr[data-series]").all():
+        label = row.get_attribute("data-series") or ""
+        assert ("invalid: " in label) == ("invalid" in (row.get_attribute("class") or ""))
         assert page.locator(f'.panel[data-insight="{insight["name"]}"] canvas').count() == 1
 
 

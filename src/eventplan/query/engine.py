@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from eventplan.plan.model import Plan
 from eventplan.query import funnels
+from eventplan.query.labels import label_results
 from eventplan.query.model import (
     BREAKDOWN_NULL,
     BREAKDOWN_OTHER,
@@ -78,6 +79,7 @@ def trends(ctx: Context, query: TrendsQuery) -> dict[str, Any]:
         results = results + previous
     for item in results:
         item.pop("days_raw", None)
+    label_results(results, ctx.plan, query.breakdown, query.series[0].event)
     return {
         "kind": "TrendsQuery",
         "interval": query.interval,
@@ -493,6 +495,10 @@ def _funnel_result(
             breakdown_on=query.attribution_step if query.breakdown_attribution == "step" else 0,
         ),
     }
+    step = query.attribution_step if query.breakdown_attribution == "step" else 0
+    attributed = query.steps[min(step, len(query.steps) - 1)]
+    for steps in results:
+        label_results(steps, ctx.plan, query.breakdown, attributed.event)
     if query.breakdown is not None:  # every breakdown value together, step by step
         everyone = np.sort(np.concatenate([groups[key] for key in ordered] or [levels[:0]]))
         answer["totals"] = _funnel_steps(query, levels[everyone], step_times[everyone], None)

@@ -1,6 +1,8 @@
 // eventplan UI: every number comes from the JSON API; this file only draws it.
 "use strict";
 
+const INVALID_COLOR = "#9ca3af";
+const LEGEND_MAX_HEIGHT = 64;
 const COLORS = ["#4f46e5", "#0891b2", "#16a34a", "#ea580c", "#db2777", "#7c3aed", "#ca8a04", "#64748b"];
 
 function rangeParams(form) {
@@ -53,10 +55,15 @@ function drawTrends(panel, data) {
       type: stacked ? "bar" : "line",
       data: {
         labels: result.results.length ? result.results[0].labels : [],
-        datasets: result.results.map((r, i) => ({
-          label: r.label, data: r.data, borderColor: COLORS[i % COLORS.length],
-          backgroundColor: COLORS[i % COLORS.length], tension: 0.2, pointRadius: 0,
-        })),
+        datasets: result.results.map((r, i) => {
+          // A value the plan forbids is drawn apart: grey and dashed, named as invalid.
+          const invalid = r.breakdown_kind === "invalid";
+          const color = invalid ? INVALID_COLOR : COLORS[i % COLORS.length];
+          return {
+            label: r.display_label || r.label, data: r.data, borderColor: color,
+            backgroundColor: color, borderDash: invalid ? [4, 4] : [], tension: 0.2, pointRadius: 0,
+          };
+        }),
       },
       options: { scales: { x: { stacked }, y: { stacked, beginAtZero: true } } },
     };
@@ -65,14 +72,17 @@ function drawTrends(panel, data) {
     head.append(cell("th", "series"), cell("th", "total", "num"), cell("th", summary, "num"));
     for (const r of result.results) {
       const row = table.insertRow();
-      row.dataset.series = r.label;
+      row.dataset.series = r.display_label || r.label;
       row.dataset.total = r.count;
-      if (r.flagged) row.className = "flagged";
-      row.append(cell("td", r.label), cell("td", fmt(r.count), "num"), cell("td", fmt(r.average), "num"));
+      row.classList.toggle("flagged", Boolean(r.flagged));
+      row.classList.toggle("invalid", r.breakdown_kind === "invalid");
+      row.append(cell("td", row.dataset.series), cell("td", fmt(r.count), "num"), cell("td", fmt(r.average), "num"));
     }
   }
   config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
-    plugins: { legend: { display: true, position: "bottom", labels: { boxWidth: 10, font: { size: 11 } } } } }, config.options || {});
+    // The legend keeps to a few lines (the chart is never smaller than it); a click on
+    // an entry hides or shows its series.
+    plugins: { legend: { display: true, position: "bottom", maxHeight: LEGEND_MAX_HEIGHT, labels: { boxWidth: 10, font: { size: 11 } } } } }, config.options || {});
   if (panel.chart) panel.chart.destroy();
   panel.chart = new Chart(canvas, config);
 }
@@ -86,9 +96,11 @@ function drawFunnel(panel, data) {
   for (const steps of groups) {
     for (const s of steps) {
       const row = table.insertRow();
-      row.dataset.series = `${s.name}${s.breakdown_value ? " - " + s.breakdown_value : ""}`;
+      const value = s.breakdown_label || s.breakdown_value || "";
+      row.dataset.series = `${s.name}${value ? " - " + value : ""}`;
       row.dataset.total = s.count;
-      row.append(cell("td", s.name), cell("td", s.breakdown_value || ""), cell("td", fmt(s.count), "num"),
+      row.classList.toggle("invalid", s.breakdown_kind === "invalid");
+      row.append(cell("td", s.name), cell("td", value), cell("td", fmt(s.count), "num"),
         cell("td", (s.conversion_from_first * 100).toFixed(1) + "%", "num"),
         cell("td", (s.conversion_from_previous * 100).toFixed(1) + "%", "num"),
         cell("td", s.median_conversion_time === null ? "" : fmt(s.median_conversion_time) + " s", "num"));
