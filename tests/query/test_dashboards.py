@@ -143,6 +143,10 @@ def test_a_funnels_totals_are_every_breakdown_value_together(
         sum(LANDINGS.values()),
         sum((people + 1) // 2 for people in LANDINGS.values()),
     ]
+    landed, clicked = sum(LANDINGS.values()), sum((p + 1) // 2 for p in LANDINGS.values())
+    assert totals[1]["drop_off_from_previous"] == pytest.approx(1 - clicked / landed, abs=1e-6)
+    assert totals[1]["step_filter"] == "cta_id = hero_try_openchat"  # shown on the chart
+    assert totals[0]["step_filter"] == ""
     per_value = data["result"]["results"]
     assert [s["count"] for s in totals] == [
         sum(steps[i]["count"] for steps in per_value) for i in range(len(totals))

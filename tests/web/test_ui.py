@@ -131,6 +131,11 @@ def test_every_chart_shows_what_the_query_api_returns(
             assert len(drawn) > 1
             continue
         assert drawn == pytest.approx(api_totals(insight)), insight["name"]
+        results = insight["result"]["results"]
+        if insight["kind"] == "funnel" and results and isinstance(results[0], list):
+            # One bar group per breakdown value, not the total funnel alone.
+            panel = page.locator(f'.panel[data-insight="{insight["name"]}"]')
+            assert panel.get_attribute("data-datasets") == str(len(results))
     # PostHog's internal markers never show; a value the plan forbids shows as such.
     assert "$$_posthog" not in page.locator("main").inner_text()
     for row in page.locator("table.numbers tr[data-series]").all():

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from eventplan.plan.model import Plan
 from eventplan.query import funnels
-from eventplan.query.labels import label_results
+from eventplan.query.labels import filter_text, label_results
 from eventplan.query.model import (
     BREAKDOWN_NULL,
     BREAKDOWN_OTHER,
@@ -563,6 +563,7 @@ def _funnel_steps(
             "custom_name": series.name or None,
             "order": i,
             "count": counts[i],
+            "step_filter": filter_text(series.filters),
             **_conversion(counts, i),
             "average_conversion_time": round(statistics.fmean(durations), 6) if durations else None,
             "median_conversion_time": (
@@ -579,12 +580,15 @@ def _conversion(counts: list[int], i: int) -> dict[str, float]:
     """Step `i`'s share of the first step's actors, and of the step before's."""
     first = round(counts[i] / counts[0], 6) if counts[0] else 0.0
     if i == 0:
-        return {
-            "conversion_from_first": first,
-            "conversion_from_previous": 1.0 if counts[0] else 0.0,
-        }
-    previous = round(counts[i] / counts[i - 1], 6) if counts[i - 1] else 0.0
-    return {"conversion_from_first": first, "conversion_from_previous": previous}
+        previous = 1.0 if counts[0] else 0.0
+    else:
+        previous = round(counts[i] / counts[i - 1], 6) if counts[i - 1] else 0.0
+    return {
+        "conversion_from_first": first,
+        "conversion_from_previous": previous,
+        # Who reached the step before and not this one, as a share of the step before.
+        "drop_off_from_previous": round(1 - previous, 6) if i and counts[i - 1] else 0.0,
+    }
 
 
 # -- plan-aware warnings ------------------------------------------------------------------

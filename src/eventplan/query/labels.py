@@ -1,5 +1,5 @@
-"""What a breakdown value reads as on a chart: PostHog's markers in words, and a value
-the plan forbids shown as such.
+"""What a chart says in words: a breakdown value (PostHog's markers in words, a value
+the plan forbids shown as such) and a step's filters.
 
 The API keeps PostHog's `breakdown_value` (with its `$$_posthog_breakdown_…$$`
 markers) for PostHog's clients; `breakdown_label` and `breakdown_kind` are what a
@@ -10,11 +10,12 @@ has one value).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from eventplan.plan.model import Plan, Property
 from eventplan.plan.validator import check_value
-from eventplan.query.model import BREAKDOWN_NULL, BREAKDOWN_OTHER
+from eventplan.query.model import BREAKDOWN_NULL, BREAKDOWN_OTHER, PropertyFilter
 
 Kind = Literal["value", "other", "none", "invalid"]
 _UNREADABLE = object()
@@ -51,6 +52,33 @@ def label_results(
         item["breakdown_label"], item["breakdown_kind"] = label, kind
         if "label" in item:
             item["display_label"] = str(item["label"]).removesuffix(str(value)) + label
+
+
+SYMBOLS = {
+    "exact": "=",
+    "is_not": "≠",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "contains": "contains",
+    "not_contains": "does not contain",
+    "regex": "matches",
+    "not_regex": "does not match",
+}
+
+
+def filter_text(filters: Iterable[PropertyFilter]) -> str:
+    """A step's or series' filters as a chart shows them: `cta_id = hero_try_openchat`."""
+    parts = []
+    for flt in filters:
+        if flt.operator in ("is_set", "is_not_set"):
+            parts.append(f"{flt.key} {'is set' if flt.operator == 'is_set' else 'is not set'}")
+            continue
+        values = flt.value if isinstance(flt.value, list | tuple) else [flt.value]
+        shown = " or ".join(str(v) for v in values)
+        parts.append(f"{flt.key} {SYMBOLS.get(flt.operator, flt.operator)} {shown}")
+    return ", ".join(parts)
 
 
 def _allowed(prop: Property, text: str) -> bool:

@@ -87,12 +87,18 @@ function drawTrends(panel, data) {
   panel.chart = new Chart(canvas, config);
 }
 
+function pct(share) {
+  return (share * 100).toFixed(1) + "%";
+}
+
 function drawFunnel(panel, data) {
-  const groups = Array.isArray(data.result.results[0]) ? data.result.results : [data.result.results];
+  const broken = Array.isArray(data.result.results[0]);
+  const groups = broken ? data.result.results : [data.result.results];
   const table = panel.querySelector("table.numbers");
   table.replaceChildren();
   const head = table.insertRow();
-  ["step", "breakdown", "people", "from first", "from previous", "median time"].forEach((h, i) => head.append(cell("th", h, i > 1 ? "num" : "")));
+  ["step", "breakdown", "people", "from first", "from previous", "drop-off", "median time"]
+    .forEach((h, i) => head.append(cell("th", h, i > 1 ? "num" : "")));
   for (const steps of groups) {
     for (const s of steps) {
       const row = table.insertRow();
@@ -101,18 +107,28 @@ function drawFunnel(panel, data) {
       row.dataset.total = s.count;
       row.classList.toggle("invalid", s.breakdown_kind === "invalid");
       row.append(cell("td", s.name), cell("td", value), cell("td", fmt(s.count), "num"),
-        cell("td", (s.conversion_from_first * 100).toFixed(1) + "%", "num"),
-        cell("td", (s.conversion_from_previous * 100).toFixed(1) + "%", "num"),
+        cell("td", pct(s.conversion_from_first), "num"), cell("td", pct(s.conversion_from_previous), "num"),
+        cell("td", pct(s.drop_off_from_previous), "num"),
         cell("td", s.median_conversion_time === null ? "" : fmt(s.median_conversion_time) + " s", "num"));
     }
   }
-  // Every breakdown value together, from the engine (the funnel itself without one).
+  // Steps named with their filters and the conversion of every breakdown value
+  // together (from the engine); one bar per step for each breakdown value.
   const totals = data.result.totals || groups[0];
-  const labels = totals.map((s) => `${s.name} (${(s.conversion_from_first * 100).toFixed(1)}%)`);
+  const labels = totals.map((s) => `${s.name}${s.step_filter ? ` [${s.step_filter}]` : ""} (${pct(s.conversion_from_first)})`);
+  const datasets = broken
+    ? groups.map((steps, i) => {
+        const invalid = steps[0].breakdown_kind === "invalid";
+        return { label: steps[0].breakdown_label, data: steps.map((s) => s.count),
+          backgroundColor: invalid ? INVALID_COLOR : COLORS[i % COLORS.length] };
+      })
+    : [{ label: "people", data: totals.map((s) => s.count), backgroundColor: COLORS[0] }];
+  panel.dataset.datasets = datasets.length;
   if (panel.chart) panel.chart.destroy();
   panel.chart = new Chart(panel.querySelector("canvas"), {
-    type: "bar", data: { labels, datasets: [{ label: "people", data: totals.map((s) => s.count), backgroundColor: COLORS[0] }] },
-    options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false },
+    type: "bar", data: { labels, datasets },
+    options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false,
+      plugins: { legend: { display: broken, position: "bottom", maxHeight: LEGEND_MAX_HEIGHT } } },
   });
 }
 
