@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
+from eventplan.query.statement import one_select
 from eventplan.store.base import QueryError
 from eventplan.store.clickhouse import value_sql
 
@@ -33,15 +33,7 @@ PROJECT_TABLES = frozenset(
 
 def scoped_sql(sql: str, dialect: str, project: str) -> str:
     """`sql` reading only `project`'s rows; a QueryError names what it may not read."""
-    try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except (ParseError, TokenError) as exc:
-        raise QueryError(f"the query does not parse: {str(exc).splitlines()[0]}") from exc
-    if len(statements) != 1:
-        raise QueryError(f"send exactly one statement, not {len(statements)}")
-    tree = statements[0]
-    if not isinstance(tree, exp.Query):
-        raise QueryError(f"only SELECT queries are allowed here, not {tree.key.upper()}")
+    tree = one_select(sql, dialect, unparsed="the query does not parse")
     ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
     for table in list(tree.find_all(exp.Table)):
         _scope(table, ctes, dialect, project)

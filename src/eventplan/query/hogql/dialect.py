@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.clickhouse import ClickHouse
-from sqlglot.errors import ParseError, TokenError
 from sqlglot.parsers.clickhouse import ClickHouseParser
 from sqlglot.tokenizer_core import TokenType
 
+from eventplan.query.statement import one_select
 from eventplan.store.base import QueryError
 
 
@@ -59,18 +58,4 @@ class HogQL(ClickHouse):
 
 def parse(text: str) -> exp.Query:
     """One SELECT (or UNION of SELECTs); anything else is a HogQLError."""
-    try:
-        statements = sqlglot.parse(text, read=HogQL)
-    except (ParseError, TokenError) as exc:
-        raise HogQLError(f"Syntax error: {_first_line(exc)}") from exc
-    found = [s for s in statements if s is not None]
-    if len(found) != 1:
-        raise HogQLError(f"send exactly one statement, not {len(found)}")
-    statement = found[0]
-    if not isinstance(statement, exp.Query):
-        raise HogQLError(f"only SELECT queries are allowed, not {statement.key.upper()}")
-    return statement
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).split("\n")[0]
+    return one_select(text, HogQL, HogQLError, "Syntax error")
