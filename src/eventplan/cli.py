@@ -710,20 +710,17 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
     if result["kind"] == "FunnelsQuery":
         groups = result["results"]
         groups = [groups] if groups and isinstance(groups[0], dict) else groups
-        if "totals" in result:
-            groups = [*groups, result["totals"]]
         for steps in groups:
-            _print_funnel(steps, "totals" in result and steps is groups[-1])
+            _print_funnel(steps, steps[0].get("breakdown_value") if steps else None)
+        if "totals" in result:
+            _print_funnel(result["totals"], "every breakdown value")
     else:
         _print_trends(result)
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning[/yellow] {warning['code']}: {warning['message']}")
 
 
-def _print_funnel(steps: list[dict[str, Any]], totals: bool) -> None:
-    title = (
-        "every breakdown value" if totals else (steps[0].get("breakdown_value") if steps else None)
-    )
+def _print_funnel(steps: list[dict[str, Any]], title: str | None) -> None:
     table = Table(title=f"funnel{f' — {title}' if title else ''}")
     for column in ("step", "count", "from first", "from previous", "median s", "avg s"):
         table.add_column(column, justify="left" if column == "step" else "right")

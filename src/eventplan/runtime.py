@@ -241,14 +241,15 @@ class Server:
         """`ok`, or `degraded` with the reasons; the log's and the store's positions."""
         stats = self.writer.stats
         forwarding = self.forwarder.status() if self.forwarder.targets else None
+        free, damaged = self.wal.free_bytes(), self.wal.damaged_parts()  # each read once
         reasons = [
             reason
             for reason, present in (
                 ("log_not_writable", self.wal.last_error is not None),
-                ("disk_low", self.wal.disk_low),
+                ("disk_low", self.wal.below_reserve(free)),
                 ("store_failing", stats.failing),
                 ("events_set_aside", stats.unstored > 0),
-                ("log_damaged", self.wal.damaged_parts() > 0),
+                ("log_damaged", damaged > 0),
                 ("forward_failing", forwarding is not None and not forwarding["healthy"]),
             )
             if present
@@ -265,10 +266,10 @@ class Server:
             "duplicates_skipped": stats.duplicates,
             "unstored": stats.unstored,
             "log": {
-                "free_bytes": self.wal.free_bytes(),
+                "free_bytes": free,
                 "reserve_bytes": self.wal.reserve_bytes,
                 "error": self.wal.last_error,
-                "damaged_parts": self.wal.damaged_parts(),
+                "damaged_parts": damaged,
                 "trimmed_bytes": self.wal.recovery.trimmed_bytes,
             },
             "store_error": stats.last_error,

@@ -107,9 +107,9 @@ def test_the_reserve_refuses_before_the_disk_is_at_zero(
     with pytest.raises(LogFull, match="in reserve"):
         wal.write_group([os.urandom(16 * 1024)])
     assert disk.free() > 1024 * 1024  # nothing was written
-    assert not wal.disk_low
+    assert not wal.below_reserve(wal.free_bytes())
     disk.fill(leave=0)
-    assert wal.disk_low
+    assert wal.below_reserve(wal.free_bytes())
     disk.release()
     assert wal.write_group([b"x"]) == 1
     wal.close()

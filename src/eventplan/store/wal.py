@@ -170,9 +170,9 @@ class WriteAheadLog:
         stats = os.statvfs(self.directory)
         return stats.f_bavail * stats.f_frsize
 
-    @property
-    def disk_low(self) -> bool:
-        return self.reserve_bytes > 0 and self.free_bytes() < self.reserve_bytes
+    def below_reserve(self, free: int) -> bool:
+        """Whether `free` bytes (from `free_bytes`) are under the reserve kept free."""
+        return self.reserve_bytes > 0 and free < self.reserve_bytes
 
     def _check_room(self, size: int) -> None:
         if self.reserve_bytes <= 0:
