@@ -124,6 +124,18 @@ def _shown(prop: Property | None, value: Any) -> Any:
     return value
 
 
+def quoted(value: Any) -> str:
+    """A value as a message shows it: text and booleans as JSON (`"completed"`,
+    `true`), numbers as Python writes them (`12`, `1e+16`), which is also how the
+    SQL compilation of the plan writes them (DuckDB's DOUBLE text is Python's repr)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    return _JSON.encode(value).decode()
+
+
+_JSON: Final = msgspec.json.Encoder()
+
+
 def check_value(prop: Property, value: Any) -> Violation | None:
     """The first rule `value` breaks for `prop`, or None."""
     name = prop.name
@@ -140,7 +152,7 @@ def check_value(prop: Property, value: Any) -> Violation | None:
             name,
             prop.type,
             _shown(prop, value),
-            f"{name}: expected {expected}, got {type_name(value)} {_shown(prop, value)!r}",
+            f"{name}: expected {expected}, got {type_name(value)} {quoted(_shown(prop, value))}",
         )
     if prop.enum is not None and not _in_enum(value, prop.enum):
         return Violation(
@@ -148,7 +160,7 @@ def check_value(prop: Property, value: Any) -> Violation | None:
             name,
             list(prop.enum),
             _shown(prop, value),
-            f"{name}: {_shown(prop, value)!r} is not one of {', '.join(map(str, prop.enum))}",
+            f"{name}: {quoted(_shown(prop, value))} is not one of {', '.join(map(str, prop.enum))}",
         )
     if isinstance(value, str):
         if (prop.min_length is not None and len(value) < prop.min_length) or (
@@ -168,7 +180,7 @@ def check_value(prop: Property, value: Any) -> Violation | None:
                 name,
                 prop.pattern,
                 _shown(prop, value),
-                f"{name}: {_shown(prop, value)!r} does not match {prop.pattern}",
+                f"{name}: {quoted(_shown(prop, value))} does not match {prop.pattern}",
             )
     elif isinstance(value, int | float) and (
         (prop.minimum is not None and value < prop.minimum)
@@ -180,7 +192,7 @@ def check_value(prop: Property, value: Any) -> Violation | None:
             name,
             bounds,
             _shown(prop, value),
-            f"{name}: {value} is outside {bounds}",
+            f"{name}: {quoted(value)} is outside {bounds}",
         )
     return None
 
