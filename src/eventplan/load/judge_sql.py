@@ -152,9 +152,7 @@ def _value_ok(prop: Property, field: _Field) -> str:
     """SQL true when a value that is not null breaks none of `check_value`'s rules."""
     tests = [_type_ok(prop, field)]
     if prop.enum is not None:
-        strings = [o for o in prop.enum if isinstance(o, str)]
-        numbers = [o for o in prop.enum if isinstance(o, int | float) and not isinstance(o, bool)]
-        booleans = [o for o in prop.enum if isinstance(o, bool)]
+        strings, numbers, booleans = _enum_parts(prop.enum)
         options = []
         if strings and prop.type in ("string", "datetime"):
             options.append(f"{field.typed} IN ({', '.join(map(text, strings))})")
@@ -223,8 +221,20 @@ class _Rule(msgspec.Struct, array_like=True):
     hidden: str | None  # what a violation shows instead of a private value
 
 
+def _enum_parts(enum: tuple[Any, ...]) -> tuple[list[str], list[float], list[bool]]:
+    """An enum's text, number and boolean options (a boolean is never a number)."""
+    return (
+        [o for o in enum if isinstance(o, str)],
+        [float(o) for o in enum if isinstance(o, int | float) and not isinstance(o, bool)],
+        [o for o in enum if isinstance(o, bool)],
+    )
+
+
 def _rule(event: str, position: int, prop: Property) -> _Rule:
     enum = prop.enum
+    strings, numbers, booleans = _enum_parts(enum) if enum is not None else (None, None, None)
+    lengths = (prop.min_length, prop.max_length)
+    bounds = (prop.minimum, prop.maximum)
     policy = prop.privacy.policy
     return _Rule(
         event=event,
@@ -237,23 +247,17 @@ def _rule(event: str, position: int, prop: Property) -> _Rule:
         nullable=prop.nullable,
         enum=None if enum is None else msgspec.json.encode(list(enum)).decode(),
         enum_text=None if enum is None else ", ".join(map(str, enum)),
-        enum_strings=None if enum is None else [o for o in enum if isinstance(o, str)],
-        enum_numbers=None
-        if enum is None
-        else [float(o) for o in enum if isinstance(o, int | float) and not isinstance(o, bool)],
-        enum_booleans=None if enum is None else [o for o in enum if isinstance(o, bool)],
+        enum_strings=strings,
+        enum_numbers=numbers,
+        enum_booleans=booleans,
         min_length=prop.min_length,
         max_length=prop.max_length,
-        length_bounds=None
-        if prop.min_length is None and prop.max_length is None
-        else _bounds(prop.min_length, prop.max_length),
+        length_bounds=None if lengths == (None, None) else _bounds(*lengths),
         pattern=prop.pattern,
         pattern_re2=None if prop.pattern is None else re2(prop.pattern),
         minimum=prop.minimum,
         maximum=prop.maximum,
-        bounds=None
-        if prop.minimum is None and prop.maximum is None
-        else _bounds(prop.minimum, prop.maximum),
+        bounds=None if bounds == (None, None) else _bounds(*bounds),
         hidden=None if policy == "keep" else ("[dropped]" if policy == "drop" else f"[{policy}ed]"),
     )
 
@@ -512,14 +516,13 @@ class JudgeSql:
             f"THEN [{not_planned}, {bad_name}] ELSE [{not_planned}] END"
         )
 
-    def select(self, source: str) -> str:
-        """SELECT every column of `source` with the event's `verdict` and its
-        `violations` (JSON, a list; NULL when there are none), in `source`'s order."""
+    def _parsed(self, source: str) -> str:
+        """SQL of `source`'s rows, numbered, each with its keys, its planned values (as
+        JSON text and as their types), whether its event is planned, and its unplanned
+        keys."""
         raw = ", ".join(f'{msgspec.json.encode(n).decode()}: "JSON"' for n in self._raw)
         typed = ", ".join(
-            f'{msgspec.json.encode(n).decode()}: "{t}"'
-            for n, t in self._typed.items()
-            if t != "BOOLEAN"
+            f'{msgspec.json.encode(n).decode()}: "{t}"' for n, t in self._typed.items()
         )
         unplanned_keys = (
             "[]::VARCHAR[]"
@@ -527,32 +530,40 @@ class JudgeSql:
             else "list_filter(_keys, lambda k: NOT starts_with(k, '$') "
             "AND NOT list_contains(_known.known, k))"
         )
-        p = self.prefix
         return f"""
-        WITH _first AS MATERIALIZED (
-            SELECT *, {self._first_pass()} AS _broken
-            FROM (
-                SELECT _in.*, json_keys(_in.properties) AS _keys,
-                    json_transform(_in.properties, {text("{" + raw + "}")}) AS _raw,
-                    json_transform(_in.properties, {text("{" + typed + "}")}) AS _typed,
-                    _known.event IS NOT NULL AS _planned,
-                    CASE WHEN _known.event IS NOT NULL THEN {unplanned_keys} END AS _unplanned
-                FROM (SELECT *, row_number() OVER () AS _row FROM ({source})) AS _in
-                LEFT JOIN {p}_known AS _known ON _known.event = _in.event
-            )
-        ),
-        _second AS (
+            SELECT _in.*, json_keys(_in.properties) AS _keys,
+                json_transform(_in.properties, {text("{" + raw + "}")}) AS _raw,
+                json_transform(_in.properties, {text("{" + typed + "}")}) AS _typed,
+                _known.event IS NOT NULL AS _planned,
+                CASE WHEN _known.event IS NOT NULL THEN {unplanned_keys} END AS _unplanned
+            FROM (SELECT *, row_number() OVER () AS _row FROM ({source})) AS _in
+            LEFT JOIN {self.prefix}_known AS _known ON _known.event = _in.event
+        """
+
+    def _flagged(self) -> str:
+        """SQL of the violations of the planned properties of each event `_first`
+        flagged, a list per `_row` in the plan's order."""
+        return f"""
             SELECT _row, list(_v ORDER BY position) FILTER (WHERE _v IS NOT NULL) AS _listed
             FROM (
                 SELECT r._row, r.position, {_rule_violation()} AS _v
                 FROM (
                     SELECT f._row, json_extract(f.properties, rule.path) AS v, rule.*
-                    FROM _first AS f JOIN {p}_rules AS rule ON rule.event = f.event
+                    FROM _first AS f JOIN {self.prefix}_rules AS rule ON rule.event = f.event
                     WHERE f._broken
                 ) AS r
             )
             GROUP BY _row
+        """
+
+    def select(self, source: str) -> str:
+        """SELECT every column of `source` with the event's `verdict` and its
+        `violations` (JSON, a list; NULL when there are none), in `source`'s order."""
+        return f"""
+        WITH _first AS MATERIALIZED (
+            SELECT *, {self._first_pass()} AS _broken FROM ({self._parsed(source)})
         ),
+        _second AS ({self._flagged()}),
         _judged AS (
             SELECT f.*,
                 CASE WHEN f._planned
