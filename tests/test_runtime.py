@@ -1,9 +1,18 @@
-"""The runtime is a library: it runs without the web layer."""
+"""The runtime is a library: it runs without the web layer, and acknowledges before it judges."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+from eventplan.capture.ingest import CaptureRequest
+from eventplan.config import load_settings
+from eventplan.runtime import Server
+from tests.conftest import OPENCHAT
 
 
 def test_the_runtime_imports_no_http_framework() -> None:
@@ -15,3 +24,61 @@ def test_the_runtime_imports_no_http_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_acknowledgement_logs_what_was_received_and_the_writer_judges_it(
+    tmp_path: Path,
+) -> None:
+    """`accept` writes the events to the log as received (before the plan's verdict
+    and privacy policy) and answers; the writer judges and stores them behind it,
+    and `/_health` says how far behind it is."""
+    settings = load_settings(
+        {
+            "plan": str(OPENCHAT),
+            "db": str(tmp_path / "r.duckdb"),
+            "token": ["phc_runtime"],
+            "alert_interval": 0,
+        }
+    )
+    server = Server(settings)
+    secret = "sk-or-v1-runtime-0123456789"
+    body = json.dumps(
+        {
+            "api_key": "phc_runtime",
+            "batch": [
+                {
+                    "event": "openrouter.key_saved",
+                    "distinct_id": "runtime-1",
+                    "properties": {"app": "openchat-web", "source": "modal", "masked_tail": secret},
+                },
+                {"event": "chat.created", "distinct_id": "runtime-1", "properties": {}},
+            ],
+        }
+    ).encode()
+    request = CaptureRequest("application/json", "", {}, "127.0.0.1", None)
+
+    async def acknowledge() -> int:
+        return await server.accept(body, request)
+
+    assert asyncio.run(acknowledge()) == 2  # the writer has not started
+    [segment] = settings.wal_dir.glob("wal-*.log")
+    assert secret.encode() in segment.read_bytes()  # as received: judged later
+    time.sleep(0.01)  # so the wait is measurable
+    lag = server.health()["loader_lag"]
+    assert lag["events"] == 2 and lag["seconds"] > 0
+    server.start()
+    try:
+        assert server.writer.flush(30)
+        _, rows = server.store.sql(
+            "SELECT event, verdict, properties->>'masked_tail' FROM events ORDER BY event"
+        )
+        masked = "*" * (len(secret) - 4) + secret[-4:]
+        assert rows == [
+            ("chat.created", "invalid", None),
+            ("openrouter.key_saved", "valid", masked),
+        ]
+        assert server.health()["loader_lag"] == {"events": 0, "seconds": 0.0}
+        assert server.counters["events_invalid"] == 1
+        assert not any(secret.encode() in p.read_bytes() for p in settings.wal_dir.glob("wal-*"))
+    finally:
+        server.stop()

@@ -29,7 +29,7 @@ from eventplan.query.engine import run_query
 from eventplan.query.hogql import hogql_query
 from eventplan.query.model import DateRange, Query
 from eventplan.store import Store
-from eventplan.store.records import StoredEvent
+from eventplan.store.records import LoggedEvent, StoredEvent
 
 
 class UnknownProject(EventplanError):
@@ -93,32 +93,44 @@ class Project:
         for part in ("salt", "judge_of_plan", "privacy"):
             getattr(self, part)
 
-    def judge(
-        self, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
-    ) -> list[StoredEvent]:
-        """Enrich, validate and apply the privacy policy: events ready for the log."""
+    def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
+        """Enrich, validate and apply the privacy policy: logged events ready to store.
+        Each event's properties are changed in place."""
         stored = []
         for event in events:
-            properties = event.properties
-            verdict = self.judge_of_plan.enrich_and_judge(event.event, properties)
-            self.privacy.apply(event.event, properties)
+            verdict = self.judge_of_plan.enrich_and_judge(event.event, event.properties)
+            self.privacy.apply(event.event, event.properties)
             stored.append(
                 StoredEvent(
-                    uuid=event.uuid,
-                    event=event.event,
-                    distinct_id=event.distinct_id,
-                    timestamp=event.timestamp_us,
-                    created_at=received_us,
-                    project=self.name,
-                    ip_hash=hashed_ip,
-                    properties=properties,
-                    set=event.set,
-                    set_once=event.set_once,
+                    **msgspec.structs.asdict(event),
                     verdict=verdict.verdict,
                     violations=verdict.violations or None,
                 )
             )
         return stored
+
+    def logged(
+        self, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
+    ) -> list[LoggedEvent]:
+        """A request's normalized events as the log holds them, with its envelope. A
+        client's own `$ip` is dropped here: no raw IP is ever written anywhere."""
+        for event in events:
+            event.properties.pop("$ip", None)
+        return [
+            LoggedEvent(
+                uuid=event.uuid,
+                event=event.event,
+                distinct_id=event.distinct_id,
+                timestamp=event.timestamp_us,
+                created_at=received_us,
+                project=self.name,
+                ip_hash=hashed_ip,
+                properties=event.properties,
+                set=event.set,
+                set_once=event.set_once,
+            )
+            for event in events
+        ]
 
     # -- asking about its events ---------------------------------------------------
 

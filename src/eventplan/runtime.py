@@ -2,8 +2,10 @@
 forwarder and the alert monitor, started and stopped together.
 
 This is what `eventplan serve` runs; `eventplan.web` puts HTTP in front of it (no
-HTTP here). Capture's acknowledgement is `accept`: the events are judged by their
-project, written to the log and acknowledged; the writer stores them behind it.
+HTTP here). Capture's acknowledgement is `accept`: the events are normalized,
+written to the log and acknowledged; the writer judges them by their project's plan
+and stores them behind it. While a live page watches a project, its events are
+judged for it too, beside the acknowledgement, so the page shows them at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from eventplan.project import Project, UnknownProject
 from eventplan.query.monitor import AlertMonitor
 from eventplan.store import local_base, open_store
 from eventplan.store.forward import Forwarder, Target, pause
+from eventplan.store.records import LoggedEvent, StoredEvent
 from eventplan.store.wal import LogFull, WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter
 from eventplan.web.live import LiveFeed
@@ -84,6 +88,7 @@ class Server:
         self.writer = BackgroundWriter(
             self.store,
             self.wal,
+            self.judge,
             quarantine=frozenset(p.name for p in self.projects if p.enforcement == "quarantine"),
             forward={p.name: FORWARD_VERDICTS[p.plan.forward] for p, _ in forwarded},
         )
@@ -104,7 +109,13 @@ class Server:
             self.store, {p.name: p.plan for p in self.projects}, settings.webhook
         )
         self.live = LiveFeed()
-        self.counters: Counter[str] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the live feed's, while running
+        self._live_judge = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-judge")
+        self._named = {p.name: p for p in self.projects}
+        # The writer's thread counts verdicts: every key exists before it starts.
+        self.counters: Counter[str] = Counter(
+            {f"events_{verdict}": 0 for verdict in ("valid", "invalid", "unplanned")}
+        )
         self.recordings: Counter[str] = Counter()
         self.started = False
 
@@ -135,6 +146,7 @@ class Server:
         if self.started:
             self.writer.flush(STOP_FLUSH_SECONDS, while_failing=False)
             self.writer.stop()
+        self._live_judge.shutdown(wait=True, cancel_futures=True)
         self.wal.close()
         try:
             self.store.close()
@@ -146,6 +158,7 @@ class Server:
     async def running(self) -> AsyncIterator[None]:
         """Started, with the alert checks and the forwarder in the background, and a
         note that says where the server is; stopped in order on the way out."""
+        self._loop = asyncio.get_running_loop()
         self.start()
         # Where `eventplan sql` finds the server holding the store. Removed here, not
         # after uvicorn returns: on SIGTERM uvicorn shuts down, then re-raises the
@@ -204,12 +217,38 @@ class Server:
                 f"the server could not write the events to disk ({exc.strerror or exc}); retry", 5
             ) from exc
         self.writer.submit(seq, len(ingested.events))
-        self.live.publish(ingested.events)
+        if self.live.watching(ingested.project.name):  # not awaited: the answer goes now
+            asyncio.get_running_loop().run_in_executor(
+                self._live_judge, self._show_live, ingested.project, ingested.events
+            )
         self.counters["requests_ok"] += 1
         self.counters["events_accepted"] += len(ingested.events)
-        for event in ingested.events:
-            self.counters[f"events_{event.verdict}"] += 1
         return len(ingested.events)
+
+    def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
+        """Logged events judged by their projects' plans (the writer's thread asks), and
+        shown in the live feed. An event of a project no longer configured is refused,
+        and the writer sets it aside."""
+        judged: list[StoredEvent] = []
+        start = 0
+        for end in range(1, len(events) + 1):  # each run of one project's events at once
+            if end == len(events) or events[end].project != events[start].project:
+                project = self._named.get(events[start].project)
+                if project is None:
+                    raise UnknownProject(f"no project {events[start].project!r} in this server")
+                judged += project.judge(events[start:end])
+                start = end
+        for event in judged:
+            self.counters[f"events_{event.verdict}"] += 1
+        return judged
+
+    def _show_live(self, project: Project, events: list[LoggedEvent]) -> None:
+        """Judge a request's events for the live feed, beside the writer: under load the
+        writer judges them only when it inserts them, up to `max_wait` later."""
+        judged = project.judge(events)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while stopping
+                self._loop.call_soon_threadsafe(self.live.publish, judged)
 
     # -- asking ---------------------------------------------------------------------
 
@@ -262,6 +301,11 @@ class Server:
             "wal_seq": self.wal.last_seq,
             "stored_seq": stats.stored_seq,
             "pending_events": self.writer.pending_events,
+            # Acknowledged, not yet judged and stored: how many, and for how long.
+            "loader_lag": {
+                "events": self.writer.pending_events,
+                "seconds": round(self.writer.lag_seconds(), 3),
+            },
             "inserted": stats.inserted,
             "duplicates_skipped": stats.duplicates,
             "unstored": stats.unstored,

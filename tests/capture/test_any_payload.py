@@ -26,7 +26,7 @@ from eventplan.capture.ingest import CaptureRequest, Ingestor
 from eventplan.plan import Plan
 from eventplan.project import Project
 from eventplan.store import Store, open_store
-from eventplan.store.records import decode_events
+from eventplan.store.records import decode_logged
 from tests.conftest import BACKENDS, examples, store_url
 
 TOKEN = "phc_any_payload"
@@ -137,7 +137,7 @@ def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
         except CaptureError as refused:
             assert 400 <= refused.status < 500 and refused.message
             return
-        events = decode_events(ingested.record)
+        events = project.judge(decode_logged(ingested.record))
         assert [e.uuid for e in events] == [e.uuid for e in ingested.events]
         log_position[0] += 1
         store.insert(events, log_position[0])

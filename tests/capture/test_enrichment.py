@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -98,6 +99,25 @@ def test_the_plan_privacy_policy_is_applied_before_storage(server: RunningServer
     assert saved["masked_tail"] == "*" * (len(secret) - 4) + "cdef"
     failed = json.loads(rows["openrouter.models_fetch_failed"])
     assert failed["error_message"] == "e" * 200
+    # The log held the key as the client sent it, until the store held it masked.
+    wait_for(lambda: all(secret.encode() not in p.read_bytes() for p in log_files(server)))
+    server.stop()  # everything flushed to disk: now search every byte for the key
+    try:
+        files = [p for p in server.db.parent.rglob("*") if p.is_file()]
+        assert not [path for path in files if secret.encode() in path.read_bytes()]
+    finally:
+        server.start()
+
+
+def log_files(server: RunningServer) -> list[Path]:
+    return list(server.db.parent.rglob("wal-*.log"))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_referrer_utm_and_entry_are_derived_for_events_that_plan_them(

@@ -85,7 +85,7 @@ events:
             for i, email in enumerate(["ada@example.com", "no-at-sign"])
         ]
         judged = project.judge(
-            [_incoming(e) for e in signups], hashed_ip=None, received_us=1_790_000_000_000_000
+            project.logged([_incoming(e) for e in signups], None, 1_790_000_000_000_000)
         )
         assert [e.verdict for e in judged] == ["invalid", "invalid"]  # pro is not planned
         store.insert(judged, 1, quarantine=frozenset({"shop"}))

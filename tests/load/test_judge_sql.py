@@ -11,14 +11,17 @@ from typing import Any
 
 import duckdb
 import msgspec
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventplan.capture.events import wide_ints_as_floats
+from eventplan.capture.judge import Judge
 from eventplan.load import JudgeSql, judge_events
 from eventplan.plan import Plan
 from eventplan.plan.loader import read_plan_text
+from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.plan.validator import Validator
 from eventplan.simulate.samples import sample_events
 from tests.plan.test_schema import events, features, json_values, openchat
@@ -133,3 +136,53 @@ def test_a_private_value_is_never_shown_in_a_violation() -> None:
     assert violations is not None
     assert "abc" not in violations and "4242" not in violations
     assert {v["received"] for v in msgspec.json.decode(violations)} == {"[hashed]", "[masked]"}
+
+
+def judge_stored(plan: Plan, rows: list[tuple[str, str, str | None]]) -> list[tuple[str, Any]]:
+    """(verdict, violations) of stored events (event, properties, captured violations),
+    by the compiled plan in `stored` mode."""
+    connection = duckdb.connect()
+    judge = JudgeSql(plan, stored=True)
+    judge.register(connection)
+    connection.register(
+        "stored_events",
+        pa.table(
+            {
+                "event": [r[0] for r in rows],
+                "properties": [r[1] for r in rows],
+                "captured": pa.array([r[2] for r in rows], pa.string()),
+            }
+        ),
+    )
+    source = (
+        "SELECT event, properties::JSON AS properties, captured::JSON AS captured "
+        "FROM stored_events"
+    )
+    found = connection.sql(f"SELECT verdict, violations FROM ({judge.select(source)})").fetchall()
+    return [(v, msgspec.json.decode(violations) if violations else []) for v, violations in found]
+
+
+@pytest.mark.parametrize("name", ["openchat", "edges"])
+def test_stored_events_are_judged_again_as_the_validator_judges_them(name: str) -> None:
+    """After the privacy policy, a changed property keeps the violations it had when it
+    was captured; every other one is judged again (`Judge.rejudge_stored`)."""
+    plan = PLANS[name]()
+    judge, privacy = Judge(plan), PrivacyPolicy(plan, b"salt")
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(events(plan), min_size=1, max_size=30))
+    def agree(batch: list[dict[str, Any]]) -> None:
+        rows, expected = [], []
+        for event in batch:
+            properties = msgspec.json.decode(
+                msgspec.json.encode(wide_ints_as_floats(event["properties"]))
+            )
+            captured = judge.verdict(event["event"], properties).violations
+            privacy.apply(event["event"], properties)
+            encoded = msgspec.json.encode(captured).decode() if captured else None
+            rows.append((event["event"], msgspec.json.encode(properties).decode(), encoded))
+            again = judge.rejudge_stored(event["event"], properties, captured)
+            expected.append((again.verdict, msgspec.to_builtins(again.violations)))
+        assert judge_stored(plan, rows) == expected
+
+    agree()

@@ -211,3 +211,23 @@ def test_segments_are_read_in_the_order_of_their_records_whatever_their_names(
     numbers = sorted(int(p.stem.removeprefix("wal-")) for p in folder.glob("wal-*.log"))
     assert numbers[-1] > int(names[-1].stem.removeprefix("wal-"))  # never a number reused
     reopened.close()
+
+
+def test_a_segment_wholly_stored_is_deleted_and_numbering_continues_after_the_store(
+    tmp_path: Path,
+) -> None:
+    """The log holds events as received (before the privacy policy) only until they
+    are stored: once every record is, the current segment is closed and deleted too.
+    Reopened empty, the log numbers on from the store's position, never reusing one."""
+    wal = WriteAheadLog(tmp_path)
+    first = wal.write_group([b"secret-1", b"secret-2"])
+    wal.release_through(first + 1)
+    assert not any(b"secret" in p.read_bytes() for p in tmp_path.glob("wal-*.log"))
+    assert list(wal.replay(0)) == []
+    wal.close()
+    reopened = WriteAheadLog(tmp_path)
+    assert reopened.last_seq == 0  # nothing left to say where it was
+    reopened.continue_after(first + 1)
+    assert reopened.write_group([b"next"]) == first + 2
+    assert list(reopened.replay(first + 1)) == [(first + 2, b"next")]
+    reopened.close()

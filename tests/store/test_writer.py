@@ -10,13 +10,31 @@ import msgspec
 import pytest
 
 from eventplan.plan import Plan
+from eventplan.project import Project
 from eventplan.store.base import StoreUnavailable
 from eventplan.store.duckdb import EventStore
-from eventplan.store.records import encode_events
+from eventplan.store.records import LoggedEvent, StoredEvent, encode_logged
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter, Piece, chunks, events_of
 from tests.conftest import SmallDisk
 from tests.store.test_store import NOW, stored
+
+
+def logged(events: list[StoredEvent]) -> bytes:
+    """Events as capture logs them (received, not yet judged)."""
+    return encode_logged(
+        [
+            LoggedEvent(
+                e.uuid, e.event, e.distinct_id, e.timestamp, e.created_at, e.project,
+                e.ip_hash, e.properties, e.set, e.set_once,
+            )
+            for e in events
+        ]
+    )  # fmt: skip
+
+
+def judge(store: EventStore, plan: Plan) -> Callable[[list[LoggedEvent]], list[StoredEvent]]:
+    return Project("openchat", plan, store, salt=b"test").judge
 
 
 def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, int]]:
@@ -31,7 +49,7 @@ def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, int]]:
             )
             for i in range(size)
         ]
-        written.append((wal.write_group([encode_events(events)]), size))
+        written.append((wal.write_group([logged(events)]), size))
     return written
 
 
@@ -55,7 +73,7 @@ def test_the_writer_inserts_whole_sorted_row_groups_and_records_the_last_whole_r
 ) -> None:
     store = EventStore(tmp_path / "w.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
-    writer = BackgroundWriter(store, wal, interval=0.2, max_wait=30)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.2, max_wait=30)
     for seq, size in records(wal, 6, 100):
         writer.submit(seq, size)
     writer.start()  # all 600 wait already: two inserts of 250, then the last 100 at once
@@ -79,14 +97,14 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
     wal = WriteAheadLog(tmp_path / "log")
     written = records(wal, 3, 100)
     store = EventStore(path, [openchat_plan], insert_size=250)
-    writer = BackgroundWriter(store, wal)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     first, _ = chunks([Piece(seq, size) for seq, size in written], 250)
     writer._insert(first)  # records 1 and 2 whole, the head of record 3; then the crash
     assert store.wal_seq() == 2  # the split record is not past the recorded position
     store.close()
 
     store = EventStore(path, [openchat_plan], insert_size=250)
-    writer = BackgroundWriter(store, wal)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     assert writer.replay() == 50  # record 3 again: its head is found stored, its tail goes in
     assert writer.stats.duplicates == 50
     assert store.wal_seq() == 3
@@ -102,7 +120,7 @@ def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     wal = WriteAheadLog(tmp_path / "log")
     written = records(wal, 3, 100)
     store = EventStore(tmp_path / "r.duckdb", [openchat_plan])
-    writer = BackgroundWriter(store, wal)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     _, second, third = chunks([Piece(seq, size) for seq, size in written], 120)
     assert [(p.seq, p.start, p.size) for p in second] == [(2, 20, 80), (3, 0, 40)]
     first_try = [event.distinct_id for event in events_of(second, writer._read)]
@@ -123,7 +141,7 @@ def poisoned_log(wal: WriteAheadLog) -> tuple[list[tuple[int, int]], str]:
     poison = stored("chat.created", "poison")
     poison.timestamp = -(2**63) + 1
     good = [stored("chat.created", f"beside-{i}", NOW) for i in range(99)]
-    wal.write_group([encode_events([*good[:40], poison, *good[40:]])])
+    wal.write_group([logged([*good[:40], poison, *good[40:]])])
     return [*written, (4, 100)], poison.uuid
 
 
@@ -132,7 +150,7 @@ def test_an_event_the_store_refuses_alone_is_set_aside_and_the_rest_go_in(
 ) -> None:
     store = EventStore(tmp_path / "p.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
-    writer = BackgroundWriter(store, wal, interval=0.2)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.2)
     written, poison = poisoned_log(wal)
     for seq, size in written:
         writer.submit(seq, size)
@@ -158,7 +176,7 @@ def test_when_the_store_takes_no_write_at_all_nothing_is_set_aside(
     EventStore(path, [openchat_plan]).close()
     store = EventStore(path, [openchat_plan], read_only=True)  # every write fails
     wal = WriteAheadLog(tmp_path / "log")
-    writer = BackgroundWriter(store, wal)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     written, _ = poisoned_log(wal)
     pieces = [Piece(seq, size) for seq, size in written]
     with pytest.raises(Exception, match="read-only"):
@@ -176,7 +194,7 @@ def test_set_aside_events_are_offered_again_on_start_and_leave_the_file_once_sto
     # not. A line cut short by a crash is kept as it is, and each event is kept once.
     store = EventStore(tmp_path / "p.duckdb", [openchat_plan])
     wal = WriteAheadLog(tmp_path / "log")
-    writer = BackgroundWriter(store, wal)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     poison = stored("chat.created", "poison")
     poison.timestamp = -(2**63) + 1
     fits = stored("chat.created", "fits-now", NOW)
@@ -228,7 +246,7 @@ def test_a_full_store_disk_waits_and_recovers_without_a_restart(
     disk = small_disk("store", 40)
     store = EventStore(disk.path / "w.duckdb", [openchat_plan], insert_size=2000)
     wal = WriteAheadLog(tmp_path / "log")
-    writer = BackgroundWriter(store, wal, interval=0.05)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.05)
     writer.start()
     submitted = fill_until_the_store_fails(writer, wal, disk, disk.path / "w.duckdb.wal")
     assert store.broken  # DuckDB invalidated the database: nothing works until reopened
@@ -250,7 +268,7 @@ def test_stop_ends_the_retries_of_a_failing_store_and_the_log_keeps_the_events(
     path = disk.path / "w.duckdb"
     store = EventStore(path, [openchat_plan], insert_size=2000)
     wal = WriteAheadLog(tmp_path / "log")
-    writer = BackgroundWriter(store, wal, interval=0.05)
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.05)
     writer.start()
     submitted = fill_until_the_store_fails(writer, wal, disk, disk.path / "w.duckdb.wal")
     writer.stop()  # returns while the store still fails (a hang here is the bug)
@@ -258,8 +276,32 @@ def test_stop_ends_the_retries_of_a_failing_store_and_the_log_keeps_the_events(
     wal.close()
     disk.release()
     reopened = EventStore(path, [openchat_plan])
-    again = BackgroundWriter(reopened, WriteAheadLog(tmp_path / "log"))
+    again = BackgroundWriter(
+        reopened, WriteAheadLog(tmp_path / "log"), judge(reopened, openchat_plan)
+    )
     again.replay()
     _, rows = reopened.sql("SELECT count(*), count(DISTINCT uuid) FROM events")
     assert rows == [(submitted, submitted)]
     reopened.close()
+
+
+def test_a_log_written_by_an_older_version_is_stored_as_it_was_judged(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    """Before the loader judged, capture logged judged events as msgpack arrays; a log
+    left by that version is stored on the next start, verdicts and all."""
+    store = EventStore(tmp_path / "old.duckdb", [openchat_plan])
+    wal = WriteAheadLog(tmp_path / "log")
+    old = [stored("chat.created", f"old-{i}", verdict="invalid") for i in range(5)]
+    wal.write_group([msgspec.msgpack.encode(old)])
+    new = [stored("chat.created", f"new-{i}") for i in range(3)]
+    wal.write_group([logged(new)])
+    writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
+    assert writer.replay() == 8
+    _, rows = store.sql("SELECT distinct_id, verdict FROM events ORDER BY distinct_id")
+    assert rows == [
+        *((f"new-{i}", "valid") for i in range(3)),
+        *((f"old-{i}", "invalid") for i in range(5)),
+    ]
+    store.close()
+    wal.close()

@@ -66,4 +66,4 @@ def _store_chunk(store: Store, project: Project, chunk: list[Any], seq: int) -> 
         normalized = normalize(chunk, {}, {}, received)
     except CaptureError as exc:
         raise EventplanError(f"cannot import: {exc.message}") from exc
-    return store.insert(project.judge(normalized, None, received), seq)
+    return store.insert(project.judge(project.logged(normalized, None, received)), seq)

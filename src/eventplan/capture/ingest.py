@@ -1,8 +1,11 @@
-"""From a decoded request to stored-event records: the capture pipeline in order.
+"""From a request's body to a log record: what the acknowledgement waits for.
 
-normalize (envelope, token, ids, clock skew) → enrich (ip_hash, referrer, UTM) →
-validate (the plan's verdict) → privacy (hash, mask, truncate, drop). Nothing
-touches disk before the privacy policy has run.
+decode → the envelope, token and project → normalize (ids, clock skew) → the
+client IP hashed once → one JSON line per event, carrying the request's envelope.
+A malformed request is refused here, whole, with a 4xx. The plan's judgement
+(enrich, validate, privacy) runs behind the acknowledgement, in the loader; the
+raw properties reach disk only in the log, whose segments are deleted once the
+store holds their events.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from eventplan.capture.enrich import TrustedProxies, ip_hash
 from eventplan.capture.errors import Unauthorized, Unavailable
 from eventplan.capture.events import find_token, normalize, split_payload, wide_ints_as_floats
 from eventplan.project import Project
-from eventplan.store.records import StoredEvent, encode_events
+from eventplan.store.records import LoggedEvent, encode_logged
 
 
 class TokenBudget:
@@ -59,7 +62,7 @@ class CaptureRequest:
 @dataclass
 class Ingested:
     project: Project
-    events: list[StoredEvent]
+    events: list[LoggedEvent]
     record: bytes  # the events as the write-ahead log holds them
 
 
@@ -81,36 +84,32 @@ class Ingestor:
     ) -> Ingested:
         """A capture request's body as events ready for the log, or a CaptureError."""
         query = request.query
-
-        def decoded() -> Any:
-            return decode_body(
-                body,
-                content_type=request.content_type,
-                content_encoding=request.content_encoding,
-                query=query,
-                limit=limit,
-            )
-
+        payload = decode_body(
+            body,
+            content_type=request.content_type,
+            content_encoding=request.content_encoding,
+            query=query,
+            limit=limit,
+        )
         client_ip = self.proxies.client_ip(request.peer, request.forwarded_for)
         hashed_ip = ip_hash(client_ip) if client_ip else None
-        project, events = self._judged(decoded(), query, hashed_ip, received_us)
+        project, events = self._logged(payload, query, hashed_ip, received_us)
         try:
-            record = encode_events(events)
+            record = encode_logged(events)
         except OverflowError:
             # An integer past 64 bits, which the log cannot hold. PostHog's capture
-            # reads one as a float, and so do we: on a fresh decode, since enrichment
-            # and the privacy policy changed the first one in place.
-            project, events = self._judged(
-                wide_ints_as_floats(decoded()), query, hashed_ip, received_us
+            # reads one as a float, and so do we.
+            project, events = self._logged(
+                wide_ints_as_floats(payload), query, hashed_ip, received_us
             )
-            record = encode_events(events)
+            record = encode_logged(events)
         self.budget.take(project.tokens[0], len(events))
         return Ingested(project, events, record)
 
-    def _judged(
+    def _logged(
         self, payload: Any, query: dict[str, str], hashed_ip: str | None, received_us: int
-    ) -> tuple[Project, list[StoredEvent]]:
+    ) -> tuple[Project, list[LoggedEvent]]:
         raw_events, envelope = split_payload(payload)
         project = self.project_for(find_token(raw_events, envelope))
         events = normalize(raw_events, envelope, query, received_us)
-        return project, project.judge(events, hashed_ip, received_us)
+        return project, project.logged(events, hashed_ip, received_us)

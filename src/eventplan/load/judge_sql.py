@@ -383,11 +383,17 @@ def _rule_violation() -> str:
 class JudgeSql:
     """One plan's rules as SQL over a relation with `event` (VARCHAR, not empty) and
     `properties` (a JSON object) columns. `register` puts the plan's rule tables
-    into a connection; `select` then judges any relation there."""
+    into a connection; `select` then judges any relation there.
 
-    def __init__(self, plan: Plan, prefix: str = "_plan") -> None:
+    `stored`: the events are judged again as the store holds them, after the privacy
+    policy (`Judge.rejudge_stored`). A property the policy changes (hashed, masked,
+    cut, dropped) is not judged again: it keeps the violations it had when captured,
+    which the relation gives as `captured` (JSON, a list of violations, or NULL)."""
+
+    def __init__(self, plan: Plan, prefix: str = "_plan", *, stored: bool = False) -> None:
         self.plan = plan
         self.prefix = prefix
+        self.stored = stored
         types: dict[str, set[str]] = {}
         for event in plan.events:
             for name, prop in plan.properties_of(event).items():
@@ -404,28 +410,36 @@ class JudgeSql:
             if n in self._raw and len(t) == 1 and t != {"BOOLEAN"}
         }
 
+    def _judged(self, event: str) -> dict[str, Property]:
+        """The properties of an event that are judged: all of them, or when judging
+        stored events, those the privacy policy leaves as they were sent."""
+        properties = self.plan.properties_of(event)
+        if not self.stored:
+            return properties
+        return {n: p for n, p in properties.items() if p.privacy.policy == "keep"}
+
     def register(self, connection: duckdb.DuckDBPyConnection) -> None:
         """The rule tables this plan's `select` reads, as views of Arrow tables."""
         rules = [
             _rule(event, position, prop)
             for event in self.plan.events
-            for position, prop in enumerate(self.plan.properties_of(event).values())
+            for position, prop in enumerate(self._judged(event).values())
         ]
         columns = list(zip(*(msgspec.to_builtins(rule) for rule in rules), strict=True))
         table = pa.table(
             {f.name: pa.array(c, f.type) for f, c in zip(RULE_SCHEMA, columns, strict=True)}
         )
-        known = [
-            (event, sorted(set(self.plan.properties_of(event)) | PLAIN_BUILTIN_PROPERTIES))
-            for event in self.plan.events
-        ]
+        events = list(self.plan.events)
+        known = [sorted(set(self.plan.properties_of(e)) | PLAIN_BUILTIN_PROPERTIES) for e in events]
+        kept = [sorted(set(self.plan.properties_of(e)) - set(self._judged(e))) for e in events]
         connection.register(f"{self.prefix}_rules", table)
         connection.register(
             f"{self.prefix}_known",
             pa.table(
                 {
-                    "event": pa.array([e for e, _ in known], pa.string()),
-                    "known": pa.array([k for _, k in known], pa.list_(pa.string())),
+                    "event": pa.array(events, pa.string()),
+                    "known": pa.array(known, pa.list_(pa.string())),
+                    "kept": pa.array(kept, pa.list_(pa.string())),
                 }
             ),
         )
@@ -452,8 +466,7 @@ class JudgeSql:
         cases = []
         for event in self.plan.events:
             tests = [
-                _broken(prop, self._field(name, prop))
-                for name, prop in self.plan.properties_of(event).items()
+                _broken(prop, self._field(name, prop)) for name, prop in self._judged(event).items()
             ]
             cases.append(f"WHEN {text(event)} THEN {' OR '.join(tests) or 'false'}")
         return f"(CASE event {' '.join(cases)} ELSE false END)"
@@ -534,7 +547,7 @@ class JudgeSql:
             SELECT _in.*, json_keys(_in.properties) AS _keys,
                 json_transform(_in.properties, {text("{" + raw + "}")}) AS _raw,
                 json_transform(_in.properties, {text("{" + typed + "}")}) AS _typed,
-                _known.event IS NOT NULL AS _planned,
+                _known.event IS NOT NULL AS _planned, _known.kept AS _kept,
                 CASE WHEN _known.event IS NOT NULL THEN {unplanned_keys} END AS _unplanned
             FROM (SELECT *, row_number() OVER () AS _row FROM ({source})) AS _in
             LEFT JOIN {self.prefix}_known AS _known ON _known.event = _in.event
@@ -556,6 +569,23 @@ class JudgeSql:
             GROUP BY _row
         """
 
+    def _captured(self) -> str:
+        """SQL of the violations kept from capture, for the properties not judged."""
+        if not self.stored:
+            return NONE
+        fields = ", ".join(
+            f'"{name}": "{kind}"'
+            for name, kind in (
+                ("code", "VARCHAR"), ("property", "VARCHAR"), ("expected", "JSON"),
+                ("received", "JSON"), ("message", "VARCHAR"), ("severity", "VARCHAR"),
+            )
+        )  # fmt: skip
+        captured = f"coalesce(from_json(f.captured, {text('[{' + fields + '}]')}), {NONE})"
+        return (
+            f"CASE WHEN len(f._kept) > 0 THEN list_filter({captured}, "
+            f"lambda v: list_contains(f._kept, v.property)) ELSE {NONE} END"
+        )
+
     def select(self, source: str) -> str:
         """SELECT every column of `source` with the event's `verdict` and its
         `violations` (JSON, a list; NULL when there are none), in `source`'s order."""
@@ -568,11 +598,13 @@ class JudgeSql:
             SELECT f.*,
                 CASE WHEN f._planned
                      THEN coalesce(s._listed, {NONE}) || CASE WHEN len(f._unplanned) > 0
-                          THEN {self._unplanned()} ELSE {NONE} END
+                          THEN {self._unplanned()} ELSE {NONE} END || {self._captured()}
                      ELSE {self._unplanned_event()} END AS _violations
             FROM _first AS f LEFT JOIN _second AS s ON s._row = f._row
         )
-        SELECT * EXCLUDE (_row, _keys, _raw, _typed, _planned, _unplanned, _broken, _violations),
+        SELECT * EXCLUDE (
+                _row, _keys, _raw, _typed, _planned, _kept, _unplanned, _broken, _violations
+            ),
             CASE WHEN NOT _planned
                  THEN (CASE WHEN len(_violations) = 0 THEN 'valid' ELSE 'unplanned' END)
                  WHEN list_bool_or(list_transform(_violations, lambda v: v.severity = 'error'))

@@ -1,4 +1,14 @@
-"""The stored shape of an event: what the write-ahead log holds and the store loads."""
+"""An event as the write-ahead log holds it, and as the store loads it.
+
+Capture logs what it received (`LoggedEvent`): each event normalized (ids, time),
+its properties as sent, and the request's envelope (project, hashed IP, received
+time), one JSON line each. The loader judges them behind the acknowledgement into
+`StoredEvent`s. A log written by an older version holds msgpack arrays of
+`StoredEvent`s, judged already (`is_logged` tells them apart).
+
+The raw properties are on disk only in the log: a segment is deleted once the store
+holds its events, and the privacy policy runs before anything reaches the store.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +19,8 @@ import msgspec
 from eventplan.plan.validator import Violation
 
 
-class StoredEvent(msgspec.Struct, array_like=True, gc=False):
-    """One event after enrichment, validation and the privacy policy."""
+class LoggedEvent(msgspec.Struct, gc=False):
+    """One event as capture received it: normalized, not yet judged."""
 
     uuid: str
     event: str
@@ -22,20 +32,41 @@ class StoredEvent(msgspec.Struct, array_like=True, gc=False):
     properties: dict[str, Any]
     set: dict[str, Any] | None
     set_once: dict[str, Any] | None
+
+
+class StoredEvent(LoggedEvent, array_like=True, gc=False):
+    """One event after enrichment, validation and the privacy policy."""
+
     verdict: str
     violations: list[Violation] | None
 
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[StoredEvent])
+_lines = msgspec.json.Encoder()
+_logged = msgspec.json.Decoder(LoggedEvent)
+_stored = msgspec.msgpack.Decoder(list[StoredEvent])
 
 
-def encode_events(events: list[StoredEvent]) -> bytes:
-    return _encoder.encode(events)
+def encode_logged(events: list[LoggedEvent]) -> bytes:
+    """A log record: one JSON line per event."""
+    return _lines.encode_lines(events)
 
 
-def decode_events(payload: bytes) -> list[StoredEvent]:
-    return _decoder.decode(payload)
+def is_logged(payload: bytes) -> bool:
+    """Whether a log record holds logged events (else an older version's stored ones)."""
+    return payload[:1] == b"{"
+
+
+def decode_logged(payload: bytes) -> list[LoggedEvent]:
+    return _logged.decode_lines(payload)
+
+
+def decode_stored(payload: bytes) -> list[StoredEvent]:
+    return _stored.decode(payload)
+
+
+def record_size(payload: bytes) -> int:
+    """How many events a log record holds, without decoding logged ones."""
+    return payload.count(b"\n") if is_logged(payload) else len(decode_stored(payload))
 
 
 def first_received(

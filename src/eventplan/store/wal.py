@@ -4,7 +4,9 @@ Records are appended to segment files and fsync'd in groups: while one fsync run
 the requests that arrive meanwhile queue up and share the next one (group commit),
 so durability costs one fsync per burst, not per request. Each record carries a
 sequence number and a CRC. The background writer tells the log which sequence
-numbers the store holds, and whole segments below that are deleted.
+numbers the store holds, and whole segments below that are deleted; a segment whose
+every record is stored is closed and deleted too, since records hold events as
+capture received them, before the plan's privacy policy.
 
 A group is acknowledged only once every byte of it is written and fsync'd. A write
 that fails (a full disk writes part of its bytes, then refuses; an I/O error; a
@@ -223,6 +225,16 @@ class WriteAheadLog:
                 if seq > after_seq:
                     yield seq, payload
 
+    def continue_after(self, seq: int) -> None:
+        """Number the next record past `seq` (the store's position): a log whose every
+        segment was deleted once stored starts empty, and must not reuse numbers the
+        store has recorded."""
+        with self._lock:
+            if seq > self.last_seq:
+                self.last_seq = seq
+                path, _ = self._segments[-1]
+                self._segments[-1] = (path, seq)
+
     def reader(self) -> LogReader:
         return LogReader(self)
 
@@ -235,8 +247,13 @@ class WriteAheadLog:
         raise LookupError(f"no log segment holds record {seq}")
 
     def release_through(self, seq: int) -> None:
-        """The store holds everything up to `seq`: delete the segments it covers."""
+        """The store holds everything up to `seq`: delete the segments it covers. The
+        current one too, once all of it is stored (a new one is started): the log holds
+        events as received, before the plan's privacy policy, only until they are
+        stored."""
         with self._lock:
+            if self._end > 0 and self._segments[-1][1] <= seq:
+                self._roll()  # on a full disk it may not: the segment is kept
             keep = []
             for index, (path, last) in enumerate(self._segments):
                 is_current = index == len(self._segments) - 1

@@ -1,4 +1,8 @@
-"""The background writer: durable log records in, large inserts out.
+"""The background writer: durable log records in, judged events in large inserts out.
+
+Capture logs what it received; the writer judges it (`judge`: the plan's
+enrichment, verdict and privacy, per project) as it reads each record back, so the
+acknowledgement never waits for the plan.
 
 Capture hands over each acknowledged batch's log sequence number and size; this
 thread gathers them into inserts of the size the store asks for
@@ -43,6 +47,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -51,7 +56,14 @@ import msgspec
 
 from eventplan.store.base import Store, StoreUnavailable
 from eventplan.store.memory import release_free_memory
-from eventplan.store.records import StoredEvent, decode_events
+from eventplan.store.records import (
+    LoggedEvent,
+    StoredEvent,
+    decode_logged,
+    decode_stored,
+    is_logged,
+    record_size,
+)
 from eventplan.store.wal import WriteAheadLog, fsync_directory
 
 log = logging.getLogger("eventplan.writer")
@@ -125,6 +137,7 @@ class BackgroundWriter:
         self,
         store: Store,
         wal: WriteAheadLog,
+        judge: Callable[[list[LoggedEvent]], list[StoredEvent]],
         *,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, frozenset[str]] | None = None,
@@ -133,15 +146,19 @@ class BackgroundWriter:
     ) -> None:
         self.store = store
         self.wal = wal
+        self.judge = judge
         self.quarantine = quarantine
         self.forward = forward or {}
         self.interval = interval
         self.max_wait = max_wait
         self.stats = WriterStats(stored_seq=store.wal_seq())
+        wal.continue_after(self.stats.stored_seq)
         self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
         self._log = wal.reader()
         self._pending_events = 0
         self._pending_lock = threading.Lock()
+        # (log record, when submitted) of records not yet stored whole, oldest first.
+        self._waiting: deque[tuple[int, float]] = deque()
         self._thread = threading.Thread(target=self._run, name="eventplan-writer", daemon=True)
         self._idle = threading.Event()
         self._idle.set()
@@ -153,6 +170,14 @@ class BackgroundWriter:
     def pending_events(self) -> int:
         """Acknowledged events not yet in the store (for back-pressure and /_health)."""
         return self._pending_events
+
+    def lag_seconds(self) -> float:
+        """How long the oldest acknowledged record not yet stored has waited."""
+        try:
+            _, submitted = self._waiting[0]
+        except IndexError:
+            return 0.0
+        return max(0.0, time.monotonic() - submitted)
 
     def replay(self) -> int:
         """Load whatever the log holds past the store's position; returns events replayed.
@@ -228,6 +253,7 @@ class BackgroundWriter:
         """Hand over durable log record `seq`, of `count` events."""
         with self._pending_lock:
             self._pending_events += count
+        self._waiting.append((seq, time.monotonic()))
         self._idle.clear()
         self._queue.put((seq, count))
 
@@ -271,7 +297,7 @@ class BackgroundWriter:
         for seq, payload in self.wal.replay(after):
             if through is not None and seq > through:
                 return
-            yield Piece(seq, len(decode_events(payload)))
+            yield Piece(seq, record_size(payload))
 
     def _finish_replay(self) -> bool:
         """The replay the start could not do, once the store takes writes; False when
@@ -316,6 +342,9 @@ class BackgroundWriter:
                     stopping = True
                     continue
                 piece = Piece(*item)
+                if piece.seq <= self.stats.stored_seq:  # the start's replay stored it
+                    self._stored(piece.size)
+                    continue
             if started is None:
                 started = time.monotonic()
             if count + piece.size > size:
@@ -367,6 +396,8 @@ class BackgroundWriter:
 
     def _stored(self, events: int) -> None:
         """`events` are in the store: fewer pending, and the log holds less."""
+        while self._waiting and self._waiting[0][0] <= self.stats.stored_seq:
+            self._waiting.popleft()
         with self._pending_lock:
             self._pending_events -= events
             if self._pending_events <= 0:
@@ -454,10 +485,17 @@ class BackgroundWriter:
     def _read(self, piece: Piece) -> list[StoredEvent]:
         if piece.events is not None:
             return piece.events
-        events = decode_events(self._log.read(piece.seq))
+        events = self._judged(self._log.read(piece.seq))
         if piece.start or piece.size != len(events):
             events = events[piece.start : piece.start + piece.size]
         return events
+
+    def _judged(self, payload: bytes) -> list[StoredEvent]:
+        """A log record's events, judged (a record from an older version's log was
+        judged when it was written)."""
+        if is_logged(payload):
+            return self.judge(decode_logged(payload))
+        return decode_stored(payload)
 
     def _insert(self, pieces: list[Piece], carry: Piece | None = None) -> int:
         """Insert the pieces; the log position becomes the last record stored whole."""

@@ -61,6 +61,10 @@ class LiveFeed:
         if subscriber in self._subscribers:
             self._subscribers.remove(subscriber)
 
+    def watching(self, project: str) -> bool:
+        """Whether a browser watches the project's live feed."""
+        return any(subscriber.project == project for subscriber in self._subscribers)
+
     def publish(self, events: list[StoredEvent]) -> None:
         for subscriber in self._subscribers:
             for event in events:
