@@ -481,6 +481,44 @@ def quarantine_replay(db: str, plan: Path) -> None:
     click.echo(f"moved {moved} event(s) into events; {still} still fail the plan")
 
 
+@cli.command()
+@DB_OPTION
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--project", help="The project's name (default: the plan's).")
+@click.option("--since", help="Only events since then (2026-12-01, or -7d).")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+def rejudge(db: str, plan: Path, project: str | None, since: str | None, as_json: bool) -> None:
+    """Judge stored events again under PLAN as it is now, inside the store (DuckDB):
+    what was invalid and is valid now, and the reverse."""
+    from datetime import UTC, datetime
+
+    from eventplan.query.sql import parse_moment
+    from eventplan.store.base import epoch_us
+
+    loaded = _load(plan)
+    since_us = None
+    if since is not None:
+        try:
+            since_us = epoch_us(parse_moment(since, datetime.now(UTC)))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from exc
+    store = _open_store(db, read_only=False, plans=[loaded])
+    try:
+        changes = _project(store, loaded, project).rejudge(since_us)
+    finally:
+        store.close()
+    if as_json:
+        listed = [{"before": b, "after": a, "events": n} for b, a, n in changes]
+        sys.stdout.write(msgspec.json.encode(listed).decode() + "\n")
+        return
+    table = Table(title=f"verdicts changed under {loaded.name} {loaded.version}")
+    for column in ("before", "after", "events"):
+        table.add_column(column, justify="right" if column == "events" else "left")
+    for before, after, count in changes:
+        table.add_row(before, after, f"{count:,}")
+    console.print(table if changes else "no verdict changed")
+
+
 def _project(store: Any, plan: Any, name: str | None) -> Any:
     """The project a read-only command asks: its name, else the plan's (as `import` and
     `serve` name it by default)."""

@@ -177,5 +177,12 @@ class Project:
     def coverage(self, now: datetime | None = None) -> dict[str, Any]:
         return coverage(self.store, self.plan, self.name, now)
 
+    def rejudge(self, since_us: int | None = None) -> list[tuple[str, str, int]]:
+        """This project's stored events judged again by its plan as it is now (inside
+        the store); each change of verdict counted, as (before, after, events)."""
+        from eventplan.load.rejudge import rejudge  # the load stage imports the store's
+
+        return rejudge(self.store, self.plan, self.name, since_us)
+
     def recent_events(self, limit: int) -> list[dict[str, Any]]:
         return self.store.recent_events(self.name, limit)

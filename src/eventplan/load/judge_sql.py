@@ -418,8 +418,8 @@ class JudgeSql:
             return properties
         return {n: p for n, p in properties.items() if p.privacy.policy == "keep"}
 
-    def register(self, connection: duckdb.DuckDBPyConnection) -> None:
-        """The rule tables this plan's `select` reads, as views of Arrow tables."""
+    def tables(self) -> dict[str, pa.Table]:
+        """The rule tables this plan's `select` reads, by the names it reads them."""
         rules = [
             _rule(event, position, prop)
             for event in self.plan.events
@@ -432,17 +432,21 @@ class JudgeSql:
         events = list(self.plan.events)
         known = [sorted(set(self.plan.properties_of(e)) | PLAIN_BUILTIN_PROPERTIES) for e in events]
         kept = [sorted(set(self.plan.properties_of(e)) - set(self._judged(e))) for e in events]
-        connection.register(f"{self.prefix}_rules", table)
-        connection.register(
-            f"{self.prefix}_known",
-            pa.table(
+        return {
+            f"{self.prefix}_rules": table,
+            f"{self.prefix}_known": pa.table(
                 {
                     "event": pa.array(events, pa.string()),
                     "known": pa.array(known, pa.list_(pa.string())),
                     "kept": pa.array(kept, pa.list_(pa.string())),
                 }
             ),
-        )
+        }
+
+    def register(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """The rule tables, readable in `connection`."""
+        for name, table in self.tables().items():
+            connection.register(name, table)
 
     def _field(self, name: str, prop: Property) -> _Field:
         """The property's JSON text from the struct of them all (or the JSON, for a name

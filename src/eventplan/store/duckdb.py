@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -677,6 +677,51 @@ class EventStore(Store):
                 "AND subject = ? AND state = ? AND changed_at = ?",
                 [project, alert, subject, state, at],
             )
+
+    def rejudge(
+        self,
+        judged: Callable[[str], str],
+        tables: dict[str, pa.Table],
+        project: str,
+        since_us: int | None = None,
+    ) -> list[tuple[str, str, int]]:
+        """Judge a project's stored events again, in one statement inside the store,
+        and keep the new verdicts. `judged` makes the judging SELECT over a relation of
+        stored events (`uuid`, `event`, `properties`, `captured` violations) and reads
+        `tables`. Each change of verdict is counted: (before, after, events)."""
+        since = "" if since_us is None else f"AND e.timestamp >= make_timestamptz({since_us:d})"
+        source = f"""
+            SELECT e.uuid, e.event, {self.properties_sql("e")} AS properties,
+                e.violations AS captured
+            FROM events_data e WHERE e.project = $project {since}
+        """
+        with self._lock, self._store_failures():
+            for name, table in tables.items():
+                self._conn.register(name, table)
+            try:
+                with self._transaction():
+                    self._conn.execute(
+                        "CREATE OR REPLACE TEMP TABLE rejudged AS "
+                        f"SELECT uuid, verdict, violations FROM ({judged(source)})",
+                        {"project": project},
+                    ).fetchall()
+                    changes = self._run(
+                        """SELECT d.verdict, r.verdict, count(*) FROM events_data d
+                           JOIN rejudged r ON r.uuid = d.uuid AND d.project = ?
+                           WHERE d.verdict <> r.verdict GROUP BY ALL ORDER BY ALL""",
+                        [project],
+                    )
+                    self._run(
+                        """UPDATE events_data SET verdict = r.verdict, violations = r.violations
+                           FROM rejudged r
+                           WHERE events_data.uuid = r.uuid AND events_data.project = ?""",
+                        [project],
+                    )
+                    self._run("DROP TABLE rejudged")
+            finally:
+                for name in tables:
+                    self._conn.unregister(name)
+        return [(str(before), str(after), int(count)) for before, after, count in changes]
 
     def delete_quarantined(self, uuids: list[str]) -> None:
         with self._lock:

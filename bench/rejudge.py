@@ -1,0 +1,79 @@
+"""`eventplan rejudge` against DuckDB's own load of the same rows, in one run.
+
+    .venv/bin/python bench/rejudge.py [--events 1000000]
+
+Stores `--events` simulated OpenChat events (10% broken) in a DuckDB file, then
+times the judging of all of them again by the plan compiled into one statement
+(`Store.rejudge`: the judging SELECT, the verdicts changed, the UPDATE). The
+baseline is DuckDB loading the same rows from Arrow into a new table (`CREATE
+TABLE … AS SELECT * FROM` the events read into Arrow first): the issue's ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from eventplan.capture.events import normalize, now_us
+from eventplan.load.rejudge import rejudge
+from eventplan.plan import load_plan
+from eventplan.project import Project
+from eventplan.simulate.samples import sample_events
+from eventplan.store.duckdb import EventStore
+
+PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
+CHUNK = 20_000
+
+
+def fill(store: EventStore, project: Project, count: int) -> None:
+    for start in range(0, count, CHUNK):
+        raw = sample_events(project.plan, min(CHUNK, count - start), seed=start)
+        received = now_us()
+        events = project.logged(normalize(raw, {}, {}, received), None, received)
+        store.insert(project.judge(events), 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    plan = load_plan(PLAN)
+    with tempfile.TemporaryDirectory() as folder:
+        store = EventStore(Path(folder) / "bench.duckdb", [plan])
+        project = Project(plan.name, plan, store, salt=b"bench")
+        fill(store, project, args.events)
+        arrow = store.arrow("SELECT * FROM events_data")
+        started = time.perf_counter()
+        store._conn.register("loaded", arrow)
+        store._conn.execute("CREATE TABLE copy AS SELECT * FROM loaded").fetchall()
+        load_seconds = time.perf_counter() - started
+        store._conn.execute("DROP TABLE copy").fetchall()
+        store._conn.unregister("loaded")
+        del arrow
+        started = time.perf_counter()
+        changes = rejudge(store, plan, plan.name)
+        rejudge_seconds = time.perf_counter() - started
+        store.close()
+    table = Table(title=f"judging {args.events:,} stored events again")
+    for column in ("path", "events/s", "seconds", "ratio"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    rate = args.events / load_seconds
+    table.add_row("DuckDB: the same rows from Arrow (baseline)", f"{rate:,.0f}",
+                  f"{load_seconds:.2f}", "1.00")  # fmt: skip
+    ours = args.events / rejudge_seconds
+    table.add_row("eventplan rejudge (one statement, then UPDATE)", f"{ours:,.0f}",
+                  f"{rejudge_seconds:.2f}", f"{ours / rate:.2f}")  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"verdicts changed: {changes or 'none'} (the same plan: none expected)")
+    console.print(f"machine: {platform.machine()}, Python {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    main()
