@@ -56,10 +56,16 @@ def planned_types(plans: Iterable[Plan]) -> list[tuple[str, PropertyType]]:
 
 
 def new_column(prop: str, type_: PropertyType, taken: set[str]) -> Column:
-    """A column for a pair the store does not have yet; existing names never change."""
+    """A column for a pair the store does not have yet; existing names never change.
+    SQL names ignore case, so `Size` and `size` are two names only with a suffix."""
+    lowered = {name.lower() for name in taken}
     name = f"p_{prop}"
-    if name in taken:
+    if name.lower() in lowered:
         name = f"p_{prop}__{type_}"
+    number = 2
+    while name.lower() in lowered:
+        name = f"p_{prop}__{type_}{number}"
+        number += 1
     return Column(name=name, key=prop, type=type_)
 
 

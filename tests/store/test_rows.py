@@ -1,0 +1,116 @@
+"""A batch laid out in its typed columns, as an obviously-correct loop lays it out.
+
+Over the OpenChat plan and one whose names differ only in case (`Size`, `size`: two
+columns, which SQL names must tell apart) or hold `/` and `~`.
+
+`reference_table` is the layout written out in Python, one value at a time: a value
+goes to its event's column for its key when it fits the column's type (text in text,
+a boolean in a boolean, an integer or an integral float within int64 in an integer,
+any number but a boolean in a number); everything else stays in `properties_rest`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventplan.plan import Plan
+from eventplan.store.columns import Column
+from eventplan.store.duckdb import EventStore
+from eventplan.store.records import StoredEvent
+from eventplan.store.rows import events_table
+from tests.load.test_judge_sql import edges
+from tests.plan.test_schema import json_values, openchat
+
+NO = object()
+
+
+def fits(column: Column, value: Any) -> Any:
+    if column.type in ("string", "datetime"):
+        return value if isinstance(value, str) else NO
+    if column.type == "boolean":
+        return value if isinstance(value, bool) else NO
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return NO
+    if column.type == "number":
+        return float(value)
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else NO
+    return int(value) if value.is_integer() and abs(value) < 2**63 else NO
+
+
+def reference_table(
+    events: list[StoredEvent], event_columns: dict[tuple[str, str], dict[str, Column]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """Each event's typed values by column name, and its rest (None when empty)."""
+    typed, rests = [], []
+    for event in events:
+        targets = event_columns.get((event.project, event.event), {})
+        values: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
+        for key, value in event.properties.items():
+            column = targets.get(key)
+            stored = fits(column, value) if column is not None and value is not None else NO
+            if stored is NO:
+                rest[key] = value
+            else:
+                values[column.name] = stored  # type: ignore[union-attr]
+        typed.append(values)
+        rests.append(rest or None)
+    return typed, rests
+
+
+def event(plan: Plan, name: str, properties: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        str(uuid.uuid4()), name, "d", 1, 2, plan.name, None, properties, None, None, "valid", None
+    )
+
+
+@pytest.mark.parametrize("make_plan", [edges, openchat], ids=["edges", "openchat"])
+def test_any_properties_are_laid_out_as_the_loop_lays_them_out(
+    tmp_path: Path, make_plan: Callable[[], Plan]
+) -> None:
+    plan = make_plan()
+    store = EventStore(tmp_path / "rows.duckdb", [plan])
+    keys = [*sorted({k for e in plan.events for k in plan.properties_of(e)}), "other", "$lib"]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(sorted(plan.events)),
+                st.dictionaries(st.sampled_from(keys), json_values, max_size=6),
+            ),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def agree(batch: list[tuple[str, dict[str, Any]]]) -> None:
+        events = [
+            event(plan, name, msgspec.json.decode(msgspec.json.encode(props)))
+            for name, props in batch
+            if all(not isinstance(v, int) or -(2**63) <= v < 2**64 for v in props.values())
+        ]
+        if not events:
+            return
+        table = events_table(events, ["p"] * len(events), store.columns, store._event_columns)
+        typed, rests = reference_table(events, store._event_columns)
+        rows = table.to_pylist()
+        for row, values, rest, sent in zip(rows, typed, rests, events, strict=True):
+            assert row["uuid"] == sent.uuid and row["event"] == sent.event
+            assert (row["timestamp"].timestamp(), row["person_id"]) == (1e-6, "p")
+            got = {c.name: row[c.name] for c in store.columns if row.get(c.name) is not None}
+            assert got == values, sent.properties
+            found = msgspec.json.decode(row["properties_rest"]) if row["properties_rest"] else None
+            assert found == rest, sent.properties
+            assert list(found or ()) == list(rest or ())  # in the order sent
+
+    agree()
+    store.close()
