@@ -105,6 +105,7 @@ class Project:
                     **msgspec.structs.asdict(event),
                     verdict=verdict.verdict,
                     violations=verdict.violations or None,
+                    plan_version=self.plan.version,
                 )
             )
         return stored

@@ -55,6 +55,9 @@ def test_rejudge_flips_what_the_new_plan_decides_and_nothing_else(tmp_path: Path
     db = str(tmp_path / "r.duckdb")
     imported = CliRunner().invoke(cli, ["import", str(path), "--db", db, "--plan", str(OPENCHAT)])
     assert imported.exit_code == 0, imported.output
+    store = open_store(db, [plan], read_only=True)
+    assert store.sql("SELECT DISTINCT plan_version FROM events")[1] == [(plan.version,)]
+    store.close()
 
     # What the Python judge says of every stored event under the new plan.
     new_plan = load_plan(changed_plan(tmp_path))
@@ -80,9 +83,11 @@ def test_rejudge_flips_what_the_new_plan_decides_and_nothing_else(tmp_path: Path
 
     store = open_store(db, [new_plan], read_only=True)
     _, rows = store.sql("SELECT uuid::VARCHAR, verdict, violations FROM events")
+    _, versions = store.sql("SELECT DISTINCT plan_version FROM events")
     store.close()
     stored = {u: (v, json.loads(violations) if violations else []) for u, v, violations in rows}
     assert stored == expected
+    assert versions == [("1.1.0",)]  # every event says which plan judged it
 
     again = CliRunner().invoke(cli, ["rejudge", "--db", db, "--plan", str(changed_plan(tmp_path))])
     assert again.exit_code == 0 and "no verdict changed" in again.output

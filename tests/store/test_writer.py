@@ -235,7 +235,7 @@ def fill_until_the_store_fails(
         if writer.stats.failing:
             return submitted
         if not filled and duckdb_log.exists() and duckdb_log.stat().st_size > 12_000_000:
-            disk.fill(leave=5_000_000)
+            disk.fill(leave=8_000_000)
             filled = True
     raise AssertionError("the store never failed")
 

@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from posthog import Posthog
 
-from tests.conftest import require_tool
+from eventplan.plan import load_plan
+from tests.conftest import OPENCHAT, require_tool
 from tests.servers import API_KEY, TOKEN, RunningServer, openchat_server, simulated_server
 
 DASHBOARDS = [
@@ -180,6 +181,8 @@ def test_live_feed_shows_captured_events_with_their_verdict(
     rows.nth(1).wait_for(timeout=15_000)
     verdicts = sorted(r.locator(".verdict").inner_text() for r in rows.all())
     assert verdicts == ["invalid", "valid"]
+    versions = {r.locator(".plan-version").inner_text() for r in rows.all()}
+    assert versions == {load_plan(OPENCHAT).version}  # the plan that judged them
     invalid = page.locator("#live tbody tr.invalid", has_text=person)
     assert "limit: expected integer" in invalid.inner_text()
     assert "window_ms: required" in invalid.inner_text()

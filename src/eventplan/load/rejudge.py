@@ -28,4 +28,4 @@ def rejudge(
     if not isinstance(store, EventStore):
         raise RejudgeUnsupported("rejudge runs inside DuckDB; it is not built for ClickHouse yet")
     judge = JudgeSql(plan, stored=True)
-    return store.rejudge(judge.select, judge.tables(), project, since_us)
+    return store.rejudge(judge.select, judge.tables(), project, plan.version, since_us)

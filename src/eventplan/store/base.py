@@ -309,8 +309,8 @@ class Store(ABC):
     def recent_events(self, project: str, limit: int) -> list[dict[str, Any]]:
         """The last events received, newest first, with verdicts (the live page)."""
         _, rows = self.sql(
-            "SELECT uuid, event, distinct_id, timestamp, verdict, violations FROM events_data "
-            "WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT ?",
+            "SELECT uuid, event, distinct_id, timestamp, verdict, violations, plan_version "
+            "FROM events_data WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT ?",
             [project, int(limit)],
         )
         return [
@@ -321,8 +321,9 @@ class Store(ABC):
                 "timestamp": timestamp.isoformat(),
                 "verdict": verdict,
                 "violations": msgspec.json.decode(violations) if violations else [],
+                "plan_version": plan_version,
             }
-            for uuid, event, distinct_id, timestamp, verdict, violations in rows
+            for uuid, event, distinct_id, timestamp, verdict, violations, plan_version in rows
         ]
 
     @abstractmethod

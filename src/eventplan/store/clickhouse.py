@@ -70,7 +70,8 @@ EVENTS_COLUMNS = """
     ip_hash Nullable(String),
     verdict LowCardinality(String),
     violations Nullable(String),
-    properties_rest Nullable(String)"""
+    properties_rest Nullable(String),
+    plan_version LowCardinality(String)"""
 EVENTS_ORDER = "(project, event, toDate(timestamp), cityHash64(distinct_id), cityHash64(uuid))"
 
 
@@ -230,6 +231,12 @@ def schema_ddl(
             f"CREATE TABLE IF NOT EXISTS {prefix}{table.name}_rows{local}{on} ({body}{extra}) "
             f"ENGINE = {replicated}ReplacingMergeTree({table.engine_arguments}) "
             f"ORDER BY {table.order}"
+        )
+    # A store from before plan versions were kept: its events say "" (not recorded).
+    for name in ["events_data_local", "events_data"] if cluster else ["events_data"]:
+        statements.append(
+            f"ALTER TABLE {prefix}{name}{on} ADD COLUMN IF NOT EXISTS "
+            "plan_version LowCardinality(String)"
         )
     for column in columns:  # a plan that grew: re-running the DDL adds its columns
         for name in ["events_data_local", "events_data"] if cluster else ["events_data"]:
@@ -587,7 +594,8 @@ class ClickHouseStore(Store):
                    COALESCE(o.person_id, e.person_id) AS person_id,
                    e.timestamp AS timestamp, e.created_at AS created_at, e.project AS project,
                    e.ip_hash AS ip_hash, {self.properties_sql()} AS properties,
-                   e.verdict AS verdict, e.violations AS violations
+                   e.verdict AS verdict, e.violations AS violations,
+                   e.plan_version AS plan_version
             FROM events_data e
             LEFT JOIN (SELECT project, old_person_id, argMax(person_id, version) AS person_id
                        FROM person_overrides_rows GROUP BY project, old_person_id) o

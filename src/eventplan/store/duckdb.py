@@ -67,7 +67,8 @@ FIXED_COLUMNS = """
     verdict VARCHAR NOT NULL,
     violations JSON,
     properties_rest JSON,
-    settled BOOLEAN NOT NULL
+    settled BOOLEAN NOT NULL,
+    plan_version VARCHAR
 """
 
 SCHEMA = f"""
@@ -217,6 +218,8 @@ class EventStore(Store):
             self._conn.execute(SCHEMA).fetchall()
             if not self._column_type("settled"):  # a store from before: its rows stay put
                 self._run("ALTER TABLE events_data ADD COLUMN settled BOOLEAN DEFAULT true")
+            # A store from before plan versions were kept: its events say "" (not recorded).
+            self._run("ALTER TABLE events_data ADD COLUMN IF NOT EXISTS plan_version VARCHAR")
             person_type = self._column_type("person_id")
             self._run(
                 f"""CREATE TABLE IF NOT EXISTS person_overrides (
@@ -302,7 +305,7 @@ class EventStore(Store):
                    COALESCE(o.person_id, e.person_id) AS person_id,
                    e.timestamp, e.created_at, e.project, e.ip_hash,
                    {self.properties_sql()} AS properties,
-                   e.verdict, e.violations
+                   e.verdict, e.violations, e.plan_version
             FROM events_data e
             LEFT JOIN person_overrides o
               ON o.project = e.project AND o.old_person_id = e.person_id
@@ -428,6 +431,7 @@ class EventStore(Store):
                 "s.ip_hash",
                 "s.verdict",
                 "s.violations::JSON AS violations",
+                "s.plan_version",
                 "s.properties_rest::JSON AS properties_rest",
                 f"{str(settled).lower()} AS settled",
                 *(f"s.{quote(name)}" for name in table.column_names if name in typed),
@@ -683,12 +687,14 @@ class EventStore(Store):
         judged: Callable[[str], str],
         tables: dict[str, pa.Table],
         project: str,
+        version: str,
         since_us: int | None = None,
     ) -> list[tuple[str, str, int]]:
         """Judge a project's stored events again, in one statement inside the store,
         and keep the new verdicts. `judged` makes the judging SELECT over a relation of
         stored events (`uuid`, `event`, `properties`, `captured` violations) and reads
-        `tables`. Each change of verdict is counted: (before, after, events)."""
+        `tables`. Each event then says it was judged by plan `version`. Each change of
+        verdict is counted: (before, after, events)."""
         since = "" if since_us is None else f"AND e.timestamp >= make_timestamptz({since_us:d})"
         source = f"""
             SELECT e.uuid, e.event, {self.properties_sql("e")} AS properties,
@@ -712,10 +718,11 @@ class EventStore(Store):
                         [project],
                     )
                     self._run(
-                        """UPDATE events_data SET verdict = r.verdict, violations = r.violations
+                        """UPDATE events_data
+                           SET verdict = r.verdict, violations = r.violations, plan_version = ?
                            FROM rejudged r
                            WHERE events_data.uuid = r.uuid AND events_data.project = ?""",
-                        [project],
+                        [version, project],
                     )
                     self._run("DROP TABLE rejudged")
             finally:

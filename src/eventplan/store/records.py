@@ -39,6 +39,7 @@ class StoredEvent(LoggedEvent, array_like=True, gc=False):
 
     verdict: str
     violations: list[Violation] | None
+    plan_version: str = ""  # the version of the plan that judged it ("": not recorded)
 
 
 _lines = msgspec.json.Encoder()

@@ -102,6 +102,7 @@ def events_table(
         "ip_hash": pa.array([e.ip_hash for e in events], pa.string()),
         "verdict": pa.array([e.verdict for e in events], pa.string()),
         "violations": pa.array([_text(e.violations) for e in events], pa.string()),
+        "plan_version": pa.array([e.plan_version for e in events], pa.string()),
         "properties_rest": pa.array(rest_json, pa.string()),
     }
     for column, values in zip(columns, typed, strict=True):

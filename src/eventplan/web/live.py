@@ -41,6 +41,7 @@ def row(event: StoredEvent) -> dict[str, Any]:
         "distinct_id": event.distinct_id,
         "timestamp": datetime.fromtimestamp(event.timestamp / 1e6, UTC).isoformat(),
         "verdict": event.verdict,
+        "plan_version": event.plan_version,
         "violations": [
             {"code": v.code, "property": v.property, "message": v.message, "severity": v.severity}
             for v in event.violations or []

@@ -199,7 +199,8 @@ function liveRow(e) {
   row.dataset.uuid = e.uuid;
   const violations = document.createElement("td");
   for (const v of e.violations) violations.append(cell("div", v.message, "violation captured " + v.severity));
-  row.append(cell("td", e.timestamp), cell("td", e.event, "captured"), cell("td", e.distinct_id, "captured"), cell("td", e.verdict, "verdict"), violations);
+  row.append(cell("td", e.timestamp), cell("td", e.event, "captured"), cell("td", e.distinct_id, "captured"), cell("td", e.verdict, "verdict"),
+    cell("td", e.plan_version, "plan-version"), violations);
   return row;
 }
 
