@@ -227,7 +227,7 @@ class Server:
 
     def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
         """Logged events judged by their projects' plans (the writer's thread asks), and
-        shown in the live feed. An event of a project no longer configured is refused,
+        their verdicts counted. An event of a project no longer configured is refused,
         and the writer sets it aside."""
         judged: list[StoredEvent] = []
         start = 0

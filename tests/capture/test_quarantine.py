@@ -56,9 +56,9 @@ def test_quarantine_holds_back_lists_and_replays(tmp_path: Path) -> None:
     # The team adds the value to the plan; replay moves the event into `events`.
     relaxed = tmp_path / "openchat.yaml"
     relaxed.write_text(
-        OPENCHAT.read_text().replace(
-            "enum: [accepted, rejected]", "enum: [accepted, rejected, quarantined]"
-        )
+        OPENCHAT.read_text()
+        .replace("enum: [accepted, rejected]", "enum: [accepted, rejected, quarantined]")
+        .replace("version: 1.0.0", "version: 1.0.1", 1)
     )
     moved = runner.invoke(
         cli, ["quarantine", "replay", "--db", str(server.db), "--plan", str(relaxed)]
@@ -71,11 +71,15 @@ def test_quarantine_holds_back_lists_and_replays(tmp_path: Path) -> None:
             "--db",
             str(server.db),
             "--json",
-            "SELECT properties->>'result', verdict FROM events "
+            "SELECT properties->>'result', verdict, plan_version FROM events "
             f"WHERE distinct_id = '{person}' ORDER BY 1",
         ],
     )
-    assert json.loads(result.output)["results"] == [["accepted", "valid"], ["quarantined", "valid"]]
+    # Each says which plan judged it: the replayed one, the plan that let it in.
+    assert json.loads(result.output)["results"] == [
+        ["accepted", "valid", "1.0.0"],
+        ["quarantined", "valid", "1.0.1"],
+    ]
 
 
 def test_sql_reads_the_file_while_the_server_runs(tmp_path: Path) -> None:

@@ -19,7 +19,10 @@ def replay_quarantine(store: Store, plan: Plan, project: str | None = None) -> t
         if verdict.ok:
             passing.append(
                 msgspec.structs.replace(
-                    event, verdict=verdict.verdict, violations=verdict.violations or None
+                    event,
+                    verdict=verdict.verdict,
+                    violations=verdict.violations or None,
+                    plan_version=plan.version,
                 )
             )
     if passing:

@@ -219,8 +219,10 @@ class BackgroundWriter:
             try:
                 entry = msgspec.json.decode(line)
                 fields = entry["event"]
+                # An event set aside before plan versions were kept has none: "".
                 event = msgspec.convert(
-                    [fields[name] for name in StoredEvent.__struct_fields__], StoredEvent
+                    [fields[name] for name in StoredEvent.__struct_fields__ if name in fields],
+                    StoredEvent,
                 )
             except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError):
                 kept[f"line {number}"] = line  # a torn last line, say: kept as it is
