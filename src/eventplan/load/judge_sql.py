@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from eventplan.plan.model import Plan, Property
 from eventplan.plan.posthog import PLAIN_BUILTIN_PROPERTIES
-from eventplan.plan.validator import RECEIVED_MAX_CHARS, _bounds
+from eventplan.plan.validator import RECEIVED_MAX_CHARS, bounds_text
 
 # RFC 3339 date-time as `plan.validator.is_datetime` reads it (upper-cased, `re.match`
 # with `$`, which also matches before a final newline).
@@ -252,12 +252,12 @@ def _rule(event: str, position: int, prop: Property) -> _Rule:
         enum_booleans=booleans,
         min_length=prop.min_length,
         max_length=prop.max_length,
-        length_bounds=None if lengths == (None, None) else _bounds(*lengths),
+        length_bounds=None if lengths == (None, None) else bounds_text(*lengths),
         pattern=prop.pattern,
         pattern_re2=None if prop.pattern is None else re2(prop.pattern),
         minimum=prop.minimum,
         maximum=prop.maximum,
-        bounds=None if bounds == (None, None) else _bounds(*bounds),
+        bounds=None if bounds == (None, None) else bounds_text(*bounds),
         hidden=None if policy == "keep" else ("[dropped]" if policy == "drop" else f"[{policy}ed]"),
     )
 

@@ -166,7 +166,7 @@ def check_value(prop: Property, value: Any) -> Violation | None:
         if (prop.min_length is not None and len(value) < prop.min_length) or (
             prop.max_length is not None and len(value) > prop.max_length
         ):
-            bounds = _bounds(prop.min_length, prop.max_length)
+            bounds = bounds_text(prop.min_length, prop.max_length)
             return Violation(
                 "out_of_range",
                 name,
@@ -186,7 +186,7 @@ def check_value(prop: Property, value: Any) -> Violation | None:
         (prop.minimum is not None and value < prop.minimum)
         or (prop.maximum is not None and value > prop.maximum)
     ):
-        bounds = _bounds(prop.minimum, prop.maximum)
+        bounds = bounds_text(prop.minimum, prop.maximum)
         return Violation(
             "out_of_range",
             name,
@@ -272,7 +272,8 @@ def _in_enum(value: Any, enum: tuple[Scalar, ...]) -> bool:
     )
 
 
-def _bounds(low: float | None, high: float | None) -> str:
+def bounds_text(low: float | None, high: float | None) -> str:
+    """How a message words a range: `[1, 5]`, `>= 1` or `<= 5`."""
     if low is not None and high is not None:
         return f"[{_num(low)}, {_num(high)}]"
     if low is not None:
