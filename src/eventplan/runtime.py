@@ -113,9 +113,7 @@ class Server:
         self._live_judge = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-judge")
         self._named = {p.name: p for p in self.projects}
         # The writer's thread counts verdicts: every key exists before it starts.
-        self.counters: Counter[str] = Counter(
-            {f"events_{verdict}": 0 for verdict in ("valid", "invalid", "unplanned")}
-        )
+        self.counters = Counter({f"events_{v}": 0 for v in ("valid", "invalid", "unplanned")})
         self.recordings: Counter[str] = Counter()
         self.started = False
 

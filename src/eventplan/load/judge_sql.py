@@ -323,14 +323,9 @@ def _violation(
     )
 
 
-def _rule_violation() -> str:
-    """SQL of the first rule `v` (a value, JSON; NULL when missing) breaks of rule
-    `r`, NULL when none: `check_value` generically, over the rules table."""
-    kind = "json_type(v)"
-    string = "json_extract_string(v, '$')"
-    number = "TRY_CAST(v AS DOUBLE)"
-    shown, shown_text = _shown("v", "r.hidden"), _shown_text("v", "r.hidden")
-    type_names = " ".join(f"WHEN {text(k)} THEN {text(n)}" for k, n in TYPE_NAMES.items())
+def _generic_tests(kind: str, string: str, number: str) -> tuple[str, str]:
+    """SQL true when a value `v` fits rule `r`'s type, and when it is one of its enum's
+    options (a boolean only a boolean), over the rules table's columns."""
     fits = (
         f"CASE r.type WHEN 'string' THEN {kind} = 'VARCHAR' "
         f"WHEN 'datetime' THEN {kind} = 'VARCHAR' AND regexp_full_match(upper({string}), "
@@ -347,6 +342,18 @@ def _rule_violation() -> str:
         f"OR ({kind} IN ('BIGINT', 'UBIGINT', 'DOUBLE') "
         f"AND list_contains(r.enum_numbers, {number})))"
     )
+    return fits, in_enum
+
+
+def _rule_violation() -> str:
+    """SQL of the first rule `v` (a value, JSON; NULL when missing) breaks of rule
+    `r`, NULL when none: `check_value` generically, over the rules table."""
+    kind = "json_type(v)"
+    string = "json_extract_string(v, '$')"
+    number = "TRY_CAST(v AS DOUBLE)"
+    shown, shown_text = _shown("v", "r.hidden"), _shown_text("v", "r.hidden")
+    type_names = " ".join(f"WHEN {text(k)} THEN {text(n)}" for k, n in TYPE_NAMES.items())
+    fits, in_enum = _generic_tests(kind, string, number)
     length = f"length({string})"
     outside = f"{number} < r.minimum OR {number} > r.maximum"
     got = f"(CASE {kind} {type_names} END)"
@@ -494,14 +501,8 @@ class JudgeSql:
             "k || ': not planned for ' || event || ', and not a snake_case name'",
             severity,
         )
-        unplanned = _violation(
-            "unplanned_property",
-            "k",
-            "NULL",
-            shown,
-            "k || ': not planned for ' || event",
-            severity,
-        )
+        message = "k || ': not planned for ' || event"
+        unplanned = _violation("unplanned_property", "k", "NULL", shown, message, severity)
         return (
             f"list_transform(_unplanned, lambda k: CASE WHEN {bad_name} THEN {badly_named} "
             f"ELSE {unplanned} END)"

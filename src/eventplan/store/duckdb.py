@@ -110,6 +110,19 @@ def is_store_failure(exc: duckdb.Error) -> bool:
     return isinstance(exc, STORE_FAILURES) or any(mark in str(exc) for mark in DISK_FAILURES)
 
 
+PLAN_VERSION = "plan_version VARCHAR DEFAULT ''"
+# `rejudge`: the verdicts that changed, then the new ones stored with the plan version.
+REJUDGE_CHANGES = """
+    SELECT d.verdict, r.verdict, count(*) FROM events_data d
+    JOIN rejudged r ON r.uuid = d.uuid AND d.project = ?
+    WHERE d.verdict <> r.verdict GROUP BY ALL ORDER BY ALL
+"""
+REJUDGE_UPDATE = """
+    UPDATE events_data SET verdict = r.verdict, violations = r.violations, plan_version = ?
+    FROM rejudged r WHERE events_data.uuid = r.uuid AND events_data.project = ?
+"""
+
+
 class EventStore(Store):
     dialect = "duckdb"
     # A row group's worth is prepared as Arrow tables a slice at a time (about 440
@@ -218,8 +231,8 @@ class EventStore(Store):
             self._conn.execute(SCHEMA).fetchall()
             if not self._column_type("settled"):  # a store from before: its rows stay put
                 self._run("ALTER TABLE events_data ADD COLUMN settled BOOLEAN DEFAULT true")
-            # A store from before plan versions were kept: its events say "" (not recorded).
-            self._run("ALTER TABLE events_data ADD COLUMN IF NOT EXISTS plan_version VARCHAR")
+            # A store from before plan versions were kept: its events say '' (not recorded).
+            self._run(f"ALTER TABLE events_data ADD COLUMN IF NOT EXISTS {PLAN_VERSION}")
             person_type = self._column_type("person_id")
             self._run(
                 f"""CREATE TABLE IF NOT EXISTS person_overrides (
@@ -711,19 +724,8 @@ class EventStore(Store):
                         f"SELECT uuid, verdict, violations FROM ({judged(source)})",
                         {"project": project},
                     ).fetchall()
-                    changes = self._run(
-                        """SELECT d.verdict, r.verdict, count(*) FROM events_data d
-                           JOIN rejudged r ON r.uuid = d.uuid AND d.project = ?
-                           WHERE d.verdict <> r.verdict GROUP BY ALL ORDER BY ALL""",
-                        [project],
-                    )
-                    self._run(
-                        """UPDATE events_data
-                           SET verdict = r.verdict, violations = r.violations, plan_version = ?
-                           FROM rejudged r
-                           WHERE events_data.uuid = r.uuid AND events_data.project = ?""",
-                        [version, project],
-                    )
+                    changes = self._run(REJUDGE_CHANGES, [project])
+                    self._run(REJUDGE_UPDATE, [version, project])
                     self._run("DROP TABLE rejudged")
             finally:
                 for name in tables:

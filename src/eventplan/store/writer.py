@@ -147,13 +147,9 @@ class BackgroundWriter:
         interval: float = 0.5,
         max_wait: float = 1.0,
     ) -> None:
-        self.store = store
-        self.wal = wal
-        self.judge = judge
-        self.quarantine = quarantine
-        self.forward = forward or {}
-        self.interval = interval
-        self.max_wait = max_wait
+        self.store, self.wal, self.judge = store, wal, judge
+        self.quarantine, self.forward = quarantine, forward or {}
+        self.interval, self.max_wait = interval, max_wait
         self.stats = WriterStats(stored_seq=store.wal_seq())
         wal.continue_after(self.stats.stored_seq)
         self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
