@@ -124,6 +124,9 @@ def _shown(prop: Property | None, value: Any) -> Any:
     return value
 
 
+_JSON: Final = msgspec.json.Encoder()
+
+
 def quoted(value: Any) -> str:
     """A value as a message shows it: text and booleans as JSON (`"completed"`,
     `true`), numbers as Python writes them (`12`, `1e+16`), which is also how the
@@ -131,9 +134,6 @@ def quoted(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return repr(value)
     return _JSON.encode(value).decode()
-
-
-_JSON: Final = msgspec.json.Encoder()
 
 
 def check_value(prop: Property, value: Any) -> Violation | None:

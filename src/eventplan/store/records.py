@@ -2,7 +2,7 @@
 
 Capture logs what it received (`LoggedEvent`): each event normalized (ids, time),
 its properties as sent, and the request's envelope (project, hashed IP, received
-time), one JSON line each. The loader judges them behind the acknowledgement into
+time), one JSON line each. The writer judges them behind the acknowledgement into
 `StoredEvent`s. A log written by an older version holds msgpack arrays of
 `StoredEvent`s, judged already (`is_logged` tells them apart).
 
