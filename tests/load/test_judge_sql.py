@@ -186,3 +186,16 @@ def test_stored_events_are_judged_again_as_the_validator_judges_them(name: str) 
         assert judge_stored(plan, rows) == expected
 
     agree()
+
+
+def test_a_plan_whose_events_have_no_properties_is_judged_alike() -> None:
+    plan, findings = read_plan_text("plan: bare\nversion: '1'\nevents:\n  thing.done: {}\n")
+    assert plan is not None, findings
+    both_judge(
+        plan,
+        [
+            {"event": "thing.done", "properties": {"x": 1, "$lib": "web"}},
+            {"event": "thing.done", "properties": {}},
+            {"event": "other.event", "properties": {}},
+        ],
+    )

@@ -32,6 +32,7 @@ import pyarrow as pa
 from eventplan.plan.model import Plan, Property
 from eventplan.plan.posthog import PLAIN_BUILTIN_PROPERTIES
 from eventplan.plan.validator import RECEIVED_MAX_CHARS, bounds_text
+from eventplan.store.columns import quote
 
 # RFC 3339 date-time as `plan.validator.is_datetime` reads it (upper-cased, `re.match`
 # with `$`, which also matches before a final newline).
@@ -66,10 +67,6 @@ def text(value: str) -> str:
 
 def json_literal(value: Any) -> str:
     return f"{text(msgspec.json.encode(value).decode())}::JSON"
-
-
-def identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def json_path(name: str) -> str:
@@ -387,6 +384,12 @@ def _rule_violation() -> str:
     return f"CASE WHEN {fine} THEN NULL {' '.join(cases)} END"
 
 
+def _structure(fields: str) -> str:
+    """SQL of the properties parsed into a struct of `fields` (JSON text); NULL when
+    there are none (a plan without properties), which DuckDB refuses as a structure."""
+    return f"json_transform(_in.properties, {text('{' + fields + '}')})" if fields else "NULL"
+
+
 class JudgeSql:
     """One plan's rules as SQL over a relation with `event` (VARCHAR, not empty) and
     `properties` (a JSON object) columns. `register` puts the plan's rule tables
@@ -432,9 +435,8 @@ class JudgeSql:
             for event in self.plan.events
             for position, prop in enumerate(self._judged(event).values())
         ]
-        columns = list(zip(*(msgspec.to_builtins(rule) for rule in rules), strict=True))
-        table = pa.table(
-            {f.name: pa.array(c, f.type) for f, c in zip(RULE_SCHEMA, columns, strict=True)}
+        table = pa.Table.from_pylist(
+            [msgspec.structs.asdict(rule) for rule in rules], schema=RULE_SCHEMA
         )
         events = list(self.plan.events)
         known = [sorted(set(self.plan.properties_of(e)) | PLAIN_BUILTIN_PROPERTIES) for e in events]
@@ -459,7 +461,7 @@ class JudgeSql:
         """The property's JSON text from the struct of them all (or the JSON, for a name
         that cannot be a field), and its value as its type, typed by the same way."""
         if name in self._raw:
-            raw = f"_raw.{identifier(name)}::VARCHAR"
+            raw = f"_raw.{quote(name)}::VARCHAR"
         else:
             path = text(json_path(name))
             raw = f"nullif(json_extract(properties, {path}), 'null'::JSON)::VARCHAR"
@@ -467,7 +469,7 @@ class JudgeSql:
         if wanted is None:
             return _Field(raw, "NULL")  # a boolean is read off its text
         if self._typed.get(name) == wanted:
-            return _Field(raw, f"_typed.{identifier(name)}")
+            return _Field(raw, f"_typed.{quote(name)}")
         if wanted == "DOUBLE":
             return _Field(raw, f"TRY_CAST({raw}::JSON AS DOUBLE)")
         return _Field(raw, f"json_extract_string({raw}::JSON, '$')")
@@ -550,8 +552,7 @@ class JudgeSql:
         )
         return f"""
             SELECT _in.*, json_keys(_in.properties) AS _keys,
-                json_transform(_in.properties, {text("{" + raw + "}")}) AS _raw,
-                json_transform(_in.properties, {text("{" + typed + "}")}) AS _typed,
+                {_structure(raw)} AS _raw, {_structure(typed)} AS _typed,
                 _known.event IS NOT NULL AS _planned, _known.kept AS _kept,
                 CASE WHEN _known.event IS NOT NULL THEN {unplanned_keys} END AS _unplanned
             FROM (SELECT *, row_number() OVER () AS _row FROM ({source})) AS _in
