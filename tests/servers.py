@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,3 +152,13 @@ def simulated_server(folder: Path, users: int, days: int, seed: int, *extra: str
     )
     assert imported.exit_code == 0, imported.output
     return openchat_server(folder, "--alert-interval", "0", *extra)
+
+
+@contextmanager
+def logged_in(server: RunningServer) -> Iterator[httpx.Client]:
+    """A browser's session: logged in through the form, cookies kept."""
+    with httpx.Client(base_url=server.url) as client:
+        form = client.get("/login").text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert client.post("/login", data={"csrf": csrf, "key": API_KEY}).status_code == 303
+        yield client

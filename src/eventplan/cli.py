@@ -871,6 +871,7 @@ _query_options = [
     ),
     click.option("--json", "as_json", is_flag=True),
     PROJECT_OPTION,
+    click.option("--include-bots", is_flag=True, help="Count bots' events too."),
 ]
 
 
@@ -899,6 +900,7 @@ def query_trends(
     verdicts: tuple[str, ...],
     as_json: bool,
     project: str | None,
+    include_bots: bool,
     math: str,
     math_property: str | None,
     interval: str,
@@ -925,6 +927,7 @@ def query_trends(
         formula=formula,
         compare=compare,
         verdicts=_verdicts(verdicts),
+        include_bots=include_bots,
     )
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
@@ -945,6 +948,7 @@ def query_funnel(
     verdicts: tuple[str, ...],
     as_json: bool,
     project: str | None,
+    include_bots: bool,
     window_days: int,
     strict: bool,
 ) -> None:
@@ -959,6 +963,7 @@ def query_funnel(
         order="strict" if strict else "ordered",
         breakdown=breakdown,
         verdicts=_verdicts(verdicts),
+        include_bots=include_bots,
     )
     _print_result(_run_query_file(db, loaded, project, spec), as_json)
 
@@ -994,15 +999,22 @@ def query_hogql(
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--from", "date_from", default="-30d", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--include-bots", is_flag=True, help="Count bots' events too.")
 @PROJECT_OPTION
 def report(
-    name: str, db: str, plan: Path, date_from: str, as_json: bool, project: str | None
+    name: str,
+    db: str,
+    plan: Path,
+    date_from: str,
+    as_json: bool,
+    include_bots: bool,
+    project: str | None,
 ) -> None:
     """Print one of the plan's dashboards (NAME) in the terminal."""
-    from eventplan.query.model import DateRange
+    from eventplan.query.model import DateRange, View
 
-    date_range = DateRange(date_from=date_from)
-    data = _asked(db, _load(plan), project, lambda asked: asked.dashboard(name, date_range))
+    view = View(DateRange(date_from=date_from), include_bots=include_bots)
+    data = _asked(db, _load(plan), project, lambda asked: asked.dashboard(name, view))
     if as_json:
         sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
         return

@@ -20,14 +20,16 @@ from eventplan.capture.events import IncomingEvent
 from eventplan.capture.judge import Judge
 from eventplan.config import Enforcement
 from eventplan.errors import EventplanError
+from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
+from eventplan.plan.validator import Verdict
 from eventplan.query.alerts import AlertResult, check_alerts
 from eventplan.query.coverage import coverage
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
 from eventplan.query.engine import run_query
 from eventplan.query.hogql import hogql_query
-from eventplan.query.model import DateRange, Query
+from eventplan.query.model import Query, View
 from eventplan.store import Store
 from eventplan.store.records import LoggedEvent, StoredEvent
 
@@ -86,6 +88,11 @@ class Project:
     def privacy(self) -> PrivacyPolicy:
         return PrivacyPolicy(self.plan, self.salt)
 
+    @cached_property
+    def forward_rules(self) -> ForwardRules:
+        """Gateway mode: what of this project's events goes to PostHog, counted."""
+        return ForwardRules(self.plan)
+
     def prepare_to_judge(self) -> None:
         """Resolve the salt and compile the pipeline now, not on the first event:
         resolving may write the store, which capture must never wait on (nor fail with,
@@ -98,20 +105,40 @@ class Project:
         Each event's properties are changed in place."""
         stored = []
         for event in events:
-            verdict = self.judge_of_plan.enrich_and_judge(event.event, event.properties)
-            self.privacy.apply(event.event, event.properties)
+            properties = event.properties
+            verdict = self.judge_of_plan.enrich_and_judge(event.event, properties, event.user_agent)
+            self.privacy.apply(event.event, properties)
             stored.append(
                 StoredEvent(
-                    **msgspec.structs.asdict(event),
-                    verdict=verdict.verdict,
-                    violations=verdict.violations or None,
-                    plan_version=self.plan.version,
+                    event.uuid,
+                    event.event,
+                    event.distinct_id,
+                    event.timestamp,
+                    event.created_at,
+                    event.project,
+                    event.ip_hash,
+                    properties,
+                    event.set,
+                    event.set_once,
+                    verdict.verdict,
+                    verdict.violations or None,
+                    self.plan.version,
                 )
             )
         return stored
 
+    def verdicts(self, events: list[LoggedEvent]) -> list[Verdict]:
+        """The verdict each logged event will be stored with, its properties left as
+        they are (Capture v1 answers with them before the writer judges)."""
+        judge = self.judge_of_plan
+        return [judge.verdict(e.event, e.properties, e.user_agent) for e in events]
+
     def logged(
-        self, events: list[IncomingEvent], hashed_ip: str | None, received_us: int
+        self,
+        events: list[IncomingEvent],
+        hashed_ip: str | None,
+        received_us: int,
+        user_agent: str | None = None,
     ) -> list[LoggedEvent]:
         """A request's normalized events as the log holds them, with its envelope. A
         client's own `$ip` is dropped here: no raw IP is ever written anywhere."""
@@ -129,6 +156,7 @@ class Project:
                 properties=event.properties,
                 set=event.set,
                 set_once=event.set_once,
+                user_agent=user_agent,
             )
             for event in events
         ]
@@ -144,30 +172,12 @@ class Project:
         """A HogQL query over this project's events, answered as PostHog answers it."""
         return hogql_query(text, self.store, self.name, timeout)
 
-    def dashboard(
-        self,
-        name: str,
-        date_range: DateRange,
-        interval: str | None = None,
-        breakdown: str | None = None,
-        now: datetime | None = None,
-    ) -> dict[str, Any]:
-        return dashboard_data(
-            self.store, self.plan, self.name, name, date_range, interval, breakdown, now
-        )
+    def dashboard(self, name: str, view: View, now: datetime | None = None) -> dict[str, Any]:
+        return dashboard_data(self.store, self.plan, self.name, name, view, now)
 
-    def insight(
-        self,
-        dashboard: str,
-        insight: str,
-        date_range: DateRange,
-        interval: str | None = None,
-        breakdown: str | None = None,
-    ) -> dict[str, Any]:
+    def insight(self, dashboard: str, insight: str, view: View) -> dict[str, Any]:
         found = find_insight(find_dashboard(self.plan, dashboard), insight)
-        return insight_data(
-            self.store, self.plan, self.name, found, date_range, interval, breakdown
-        )
+        return insight_data(self.store, self.plan, self.name, found, view)
 
     def alerts(self, since: str | None = None, now: datetime | None = None) -> list[AlertResult]:
         return check_alerts(self.store, self.plan, self.name, now=now, since=since)
@@ -175,8 +185,8 @@ class Project:
     def alert_history(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.store.alert_history(self.name, limit)
 
-    def coverage(self, now: datetime | None = None) -> dict[str, Any]:
-        return coverage(self.store, self.plan, self.name, now)
+    def coverage(self, now: datetime | None = None, include_bots: bool = False) -> dict[str, Any]:
+        return coverage(self.store, self.plan, self.name, now, include_bots)
 
     def rejudge(self, since_us: int | None = None) -> list[tuple[str, str, int]]:
         """This project's stored events judged again by its plan as it is now (inside

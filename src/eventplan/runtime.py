@@ -25,7 +25,8 @@ import msgspec
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import Unavailable
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import CaptureRequest, Ingestor
+from eventplan.capture.ingest import CaptureRequest, Ingested, Ingestor
+from eventplan.capture.v1 import results
 from eventplan.config import Settings
 from eventplan.errors import EventplanError
 from eventplan.keys import EVERY_PROJECT, Access, ApiKeys
@@ -48,11 +49,6 @@ BACKGROUND_STOP_SECONDS = 3.0
 STOP_FLUSH_SECONDS = 4.0
 # Rows a SQL answer holds at most; `hasMore` says when there were more.
 MAX_API_ROWS = 100_000
-FORWARD_VERDICTS = {
-    "all": frozenset({"valid", "invalid", "unplanned"}),
-    "valid": frozenset({"valid"}),
-    "valid+invalid": frozenset({"valid", "invalid"}),
-}
 
 
 class Server:
@@ -90,7 +86,7 @@ class Server:
             self.wal,
             self.judge,
             quarantine=frozenset(p.name for p in self.projects if p.enforcement == "quarantine"),
-            forward={p.name: FORWARD_VERDICTS[p.plan.forward] for p, _ in forwarded},
+            forward={p.name: p.forward_rules for p, _ in forwarded},
         )
         self.forwarder = Forwarder(
             self.store,
@@ -196,14 +192,54 @@ class Server:
 
     # -- capture -------------------------------------------------------------------
 
-    async def accept(self, body: bytes, request: CaptureRequest) -> int:
-        """Judge a capture request's events, log them and acknowledge: the count of
-        events taken. A CaptureError says why nothing was taken."""
+    async def accept(
+        self, body: bytes, request: CaptureRequest, event_limit: int | None = None
+    ) -> int:
+        """Log a capture request's events and acknowledge: the count of events taken.
+        A CaptureError says why nothing was taken."""
+        ingested = self._ingest(body, request, event_limit)
+        await self._log(ingested)
+        return len(ingested.events)
+
+    async def accept_v1(self, body: bytes, request: CaptureRequest) -> dict[str, Any]:
+        """Capture v1: log what can be read, and answer each event by its uuid, with the
+        verdict the writer will store it with. Events the log could not take are
+        `retry`; a request that cannot be read at all is a CaptureError."""
+        ingested = self._ingest(body, request)
+        uuids = ingested.sent_uuids
+        try:
+            await self._log(ingested)
+        except Unavailable as exc:
+            return results(uuids, ingested.dropped, None, retry_reason=exc.message)
+        return results(uuids, ingested.dropped, ingested.project.verdicts(ingested.events))
+
+    def _ingest(
+        self, body: bytes, request: CaptureRequest, event_limit: int | None = None
+    ) -> Ingested:
         if self.writer.pending_events > self.settings.max_pending_events:
             raise Unavailable("the server is catching up on writes; retry shortly", 2)
-        ingested = self.ingestor.ingest(
-            body, request, received_us=now_us(), limit=self.settings.max_body_bytes
+        return self.ingestor.ingest(
+            body,
+            request,
+            received_us=now_us(),
+            limit=self.body_limit(event_limit),
+            event_limit=event_limit,
         )
+
+    def body_limit(self, event_limit: int | None = None) -> int:
+        """The largest request body, decompressed: the setting, or room for two of the
+        largest events an endpoint takes when that is more."""
+        return max(self.settings.max_body_bytes, 2 * (event_limit or 0))
+
+    async def _log(self, ingested: Ingested) -> None:
+        """Make `ingested` durable in the log, then hand it to the writer and the live
+        feed; Unavailable when the log cannot take it."""
+        if ingested.events:
+            await self._append(ingested)
+        self.counters["requests_ok"] += 1
+        self.counters["events_accepted"] += len(ingested.events)
+
+    async def _append(self, ingested: Ingested) -> None:
         try:
             seq = await self.wal.append(ingested.record)
         except LogFull as exc:
@@ -219,9 +255,6 @@ class Server:
             asyncio.get_running_loop().run_in_executor(
                 self._live_judge, self._show_live, ingested.project, ingested.events
             )
-        self.counters["requests_ok"] += 1
-        self.counters["events_accepted"] += len(ingested.events)
-        return len(ingested.events)
 
     def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
         """Logged events judged by their projects' plans (the writer's thread asks), and
@@ -278,6 +311,10 @@ class Server:
         """`ok`, or `degraded` with the reasons; the log's and the store's positions."""
         stats = self.writer.stats
         forwarding = self.forwarder.status() if self.forwarder.targets else None
+        if forwarding is not None:  # what the plans forwarded and held back, per event
+            forwarding["decisions"] = {
+                name: rules.decisions() for name, rules in self.writer.forward.items()
+            }
         free, damaged = self.wal.free_bytes(), self.wal.damaged_parts()  # each read once
         reasons = [
             reason

@@ -9,9 +9,10 @@
              # on cancellation or a client disconnect "aborted"; duration_ms measured
 
 Every capture carries the server super-properties (`app`, `environment`,
-`deployment_region`), and with a request its `origin` and `ip_hash` (first 8
+`deployment_region`), and with a request its `origin`, `ip_hash` (first 8
 bytes of SHA-256 of the client IP, hex; `X-Forwarded-For` only through trusted
-proxies). No distinct id, no capture (seed §1: skip when unauthenticated). In strict
+proxies) and, when a bot sent the request, `$eventplan_bot` and its name. No
+distinct id, no capture (seed §1: skip when unauthenticated). In strict
 mode each event is validated against the plan first: `"raise"` in development,
 `"log"` in production.
 """
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from eventplan.capture.bots import bot_name
 from eventplan.capture.enrich import TrustedProxies, ip_hash
 from eventplan.capture.judge import Judge
 from eventplan.errors import EventplanError
 from eventplan.plan import load_plan
 from eventplan.plan.model import Plan
+from eventplan.plan.posthog import BOT, BOT_NAME
 from eventplan.plan.validator import Verdict
 
 log = logging.getLogger("eventplan.server")
@@ -91,7 +94,9 @@ class ServerAnalytics:
         self.proxies = TrustedProxies(trusted_proxies)
 
     def request_properties(self, request: Any) -> dict[str, Any]:
-        """`origin` and `ip_hash` of a Starlette/FastAPI request (or anything alike)."""
+        """`origin` and `ip_hash` of a Starlette/FastAPI request (or anything alike), and
+        `$eventplan_bot` / `$eventplan_bot_name` when a bot sent it (by its user agent:
+        a server event carries none of its own)."""
         headers: Mapping[str, str] = getattr(request, "headers", {}) or {}
         client = getattr(request, "client", None)
         peer = getattr(client, "host", None) if client is not None else None
@@ -104,6 +109,9 @@ class ServerAnalytics:
             # The Origin header is a URL; Host is already a host.
             host = urlsplit(origin).hostname if "//" in origin else origin
             properties["origin"] = host or origin
+        bot = bot_name(headers.get("user-agent") or "")
+        if bot is not None:
+            properties.update({BOT: True, BOT_NAME: bot})
         return properties
 
     def capture(

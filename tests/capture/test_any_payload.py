@@ -23,6 +23,7 @@ from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import CaptureError
 from eventplan.capture.events import now_us
 from eventplan.capture.ingest import CaptureRequest, Ingestor
+from eventplan.capture.v1 import V1Headers
 from eventplan.plan import Plan
 from eventplan.project import Project
 from eventplan.store import Store, open_store
@@ -77,9 +78,11 @@ SPECIAL_KEYS = [
 ]
 
 
-def payloads(plan: Plan) -> st.SearchStrategy[dict[str, Any]]:
+def payloads(plan: Plan, door: str = "batch") -> st.SearchStrategy[dict[str, Any]]:
+    """Bodies as `door` takes them: `batch` (and the AI lane) or Capture `v1`."""
     names = [*plan.events, "$identify", "$create_alias", "$groupidentify", "unplanned.event"]
     keys = sorted({key for name in plan.events for key in plan.properties_of(name)})
+    v1_fields = {"options": VALUES, "session_id": VALUES, "window_id": VALUES}
     event = st.fixed_dictionaries(
         {
             "event": st.one_of(st.sampled_from(names), VALUES),
@@ -94,12 +97,31 @@ def payloads(plan: Plan) -> st.SearchStrategy[dict[str, Any]]:
             "uuid": st.one_of(st.uuids().map(str), VALUES),
             "$set": VALUES,
             "$set_once": VALUES,
+            **(v1_fields if door == "v1" else {}),
         },
     )
+    if door == "v1":
+        return st.fixed_dictionaries(
+            {"batch": st.lists(event, min_size=1, max_size=4)}, optional={"created_at": VALUES}
+        )
     return st.fixed_dictionaries(
         {"api_key": st.just(TOKEN), "batch": st.lists(event, min_size=1, max_size=4)},
         optional={"sent_at": VALUES},
     )
+
+
+DOORS = {
+    "batch": CaptureRequest("application/json", "", {}, "203.0.113.9", None),
+    "v1": CaptureRequest(
+        "application/json",
+        "",
+        {},
+        "203.0.113.9",
+        None,
+        v1=V1Headers(f"Bearer {TOKEN}", "posthog-python/7.91.1", "2026-12-07T10:00:00Z"),
+    ),
+    "ai": CaptureRequest("application/json", "", {}, "203.0.113.9", None),
+}
 
 
 @pytest.fixture(params=BACKENDS, scope="module")
@@ -111,19 +133,20 @@ def store(
     opened.close()
 
 
+@pytest.mark.parametrize("door", sorted(DOORS))
 def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
-    store: Store, openchat_plan: Plan, tmp_path: Path
+    store: Store, openchat_plan: Plan, tmp_path: Path, door: str
 ) -> None:
     project = Project("openchat", openchat_plan, store, salt=b"salt", tokens=(TOKEN,))
     ingestor = Ingestor([project], TrustedProxies([]))
     log_position = [store.wal_seq()]
 
     @settings(
-        max_examples=examples(store.dialect, 300),
+        max_examples=examples(store.dialect, 150),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
-    @given(payloads(openchat_plan))
+    @given(payloads(openchat_plan, door))
     def check(payload: dict[str, Any]) -> None:
         for event in payload["batch"]:
             # Hypothesis repeats uuids across examples; a repeat with another time is
@@ -132,13 +155,22 @@ def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
                 event["uuid"] = str(uuid.uuid4())
         body = json.dumps(payload).encode()  # json writes integers past 64 bits; orjson won't
         try:
-            request = CaptureRequest("application/json", "", {}, "203.0.113.9", None)
-            ingested = ingestor.ingest(body, request, received_us=now_us(), limit=1 << 20)
+            ingested = ingestor.ingest(
+                body,
+                DOORS[door],
+                received_us=now_us(),
+                limit=1 << 20,
+                event_limit=200 if door == "ai" else None,  # small, to refuse some
+            )
         except CaptureError as refused:
             assert 400 <= refused.status < 500 and refused.message
             return
         events = project.judge(decode_logged(ingested.record))
         assert [e.uuid for e in events] == [e.uuid for e in ingested.events]
+        if door == "v1":  # every event answered by its uuid as sent: stored, or dropped (why)
+            answered = set(ingested.sent_uuids) | set(ingested.dropped)
+            assert answered == {e["uuid"] for e in payload["batch"]}
+            assert len(ingested.sent_uuids) == len(events) and all(ingested.dropped.values())
         log_position[0] += 1
         store.insert(events, log_position[0])
         uuids = sorted({e.uuid for e in events})

@@ -180,16 +180,28 @@ def test_a_full_log_disk_is_refused_with_503_and_loses_no_acknowledged_event(
     load.check_stored_exactly_once()
 
 
-def test_below_the_reserve_capture_refuses_cleanly_and_health_says_disk_low(
+RESERVE = 2 * 1024 * 1024
+
+
+@pytest.fixture
+def reserved(
     tmp_path: Path,
     small_disk: Callable[[str, int], SmallDisk],
     serve_on: Callable[..., RunningServer],
-) -> None:
+) -> tuple[RunningServer, SmallDisk]:
+    """A server whose log is on an 8 MiB disk with a 2 MiB reserve."""
     log_disk = small_disk("log", 8)
-    reserve = 2 * 1024 * 1024
     server = serve_on(
-        tmp_path / "events.duckdb", "--wal", str(log_disk.path), "--log-reserve", str(reserve)
+        tmp_path / "events.duckdb", "--wal", str(log_disk.path), "--log-reserve", str(RESERVE)
     )
+    return server, log_disk
+
+
+def test_below_the_reserve_capture_refuses_cleanly_and_health_says_disk_low(
+    reserved: tuple[RunningServer, SmallDisk],
+) -> None:
+    server, log_disk = reserved
+    reserve = RESERVE
     load = Load(server, f"reserve-{uuid.uuid4()}")
     assert load.post().status_code == 200
     log_disk.fill(leave=reserve // 2)
@@ -252,3 +264,42 @@ def test_a_full_store_disk_recovers_without_a_restart_and_sigterm_or_sigkill_los
     load.post_until_taken()
     load.check_refusals_were_503()
     load.check_stored_exactly_once()
+
+
+def test_capture_v1_answers_retry_for_every_event_the_full_log_cannot_take(
+    reserved: tuple[RunningServer, SmallDisk],
+) -> None:
+    server, log_disk = reserved
+    person = f"v1-full-{uuid.uuid4()}"
+    batch = [
+        {
+            "event": "chat.rate_limited",
+            "uuid": str(uuid.uuid4()),
+            "distinct_id": person,
+            "timestamp": "2026-12-01T10:00:00Z",
+            "options": {},
+            "properties": PROPERTIES,
+        }
+        for _ in range(5)
+    ]
+
+    def post() -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/i/v1/analytics/events",
+            json={"created_at": "2026-12-01T10:00:00Z", "batch": batch},
+            headers={"Authorization": f"Bearer {TOKEN}", "PostHog-Sdk-Info": "test/1"},
+            timeout=30,
+        )
+
+    log_disk.fill(leave=RESERVE // 2)
+    refused = post()
+    assert refused.status_code == 200 and "Retry-After" in refused.headers
+    results = refused.json()["results"]
+    assert {results[e["uuid"]]["result"] for e in batch} == {"retry"}  # never a silent ok
+    assert "disk is nearly full" in results[batch[0]["uuid"]]["details"]
+    log_disk.release()
+    taken = post()
+    assert {r["result"] for r in taken.json()["results"].values()} <= {"ok", "warning"}
+    server.wait_for_count(f"distinct_id = '{person}'", 5)
+    [[stored]] = server.sql(f"SELECT count(*) FROM events WHERE distinct_id = '{person}'")
+    assert stored == 5

@@ -92,8 +92,11 @@ SERVER = {
 }
 
 
-def test_all_fourteen_seed_events_and_pageview_are_planned(openchat_plan: Plan) -> None:
-    assert set(SEED_EVENTS) | {"$pageview"} == set(openchat_plan.events)
+def test_all_fourteen_seed_events_pageview_and_ai_generation_are_planned(
+    openchat_plan: Plan,
+) -> None:
+    # $ai_generation is not in the seed: PostHog's AI lane, planned beside the stream
+    assert set(SEED_EVENTS) | {"$pageview", "$ai_generation"} == set(openchat_plan.events)
 
 
 @pytest.mark.parametrize("event", sorted(SEED_EVENTS))

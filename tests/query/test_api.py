@@ -202,7 +202,12 @@ def test_dashboards_and_alerts_as_json(busy_server: RunningServer) -> None:
         "error_rate_by_model",
         "median_duration_by_model",
         "characters_by_model",
+        "tokens_by_model",  # the AI lane's $ai_generation, beside the seed's stream numbers
+        "ai_latency_by_model",
     ]
+    tokens = board["insights"][4]["result"]["results"]
+    assert {r["label"].split(" - ")[0] for r in tokens} == {"input tokens", "output tokens"}
+    assert sum(sum(r["data"]) for r in tokens) > 0
     assert board["insights"][0]["query"]["kind"] == "TrendsQuery"
     assert board["insights"][0]["result"]["results"]
     missing = httpx.get(f"{busy_server.url}/api/dashboards/nope", headers=headers, timeout=30)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from eventplan.cli import cli
 from eventplan.plan import Plan
 from eventplan.project import Project
-from eventplan.query.model import DateRange
+from eventplan.query.model import DateRange, View
 from eventplan.store import open_store
 from tests.conftest import OPENCHAT, store_url
 
@@ -46,7 +46,7 @@ def answers(db: str, plan: Plan, now: datetime) -> dict[str, Any]:
     try:
         return {
             "dashboards": {
-                board.name: project.dashboard(board.name, DateRange("-10d"), now=now)
+                board.name: project.dashboard(board.name, View(DateRange("-10d")), now=now)
                 for board in plan.dashboards
             },
             "alerts": [a.as_dict() for a in project.alerts(now=now, since="-7d")],

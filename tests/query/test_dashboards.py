@@ -18,7 +18,7 @@ import pytest
 from eventplan.plan import Plan
 from eventplan.query.dashboards import find_dashboard, find_insight, insight_data, insight_query
 from eventplan.query.engine import run_query
-from eventplan.query.model import BREAKDOWN_NULL, DateRange, Series, TrendsQuery
+from eventplan.query.model import BREAKDOWN_NULL, DateRange, Series, TrendsQuery, View
 from eventplan.store import Store
 from tests.conftest import BACKENDS
 from tests.query.conftest import loaded_store
@@ -98,7 +98,7 @@ def store(request: pytest.FixtureRequest, openchat_plan: Plan) -> Iterator[Store
 
 def panel(store: Store, plan: Plan, dashboard: str, name: str, **kw: Any) -> dict[str, Any]:
     insight = find_insight(find_dashboard(plan, dashboard), name)
-    return insight_data(store, plan, plan.name, insight, RANGE, **kw)
+    return insight_data(store, plan, plan.name, insight, View(RANGE, **kw))
 
 
 def test_the_histogram_counts_every_sized_event_by_power_of_two(
@@ -154,7 +154,7 @@ def test_a_funnels_totals_are_every_breakdown_value_together(
     insight = find_insight(
         find_dashboard(openchat_plan, "acquisition_to_activation"), "activation_funnel"
     )
-    query = insight_query(insight, RANGE, None, "referrer_domain", openchat_plan.name)
+    query = insight_query(insight, View(RANGE, breakdown="referrer_domain"), openchat_plan.name)
     whole = run_query(store, openchat_plan, msgspec.structs.replace(query, breakdown=None))
     assert [s["count"] for s in whole["results"]] == [s["count"] for s in totals]
 

@@ -34,8 +34,10 @@ def stored(server: RunningServer, person: str, count: int = 1) -> list[dict[str,
     return [{**json.loads(props), "_verdict": verdict} for props, verdict in rows]
 
 
-def request(client_ip: str, forwarded: str | None = None) -> Request:
+def request(client_ip: str, forwarded: str | None = None, agent: str | None = None) -> Request:
     headers = [(b"origin", b"https://openchat.example")]
+    if agent:
+        headers.append((b"user-agent", agent.encode()))
     if forwarded:
         headers.append((b"x-forwarded-for", forwarded.encode()))
     return Request(
@@ -115,6 +117,20 @@ def test_forwarded_for_only_through_trusted_proxies(server: RunningServer) -> No
     assert untrusted.request_properties(request("10.1.1.1", "203.0.113.5"))["ip_hash"] == ip_hash(
         "10.1.1.1"
     )
+
+
+def test_a_bots_request_labels_the_server_event(server: RunningServer) -> None:
+    helper = analytics(server)
+    person = f"helper-bot-{uuid.uuid4()}"
+    crawler = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
+    chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+    stream = {"chat_id": "c-bot", "model_id": "m", "status": "completed", "duration_ms": 5}
+    helper.capture("chat_message_stream", person, stream, request("10.0.0.1", agent=crawler))
+    helper.capture("chat_message_stream", person, stream, request("10.0.0.2", agent=chrome))
+    events = stored(server, person, 2)
+    labelled = [e for e in events if e.get("$eventplan_bot")]
+    assert [e["$eventplan_bot_name"] for e in labelled] == ["bingbot"]
+    assert len(events) == 2 and all(e["_verdict"] == "valid" for e in events)
 
 
 def test_strict_mode_raises_in_development_and_logs_in_production(

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventplan.plan import Plan
-from eventplan.store.columns import Column
+from eventplan.store.columns import BUILTIN_TYPES, Column
 from eventplan.store.duckdb import EventStore
 from eventplan.store.records import StoredEvent
 from eventplan.store.rows import events_table
@@ -47,12 +47,12 @@ def fits(column: Column, value: Any) -> Any:
 
 
 def reference_table(
-    events: list[StoredEvent], event_columns: dict[tuple[str, str], dict[str, Column]]
+    events: list[StoredEvent], event_columns: Callable[[str, str], dict[str, Column]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
     """Each event's typed values by column name, and its rest (None when empty)."""
     typed, rests = [], []
     for event in events:
-        targets = event_columns.get((event.project, event.event), {})
+        targets = event_columns(event.project, event.event)
         values: dict[str, Any] = {}
         rest: dict[str, Any] = {}
         for key, value in event.properties.items():
@@ -79,13 +79,18 @@ def test_any_properties_are_laid_out_as_the_loop_lays_them_out(
 ) -> None:
     plan = make_plan()
     store = EventStore(tmp_path / "rows.duckdb", [plan])
-    keys = [*sorted({k for e in plan.events for k in plan.properties_of(e)}), "other", "$lib"]
+    keys = [
+        *sorted({k for e in plan.events for k in plan.properties_of(e)}),
+        *(key for key, _ in BUILTIN_TYPES),
+        "other",
+        "$lib",
+    ]
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         st.lists(
             st.tuples(
-                st.sampled_from(sorted(plan.events)),
+                st.sampled_from([*sorted(plan.events), "not.planned"]),
                 st.dictionaries(st.sampled_from(keys), json_values, max_size=6),
             ),
             min_size=1,
@@ -100,8 +105,8 @@ def test_any_properties_are_laid_out_as_the_loop_lays_them_out(
         ]
         if not events:
             return
-        table = events_table(events, ["p"] * len(events), store.columns, store._event_columns)
-        typed, rests = reference_table(events, store._event_columns)
+        table = events_table(events, ["p"] * len(events), store.columns, store.event_columns)
+        typed, rests = reference_table(events, store.event_columns)
         rows = table.to_pylist()
         for row, values, rest, sent in zip(rows, typed, rests, events, strict=True):
             assert row["uuid"] == sent.uuid and row["event"] == sent.event

@@ -4,12 +4,11 @@ the session cookie alone, and a session that ends for good at logout."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from tests.servers import API_KEY, RunningServer, openchat_server
+from tests.servers import API_KEY, RunningServer, logged_in, openchat_server
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +16,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = openchat_server(tmp_path_factory.mktemp("security"), "--alert-interval", "0")
     yield running
     running.stop()
-
-
-@contextmanager
-def logged_in(server: RunningServer) -> Iterator[httpx.Client]:
-    """A browser's session: logged in through the form, cookies kept."""
-    with httpx.Client(base_url=server.url) as client:
-        form = client.get("/login").text
-        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-        assert client.post("/login", data={"csrf": csrf, "key": API_KEY}).status_code == 303
-        yield client
 
 
 def test_every_response_carries_the_security_headers(server: RunningServer) -> None:

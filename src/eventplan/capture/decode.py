@@ -2,8 +2,9 @@
 
 The order follows PostHog's capture: take the `data` form/query field or the body;
 form-decode urlencoded bodies; base64-decode when the payload looks like base64;
-gunzip when told to *or* when the gzip magic bytes are there (posthog-js sends raw
-gzip as text/plain with no hint at all).
+then the bytes decide: gzip, zstd and zlib's deflate (Capture v1's encodings) are
+decompressed when their magic bytes are there, whatever a hint says (posthog-js
+sends raw gzip as text/plain with no hint at all, and says `gzip-js` of base64).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
+import zstandard
 
 from eventplan.capture.errors import BadRequest, PayloadTooLarge
 
 GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # More than the handful of fields any client posts (`data`, `compression`, `ver`).
 MAX_FORM_FIELDS = 100
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/=\s_-]+$")
@@ -44,17 +47,52 @@ def replace_lone_surrogates(payload: bytes) -> bytes:
     )
 
 
-def gunzip(data: bytes, limit: int) -> bytes:
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def gunzip(data: bytes, limit: int, wbits: int = 16 + zlib.MAX_WBITS, name: str = "gzip") -> bytes:
+    decompressor = zlib.decompressobj(wbits)
     try:
         out = decompressor.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise BadRequest(f"the body is not valid gzip: {exc}") from exc
+        raise BadRequest(f"the body is not valid {name}: {exc}") from exc
     if len(out) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes once decompressed")
     if not decompressor.eof:
-        raise BadRequest("the gzip body is truncated")
+        raise BadRequest(f"the {name} body is truncated")
     return out
+
+
+def unzstd(data: bytes, limit: int) -> bytes:
+    """A zstd frame (posthog-python's `capture_compression="zstd"`), read no further
+    than `limit` bytes."""
+    out = bytearray()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            while len(out) <= limit:
+                chunk = reader.read(min(1 << 20, limit + 1 - len(out)))
+                if not chunk:
+                    break
+                out += chunk
+    except zstandard.ZstdError as exc:
+        raise BadRequest(f"the body is not valid zstd: {exc}") from exc
+    if len(out) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes once decompressed")
+    return bytes(out)
+
+
+def is_zlib(payload: bytes) -> bool:
+    """A zlib stream's two header bytes (posthog-python's v1 `deflate`): 0x78, and a
+    16-bit value divisible by 31."""
+    return payload[:1] == b"x" and len(payload) > 1 and int.from_bytes(payload[:2]) % 31 == 0
+
+
+def decompress(payload: bytes, limit: int) -> bytes:
+    """`payload` decompressed when its first bytes say how; else as it is."""
+    if payload[:2] == GZIP_MAGIC:
+        return gunzip(payload, limit)
+    if payload[:4] == ZSTD_MAGIC:
+        return unzstd(payload, limit)
+    if is_zlib(payload):
+        return gunzip(payload, limit, zlib.MAX_WBITS, "deflate")
+    return payload
 
 
 def _b64decode(data: bytes) -> bytes:
@@ -99,13 +137,12 @@ def decode_body(
     if compression == "lz64":
         raise BadRequest("lz64 compression is no longer sent by PostHog's clients; use gzip")
     if compression == "base64" or (
-        payload[:1] not in (b"{", b"[", GZIP_MAGIC[:1]) and _BASE64.match(payload)
+        payload[:1] not in (b"{", b"[", GZIP_MAGIC[:1], ZSTD_MAGIC[:1]) and _BASE64.match(payload)
     ):
         payload = _b64decode(payload)
     # The bytes decide, as in PostHog's capture: posthog-js may say `gzip-js` of a body
     # it did not compress (a form's base64), and drops the batch for good on a 400.
-    if payload[:2] == GZIP_MAGIC:
-        payload = gunzip(payload, limit)
+    payload = decompress(payload, limit)
     try:
         return decode_json(payload)
     except NotJSON as exc:

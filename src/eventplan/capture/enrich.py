@@ -1,5 +1,6 @@
 """Enrichment before validation and storage: the seed's server-side rules.
 
+* `$eventplan_bot`, `$eventplan_bot_name` on a bot's events (`bots.py`).
 * `ip_hash`: hex of the first 8 bytes of SHA-256 of the client IP (seed §3). The IP
   is the socket peer, or, when the peer is a trusted proxy, the nearest untrusted
   `X-Forwarded-For` address. The raw IP, and any `$ip` a client sends, is never kept.
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from eventplan.capture.bots import label_bot
 from eventplan.plan.model import Plan
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -77,8 +79,9 @@ class Enricher:
             if wanted:
                 self._wants[name] = frozenset(wanted)
 
-    def enrich(self, event: str, properties: dict[str, Any]) -> None:
+    def enrich(self, event: str, properties: dict[str, Any], user_agent: str | None = None) -> None:
         properties.pop("$ip", None)
+        label_bot(properties, user_agent)
         wanted = self._wants.get(event)
         if not wanted:
             return

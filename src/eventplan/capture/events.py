@@ -177,55 +177,65 @@ def normalize(
         raise PayloadTooLarge(
             f"{len(events)} events in one request; the limit is {MAX_EVENTS_PER_REQUEST}"
         )
+    sent_at = sent_at_of(envelope, query)
+    return [normalize_one(index, raw, sent_at, received_us) for index, raw in enumerate(events)]
+
+
+def sent_at_of(envelope: dict[str, Any], query: dict[str, str]) -> int | None:
+    """When the client sent the request, by its own clock: `sent_at`, else `?_=`."""
     sent_at = parse_time_us(envelope.get("sent_at"))
     if sent_at is None and ASCII_NUMBER(query.get("_", "")):
         sent_at = parse_time_us(int(query["_"]))
-    result = []
-    for index, raw in enumerate(events):
-        where = f"event {index}"
-        if not isinstance(raw, dict):
-            raise BadRequest(f"{where} is not a JSON object")
-        name = raw.get("event")
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"{where} has no `event` name")
-        properties = raw.get("properties")
-        if properties is None:
-            properties = {}
-        elif not isinstance(properties, dict):
-            raise BadRequest(f"{where} ({name}): `properties` must be an object")
-        # Most events have no nested value at all; that is settled in C.
-        if not _NESTED.isdisjoint(map(type, properties.values())):
-            for key, value in properties.items():
-                if type(value) in _NESTED and _too_deep(value, MAX_PROPERTY_DEPTH):
-                    raise BadRequest(
-                        f"{where} ({name}): property `{key}` nests deeper than "
-                        f"{MAX_PROPERTY_DEPTH} levels"
-                    )
-        distinct_id = raw.get("distinct_id", raw.get("$distinct_id", properties.get("distinct_id")))
-        if distinct_id is None or distinct_id == "":
-            raise BadRequest(f"{where} ({name}) has no distinct_id")
-        if not isinstance(distinct_id, str):
-            distinct_id = str(distinct_id)
-        event_uuid = raw.get("uuid")
-        if event_uuid in (None, ""):
-            event_uuid = uuid7()
-        elif not (isinstance(event_uuid, str) and CANONICAL_UUID(event_uuid)):
-            try:
-                event_uuid = str(uuidlib.UUID(str(event_uuid)))
-            except ValueError as exc:
-                raise BadRequest(f"{where} ({name}): `uuid` {event_uuid!r} is not a UUID") from exc
-        result.append(
-            IncomingEvent(
-                uuid=event_uuid,
-                event=name,
-                distinct_id=distinct_id[:MAX_DISTINCT_ID_CHARS],
-                timestamp_us=event_time(raw, properties, sent_at, received_us),
-                properties=properties,
-                set=_person_update(raw, properties, "$set"),
-                set_once=_person_update(raw, properties, "$set_once"),
-            )
-        )
-    return result
+    return sent_at
+
+
+def normalize_one(index: int, raw: Any, sent_at: int | None, received_us: int) -> IncomingEvent:
+    """One event checked and normalized; BadRequest names it by `index` when it is bad."""
+    where = f"event {index}"
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{where} is not a JSON object")
+    name = raw.get("event")
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"{where} has no `event` name")
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        raise BadRequest(f"{where} ({name}): `properties` must be an object")
+    # Most events have no nested value at all; that is settled in C.
+    if not _NESTED.isdisjoint(map(type, properties.values())):
+        for key, value in properties.items():
+            if type(value) in _NESTED and _too_deep(value, MAX_PROPERTY_DEPTH):
+                raise BadRequest(
+                    f"{where} ({name}): property `{key}` nests deeper than "
+                    f"{MAX_PROPERTY_DEPTH} levels"
+                )
+    distinct_id = raw.get("distinct_id", raw.get("$distinct_id", properties.get("distinct_id")))
+    if distinct_id is None or distinct_id == "":
+        raise BadRequest(f"{where} ({name}) has no distinct_id")
+    if not isinstance(distinct_id, str):
+        distinct_id = str(distinct_id)
+    return IncomingEvent(
+        uuid=_event_uuid(raw.get("uuid"), where, name),
+        event=name,
+        distinct_id=distinct_id[:MAX_DISTINCT_ID_CHARS],
+        timestamp_us=event_time(raw, properties, sent_at, received_us),
+        properties=properties,
+        set=_person_update(raw, properties, "$set"),
+        set_once=_person_update(raw, properties, "$set_once"),
+    )
+
+
+def _event_uuid(value: Any, where: str, name: str) -> str:
+    """The event's uuid in canonical form; a new UUIDv7 when it has none."""
+    if value in (None, ""):
+        return uuid7()
+    if isinstance(value, str) and CANONICAL_UUID(value):
+        return value
+    try:
+        return str(uuidlib.UUID(str(value)))
+    except ValueError as exc:
+        raise BadRequest(f"{where} ({name}): `uuid` {value!r} is not a UUID") from exc
 
 
 def _person_update(

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from eventplan.capture.bots import browser_agent
 from eventplan.capture.decode import decode_body
 from eventplan.capture.enrich import TrustedProxies, ip_hash
-from eventplan.capture.errors import Unauthorized, Unavailable
+from eventplan.capture.errors import PayloadTooLarge, Unauthorized, Unavailable
 from eventplan.capture.events import find_token, normalize, split_payload, wide_ints_as_floats
+from eventplan.capture.v1 import V1Batch, V1Headers, read_batch
 from eventplan.project import Project
 from eventplan.store.records import LoggedEvent, encode_logged
 
@@ -57,6 +59,8 @@ class CaptureRequest:
     query: dict[str, str]
     peer: str | None  # the address the connection came from
     forwarded_for: str | None  # X-Forwarded-For, believed only from a trusted proxy
+    user_agent: str = ""
+    v1: V1Headers | None = None  # the headers of a Capture v1 request
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Ingested:
     project: Project
     events: list[LoggedEvent]
     record: bytes  # the events as the write-ahead log holds them
+    # Capture v1: each event's uuid as the client wrote it, and those dropped (→ why)
+    sent_uuids: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 class Ingestor:
@@ -80,36 +87,66 @@ class Ingestor:
         return project
 
     def ingest(
-        self, body: bytes, request: CaptureRequest, *, received_us: int, limit: int
+        self,
+        body: bytes,
+        request: CaptureRequest,
+        *,
+        received_us: int,
+        limit: int,
+        event_limit: int | None = None,
     ) -> Ingested:
-        """A capture request's body as events ready for the log, or a CaptureError."""
-        query = request.query
+        """A capture request's body as events ready for the log, or a CaptureError.
+        With `event_limit` (the AI lane), an event larger than it is refused by name."""
         payload = decode_body(
             body,
             content_type=request.content_type,
             content_encoding=request.content_encoding,
-            query=query,
+            query=request.query,
             limit=limit,
         )
-        client_ip = self.proxies.client_ip(request.peer, request.forwarded_for)
-        hashed_ip = ip_hash(client_ip) if client_ip else None
-        project, events = self._logged(payload, query, hashed_ip, received_us)
+        envelope = Envelope(request, self.proxies, received_us)
         try:
-            record = encode_logged(events)
+            ingested = self._logged(payload, envelope)
         except OverflowError:
             # An integer past 64 bits, which the log cannot hold. PostHog's capture
             # reads one as a float, and so do we.
-            project, events = self._logged(
-                wide_ints_as_floats(payload), query, hashed_ip, received_us
-            )
-            record = encode_logged(events)
-        self.budget.take(project.tokens[0], len(events))
-        return Ingested(project, events, record)
+            ingested = self._logged(wide_ints_as_floats(payload), envelope)
+        if event_limit is not None:
+            refuse_large_events(ingested, event_limit)
+        self.budget.take(ingested.project.tokens[0], len(ingested.events))
+        return ingested
 
-    def _logged(
-        self, payload: Any, query: dict[str, str], hashed_ip: str | None, received_us: int
-    ) -> tuple[Project, list[LoggedEvent]]:
-        raw_events, envelope = split_payload(payload)
-        project = self.project_for(find_token(raw_events, envelope))
-        events = normalize(raw_events, envelope, query, received_us)
-        return project, project.logged(events, hashed_ip, received_us)
+    def _logged(self, payload: Any, envelope: Envelope) -> Ingested:
+        request = envelope.request
+        if request.v1 is not None:
+            project = self.project_for(request.v1.token())
+            batch = read_batch(payload, request.v1, envelope.received_us)
+        else:
+            raw_events, fields = split_payload(payload)
+            project = self.project_for(find_token(raw_events, fields))
+            batch = V1Batch(normalize(raw_events, fields, request.query, envelope.received_us))
+        logged = project.logged(
+            batch.events, envelope.ip_hash, envelope.received_us, envelope.user_agent
+        )
+        return Ingested(project, logged, encode_logged(logged), batch.sent_uuids, batch.dropped)
+
+
+class Envelope:
+    """What every event of one request shares: its client (hashed), agent and time."""
+
+    def __init__(self, request: CaptureRequest, proxies: TrustedProxies, received_us: int):
+        self.request = request
+        client_ip = proxies.client_ip(request.peer, request.forwarded_for)
+        self.ip_hash = ip_hash(client_ip) if client_ip else None
+        self.user_agent = browser_agent(request.user_agent)
+        self.received_us = received_us
+
+
+def refuse_large_events(ingested: Ingested, limit: int) -> None:
+    """PayloadTooLarge naming the first event whose logged line is over `limit` bytes."""
+    for event, line in zip(ingested.events, ingested.record.split(b"\n"), strict=False):
+        if len(line) > limit:
+            raise PayloadTooLarge(
+                f"event {event.event!r} ({event.uuid}) is {len(line):,} bytes; this endpoint "
+                f"takes at most {limit:,} bytes per event"
+            )

@@ -33,16 +33,19 @@ class Judge:
             for name in plan.events
         }
 
-    def enrich_and_judge(self, name: Any, properties: Any) -> Verdict:
-        """Enrich `properties` in place (when they are an object), then judge them."""
+    def enrich_and_judge(
+        self, name: Any, properties: Any, user_agent: str | None = None
+    ) -> Verdict:
+        """Enrich `properties` in place (when they are an object), then judge them.
+        `user_agent` is the request's, for events that carry none of their own."""
         if isinstance(name, str) and isinstance(properties, dict):
-            self.enricher.enrich(name, properties)
+            self.enricher.enrich(name, properties, user_agent)
         return self.validator.check_properties(name, properties)
 
-    def verdict(self, name: Any, properties: Any) -> Verdict:
+    def verdict(self, name: Any, properties: Any, user_agent: str | None = None) -> Verdict:
         """The verdict on an event as sent, its properties left as they are."""
         copied = dict(properties) if isinstance(properties, Mapping) else properties
-        return self.enrich_and_judge(name, copied)
+        return self.enrich_and_judge(name, copied, user_agent)
 
     def rejudge_stored(
         self, name: str, properties: dict[str, Any], captured: list[Violation]

@@ -24,8 +24,10 @@ from eventplan.plan.model import (
     AppliesTo,
     Dashboard,
     Event,
+    EventForward,
     EventRef,
     Filter,
+    Forwarding,
     ForwardPolicy,
     Insight,
     Naming,
@@ -67,6 +69,9 @@ EVENT_KEYS = (
     "trigger",
     "value",
     "properties",
+    "forward",
+    "sample",
+    "keep_local",
 )
 PROPERTY_KEYS = (
     "type",
@@ -327,9 +332,34 @@ class _Reader:
                 ),
                 value=self.text(spec, "value", where),
                 properties=self.properties(spec, where, owner=name),
+                forwarding=self.forwarding(spec, where),
                 line=node.line_of(name),
             )
         return events
+
+    def forwarding(self, spec: SourceMap, where: str) -> Forwarding:
+        """An event's `forward:` (always, valid, never), `sample:` (a share of people,
+        above 0 and at most 1) and `keep_local:`."""
+        when: EventForward = self.choice(
+            spec, "forward", where, EventForward, "always", "unknown_policy"
+        )
+        sample = self.number(spec, "sample", where)
+        if sample is not None and not 0 < sample <= 1:
+            self.error(
+                spec.line_of("sample"),
+                "bad_bound",
+                f"{where}: sample {sample} must be above 0 and at most 1 (a share of people)",
+            )
+            sample = None
+        keep_local = spec.get("keep_local", True)
+        if not isinstance(keep_local, bool):
+            self.error(
+                spec.line_of("keep_local"),
+                "wrong_shape",
+                f"{where}.keep_local must be true or false",
+            )
+            keep_local = True
+        return Forwarding(when, 1.0 if sample is None else float(sample), keep_local)
 
     def properties(self, parent: SourceMap, where: str, owner: str) -> dict[str, Property]:
         node = self.mapping(

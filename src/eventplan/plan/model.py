@@ -21,8 +21,9 @@ Surface = Literal["web", "server", "extension"]
 SURFACES: tuple[Surface, ...] = ("web", "server", "extension")
 
 UnplannedPropertyPolicy = Literal["allow", "warn", "reject"]
-# What gateway mode forwards to PostHog, by verdict.
+# What gateway mode forwards to PostHog, by verdict: plan-wide, and per event.
 ForwardPolicy = Literal["all", "valid", "valid+invalid"]
+EventForward = Literal["always", "valid", "never"]
 SystemEventPolicy = Literal["valid", "unplanned"]
 
 Scalar = str | int | float | bool
@@ -88,6 +89,17 @@ class PropertyGroup:
 
 
 @dataclass(frozen=True)
+class Forwarding:
+    """What gateway mode does with one event: forward it (by verdict; None: as the
+    plan-wide `forward` says), to a `sample` of people, and whether an event it does
+    not forward is still kept in the local store."""
+
+    when: EventForward | None = None
+    sample: float = 1.0
+    keep_local: bool = True
+
+
+@dataclass(frozen=True)
 class Event:
     name: str
     description: str = ""
@@ -96,6 +108,7 @@ class Event:
     trigger: Trigger = field(default_factory=Trigger)
     value: str = ""
     properties: dict[str, Property] = field(default_factory=dict)
+    forwarding: Forwarding = field(default_factory=Forwarding)
     legacy: bool = False
     line: int = 0
 

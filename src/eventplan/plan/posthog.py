@@ -11,6 +11,10 @@ from typing import Final
 
 PLAIN_BUILTIN_PROPERTIES: Final = frozenset({"token", "distinct_id", "title", "alias"})
 
+# eventplan's own labels on a bot's events (capture/bots.py); a person's carry neither.
+BOT: Final = "$eventplan_bot"
+BOT_NAME: Final = "$eventplan_bot_name"
+
 # The `$` properties posthog-node and posthog-python put on an ordinary capture
 # (read off their sources: `$process_person_profile` for a personless event,
 # `$session_id` from a context).
@@ -110,4 +114,6 @@ COMMON_DOLLAR_PROPERTIES: Final = (
     "$had_persisted_distinct_id",
     "$ignore_sent_at",
     "$eventplan_ip_hash",
+    BOT,
+    BOT_NAME,
 )

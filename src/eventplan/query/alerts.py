@@ -15,8 +15,8 @@ from typing import Any
 from eventplan.plan.model import Alert, Plan
 from eventplan.query.dashboards import insight_query
 from eventplan.query.engine import invalid_counts, run_query
-from eventplan.query.model import DateRange, Query, Series, TrendsQuery
-from eventplan.query.sql import DIALECTS, Compiler
+from eventplan.query.model import DateRange, Query, Series, TrendsQuery, View
+from eventplan.query.sql import Compiler
 from eventplan.store import Store
 from eventplan.store.base import epoch_us
 
@@ -89,7 +89,7 @@ def check_metric_alert(
     lookback = step * (alert.baseline_intervals + 3 if alert.condition == "above_baseline" else 3)
     start = _start(since, now) - lookback if since else now - lookback
     query = insight_query(
-        alert.insight, DateRange(date_from=start.isoformat()), interval, project=project
+        alert.insight, View(DateRange(date_from=start.isoformat()), interval), project
     )
     data = run_query(store, plan, query, now)
     counts = _counts(store, plan, query, now)
@@ -230,16 +230,16 @@ def _went_quiet(store: Store, plan: Plan, project: str, at: datetime, result: Al
     """Planned events, regular the week before, not seen for SILENCE_HOURS. Typical volume
     is the median day of that week, so one burst (an incident) does not make an event
     look regular."""
-    dialect = DIALECTS[store.dialect]
+    compiler = Compiler(store.columns, store.dialect)
     quiet_from = at - timedelta(hours=SILENCE_HOURS)
     day = (
-        f"CASE WHEN e.timestamp < ? THEN floor((? - {dialect.epoch_us('e.timestamp')}) "
+        f"CASE WHEN e.timestamp < ? THEN floor((? - {compiler.dialect.epoch_us('e.timestamp')}) "
         "/ 86400000000) ELSE -1 END"
     )
     _, rows = store.sql(
         f"SELECT e.event, {day} AS day, count(*), max(e.timestamp) FROM events_data e "
         "WHERE e.project = ? AND e.timestamp >= ? AND e.timestamp < ? "
-        "GROUP BY ALL ORDER BY 1, 2",
+        f"AND {compiler.people_only()} GROUP BY ALL ORDER BY 1, 2",
         [quiet_from, epoch_us(quiet_from), project, quiet_from - timedelta(days=7), at],
     )
     seen: dict[str, tuple[datetime, list[int]]] = {}
@@ -275,7 +275,7 @@ def _volume_drop(store: Store, project: str, at: datetime, result: AlertResult) 
         "SELECT version, day, count(*) FROM ("
         f"  SELECT {version} AS version, floor((? - {stamp}) / 86400000000) AS day"
         "  FROM events_data e WHERE e.project = ? AND e.timestamp > ? AND e.timestamp <= ?"
-        ") WHERE version IS NOT NULL GROUP BY ALL ORDER BY 1, 2",
+        f"  AND {compiler.people_only()}) WHERE version IS NOT NULL GROUP BY ALL ORDER BY 1, 2",
         [epoch_us(at), project, at - timedelta(days=8), at],
     )
     days: dict[str, list[int]] = {}

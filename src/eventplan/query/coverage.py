@@ -15,16 +15,23 @@ from eventplan.query.sql import Compiler
 from eventplan.store import Store
 
 
-def coverage(store: Store, plan: Plan, project: str, now: datetime | None = None) -> dict[str, Any]:
-    """The plan against `project`'s events."""
+def coverage(
+    store: Store,
+    plan: Plan,
+    project: str,
+    now: datetime | None = None,
+    include_bots: bool = False,
+) -> dict[str, Any]:
+    """The plan against `project`'s events (people's only, unless `include_bots`)."""
     now = now or datetime.now(UTC)
     compiler = Compiler(store.columns, store.dialect)
     count_if = compiler.dialect.count_if
     invalid = count_if("timestamp >= ? AND verdict <> 'valid'")
+    counted = "TRUE" if include_bots else compiler.people_only()
     _, rows = store.sql(
         f"SELECT event, {count_if('timestamp >= ?')}, {count_if('timestamp >= ?')}, "
         f"max(timestamp), {invalid}, count(*) "
-        "FROM events_data WHERE project = ? GROUP BY event",
+        f"FROM events_data e WHERE project = ? AND {counted} GROUP BY event",
         [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), project],
     )
     seen = {row[0]: row for row in rows}
@@ -38,6 +45,7 @@ def coverage(store: Store, plan: Plan, project: str, now: datetime | None = None
     ]
     return {
         "project": project,
+        "include_bots": include_bots,
         "plan": plan.name,
         "version": plan.version,
         "events": events,
@@ -89,6 +97,8 @@ def _property(prop: Property) -> dict[str, Any]:
 def _never_sent(store: Store, compiler: Compiler, plan: Plan, project: str, name: str) -> list[str]:
     """The event's planned properties that none of its stored events has."""
     props = list(plan.properties_of(name))
+    if not props:  # nothing planned, nothing unsent (and no empty SELECT)
+        return []
     counts = ", ".join(f"count({compiler.text(p)})" for p in props)
     _, [present] = store.sql(
         f"SELECT {counts} FROM events_data e WHERE e.event = ? AND e.project = ?",

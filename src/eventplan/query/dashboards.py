@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from eventplan.errors import EventplanError
 from eventplan.plan.model import Dashboard, EventRef, Insight, Plan
 from eventplan.query.model import (
-    DateRange,
     FunnelsQuery,
     Interval,
     PropertyFilter,
     Query,
     Series,
     TrendsQuery,
+    View,
 )
 from eventplan.query.posthog import choice
 from eventplan.store import Store
@@ -41,29 +43,30 @@ def _series(ref: EventRef) -> Series:
     )
 
 
-def insight_query(
-    insight: Insight,
-    date_range: DateRange,
-    interval: str | None = None,
-    breakdown: str | None = None,
-    project: str | None = None,
-) -> Query:
-    """The engine's query for a plan insight over `project`'s events; `breakdown` picks
-    one of its breakdowns."""
+def insight_query(insight: Insight, view: View, project: str | None = None) -> Query:
+    """The engine's query for a plan insight over `project`'s events as `view` looks
+    at it; its breakdown is one of the insight's."""
     chosen = (
-        breakdown
-        if breakdown is not None
+        view.breakdown
+        if view.breakdown is not None
         else (insight.breakdowns[0] if insight.breakdowns else None)
     )
     series = tuple(_series(ref) for ref in insight.series)
     if insight.kind == "funnel":
-        return FunnelsQuery(steps=series, date_range=date_range, breakdown=chosen, project=project)
+        return FunnelsQuery(
+            steps=series,
+            date_range=view.date_range,
+            breakdown=chosen,
+            include_bots=view.include_bots,
+            project=project,
+        )
     return TrendsQuery(
         series=series,
-        interval=choice(interval, "interval", Interval, insight.interval),
-        date_range=date_range,
+        interval=choice(view.interval, "interval", Interval, insight.interval),
+        date_range=view.date_range,
         breakdown=chosen,
         formula=insight.formula,
+        include_bots=view.include_bots,
         project=project,
     )
 
@@ -81,17 +84,15 @@ def insight_data(
     plan: Plan,
     project: str,
     insight: Insight,
-    date_range: DateRange,
-    interval: str | None = None,
-    breakdown: str | None = None,
+    view: View,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """One insight of a dashboard over `project`'s events: what a chart panel shows,
     every number computed here (the UI, the API and `eventplan report` only show them)."""
     from eventplan.query.engine import histogram, run_query
 
-    chosen = breakdown if breakdown in insight.breakdowns else None
-    query = insight_query(insight, date_range, interval, chosen, project)
+    chosen = view.breakdown if view.breakdown in insight.breakdowns else None
+    query = insight_query(insight, msgspec.structs.replace(view, breakdown=chosen), project)
     result = run_query(store, plan, query, now)
     if isinstance(query, TrendsQuery):
         _flag(result, insight.options.get("flag_above"))
@@ -102,6 +103,7 @@ def insight_data(
         "display": insight.display or ("funnel" if insight.kind == "funnel" else "line"),
         "breakdowns": list(insight.breakdowns),
         "breakdown": query.breakdown,
+        "include_bots": view.include_bots,
         "options": insight.options,
         "query": query_json(query),
         "result": result,
@@ -130,9 +132,7 @@ def dashboard_data(
     plan: Plan,
     project: str,
     name: str,
-    date_range: DateRange,
-    interval: str | None = None,
-    breakdown: str | None = None,
+    view: View,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every insight of a dashboard, computed once: the JSON API, the CLI and the UI render it."""
@@ -141,10 +141,10 @@ def dashboard_data(
         "name": dashboard.name,
         "title": dashboard.title,
         "description": dashboard.description,
-        "date_range": {"date_from": date_range.date_from, "date_to": date_range.date_to},
+        "date_range": {"date_from": view.date_range.date_from, "date_to": view.date_range.date_to},
+        "include_bots": view.include_bots,
         "insights": [
-            insight_data(store, plan, project, insight, date_range, interval, breakdown, now)
-            for insight in dashboard.insights
+            insight_data(store, plan, project, insight, view, now) for insight in dashboard.insights
         ],
     }
 

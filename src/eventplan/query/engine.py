@@ -174,7 +174,7 @@ def histogram(
     compiler = ctx.compiler
     value = compiler.number(query.breakdown)
     params: list[Any] = []
-    where = compiler.series_condition(query.series[0], query.verdicts, params, query.project)
+    where = compiler.series_condition(query.series[0], query, params)
     low = f"CASE WHEN {value} <= 0 THEN 0 ELSE pow(2, floor(log2({value}))) END"
     _, rows = store.sql(
         f"SELECT {low} AS low, count(*) FROM {EVENTS} WHERE {where} "
@@ -197,7 +197,7 @@ def _series_rows(
 ) -> list[tuple[Any, ...]]:
     """(bucket, breakdown value, aggregate[, extra]) for one series."""
     compiler = ctx.compiler
-    where = compiler.series_condition(series, query.verdicts, params, query.project)
+    where = compiler.series_condition(series, query, params)
     # The person join only when persons are counted.
     source = compiler.dialect.events_with_person if series.math == "dau" else EVENTS
     sql = (
@@ -303,10 +303,7 @@ def _top_values(ctx: Context, query: TrendsQuery, start: datetime, end: datetime
     assert query.breakdown is not None
     compiler = ctx.compiler
     params: list[Any] = []
-    conditions = [
-        f"({compiler.series_condition(s, query.verdicts, params, query.project)})"
-        for s in query.series
-    ]
+    conditions = [f"({compiler.series_condition(s, query, params)})" for s in query.series]
     expr = compiler.text(query.breakdown)
     params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
     _, rows = ctx.store.sql(
@@ -397,10 +394,7 @@ def _funnel_rows_sql(compiler: Compiler, query: FunnelsQuery) -> tuple[str, str,
     dialect = compiler.dialect
     params: list[Any] = []
     steps = [*query.steps, *(Series(event=x.event, filters=x.filters) for x in query.exclusions)]
-    flags = [
-        f"({compiler.series_condition(step, query.verdicts, params, query.project)})"
-        for step in steps
-    ]
+    flags = [f"({compiler.series_condition(step, query, params)})" for step in steps]
     actor = dialect.person if query.aggregate_by == "person" else compiler.group(query.group_type)
     breakdown = compiler.text(query.breakdown) if query.breakdown else "NULL"
     # A strict funnel must see every event of the actor (any other event resets it).

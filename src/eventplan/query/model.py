@@ -51,6 +51,16 @@ class DateRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     date_to: str | None = None  # default: now
 
 
+class View(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a dashboard or one of its insights is looked at: the period, the interval
+    and breakdown when not the insight's own, and whether bots' events count."""
+
+    date_range: DateRange = DateRange(date_from="-30d")
+    interval: str | None = None
+    breakdown: str | None = None
+    include_bots: bool = False
+
+
 class TrendsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="trends"):
     series: tuple[Series, ...]
     interval: Interval = "day"
@@ -60,6 +70,7 @@ class TrendsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     formula: str | None = None
     compare: bool = False
     verdicts: tuple[Verdict, ...] = ALL_VERDICTS
+    include_bots: bool = False  # bots' events (capture labels them) are left out by default
     project: str | None = None
 
 
@@ -83,6 +94,7 @@ class FunnelsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag=
     aggregate_by: Literal["person", "group"] = "person"
     group_type: str = "workspace"
     verdicts: tuple[Verdict, ...] = ALL_VERDICTS
+    include_bots: bool = False  # bots' events (capture labels them) are left out by default
     project: str | None = None
 
 

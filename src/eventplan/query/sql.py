@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventplan.query.model import DateRange, Interval, PropertyFilter, Series, Verdict
+from eventplan.plan.posthog import BOT_NAME
+from eventplan.query.model import (
+    DateRange,
+    FunnelsQuery,
+    Interval,
+    PropertyFilter,
+    Series,
+    TrendsQuery,
+    Verdict,
+)
 from eventplan.store.base import QueryError
 from eventplan.store.clickhouse import value_sql
 from eventplan.store.columns import Column, quote
@@ -270,16 +279,26 @@ class Compiler:
         raise QueryError(f"unknown filter operator {op!r}")
 
     def series_condition(
-        self, series: Series, verdicts: Sequence[Verdict], params: list[Any], project: str | None
+        self, series: Series, query: TrendsQuery | FunnelsQuery, params: list[Any]
     ) -> str:
+        """The events of one series (or funnel step) that `query` counts: of its
+        verdicts and project, and people's only unless it includes bots."""
         parts = ["e.event = ?"]
         params.append(series.event)
         parts.extend(self.condition(flt, params) for flt in series.filters)
-        parts.append(self.verdicts(verdicts, params))
-        if project is not None:
+        parts.append(self.verdicts(query.verdicts, params))
+        if query.project is not None:
             parts.append("e.project = ?")
-            params.append(project)
+            params.append(query.project)
+        if not query.include_bots:
+            parts.append(self.people_only())
         return " AND ".join(parts)
+
+    def people_only(self) -> str:
+        """The condition that leaves bots' events out (capture labels them)."""
+        typed = self._by_key.get(BOT_NAME)
+        label = f"{self.table}.{quote(typed[0].name)}" if typed else self.rest(BOT_NAME)
+        return f"{label} IS NULL"
 
     @staticmethod
     def verdicts(verdicts: Sequence[Verdict], params: list[Any]) -> str:

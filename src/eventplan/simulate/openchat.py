@@ -233,6 +233,9 @@ class _User:
         return self._event(name, moment, {**common, **props})
 
     def server(self, name: str, moment: int, **props: Any) -> dict[str, Any]:
+        return self._event(name, moment, self.server_properties(props))
+
+    def server_properties(self, props: dict[str, Any]) -> dict[str, Any]:
         common = {
             "app": "openchat-server",
             "app_version": self.version,
@@ -243,7 +246,7 @@ class _User:
             "$lib": "posthog-node",
             "$groups": {"workspace": self.workspace},
         }
-        return self._event(name, moment, {**common, **props})
+        return {**common, **props}
 
     def incident(self, kind: str, moment: int) -> Incident | None:
         for incident in self.sim.incidents:
@@ -444,7 +447,30 @@ class _User:
                 chat_id=chat_id,
                 fallback_size=rng.randrange(1, 50),
             )
-        yield self.stream(t, chat_id)
+        stream = self.stream(t, chat_id)
+        yield stream
+        yield self.generation(stream, characters)
+
+    def generation(self, stream: dict[str, Any], prompt_characters: int) -> dict[str, Any]:
+        """The LLM call behind a stream, as posthog-node's `captureAi` reports it. Drawn
+        from the stream itself (no random numbers), so every other event stays as it was."""
+        props = stream["properties"]
+        return {
+            **stream,
+            "event": "$ai_generation",
+            "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, stream["uuid"])),
+            "properties": self.server_properties(
+                {
+                    "$ai_model": props["model_id"],
+                    "$ai_provider": "openrouter",
+                    "$ai_input_tokens": 180 + prompt_characters // 4,
+                    "$ai_output_tokens": props["characters"] // 4,
+                    "$ai_latency": props["duration_ms"] / 1000,
+                    "$ai_http_status": props["openrouter_status"],
+                    "$ai_trace_id": props["chat_id"],
+                }
+            ),
+        }
 
     def rate_limited(self, t: int, chat_id: str) -> dict[str, Any] | None:
         """The server refuses a message now and then, often during a rate-limit storm."""

@@ -17,9 +17,11 @@ import msgspec
 import pyarrow as pa
 
 from eventplan.errors import EventplanError
+from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan, PropertyType
+from eventplan.plan.posthog import BOT_NAME
 from eventplan.plan.validator import Violation
-from eventplan.store.columns import Column, missing_columns
+from eventplan.store.columns import BUILTIN_TYPES, Column, missing_columns, quote
 from eventplan.store.identity import Identities, IdentityChanges
 from eventplan.store.records import StoredEvent
 
@@ -74,6 +76,7 @@ class Store(ABC):
         self._plans = {plan.name: plan for plan in plans}
         self.columns: list[Column] = []
         self._event_columns: dict[tuple[str, str], dict[str, Column]] = {}
+        self._builtin_columns: dict[str, Column] = {}
         self._identities = Identities()
 
     # -- the typed-column catalogue ------------------------------------------------
@@ -88,14 +91,27 @@ class Store(ABC):
             Column(name, prop, cast(PropertyType, type_)) for name, prop, type_ in sorted(catalog)
         ]
         column_for = {(c.key, c.type): c for c in self.columns}
+        self._builtin_columns = {
+            key: column_for[(key, type_)]
+            for key, type_ in BUILTIN_TYPES
+            if (key, type_) in column_for
+        }
         self._event_columns = {}
         for plan in self._plans.values():
             for event in plan.events:
                 self._event_columns[(plan.name, event)] = {
-                    prop.name: column_for[(prop.name, prop.type)]
-                    for prop in plan.properties_of(event).values()
-                    if (prop.name, prop.type) in column_for
+                    **self._builtin_columns,
+                    **{
+                        prop.name: column_for[(prop.name, prop.type)]
+                        for prop in plan.properties_of(event).values()
+                        if (prop.name, prop.type) in column_for
+                    },
                 }
+
+    def event_columns(self, project: str, event: str) -> dict[str, Column]:
+        """The typed columns of an event's properties, by key: its plan's, and the
+        built-in ones every event has (those alone for an event no plan has)."""
+        return self._event_columns.get((project, event), self._builtin_columns)
 
     # -- meta ----------------------------------------------------------------------
 
@@ -125,20 +141,21 @@ class Store(ABC):
         events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
-        forward: dict[str, frozenset[str]] | None = None,
+        forward: dict[str, ForwardRules] | None = None,
     ) -> int:
         """Store a batch with the WAL position it reaches; returns rows added.
 
         Events of projects in `quarantine` that are not valid go to the quarantine
-        table; events whose verdict a project forwards go to the outbox. An event
-        whose uuid is already stored is skipped (client retries, log replays).
+        table; events a project's rules forward go to the outbox (and one they
+        neither forward nor keep is not stored). An event whose uuid is already
+        stored is skipped (client retries, log replays).
         """
 
     def _write_batch(
         self,
         events: Iterable[StoredEvent],
         quarantine: frozenset[str],
-        forward: dict[str, frozenset[str]] | None,
+        forward: dict[str, ForwardRules] | None,
     ) -> int:
         """What `insert` writes, in the same order on every backend: a slice at a time,
         the events (those held back to quarantine) and the outbox; then the identity
@@ -148,13 +165,13 @@ class Store(ABC):
         added = 0
         identity = IdentityChanges([])
         for part in slices(events, self.slice_size):
-            kept, held = self._split(part, quarantine)
+            forwarded, local = self._routed(part, forward or {})
+            kept, held = self._split(local, quarantine)
             changes = self._identities.apply(kept)
             added += self._insert_events(kept, changes.person_ids)
             identity.absorb(changes)
             if held:
                 added += self._insert_quarantine(held)
-            forwarded = self._forwarded(part, forward)
             if forwarded:
                 self._enqueue_forward(forwarded)
         # Once per insert, not per slice: an identity statement costs about the same
@@ -192,12 +209,21 @@ class Store(ABC):
         return kept, held
 
     @staticmethod
-    def _forwarded(
-        events: list[StoredEvent], forward: dict[str, frozenset[str]] | None
-    ) -> list[StoredEvent]:
+    def _routed(
+        events: list[StoredEvent], forward: dict[str, ForwardRules]
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """(to forward, to store here): by each project's rules, when it forwards."""
         if not forward:
-            return []
-        return [e for e in events if e.verdict in forward.get(e.project, frozenset())]
+            return [], events
+        forwarded, local = [], []
+        for event in events:
+            rules = forward.get(event.project)
+            route = rules.route(event.event, event.verdict, event.distinct_id) if rules else "keep"
+            if route == "forward":
+                forwarded.append(event)
+            if route != "drop":
+                local.append(event)
+        return forwarded, local
 
     # -- quarantine ----------------------------------------------------------------
 
@@ -307,23 +333,25 @@ class Store(ABC):
     # -- reading -------------------------------------------------------------------
 
     def recent_events(self, project: str, limit: int) -> list[dict[str, Any]]:
-        """The last events received, newest first, with verdicts (the live page)."""
+        """The last events received, newest first, with verdicts and the name of the
+        bot that sent each one, if a bot did (the live page)."""
+        bot = next(quote(c.name) for c in self.columns if c.key == BOT_NAME)
         _, rows = self.sql(
-            "SELECT uuid, event, distinct_id, timestamp, verdict, violations, plan_version "
+            f"SELECT uuid, event, distinct_id, timestamp, verdict, violations, plan_version, {bot} "
             "FROM events_data WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT ?",
             [project, int(limit)],
         )
+        keys = ("uuid", "event", "distinct_id", "timestamp", "verdict", "violations")
         return [
             {
-                "uuid": str(uuid),
-                "event": event,
-                "distinct_id": distinct_id,
-                "timestamp": timestamp.isoformat(),
-                "verdict": verdict,
-                "violations": msgspec.json.decode(violations) if violations else [],
-                "plan_version": plan_version,
+                **dict(zip(keys, row, strict=False)),
+                "uuid": str(row[0]),
+                "timestamp": row[3].isoformat(),
+                "violations": msgspec.json.decode(row[5]) if row[5] else [],
+                "plan_version": row[6],
+                "bot": row[7],
             }
-            for uuid, event, distinct_id, timestamp, verdict, violations, plan_version in rows
+            for row in rows
         ]
 
     @abstractmethod

@@ -33,6 +33,7 @@ import msgspec
 import pyarrow as pa
 
 from eventplan.errors import EventplanError
+from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan, PropertyType
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
@@ -629,7 +630,7 @@ class ClickHouseStore(Store):
         events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
-        forward: dict[str, frozenset[str]] | None = None,
+        forward: dict[str, ForwardRules] | None = None,
     ) -> int:
         # No transaction: each step is idempotent, and the log position is written
         # last, so a crash in between replays the batch onto what is already there.
@@ -672,7 +673,7 @@ class ClickHouseStore(Store):
         fresh, person_ids = first_received_of(events, person_ids, stored)
         if not fresh:
             return 0
-        staged = events_table(fresh, person_ids, self.columns, self._event_columns)
+        staged = events_table(fresh, person_ids, self.columns, self.event_columns)
         self.engine.insert("events_data", staged)
         return len(fresh)
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 import pyarrow as pa
 
 from eventplan.plan.model import Plan, PropertyType
+from eventplan.plan.posthog import BOT_NAME
 
 SQL_TYPES: dict[str, str] = {
     "string": "VARCHAR",
@@ -44,15 +46,20 @@ class Column:
         return SQL_TYPES[self.type]
 
 
+# Typed in every store, planned or not: queries leave bots out by it on every event.
+BUILTIN_TYPES: Final[tuple[tuple[str, PropertyType], ...]] = ((BOT_NAME, "string"),)
+
+
 def planned_types(plans: Iterable[Plan]) -> list[tuple[str, PropertyType]]:
-    """Every (property, type) pair the plans define, in a stable order."""
+    """Every (property, type) pair the plans define, and the built-in ones, in a
+    stable order."""
     pairs = {
         (prop.name, prop.type)
         for plan in plans
         for event in plan.events
         for prop in plan.properties_of(event).values()
     }
-    return sorted(pairs)
+    return sorted(pairs | set(BUILTIN_TYPES))
 
 
 def new_column(prop: str, type_: PropertyType, taken: set[str]) -> Column:

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eventplan.errors import EventplanError
+from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
@@ -340,7 +341,7 @@ class EventStore(Store):
         events: Iterable[StoredEvent],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
-        forward: dict[str, frozenset[str]] | None = None,
+        forward: dict[str, ForwardRules] | None = None,
     ) -> int:
         # One transaction: the rows, the identity changes, the outbox and the log position.
         with self._lock, self._store_failures():
@@ -383,10 +384,10 @@ class EventStore(Store):
             group[0].append(event)
             group[1].append(person)
         for (name, project), (group_events, group_persons) in by_name.items():
-            own = self._event_columns.get((project, name), {})
+            own = self.event_columns(project, name)
             columns = [c for c in self.columns if own.get(c.key) is c]
             self._staged.setdefault((name, project), []).append(
-                events_table(group_events, group_persons, columns, self._event_columns)
+                events_table(group_events, group_persons, columns, self.event_columns)
             )
         return 0
 

@@ -32,11 +32,23 @@ class LoggedEvent(msgspec.Struct, gc=False):
     properties: dict[str, Any]
     set: dict[str, Any] | None
     set_once: dict[str, Any] | None
+    user_agent: str | None = None  # the request's, to tell bots by; never stored
 
 
-class StoredEvent(LoggedEvent, array_like=True, gc=False):
-    """One event after enrichment, validation and the privacy policy."""
+class StoredEvent(msgspec.Struct, array_like=True, gc=False):
+    """One event after enrichment, validation and the privacy policy. (Its fields
+    keep their order: a log written by an older version holds these as arrays.)"""
 
+    uuid: str
+    event: str
+    distinct_id: str
+    timestamp: int
+    created_at: int
+    project: str
+    ip_hash: str | None
+    properties: dict[str, Any]
+    set: dict[str, Any] | None
+    set_once: dict[str, Any] | None
     verdict: str
     violations: list[Violation] | None
     plan_version: str = ""  # the version of the plan that judged it ("": not recorded)

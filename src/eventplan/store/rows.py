@@ -65,7 +65,7 @@ def events_table(
     events: list[StoredEvent],
     person_ids: list[str],
     columns: list[Column],
-    event_columns: dict[tuple[str, str], dict[str, Column]],
+    event_columns: Callable[[str, str], dict[str, Column]],
 ) -> pa.Table:
     """The fixed columns, then one typed column per planned (property, type)."""
     index_of = {column.name: i for i, column in enumerate(columns)}
@@ -79,7 +79,7 @@ def events_table(
         if targets is None:
             targets = targets_of[which] = {
                 key: (typed[index_of[column.name]], FITS[column.type])
-                for key, column in event_columns.get(which, {}).items()
+                for key, column in event_columns(*which).items()
             }
         rest: dict[str, Any] = {}
         for key, value in event.properties.items():

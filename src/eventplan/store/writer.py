@@ -57,6 +57,7 @@ from typing import Final
 
 import msgspec
 
+from eventplan.plan.forwarding import ForwardRules
 from eventplan.store.base import Store, StoreUnavailable
 from eventplan.store.memory import release_free_memory
 from eventplan.store.records import (
@@ -143,7 +144,7 @@ class BackgroundWriter:
         judge: Callable[[list[LoggedEvent]], list[StoredEvent]],
         *,
         quarantine: frozenset[str] = frozenset(),
-        forward: dict[str, frozenset[str]] | None = None,
+        forward: dict[str, ForwardRules] | None = None,
         interval: float = 0.5,
         max_wait: float = 1.0,
     ) -> None:

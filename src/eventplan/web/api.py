@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from eventplan.errors import EventplanError, Forbidden
-from eventplan.query.model import DateRange
+from eventplan.query.model import DateRange, View
 from eventplan.query.posthog import from_posthog
 from eventplan.query.scoped import scoped_sql
 from eventplan.runtime import Server
@@ -150,36 +150,17 @@ class DataApi:
         return await self._guarded(request, work)
 
     async def dashboard(self, request: Request) -> Response:
-        params = request.query_params
-
         def work() -> Any:
-            project = self.server.project(params.get("project"), request.state.access)
-            date_range = DateRange(
-                date_from=params.get("date_from", "-30d"), date_to=params.get("date_to")
-            )
-            return project.dashboard(
-                request.path_params["name"],
-                date_range,
-                params.get("interval"),
-                params.get("breakdown"),
-            )
+            project = self.server.project(request.query_params.get("project"), request.state.access)
+            return project.dashboard(request.path_params["name"], view_of(request))
 
         return await self._guarded(request, work)
 
     async def insight(self, request: Request) -> Response:
-        params = request.query_params
-
         def work() -> Any:
-            project = self.server.project(params.get("project"), request.state.access)
-            date_range = DateRange(
-                date_from=params.get("date_from", "-30d"), date_to=params.get("date_to") or None
-            )
+            project = self.server.project(request.query_params.get("project"), request.state.access)
             return project.insight(
-                request.path_params["name"],
-                request.path_params["insight"],
-                date_range,
-                params.get("interval") or None,
-                params.get("breakdown") or None,
+                request.path_params["name"], request.path_params["insight"], view_of(request)
             )
 
         return await self._guarded(request, work)
@@ -210,3 +191,17 @@ class DataApi:
             }
 
         return await self._guarded(request, work)
+
+
+def view_of(request: Request) -> View:
+    """A dashboard's view from its query string: `date_from` (30 days by default),
+    `date_to`, `interval`, `breakdown` (empty means the insight's own), `bots=1`."""
+    params = request.query_params
+    return View(
+        DateRange(
+            date_from=params.get("date_from") or "-30d", date_to=params.get("date_to") or None
+        ),
+        interval=params.get("interval") or None,
+        breakdown=params.get("breakdown") or None,
+        include_bots=params.get("bots", "") in ("1", "true"),
+    )

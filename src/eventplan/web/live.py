@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from eventplan.plan.posthog import BOT_NAME
 from eventplan.store.records import StoredEvent
 
 QUEUE_SIZE = 1000  # a browser that falls this far behind misses events rather than slowing capture
@@ -42,6 +43,7 @@ def row(event: StoredEvent) -> dict[str, Any]:
         "timestamp": datetime.fromtimestamp(event.timestamp / 1e6, UTC).isoformat(),
         "verdict": event.verdict,
         "plan_version": event.plan_version,
+        "bot": event.properties.get(BOT_NAME),
         "violations": [
             {"code": v.code, "property": v.property, "message": v.message, "severity": v.severity}
             for v in event.violations or []

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from eventplan.keys import EVERY_PROJECT
+from eventplan.plan.model import Forwarding
 from eventplan.project import Project
 from eventplan.runtime import Server
 from eventplan.web.live import LiveFilter
@@ -194,8 +195,24 @@ class Pages:
 
     async def plan(self, request: Request) -> Response:
         project = self._project(request)
-        report = await run_in_threadpool(project.coverage)
-        return self.render(request, "plan.html", coverage=report)
+        include_bots = request.query_params.get("bots", "") in ("1", "true")
+        report = await run_in_threadpool(project.coverage, None, include_bots)
+        forwarding = self.server.writer.forward.get(project.name)
+        return self.render(
+            request,
+            "plan.html",
+            coverage=report,
+            forwarding=forwarding.decisions() if forwarding is not None else None,
+            rules={
+                name: rule_text(event.forwarding, project.plan.forward)
+                for name, event in project.plan.events.items()
+            },
+            bots_toggle=str(
+                request.url.remove_query_params("bots")
+                if include_bots
+                else request.url.include_query_params(bots="1")
+            ),
+        )
 
     async def alerts(self, request: Request) -> Response:
         project = self._project(request)
@@ -208,3 +225,13 @@ class Pages:
             history=history,
             plan_alerts=project.plan.alerts,
         )
+
+
+def rule_text(rule: Forwarding, plan_wide: str) -> str:
+    """An event's forwarding as the plan says it: `valid, sample 0.1, not kept here`."""
+    parts = [rule.when or f"as the plan ({plan_wide})"]
+    if rule.sample < 1:
+        parts.append(f"sample {rule.sample:g}")
+    if not rule.keep_local:
+        parts.append("not kept here")
+    return ", ".join(parts)

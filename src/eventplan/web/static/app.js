@@ -15,6 +15,7 @@ function rangeParams(form) {
   }
   params.set("date_from", from);
   if (data.get("interval")) params.set("interval", data.get("interval"));
+  if (data.get("bots")) params.set("bots", "1");
   return params;
 }
 
@@ -199,7 +200,9 @@ function liveRow(e) {
   row.dataset.uuid = e.uuid;
   const violations = document.createElement("td");
   for (const v of e.violations) violations.append(cell("div", v.message, "violation captured " + v.severity));
-  row.append(cell("td", e.timestamp), cell("td", e.event, "captured"), cell("td", e.distinct_id, "captured"), cell("td", e.verdict, "verdict"),
+  const event = cell("td", e.event, "captured");
+  if (e.bot) event.append(" ", cell("span", "bot: " + e.bot, "bot"));
+  row.append(cell("td", e.timestamp), event, cell("td", e.distinct_id, "captured"), cell("td", e.verdict, "verdict"),
     cell("td", e.plan_version, "plan-version"), violations);
   return row;
 }
