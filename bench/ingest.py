@@ -1,6 +1,7 @@
 """Capture throughput: eventplan serve vs a bare endpoint, same load, same run.
 
     .venv/bin/python bench/ingest.py [--duration 15] [--load wrk|python] [--unique]
+                                     [--doors batch,v1]
 
 A load generator in a separate process posts gzip `/batch/` bodies of 100
 plan-shaped OpenChat events (10% broken) for a fixed time: wrk (Debian's `wrk`,
@@ -11,6 +12,10 @@ rate and flatters the ratio: use wrk for the figure that counts. The baseline is
 ASGI endpoint on the same uvicorn settings: read the body, gunzip and decode it,
 append it to a file, answer 200. eventplan does that plus validation, enrichment,
 the privacy policy and a durable (fsync'd) acknowledgement, and then stores.
+
+With `--doors batch,v1` (wrk only) each backend is also driven through PostHog's
+Capture v1 (`/i/v1/analytics/events`, Bearer token, the same events in v1's shape),
+and the table gives v1's rate as a ratio of `/batch/`'s on the same backend.
 
 By default the load repeats 400 bodies per client (the store keeps 80,000 distinct
 events and deduplicates the rest). With `--unique` every event posted gets a fresh
@@ -94,6 +99,11 @@ function init(args)
 end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/plain"
+if os.getenv("BENCH_AUTH") then  -- Capture v1
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+  wrk.headers["PostHog-Sdk-Info"] = "posthog-python/7.91.1"
+end
 function request()
   at = at % count + 1
   return wrk.format(nil, nil, nil, bodies[at])
@@ -136,17 +146,40 @@ def make_batches(count: int, seed: int, traffic: str) -> list[list[dict[str, Any
     return [events[i : i + 100] for i in range(0, len(events), 100)]
 
 
-def body(batch: list[dict[str, Any]]) -> bytes:
+DOOR_PATHS = {"batch": "/batch/", "v1": "/i/v1/analytics/events"}
+
+
+def body(batch: list[dict[str, Any]], door: str = "batch") -> bytes:
+    if door == "v1":
+        created = datetime.now(UTC).isoformat()
+        payload = {"created_at": created, "batch": [v1_event(e, created) for e in batch]}
+        return gzip.compress(orjson.dumps(payload), 1)
     return gzip.compress(orjson.dumps({"api_key": TOKEN, "batch": batch}), 1)
 
 
-def fresh_body(batch: list[dict[str, Any]]) -> bytes:
+def v1_event(event: dict[str, Any], now: str) -> dict[str, Any]:
+    """An event in Capture v1's shape, as posthog-python's v1 mode sends it."""
+    properties = {k: v for k, v in event["properties"].items() if k not in ("$lib", "$lib_version")}
+    shaped = {
+        "event": event["event"],
+        "uuid": event["uuid"],
+        "distinct_id": event["distinct_id"],
+        "timestamp": event.get("timestamp", now),
+        "options": {},
+        "properties": properties,
+    }
+    if isinstance(properties.get("$session_id"), str):
+        shaped["session_id"] = properties.pop("$session_id")
+    return shaped
+
+
+def fresh_body(batch: list[dict[str, Any]], door: str = "batch") -> bytes:
     """The batch as new events: fresh uuids, sent now."""
     now = datetime.now(UTC).isoformat()
     for event in batch:
         event["uuid"] = str(uuid.uuid4())
         event["timestamp"] = now
-    return body(batch)
+    return body(batch, door)
 
 
 def load_worker(url: str, seed: int, args: argparse.Namespace, queue: Any) -> None:
@@ -186,32 +219,37 @@ def load_worker(url: str, seed: int, args: argparse.Namespace, queue: Any) -> No
     queue.put((sent, latencies))
 
 
-def wrk_bodies(args: argparse.Namespace) -> Iterator[bytes]:
+def wrk_bodies(args: argparse.Namespace, door: str) -> Iterator[bytes]:
     """The bodies wrk posts: the same 400 per client as the Python load, or with
     `--unique` `--bodies` distinct ones, the simulation's batches with fresh uuids."""
     if not args.unique:
         for seed in range(args.clients):
-            yield from (body(batch) for batch in make_batches(400, seed, args.traffic))
+            yield from (body(batch, door) for batch in make_batches(400, seed, args.traffic))
         return
     batches = make_batches(400, 0, args.traffic)
     for index in range(args.bodies):
-        yield fresh_body(batches[index % len(batches)])
+        yield fresh_body(batches[index % len(batches)], door)
 
 
-def write_wrk_files(work: Path, args: argparse.Namespace) -> dict[str, str]:
+def write_wrk_files(work: Path, args: argparse.Namespace, door: str) -> dict[str, str]:
     (work / "post.lua").write_text(WRK_SCRIPT)
     lengths = []
-    with (work / "bodies.bin").open("wb") as out:
-        for content in wrk_bodies(args):
+    with (work / f"bodies-{door}.bin").open("wb") as out:
+        for content in wrk_bodies(args, door):
             out.write(content)
             lengths.append(str(len(content)))
-    (work / "lengths.txt").write_text("\n".join(lengths) + "\n")
-    return {"BENCH_BODIES": str(work / "bodies.bin"), "BENCH_LENGTHS": str(work / "lengths.txt")}
+    (work / f"lengths-{door}.txt").write_text("\n".join(lengths) + "\n")
+    files = {
+        "BENCH_BODIES": str(work / f"bodies-{door}.bin"),
+        "BENCH_LENGTHS": str(work / f"lengths-{door}.txt"),
+    }
+    return {**files, "BENCH_AUTH": f"Bearer {TOKEN}"} if door == "v1" else files
 
 
 def drive_wrk(url: str, work: Path, args: argparse.Namespace) -> tuple[float, float, float]:
     """Post with wrk; a request counts when it was answered 200 (a 503 is not)."""
-    environment = {**os.environ, **args.wrk_files}
+    door = "v1" if url.endswith(DOOR_PATHS["v1"]) else "batch"
+    environment = {**os.environ, **args.wrk_files[door]}
     completed = subprocess.run(
         [
             "wrk",
@@ -294,11 +332,14 @@ def drive(url: str, args: argparse.Namespace) -> tuple[float, float, float]:
     return sent / args.duration, p50, p99
 
 
-def serve_and_drive(kind: str, work: Path, port: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Run `eventplan serve` on one backend under the load; what it took and stored."""
+def serve_and_drive(
+    kind: str, work: Path, port: int, args: argparse.Namespace, door: str = "batch"
+) -> dict[str, Any]:
+    """Run `eventplan serve` on one backend under the load through one door; what it
+    took and stored."""
     from eventplan.store import open_store
 
-    path = work / ("eventplan.duckdb" if kind == "duckdb" else "clickhouse")
+    path = work / (f"{door}.duckdb" if kind == "duckdb" else f"clickhouse-{door}")
     db = str(path) if kind == "duckdb" else f"chdb:{path}"
     server = subprocess.Popen(
         [
@@ -318,7 +359,7 @@ def serve_and_drive(kind: str, work: Path, port: int, args: argparse.Namespace) 
     )
     wait_healthy(f"http://127.0.0.1:{port}/batch/")
     cpu_before = cpu_seconds(server.pid)
-    rate, p50, p99 = drive(f"http://127.0.0.1:{port}/batch/", args)
+    rate, p50, p99 = drive(f"http://127.0.0.1:{port}{DOOR_PATHS[door]}", args)
     cpu = cpu_seconds(server.pid) - cpu_before
     health = httpx.get(f"http://127.0.0.1:{port}/_health", timeout=60).json()
     rss = peak_rss_mb(server.pid)
@@ -328,8 +369,10 @@ def serve_and_drive(kind: str, work: Path, port: int, args: argparse.Namespace) 
     stored = int(store.sql("SELECT count(*) FROM events_data")[1][0][0])
     store.close()
     files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    name = "DuckDB file" if kind == "duckdb" else "ClickHouse (chDB)"
     return {
-        "name": "DuckDB file" if kind == "duckdb" else "ClickHouse (chDB)",
+        "name": name + (", Capture v1" if door == "v1" else ""),
+        "door": door,
         "rate": rate,
         "p50": p50,
         "p99": p99,
@@ -370,13 +413,21 @@ def main() -> None:
         default="samples",
         help="Random plan-shaped samples, or the OpenChat simulation's users.",
     )
+    parser.add_argument(
+        "--doors",
+        default="batch",
+        help="Comma-separated: batch (/batch/), v1 (Capture v1; needs wrk).",
+    )
     args = parser.parse_args()
+    doors = args.doors.split(",")
+    if "v1" in doors and args.load != "wrk":
+        parser.error("--doors v1 needs --load wrk")
     work = Path(tempfile.mkdtemp(prefix="eventplan-bench-"))
     console = Console(width=150)
     args.work = work
     try:
         if args.load == "wrk":
-            args.wrk_files = write_wrk_files(work, args)
+            args.wrk_files = {door: write_wrk_files(work, args, door) for door in doors}
         port = 18431
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)])
         wait_healthy(f"http://127.0.0.1:{port}/batch/")
@@ -389,9 +440,10 @@ def main() -> None:
         bare.send_signal(signal.SIGTERM)
         bare.wait()
 
+        runs = [(kind, door) for kind in args.backends.split(",") for door in doors]
         servers = [
-            serve_and_drive(kind, work, port + number, args)
-            for number, kind in enumerate(args.backends.split(","), start=1)
+            serve_and_drive(kind, work, port + number, args, door)
+            for number, (kind, door) in enumerate(runs, start=1)
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -425,6 +477,14 @@ def main() -> None:
             f"{result['rate'] / bare_rate:.2f}",
         )
     console.print(table)
+    by_run = {(r["name"].split(",")[0], r["door"]): r for r in servers}
+    for (name, door), result in by_run.items():
+        batch = by_run.get((name, "batch"))
+        if door == "v1" and batch is not None:
+            console.print(
+                f"{name}: Capture v1 acknowledged {result['rate'] / batch['rate']:.2f}x the "
+                f"events/s of /batch/ ({result['rate']:,.0f} vs {batch['rate']:,.0f})"
+            )
     for result in servers:
         console.print(
             f"{result['name']}: acknowledged {result['acknowledged']:,} events, stored "

@@ -84,13 +84,17 @@ class RunningServer:
         self.process.wait(timeout=30)
         self.process = None
 
-    def sql(self, query: str) -> list[list[Any]]:
-        response = httpx.post(
-            f"{self.url}/api/sql",
-            json={"query": query},
+    def api_post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST `body` to the data API with the personal API key."""
+        return httpx.post(
+            f"{self.url}{path}",
+            json=body,
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=30,
         )
+
+    def sql(self, query: str) -> list[list[Any]]:
+        response = self.api_post("/api/sql", {"query": query})
         assert response.status_code == 200, response.text
         return list(response.json()["results"])
 

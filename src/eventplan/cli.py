@@ -1347,10 +1347,13 @@ def forward_retry(db: str, api_key: str | None) -> None:
 @DB_OPTION
 @click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--include-bots", is_flag=True, help="Count bots' events too.")
 @PROJECT_OPTION
-def coverage(db: str, plan: Path, as_json: bool, project: str | None) -> None:
+def coverage(db: str, plan: Path, as_json: bool, include_bots: bool, project: str | None) -> None:
     """The plan against what arrived: volumes, never seen, unplanned, properties never sent."""
-    report = _asked(db, _load(plan), project, lambda asked: asked.coverage())
+    report = _asked(
+        db, _load(plan), project, lambda asked: asked.coverage(include_bots=include_bots)
+    )
     if as_json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
         return

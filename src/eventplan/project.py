@@ -23,7 +23,6 @@ from eventplan.errors import EventplanError
 from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
-from eventplan.plan.validator import Verdict
 from eventplan.query.alerts import AlertResult, check_alerts
 from eventplan.query.coverage import coverage
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
@@ -126,12 +125,6 @@ class Project:
                 )
             )
         return stored
-
-    def verdicts(self, events: list[LoggedEvent]) -> list[Verdict]:
-        """The verdict each logged event will be stored with, its properties left as
-        they are (Capture v1 answers with them before the writer judges)."""
-        judge = self.judge_of_plan
-        return [judge.verdict(e.event, e.properties, e.user_agent) for e in events]
 
     def logged(
         self,

@@ -47,6 +47,9 @@ BACKGROUND_STOP_SECONDS = 3.0
 # How long shutdown lets the writer store what is acknowledged; the rest stays in the
 # log and is replayed on the next start. Together these keep SIGTERM within 10 s.
 STOP_FLUSH_SECONDS = 4.0
+# Events judged at the door (Capture v1) the writer is handed as judged, at most: about
+# 2 KB each in memory, against 6 µs each to read back from the log and judge again.
+HOLD_JUDGED_EVENTS = 100_000
 # Rows a SQL answer holds at most; `hasMore` says when there were more.
 MAX_API_ROWS = 100_000
 
@@ -203,15 +206,17 @@ class Server:
 
     async def accept_v1(self, body: bytes, request: CaptureRequest) -> dict[str, Any]:
         """Capture v1: log what can be read, and answer each event by its uuid, with the
-        verdict the writer will store it with. Events the log could not take are
-        `retry`; a request that cannot be read at all is a CaptureError."""
+        verdict it is stored with. The answer needs the verdicts, so the events are
+        judged here, and the writer stores them as judged (the log still holds them as
+        sent). Events the log could not take are `retry`; a request that cannot be
+        read at all is a CaptureError."""
         ingested = self._ingest(body, request)
-        uuids = ingested.sent_uuids
+        judged = self._judged(ingested.events)  # after the log's record was encoded
         try:
-            await self._log(ingested)
+            await self._log(ingested, judged)
         except Unavailable as exc:
-            return results(uuids, ingested.dropped, None, retry_reason=exc.message)
-        return results(uuids, ingested.dropped, ingested.project.verdicts(ingested.events))
+            return results(ingested.sent_uuids, ingested.dropped, None, retry_reason=exc.message)
+        return results(ingested.sent_uuids, ingested.dropped, judged)
 
     def _ingest(
         self, body: bytes, request: CaptureRequest, event_limit: int | None = None
@@ -231,15 +236,16 @@ class Server:
         largest events an endpoint takes when that is more."""
         return max(self.settings.max_body_bytes, 2 * (event_limit or 0))
 
-    async def _log(self, ingested: Ingested) -> None:
-        """Make `ingested` durable in the log, then hand it to the writer and the live
-        feed; Unavailable when the log cannot take it."""
+    async def _log(self, ingested: Ingested, judged: list[StoredEvent] | None = None) -> None:
+        """Make `ingested` durable in the log, then hand it (and its events `judged`,
+        if they are) to the writer and the live feed; Unavailable when the log cannot
+        take it."""
         if ingested.events:
-            await self._append(ingested)
+            await self._append(ingested, judged)
         self.counters["requests_ok"] += 1
         self.counters["events_accepted"] += len(ingested.events)
 
-    async def _append(self, ingested: Ingested) -> None:
+    async def _append(self, ingested: Ingested, judged: list[StoredEvent] | None) -> None:
         try:
             seq = await self.wal.append(ingested.record)
         except LogFull as exc:
@@ -250,8 +256,14 @@ class Server:
             raise Unavailable(
                 f"the server could not write the events to disk ({exc.strerror or exc}); retry", 5
             ) from exc
-        self.writer.submit(seq, len(ingested.events))
-        if self.live.watching(ingested.project.name):  # not awaited: the answer goes now
+        # Judged events wait in memory for the writer only while few wait; past that
+        # the writer reads them back from the log, as it does every other record.
+        held = judged if self.writer.pending_events < HOLD_JUDGED_EVENTS else None
+        self.writer.submit(seq, len(ingested.events), held)
+        if judged is not None:
+            self._count(judged)
+            self.live.publish(judged)
+        elif self.live.watching(ingested.project.name):  # not awaited: the answer goes now
             asyncio.get_running_loop().run_in_executor(
                 self._live_judge, self._show_live, ingested.project, ingested.events
             )
@@ -260,6 +272,11 @@ class Server:
         """Logged events judged by their projects' plans (the writer's thread asks), and
         their verdicts counted. An event of a project no longer configured is refused,
         and the writer sets it aside."""
+        judged = self._judged(events)
+        self._count(judged)
+        return judged
+
+    def _judged(self, events: list[LoggedEvent]) -> list[StoredEvent]:
         judged: list[StoredEvent] = []
         start = 0
         for end in range(1, len(events) + 1):  # each run of one project's events at once
@@ -269,9 +286,11 @@ class Server:
                     raise UnknownProject(f"no project {events[start].project!r} in this server")
                 judged += project.judge(events[start:end])
                 start = end
+        return judged
+
+    def _count(self, judged: list[StoredEvent]) -> None:
         for event in judged:
             self.counters[f"events_{event.verdict}"] += 1
-        return judged
 
     def _show_live(self, project: Project, events: list[LoggedEvent]) -> None:
         """Judge a request's events for the live feed, beside the writer: under load the

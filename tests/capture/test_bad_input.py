@@ -75,15 +75,21 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("path", ["/batch/", "/i/v0/ai/batch/"], ids=["batch", "ai-lane"])
 @pytest.mark.parametrize(
     ("body", "headers", "status", "message"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
 def test_bad_requests_get_a_clear_4xx(
-    server: RunningServer, body: bytes, headers: dict[str, str], status: int, message: str
+    server: RunningServer,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    message: str,
 ) -> None:
-    response = httpx.post(f"{server.url}/batch/", content=body, headers=headers, timeout=30)
+    response = httpx.post(f"{server.url}{path}", content=body, headers=headers, timeout=30)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
     assert response.json()["status"] == status

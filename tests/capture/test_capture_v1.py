@@ -188,9 +188,14 @@ def test_compressed_bodies_are_read_by_their_bytes(
         ({}, b"\x28\xb5\x2f\xfd garbage", 400, "not valid zstd"),
         ({}, b"x\x9c garbage", 400, "not valid deflate"),
         ({}, b"{not json", 400, "not valid JSON"),
+        ({}, b"", 400, "no body"),
+        ({}, gzip.compress(b'{"batch": []}')[:12], 400, "truncated"),
+        ({}, b"[" * 100_000 + b"]" * 100_000, 400, "nests too"),
+        ({}, b'{"batch": [5]}', 400, "no `uuid`"),
+        ({}, json.dumps({"batch": [{"uuid": "u"}] * 20_001}).encode(), 413, "the limit is 20000"),
     ],
 )
-def test_a_request_that_cannot_be_read_is_a_clear_4xx(
+def test_a_request_that_cannot_be_read_is_a_clear_4xx_and_never_a_5xx(
     server: RunningServer, headers: dict[str, str], body: bytes | None, status: int, says: str
 ) -> None:
     response = post_v1(server, [v1_event("nobody")], content=body, **headers)

@@ -70,23 +70,8 @@ def test_posthog_js_events_arrive(
             member=json.dumps(member),
         )
     )
-    browser = subprocess.Popen(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-blink-features=AutomationControlled",
-            f"--user-agent={USER_AGENT}",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--remote-debugging-port=0",
-            f"{base}/index.html?utm_source=newsletter&utm_medium=email",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    browser = open_in_chromium(
+        chromium, f"{base}/index.html?utm_source=newsletter&utm_medium=email", tmp_path, USER_AGENT
     )
     try:
         where = f"properties->>'workspace_id' = '{run}'"
@@ -119,3 +104,103 @@ def test_posthog_js_events_arrive(
     clicked = json.loads(str(by_event["marketing.cta_clicked"][0][4]))
     assert clicked["$groups"] == {"workspace": "ws-js"}
     assert "token" in clicked and "$ip" not in clicked
+
+
+def open_in_chromium(
+    chromium: str, url: str, tmp_path: Path, agent: str
+) -> subprocess.Popen[bytes]:
+    """Headless Chromium on `url` with the user agent `agent` and no automation flag."""
+    return subprocess.Popen(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-blink-features=AutomationControlled",
+            f"--user-agent={agent}",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--remote-debugging-port=0",
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+BOT_PAGE = """<!doctype html>
+<html><head><title>OpenChat</title><script src="/posthog.js"></script></head>
+<body><script>
+  posthog.init({token}, {{ api_host: {api_host}, opt_out_useragent_filter: {opt_out} }});
+  posthog.register({{ app: "openchat-web", workspace_id: {run} }});
+  posthog.capture("marketing.cta_clicked", {{ cta_id: "hero_try_openchat", section: "hero" }});
+</script></body></html>
+"""
+
+
+@pytest.mark.parametrize(
+    ("agent", "opt_out", "bot"),
+    [
+        # A crawler posthog-js knows: sent only with opt_out_useragent_filter, and
+        # then marked by posthog-js itself ($browser_type: "bot").
+        (
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            True,
+            "Googlebot",
+        ),
+        # An uptime check in a real Chrome that posthog-js does not know: sent as a
+        # person's, and told apart here by the crawler list.
+        (USER_AGENT + " Checkly/1.0 (https://www.checklyhq.com)", False, "Checkly"),
+    ],
+    ids=["known-to-posthog-js", "unknown-to-posthog-js"],
+)
+def test_a_bots_events_are_labelled_at_capture(
+    server: RunningServer,
+    site: tuple[str, Path],
+    tmp_path: Path,
+    agent: str,
+    opt_out: bool,
+    bot: str,
+) -> None:
+    chromium = require_tool("chromium", "chromium")
+    base, root = site
+    run = f"bot-{uuid.uuid4()}"
+    (root / "bot.html").write_text(
+        BOT_PAGE.format(
+            token=json.dumps(TOKEN),
+            api_host=json.dumps(server.url),
+            opt_out=json.dumps(opt_out),
+            run=json.dumps(run),
+        )
+    )
+    browser = open_in_chromium(chromium, f"{base}/bot.html", tmp_path, agent)
+    try:
+        where = f"properties->>'workspace_id' = '{run}'"
+        server.wait_for_count(f"{where} AND event = 'marketing.cta_clicked'", 1, timeout=90)
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+    rows = server.sql(f"SELECT properties FROM events WHERE {where}")
+    labels = {
+        (p.get("$eventplan_bot"), p.get("$eventplan_bot_name"))
+        for p in (json.loads(row[0]) for row in rows)
+    }
+    assert labels == {(True, bot)}
+    # The query API leaves bots out: over this run's clicks, a trend counts none.
+    query = {
+        "kind": "TrendsQuery",
+        "series": [
+            {
+                "kind": "EventsNode",
+                "event": "marketing.cta_clicked",
+                "properties": [{"key": "workspace_id", "value": run, "operator": "exact"}],
+            }
+        ],
+        "dateRange": {"date_from": "-1d"},
+    }
+    answer = server.api_post("/api/projects/1/query/", {"query": query})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["results"][0]["count"] == 0 < len(rows)

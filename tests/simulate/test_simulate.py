@@ -230,10 +230,9 @@ def test_sending_through_posthog_python_lands_every_event(
     expected = len(out.read_text().splitlines())
     sent = runner.invoke(cli, ["simulate", *args, "--host", server.url, "--token", TOKEN])
     assert sent.exit_code == 0, sent.output
-    server.wait_for_count("distinct_id LIKE 'user-%' OR distinct_id LIKE 'anon-%'", expected)
-    [[count]] = server.sql(
-        "SELECT count(*) FROM events WHERE distinct_id LIKE 'user-%' OR distinct_id LIKE 'anon-%'"
-    )
+    simulated = "distinct_id LIKE 'user-%' OR distinct_id LIKE 'anon-%' OR distinct_id LIKE 'bot-%'"
+    server.wait_for_count(simulated, expected)
+    [[count]] = server.sql(f"SELECT count(*) FROM events WHERE {simulated}")
     assert count == expected
 
 

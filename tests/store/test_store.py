@@ -16,6 +16,7 @@ import pytest
 
 from eventplan.errors import EventplanError
 from eventplan.plan import Plan
+from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.validator import Violation
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
@@ -203,9 +204,9 @@ def test_quarantine_holds_back_bad_events_until_a_replay(store: Store, openchat_
     assert count(store, "distinct_id = 'held'") == 1
 
 
-def test_the_outbox_delivers_retries_fails_and_requeues(store: Store) -> None:
+def test_the_outbox_delivers_retries_fails_and_requeues(store: Store, openchat_plan: Plan) -> None:
     events = [stored(distinct_id=f"f{i}") for i in range(4)]
-    store.insert(events, 1, forward={"openchat": frozenset({"valid"})})
+    store.insert(events, 1, forward={"openchat": ForwardRules(openchat_plan)})
     due = store.outbox_due("openchat", 10)
     assert sorted(u for u, _, _ in due) == sorted(e.uuid for e in events)
     assert all('"$eventplan_verdict":"valid"' in payload for _, payload, _ in due)

@@ -160,6 +160,29 @@ def test_changing_the_date_range_requeries(page: Page, ui_server: RunningServer)
     assert day != month
 
 
+def test_bots_are_left_out_until_the_toggle_brings_them_in(
+    page: Page, ui_server: RunningServer
+) -> None:
+    """The simulated crawler and uptime check visit the landing page; the landing
+    visits count people only until "Include bots" is ticked, as the API counts."""
+    page.goto(f"{ui_server.url}/dashboards/acquisition_to_activation")
+    wait_loaded(page)
+    people = sum(panel_totals(page, "landing_visits").values())
+    page.check("input[name=bots]")
+    with_bots = page.locator('.panel[data-insight=landing_visits][data-loaded*="bots=1"]')
+    expect(with_bots).to_have_count(1, timeout=60_000)
+    everyone = sum(panel_totals(page, "landing_visits").values())
+    path = "/api/dashboards/acquisition_to_activation/insights/landing_visits?date_from=-30d"
+    assert people == sum(api_totals(api(ui_server, path)).values())
+    assert everyone == sum(api_totals(api(ui_server, path + "&bots=1")).values())
+    [[bots]] = ui_server.sql(
+        "SELECT count(*) FROM events WHERE event = 'marketing.visit_landing' "
+        """AND properties->>'$."$eventplan_bot"' = 'true' """
+        "AND timestamp >= date_trunc('day', now() - INTERVAL 30 DAY)"
+    )
+    assert everyone - people == bots > 0
+
+
 def test_live_feed_shows_captured_events_with_their_verdict(
     page: Page, ui_server: RunningServer
 ) -> None:
@@ -186,6 +209,15 @@ def test_live_feed_shows_captured_events_with_their_verdict(
     invalid = page.locator("#live tbody tr.invalid", has_text=person)
     assert "limit: expected integer" in invalid.inner_text()
     assert "window_ms: required" in invalid.inner_text()
+    marked = page.locator("#live tbody tr", has_text=person).locator(".bot")
+    assert marked.count() == 0  # people's events carry no bot mark
+    crawler = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
+    client.capture(
+        "chat.rate_limited",
+        distinct_id=person,
+        properties={"app": "openchat-server", "chat_id": "c", "$raw_user_agent": crawler},
+    )
+    expect(marked).to_have_text("bot: bingbot", timeout=15_000)
 
 
 def test_hostile_text_on_the_live_page_is_isolated_and_cut(

@@ -12,7 +12,7 @@ import os
 import re
 import time
 import uuid as uuidlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -46,6 +46,16 @@ class IncomingEvent:
     properties: dict[str, Any]
     set: dict[str, Any] | None
     set_once: dict[str, Any] | None
+
+
+@dataclass
+class Batch:
+    """A request's events as read. Capture v1 also keeps each one's uuid as the client
+    wrote it (its answer is keyed by them), and the events it refused one by one."""
+
+    events: list[IncomingEvent] = field(default_factory=list)
+    sent_uuids: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # uuid → why
 
 
 def now_us() -> int:
@@ -173,12 +183,16 @@ def normalize(
     events: list[Any], envelope: dict[str, Any], query: dict[str, str], received_us: int
 ) -> list[IncomingEvent]:
     """Check and normalize every event; the whole request fails on the first bad one."""
+    check_count(events)
+    sent_at = sent_at_of(envelope, query)
+    return [normalize_one(index, raw, sent_at, received_us) for index, raw in enumerate(events)]
+
+
+def check_count(events: list[Any]) -> None:
     if len(events) > MAX_EVENTS_PER_REQUEST:
         raise PayloadTooLarge(
             f"{len(events)} events in one request; the limit is {MAX_EVENTS_PER_REQUEST}"
         )
-    sent_at = sent_at_of(envelope, query)
-    return [normalize_one(index, raw, sent_at, received_us) for index, raw in enumerate(events)]
 
 
 def sent_at_of(envelope: dict[str, Any], query: dict[str, str]) -> int | None:

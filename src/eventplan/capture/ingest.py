@@ -19,8 +19,14 @@ from eventplan.capture.bots import browser_agent
 from eventplan.capture.decode import decode_body
 from eventplan.capture.enrich import TrustedProxies, ip_hash
 from eventplan.capture.errors import PayloadTooLarge, Unauthorized, Unavailable
-from eventplan.capture.events import find_token, normalize, split_payload, wide_ints_as_floats
-from eventplan.capture.v1 import V1Batch, V1Headers, read_batch
+from eventplan.capture.events import (
+    Batch,
+    find_token,
+    normalize,
+    split_payload,
+    wide_ints_as_floats,
+)
+from eventplan.capture.v1 import V1Headers, read_batch
 from eventplan.project import Project
 from eventplan.store.records import LoggedEvent, encode_logged
 
@@ -124,7 +130,7 @@ class Ingestor:
         else:
             raw_events, fields = split_payload(payload)
             project = self.project_for(find_token(raw_events, fields))
-            batch = V1Batch(normalize(raw_events, fields, request.query, envelope.received_us))
+            batch = Batch(normalize(raw_events, fields, request.query, envelope.received_us))
         logged = project.logged(
             batch.events, envelope.ip_hash, envelope.received_us, envelope.user_agent
         )

@@ -42,10 +42,10 @@ class Judge:
             self.enricher.enrich(name, properties, user_agent)
         return self.validator.check_properties(name, properties)
 
-    def verdict(self, name: Any, properties: Any, user_agent: str | None = None) -> Verdict:
+    def verdict(self, name: Any, properties: Any) -> Verdict:
         """The verdict on an event as sent, its properties left as they are."""
         copied = dict(properties) if isinstance(properties, Mapping) else properties
-        return self.enrich_and_judge(name, copied, user_agent)
+        return self.enrich_and_judge(name, copied)
 
     def rejudge_stored(
         self, name: str, properties: dict[str, Any], captured: list[Violation]

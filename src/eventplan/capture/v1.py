@@ -8,19 +8,21 @@ event carries `options` (typed sentinels) and its `session_id` / `window_id` at 
 top level, and no `$lib` / `$lib_version` (the header names them). Here each event is
 put back into the `/batch/` shape, so one pipeline reads both.
 
-The answer is per event, by uuid: `ok` and `warning` end the event's delivery, `drop`
-too (the SDK reports it), `retry` has the SDK send it again. Beyond PostHog, each
-result carries `eventplan`: the plan's verdict and violations, for the SDK's debug log.
+The answer is per event, by uuid: `ok` (valid by the plan) and `warning` (it breaks
+the plan) end the event's delivery, `drop` too (it could not be read; the SDK reports
+it), `retry` has the SDK send it again. Beyond PostHog, each result carries
+`eventplan`: the plan's verdict and violations, for the SDK's debug log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from eventplan.capture.errors import BadRequest, Unauthorized
-from eventplan.capture.events import IncomingEvent, normalize_one, parse_time_us
-from eventplan.plan.validator import Verdict
+from eventplan.capture.events import Batch, check_count, normalize_one, parse_time_us
+from eventplan.plan.validator import Violation
+from eventplan.store.records import StoredEvent
 
 V1_PATH: Final = "/i/v1/analytics/events"
 # v1's typed options, back under the property names the `/batch/` shape uses.
@@ -58,25 +60,16 @@ class V1Headers:
         return library
 
 
-@dataclass
-class V1Batch:
-    """A v1 request's events: those read (with each one's uuid as the client wrote it,
-    which the answer is keyed by), and those refused one by one (uuid → why)."""
-
-    events: list[IncomingEvent] = field(default_factory=list)
-    sent_uuids: list[str] = field(default_factory=list)
-    dropped: dict[str, str] = field(default_factory=dict)
-
-
-def read_batch(payload: Any, headers: V1Headers, received_us: int) -> V1Batch:
+def read_batch(payload: Any, headers: V1Headers, received_us: int) -> Batch:
     """The events of a v1 body. A body that is not a v1 batch, or an event without a
     uuid to answer it by, is a BadRequest; any other bad event is dropped alone."""
     if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
         raise BadRequest("a Capture v1 body is an object with a `batch` array of events")
+    check_count(payload["batch"])
     # The attempt's own send time, so a retried request corrects the skew it has now.
     sent_at = parse_time_us(headers.request_timestamp) or parse_time_us(payload.get("created_at"))
     library = headers.library()
-    read = V1Batch()
+    read = Batch()
     for index, raw in enumerate(payload["batch"]):
         uuid = raw.get("uuid") if isinstance(raw, dict) else None
         if not isinstance(uuid, str) or not uuid:
@@ -92,27 +85,34 @@ def read_batch(payload: Any, headers: V1Headers, received_us: int) -> V1Batch:
 
 
 def as_batch_event(index: int, raw: dict[str, Any], library: dict[str, str]) -> dict[str, Any]:
-    """A v1 event in the `/batch/` shape: options and top-level ids as properties."""
-    properties = raw.get("properties", {})
-    options = raw.get("options", {})
-    if not isinstance(properties, dict):
+    """A v1 event in the `/batch/` shape, in place: options and top-level ids become
+    properties, and `$lib` / `$lib_version` come from the header unless sent."""
+    properties = raw.get("properties")
+    if properties is None:
+        properties = raw["properties"] = {}
+    elif not isinstance(properties, dict):
         raise BadRequest(f"event {index}: `properties` must be an object")
-    if not isinstance(options, dict):
+    options = raw.get("options")
+    if options:
+        if not isinstance(options, dict):
+            raise BadRequest(f"event {index}: `options` must be an object")
+        for key, name in OPTION_PROPERTIES.items():
+            if options.get(key) is not None:
+                properties[name] = options[key]
+    elif options is not None and not isinstance(options, dict):
         raise BadRequest(f"event {index}: `options` must be an object")
-    properties = {**library, **properties}
-    for key, name in OPTION_PROPERTIES.items():
-        if options.get(key) is not None:
-            properties[name] = options[key]
     for key, name in TOP_LEVEL_PROPERTIES.items():
         if isinstance(raw.get(key), str):
             properties[name] = raw[key]
-    return {**raw, "properties": properties}
+    for key, value in library.items():
+        properties.setdefault(key, value)
+    return raw
 
 
 def results(
     uuids: list[str],
     dropped: dict[str, str],
-    verdicts: list[Verdict] | None,
+    judged: list[StoredEvent] | None,
     retry_reason: str | None = None,
 ) -> dict[str, Any]:
     """The per-event answer: `drop` for each of `dropped`; for the events read
@@ -121,21 +121,22 @@ def results(
     answer: dict[str, dict[str, Any]] = {
         uuid: {"result": "drop", "details": reason} for uuid, reason in dropped.items()
     }
-    if verdicts is None:
+    if judged is None:
         for uuid in uuids:
             answer[uuid] = {"result": "retry", "details": retry_reason}
         return {"results": answer}
-    for uuid, verdict in zip(uuids, verdicts, strict=True):
+    for uuid, event in zip(uuids, judged, strict=True):
+        violations = event.violations or []
         answer[uuid] = {
-            "result": "ok" if verdict.verdict == "valid" else "warning",
-            "details": _summary(verdict),
-            "eventplan": {"verdict": verdict.verdict, "violations": list(verdict.violations)},
+            "result": "ok" if event.verdict == "valid" else "warning",
+            "details": _summary(event.verdict, violations),
+            "eventplan": {"verdict": event.verdict, "violations": violations},
         }
     return {"results": answer}
 
 
-def _summary(verdict: Verdict) -> str | None:
-    if verdict.verdict == "valid":
+def _summary(verdict: str, violations: list[Violation]) -> str | None:
+    if verdict == "valid":
         return None
-    messages = "; ".join(v.message for v in verdict.violations if v.severity == "error")
-    return f"{verdict.verdict}: {messages}" if messages else verdict.verdict
+    messages = "; ".join(v.message for v in violations if v.severity == "error")
+    return f"{verdict}: {messages}" if messages else verdict

@@ -347,7 +347,7 @@ class _Reader:
         if sample is not None and not 0 < sample <= 1:
             self.error(
                 spec.line_of("sample"),
-                "bad_bound",
+                "bad_sample",
                 f"{where}: sample {sample} must be above 0 and at most 1 (a share of people)",
             )
             sample = None

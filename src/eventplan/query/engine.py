@@ -597,9 +597,11 @@ def invalid_counts(
 ) -> dict[str, tuple[int, int]]:
     """Per event name: (events, events that break the plan) received in [start, end),
     of one project (None: every project), of `events` only when given. The invalid
-    share in warnings and in the data-quality alert both come from here."""
-    invalid = Compiler(store.columns, store.dialect).dialect.count_if("verdict <> 'valid'")
-    where = ["timestamp >= ?", "timestamp < ?"]
+    share in warnings and in the data-quality alert both come from here. Bots' events
+    are not counted, as dashboards and alerts leave them out."""
+    compiler = Compiler(store.columns, store.dialect)
+    invalid = compiler.dialect.count_if("verdict <> 'valid'")
+    where = ["timestamp >= ?", "timestamp < ?", compiler.people_only()]
     params: list[Any] = [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
     if project is not None:
         where.append("project = ?")
@@ -608,7 +610,7 @@ def invalid_counts(
         where.append(f"event IN ({', '.join('?' for _ in events)})")
         params.extend(events)
     _, rows = store.sql(
-        f"SELECT event, count(*), {invalid} FROM events_data "
+        f"SELECT event, count(*), {invalid} FROM events_data e "
         f"WHERE {' AND '.join(where)} GROUP BY event ORDER BY event",
         params,
     )

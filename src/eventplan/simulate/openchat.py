@@ -100,6 +100,13 @@ class Incident:
         return begin <= moment < begin + self.hours * HOUR_US
 
 
+BOT_AGENTS = {
+    "crawler": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "uptime": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Checkly/1.0 (https://www.checklyhq.com)",
+}
+
+
 @dataclass
 class Simulation:
     plan: Plan
@@ -133,6 +140,7 @@ class Simulation:
             for order, event in enumerate(user.journey()):
                 stream.append((event["_ts"], index * 1_000_000 + order, event))
         stream.extend(self._polling_failures(start))
+        stream.extend(self._bots(start))
         stream.sort(key=lambda item: (item[0], item[1]))
         rng = random.Random(f"{self.seed}:broken")
         for timestamp, _, event in stream:
@@ -165,6 +173,35 @@ class Simulation:
                     has_api_key=True,
                 )
                 extra.append((moment, -1 - len(extra), event))
+        return extra
+
+    def _bots(self, start: int) -> list[tuple[int, int, dict[str, Any]]]:
+        """Crawlers and monitors on the landing page, as posthog-js sends them: a
+        search crawler a few times a day (with `opt_out_useragent_filter`, posthog-js
+        marks it), an uptime check in a real Chrome every hour (posthog-js does not
+        know it). Capture labels both; dashboards leave them out by default."""
+        extra: list[tuple[int, int, dict[str, Any]]] = []
+        rng = random.Random(f"{self.seed}:bots")
+        visits = [(BOT_AGENTS["crawler"], hour) for hour in (3, 11, 19)]
+        visits += [(BOT_AGENTS["uptime"], hour) for hour in range(24)]
+        for day in range(self.days):
+            for number, (agent, hour) in enumerate(visits):
+                moment = start + day * DAY_US + hour * HOUR_US + rng.randrange(HOUR_US)
+                bot = _User(self, number, rng, start)
+                bot.distinct_id = f"bot-{number}-{day}"
+                props = {
+                    "referrer_url": "direct",
+                    "referrer_domain": "direct",
+                    "entry_path": "/",
+                    "$current_url": "https://openchat.example/",
+                    "$raw_user_agent": agent,
+                    **({"$browser_type": "bot"} if agent == BOT_AGENTS["crawler"] else {}),
+                }
+                for offset, name in enumerate(("$pageview", "marketing.visit_landing")):
+                    event = bot.web(name, moment + offset * 1_000_000, **props)
+                    if name == "marketing.visit_landing":
+                        event["properties"]["session_is_guest"] = True
+                    extra.append((event["_ts"], -10_000_000 - len(extra), event))
         return extra
 
 

@@ -153,7 +153,7 @@ class BackgroundWriter:
         self.interval, self.max_wait = interval, max_wait
         self.stats = WriterStats(stored_seq=store.wal_seq())
         wal.continue_after(self.stats.stored_seq)
-        self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, int, list[StoredEvent] | None] | None] = queue.Queue()
         self._log = wal.reader()
         self._pending_events = 0
         self._pending_lock = threading.Lock()
@@ -251,13 +251,16 @@ class BackgroundWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, seq: int, count: int) -> None:
-        """Hand over durable log record `seq`, of `count` events."""
+    def submit(self, seq: int, count: int, judged: list[StoredEvent] | None = None) -> None:
+        """Hand over durable log record `seq`, of `count` events, and its events
+        `judged` already when a door had to judge them (Capture v1 answers with the
+        verdicts): then they are not read back and judged again, unless an insert
+        fails and is retried from the log."""
         with self._pending_lock:
             self._pending_events += count
         self._waiting.append((seq, time.monotonic()))
         self._idle.clear()
-        self._queue.put((seq, count))
+        self._queue.put((seq, count, judged))
 
     def flush(self, timeout: float = 60.0, while_failing: bool = True) -> bool:
         """Wait until everything submitted so far is in the store (or, unless
