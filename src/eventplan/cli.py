@@ -23,7 +23,7 @@ from eventplan.plan import load_plan
 from eventplan.plan.lint import lint_file
 from eventplan.plan.schema import event_schema, plan_schemas
 from eventplan.plan.validator import Verdict
-from eventplan.query.model import ALL_VERDICTS, Interval, Math, Operator
+from eventplan.query.model import ALL_VERDICTS, DEFAULT_TOP, Interval, Math, Operator
 from eventplan.query.model import Verdict as QueryVerdict
 from eventplan.query.posthog import choice
 from eventplan.store.base import Store
@@ -1000,6 +1000,13 @@ def query_hogql(
 @click.option("--from", "date_from", default="-30d", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--include-bots", is_flag=True, help="Count bots' events too.")
+@click.option(
+    "--top",
+    type=click.IntRange(1, 1000),
+    default=DEFAULT_TOP,
+    show_default=True,
+    help="Breakdown values shown; the rest is one Other.",
+)
 @PROJECT_OPTION
 def report(
     name: str,
@@ -1008,12 +1015,13 @@ def report(
     date_from: str,
     as_json: bool,
     include_bots: bool,
+    top: int,
     project: str | None,
 ) -> None:
     """Print one of the plan's dashboards (NAME) in the terminal."""
     from eventplan.query.model import DateRange, View
 
-    view = View(DateRange(date_from=date_from), include_bots=include_bots)
+    view = View(DateRange(date_from=date_from), breakdown_limit=top, include_bots=include_bots)
     data = _asked(db, _load(plan), project, lambda asked: asked.dashboard(name, view))
     if as_json:
         sys.stdout.write(msgspec.json.encode(data).decode() + "\n")

@@ -188,5 +188,7 @@ class Project:
 
         return rejudge(self.store, self.plan, self.name, since_us)
 
-    def recent_events(self, limit: int) -> list[dict[str, Any]]:
-        return self.store.recent_events(self.name, limit)
+    def recent_events(
+        self, limit: int, event: str = "", distinct_id: str = "", problems_only: bool = False
+    ) -> list[dict[str, Any]]:
+        return self.store.recent_events(self.name, limit, event, distinct_id, problems_only)

@@ -327,3 +327,32 @@ def test_a_sql_query_past_the_timeout_is_a_400_that_says_so(tmp_path: Path) -> N
         assert post(server, "/api/sql", {"query": "SELECT 42"}).json()["results"] == [[42]]
     finally:
         server.stop()
+
+
+def test_top_n_keeps_the_largest_values_and_folds_the_rest_into_other(
+    busy_server: RunningServer,
+) -> None:
+    path = "/api/dashboards/model_performance/insights/characters_by_model"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    answer = httpx.get(
+        f"{busy_server.url}{path}?date_from=-30d&top=2&interval=month", headers=headers, timeout=60
+    ).json()
+    series = {r["breakdown_label"]: r["count"] for r in answer["result"]["results"]}
+    assert answer["breakdown_limit"] == 2 and len(series) == 3  # the top two, and Other
+    # By hand: characters per model over the same range, people only.
+    rows = busy_server.sql(
+        "SELECT properties->>'model_id', sum(CAST(properties->>'characters' AS DOUBLE)) "
+        "FROM events WHERE event = 'chat_message_stream' "
+        "AND timestamp >= date_trunc('day', now() - INTERVAL 30 DAY) "
+        """AND properties->>'$."$eventplan_bot"' IS NULL AND properties->>'model_id' IS NOT NULL """
+        "GROUP BY 1 ORDER BY count(*) DESC, 1"
+    )
+    totals = {model: total or 0 for model, total in rows}
+    top = [model for model, _ in rows[:2]]
+    assert {k: v for k, v in series.items() if k != "Other"} == pytest.approx(
+        {model: totals[model] for model in top}
+    )
+    assert series["Other"] == pytest.approx(sum(v for k, v in totals.items() if k not in top))
+    for bad in ("0", "abc", "1001"):
+        refused = httpx.get(f"{busy_server.url}{path}?top={bad}", headers=headers, timeout=30)
+        assert refused.status_code == 400 and "top" in refused.json()["detail"]

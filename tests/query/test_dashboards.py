@@ -18,7 +18,14 @@ import pytest
 from eventplan.plan import Plan
 from eventplan.query.dashboards import find_dashboard, find_insight, insight_data, insight_query
 from eventplan.query.engine import run_query
-from eventplan.query.model import BREAKDOWN_NULL, DateRange, Series, TrendsQuery, View
+from eventplan.query.model import (
+    BREAKDOWN_NULL,
+    DateRange,
+    FunnelsQuery,
+    Series,
+    TrendsQuery,
+    View,
+)
 from eventplan.store import Store
 from tests.conftest import BACKENDS
 from tests.query.conftest import loaded_store
@@ -198,3 +205,66 @@ def test_a_breakdown_reads_as_a_person_reads_it(openchat_plan: Plan) -> None:
         ),
         BREAKDOWN_NULL: ("(none)", "none", "chat_message_stream - (none)"),
     }
+
+
+@pytest.mark.parametrize("limit", [1, 25], ids=["invalid-folded-into-other", "all-shown"])
+def test_values_the_plan_forbids_are_counted_in_a_warning_that_links_to_them(
+    openchat_plan: Plan, limit: int
+) -> None:
+    statuses: list[Any] = ["completed"] * 4 + ["completex"] * 3 + [["completed"]] * 2 + ["errox"]
+    streams = [
+        event(
+            "chat_message_stream",
+            0,
+            i,
+            f"p{i}",
+            app="openchat-server",
+            chat_id="c",
+            model_id="m",
+            duration_ms=1,
+            status=status,
+        )
+        for i, status in enumerate(statuses)
+    ]
+    landings = [
+        event(
+            "marketing.visit_landing",
+            0,
+            i,
+            f"v{i}",
+            referrer_url="direct",
+            referrer_domain="direct",
+            entry_path="/",
+            session_is_guest=guest,
+        )
+        for i, guest in enumerate([True, True, "yes", "yes", "yes"])
+    ]
+    with loaded_store(openchat_plan, streams + landings, "duckdb") as store:
+        trend = TrendsQuery(
+            series=(Series("chat_message_stream"),),
+            date_range=RANGE,
+            breakdown="status",
+            breakdown_limit=limit,
+            project=openchat_plan.name,
+        )
+        [warning] = [
+            w
+            for w in run_query(store, openchat_plan, trend)["warnings"]
+            if w["code"] == "invalid_breakdown"
+        ]
+        funnel = FunnelsQuery(
+            steps=(Series("marketing.visit_landing"), Series("marketing.cta_clicked")),
+            date_range=RANGE,
+            breakdown="session_is_guest",
+            project=openchat_plan.name,
+        )
+        funnel_warnings = run_query(store, openchat_plan, funnel)["warnings"]
+    # By hand: the statuses outside the plan's enum, or not one text value.
+    forbidden = [s for s in statuses if s not in ("completed", "error", "aborted")]
+    assert warning["message"] == (
+        f"{len(forbidden)} events have a status the plan forbids on chat_message_stream: "
+        'completex, ["completed"], errox'
+    )
+    assert warning["live"] == "/live?event=chat_message_stream&verdict=problems&project=openchat"
+    [people] = [w for w in funnel_warnings if w["code"] == "invalid_breakdown"]
+    assert people["message"].startswith("3 people have a session_is_guest the plan forbids")

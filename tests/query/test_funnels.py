@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -108,6 +109,8 @@ def test_step_counts_match_the_brute_force_reference(backend: str, openchat_plan
         with loaded_store(openchat_plan, events, backend) as store:
             result = run_query(store, openchat_plan, query, END)
         assert [step["count"] for step in result["results"]] == want
+        bins = result["time_to_convert"]["bins"]
+        assert result["time_to_convert"]["converted"] == want[-1] == sum(b["count"] for b in bins)
 
     check()
 
@@ -136,6 +139,31 @@ def test_conversion_rates_and_times(backend: str, openchat_plan: Plan) -> None:
     assert steps[1]["average_conversion_time"] == statistics.fmean([60, 30, 600])
     assert steps[2]["median_conversion_time"] == statistics.median([120, 90])
     assert steps[3]["average_conversion_time"] == 300
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_to_convert_bins_those_who_finished_by_doubling_times(
+    backend: str, openchat_plan: Plan
+) -> None:
+    totals = [0.5, 3, 3.9, 70, 70, 86_000]  # seconds from the first step to the last
+    events = []
+    for person, total in enumerate(totals):
+        at = START + timedelta(hours=person)
+        events.append(event(STEPS[0], f"p{person}", at))
+        events.append(event(STEPS[1], f"p{person}", at + timedelta(seconds=total)))
+    events.append(event(STEPS[0], "never-converts", START))
+    query = FunnelsQuery(steps=(Series(STEPS[0]), Series(STEPS[1])), date_range=RANGE)
+    with loaded_store(openchat_plan, events, backend) as store:
+        answer = run_query(store, openchat_plan, query, END)["time_to_convert"]
+    # The bins by hand: [0, 1) s, then each power of two up to the next.
+    expected: dict[float, int] = {}
+    for total in totals:
+        low = 0.0 if total < 1 else float(2 ** int(math.log2(total)))
+        expected[low] = expected.get(low, 0) + 1
+    assert {b["from_seconds"]: b["count"] for b in answer["bins"]} == expected
+    assert all(b["to_seconds"] == max(b["from_seconds"] * 2, 1) for b in answer["bins"])
+    assert answer["converted"] == len(totals)
+    assert answer["median_seconds"] == statistics.median(totals)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -133,10 +133,16 @@ def test_every_chart_shows_what_the_query_api_returns(
             continue
         assert drawn == pytest.approx(api_totals(insight)), insight["name"]
         results = insight["result"]["results"]
+        panel = page.locator(f'.panel[data-insight="{insight["name"]}"]')
         if insight["kind"] == "funnel" and results and isinstance(results[0], list):
             # One bar group per breakdown value, not the total funnel alone.
-            panel = page.locator(f'.panel[data-insight="{insight["name"]}"]')
             assert panel.get_attribute("data-datasets") == str(len(results))
+        if insight["kind"] == "funnel":  # time to convert: the engine's bins, drawn
+            bins = [b["count"] for b in insight["result"]["time_to_convert"]["bins"]]
+            drawn_bins = [
+                int(b.get_attribute("data-count") or -1) for b in panel.locator(".ttc-bin").all()
+            ]
+            assert drawn_bins == bins and sum(bins) > 0
     # PostHog's internal markers never show; a value the plan forbids shows as such.
     assert "$$_posthog" not in page.locator("main").inner_text()
     for row in page.locator("table.numbers tr[data-series]").all():
@@ -158,6 +164,49 @@ def test_changing_the_date_range_requeries(page: Page, ui_server: RunningServer)
     )
     assert day == pytest.approx(api_totals(expected))
     assert day != month
+
+
+def test_the_top_n_picker_redraws_every_breakdown_with_n_values_and_other(
+    page: Page, ui_server: RunningServer
+) -> None:
+    page.goto(f"{ui_server.url}/dashboards/model_performance")
+    wait_loaded(page)
+    page.select_option("select[name=top]", "3")
+    requeried = page.locator('.panel[data-loaded*="top=3"]')
+    expect(requeried).to_have_count(page.locator(".panel").count(), timeout=60_000)
+    board = api(ui_server, "/api/dashboards/model_performance?date_from=-30d&top=3")
+    for insight in board["insights"]:
+        drawn = panel_totals(page, insight["name"])
+        assert drawn == pytest.approx(api_totals(insight)), insight["name"]
+        per_series = len(insight["query"]["series"])
+        assert len(drawn) <= 4 * per_series  # three values and Other, for each series
+        assert any(label.endswith("Other") for label in drawn), insight["name"]
+
+
+def test_a_warning_counts_forbidden_values_and_links_to_the_events_behind_it(
+    page: Page, ui_server: RunningServer
+) -> None:
+    page.goto(f"{ui_server.url}/dashboards/chat_health")
+    wait_loaded(page)
+    panel = page.locator(".panel[data-insight=streams_by_status]")
+    data = api(ui_server, "/api/dashboards/chat_health/insights/streams_by_status?date_from=-30d")
+    [forbidden] = [w for w in data["result"]["warnings"] if w["code"] == "invalid_breakdown"]
+    invalid_total = int(
+        sum(r["count"] for r in data["result"]["results"] if r.get("breakdown_kind") == "invalid")
+    )
+    counted = f"{invalid_total:,} events have" if invalid_total != 1 else "1 event has"
+    assert forbidden["message"].startswith(f"{counted} a status the plan forbids")
+    shown = panel.locator(".warning.invalid_breakdown")
+    expect(shown).to_contain_text(forbidden["message"])
+    shown.locator("a.live-link").click()
+    page.wait_for_url("**/live?event=chat_message_stream&verdict=problems**")
+    assert page.locator("input[name=event]").input_value() == "chat_message_stream"
+    assert page.locator("input[name=verdict]").is_checked()
+    rows = page.locator("#live tbody tr")
+    assert rows.count() > 0
+    for row in rows.all():
+        assert row.locator("td.captured").first.inner_text().startswith("chat_message_stream")
+        assert row.locator(".verdict").inner_text() != "valid"
 
 
 def test_bots_are_left_out_until_the_toggle_brings_them_in(

@@ -57,6 +57,7 @@ def insight_query(insight: Insight, view: View, project: str | None = None) -> Q
             steps=series,
             date_range=view.date_range,
             breakdown=chosen,
+            breakdown_limit=view.breakdown_limit,
             include_bots=view.include_bots,
             project=project,
         )
@@ -65,6 +66,7 @@ def insight_query(insight: Insight, view: View, project: str | None = None) -> Q
         interval=choice(view.interval, "interval", Interval, insight.interval),
         date_range=view.date_range,
         breakdown=chosen,
+        breakdown_limit=view.breakdown_limit,
         formula=insight.formula,
         include_bots=view.include_bots,
         project=project,
@@ -103,6 +105,7 @@ def insight_data(
         "display": insight.display or ("funnel" if insight.kind == "funnel" else "line"),
         "breakdowns": list(insight.breakdowns),
         "breakdown": query.breakdown,
+        "breakdown_limit": view.breakdown_limit,
         "include_bots": view.include_bots,
         "options": insight.options,
         "query": query_json(query),

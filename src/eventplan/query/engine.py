@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,12 @@ import pyarrow.compute as pc
 
 from eventplan.plan.model import Plan
 from eventplan.query import funnels
-from eventplan.query.labels import filter_text, label_results
+from eventplan.query.labels import (
+    breakdown_label,
+    breakdown_property,
+    filter_text,
+    label_results,
+)
 from eventplan.query.model import (
     BREAKDOWN_NULL,
     BREAKDOWN_OTHER,
@@ -67,10 +73,11 @@ def trends(ctx: Context, query: TrendsQuery) -> dict[str, Any]:
     if not query.series:
         raise QueryError("a trends query needs at least one series")
     start, end, buckets = resolve_range(query.date_range, query.interval, ctx.now)
-    results = _trend_results(ctx, query, start, end, buckets)
+    counts: dict[str, int] = {}  # events per breakdown value, shown or not
+    results = _trend_results(ctx, query, start, end, buckets, counts)
     if query.compare:
         span = end - start
-        previous = _trend_results(ctx, query, start - span, start, [b - span for b in buckets])
+        previous = _trend_results(ctx, query, start - span, start, [b - span for b in buckets], {})
         for item in results:
             item["compare_label"] = "current"
         for item in previous:
@@ -86,21 +93,34 @@ def trends(ctx: Context, query: TrendsQuery) -> dict[str, Any]:
         "date_from": start.isoformat() + "Z",
         "date_to": end.isoformat() + "Z",
         "results": results,
-        "warnings": warnings_for(ctx, list(query.series), query.breakdown, start, end),
+        "warnings": [
+            *warnings_for(ctx, list(query.series), query.breakdown, start, end),
+            *invalid_breakdown(ctx, query.series[0].event, query.breakdown, counts, "events"),
+        ],
     }
 
 
 def _trend_results(
-    ctx: Context, query: TrendsQuery, start: datetime, end: datetime, buckets: list[datetime]
+    ctx: Context,
+    query: TrendsQuery,
+    start: datetime,
+    end: datetime,
+    buckets: list[datetime],
+    counts: dict[str, int],
 ) -> list[dict[str, Any]]:
+    """The series' results; `counts` gets the events of each breakdown value."""
     top: list[str] | None = None
     first_rows: list[tuple[Any, ...]] | None = None
     if query.breakdown is not None:
-        found = _few_breakdown_values(ctx, query, start, end) if len(query.series) == 1 else None
+        found = (
+            _few_breakdown_values(ctx, query, start, end, counts)
+            if len(query.series) == 1
+            else None
+        )
         if found is not None:
             top, first_rows = found
         else:
-            top = _top_values(ctx, query, start, end)
+            top = _top_values(ctx, query, start, end, counts)
     per_series: list[dict[str, list[float]]] = []
     for number, series in enumerate(query.series):
         if number == 0 and first_rows is not None:
@@ -210,7 +230,7 @@ def _series_rows(
 
 
 def _few_breakdown_values(
-    ctx: Context, query: TrendsQuery, start: datetime, end: datetime
+    ctx: Context, query: TrendsQuery, start: datetime, end: datetime, counts: dict[str, int]
 ) -> tuple[list[str], list[tuple[Any, ...]]] | None:
     """One series broken down by a property with no more values than the limit: one
     pass groups by the value itself and counts events as it goes, so the top values
@@ -230,6 +250,7 @@ def _few_breakdown_values(
     totals: dict[Any, int] = defaultdict(int)
     for _, value, _, n in rows:
         totals[value] += int(n)
+    counts.update({BREAKDOWN_NULL if v is None else str(v): n for v, n in totals.items()})
     named = sorted((str(v) for v in totals if v is not None), key=lambda v: (-totals[v], v))
     if len(named) > query.breakdown_limit:
         return None
@@ -298,8 +319,11 @@ def _breakdown_sql(
     )
 
 
-def _top_values(ctx: Context, query: TrendsQuery, start: datetime, end: datetime) -> list[str]:
-    """The breakdown values to show: the most frequent, then "other" and "none" buckets."""
+def _top_values(
+    ctx: Context, query: TrendsQuery, start: datetime, end: datetime, counts: dict[str, int]
+) -> list[str]:
+    """The breakdown values to show: the most frequent, then "other" and "none" buckets;
+    `counts` gets the events of every value."""
     assert query.breakdown is not None
     compiler = ctx.compiler
     params: list[Any] = []
@@ -312,6 +336,7 @@ def _top_values(ctx: Context, query: TrendsQuery, start: datetime, end: datetime
         "GROUP BY ALL ORDER BY n DESC, bv",
         params,
     )
+    counts.update({BREAKDOWN_NULL if bv is None else str(bv): int(n) for bv, n in rows})
     named = [str(bv) for bv, _ in rows if bv is not None]
     top = named[: query.breakdown_limit]
     if len(named) > len(top):
@@ -464,6 +489,7 @@ def _funnel_result(
     levels, rows = reached.levels, reached.rows
     step_times = np.where(rows >= 0, times[np.maximum(rows, 0)], 0)
     groups = _funnel_groups(query, reached, values)
+    counts = {str(key): len(members) for key, members in groups.items() if key is not None}
     ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
     if query.breakdown is not None and len(ordered) > query.breakdown_limit:
         keep, rest = ordered[: query.breakdown_limit], ordered[query.breakdown_limit :]
@@ -491,12 +517,39 @@ def _funnel_result(
     }
     step = query.attribution_step if query.breakdown_attribution == "step" else 0
     attributed = query.steps[min(step, len(query.steps) - 1)]
+    answer["warnings"] += invalid_breakdown(
+        ctx, attributed.event, query.breakdown, counts, "people"
+    )
     for steps in results:
         label_results(steps, ctx.plan, query.breakdown, attributed.event)
+    everyone = np.sort(np.concatenate([groups[key] for key in ordered] or [levels[:0]]))
     if query.breakdown is not None:  # every breakdown value together, step by step
-        everyone = np.sort(np.concatenate([groups[key] for key in ordered] or [levels[:0]]))
         answer["totals"] = _funnel_steps(query, levels[everyone], step_times[everyone], None)
+    answer["time_to_convert"] = time_to_convert(
+        levels[everyone], step_times[everyone], len(query.steps)
+    )
     return answer
+
+
+def time_to_convert(
+    levels: npt.NDArray[np.int64], times: npt.NDArray[np.int64], steps: int
+) -> dict[str, Any]:
+    """How long those who finished the funnel took from its first step to its last, in
+    bins that double (under 1 s, 1-2 s, 2-4 s, ...): PostHog's time-to-convert view."""
+    done = levels >= steps
+    seconds = (times[done, steps - 1] - times[done, 0]) / 1_000_000
+    lows = np.where(seconds < 1, 0.0, np.exp2(np.floor(np.log2(np.maximum(seconds, 1)))))
+    found, counts = np.unique(lows, return_counts=True)
+    return {
+        "from_step": 0,
+        "to_step": steps - 1,
+        "converted": int(done.sum()),
+        "median_seconds": round(float(np.median(seconds)), 6) if len(seconds) else None,
+        "bins": [
+            {"from_seconds": float(low), "to_seconds": float(max(low * 2, 1)), "count": int(n)}
+            for low, n in zip(found.tolist(), counts.tolist(), strict=True)
+        ],
+    }
 
 
 def _funnel_groups(
@@ -588,6 +641,26 @@ def _conversion(counts: list[int], i: int) -> dict[str, float]:
 # -- plan-aware warnings ------------------------------------------------------------------
 
 
+SINGULAR = {"events": "event", "people": "person"}
+
+
+def invalid_breakdown(
+    ctx: Context, event: str, key: str | None, counts: dict[str, int], what: str
+) -> list[dict[str, Any]]:
+    """A warning when breakdown values the plan forbids (`invalid: completex`) hold
+    events (or people): how many, and which values, the largest first."""
+    prop = breakdown_property(ctx.plan, event, key)
+    bad = {v: n for v, n in counts.items() if breakdown_label(v, prop)[1] == "invalid"}
+    if not bad or key is None:
+        return []
+    shown = sorted(bad, key=lambda v: (-bad[v], v))
+    examples = ", ".join(shown[:3]) + (", …" if len(shown) > 3 else "")
+    total = sum(bad.values())
+    counted = f"{total:,} {what} have" if total != 1 else f"1 {SINGULAR[what]} has"
+    message = f"{counted} a {key} the plan forbids on {event}: {examples}"
+    return [_warning_dict(ctx, Warning("invalid_breakdown", event, message, property=key))]
+
+
 def invalid_counts(
     store: Store,
     project: str | None,
@@ -665,13 +738,22 @@ def warnings_for(
                         )
                     )
     unique = {(w.code, w.event, w.property): w for w in found}
-    return [
-        {
-            "code": w.code,
-            "event": w.event,
-            "message": w.message,
-            "property": w.property,
-            "share": w.share,
-        }
-        for w in unique.values()
-    ]
+    return [_warning_dict(ctx, w) for w in unique.values()]
+
+
+def _warning_dict(ctx: Context, warning: Warning) -> dict[str, Any]:
+    """A warning as the API gives it, with `live`: the live feed showing the events
+    behind it (of its event; those that break the plan, unless the event is unplanned)."""
+    params = {"event": warning.event}
+    if warning.code != "unplanned_event":
+        params["verdict"] = "problems"
+    if ctx.project is not None:
+        params["project"] = ctx.project
+    return {
+        "code": warning.code,
+        "event": warning.event,
+        "message": warning.message,
+        "property": warning.property,
+        "share": warning.share,
+        "live": "/live?" + urlencode(params),
+    }

@@ -23,6 +23,7 @@ FunnelOrder = Literal["ordered", "strict"]
 Attribution = Literal["first_touch", "last_touch", "step"]
 Verdict = Literal["valid", "invalid", "unplanned"]
 ALL_VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+DEFAULT_TOP = 25  # breakdown values shown before the rest is one `Other`, as PostHog
 BREAKDOWN_OTHER = "$$_posthog_breakdown_other_$$"
 BREAKDOWN_NULL = "$$_posthog_breakdown_null_$$"
 
@@ -53,11 +54,13 @@ class DateRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class View(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a dashboard or one of its insights is looked at: the period, the interval
-    and breakdown when not the insight's own, and whether bots' events count."""
+    and breakdown when not the insight's own, how many breakdown values to show, and
+    whether bots' events count."""
 
     date_range: DateRange = DateRange(date_from="-30d")
     interval: str | None = None
     breakdown: str | None = None
+    breakdown_limit: int = DEFAULT_TOP  # the top values by volume; the rest is `Other`
     include_bots: bool = False
 
 
@@ -66,7 +69,7 @@ class TrendsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     interval: Interval = "day"
     date_range: DateRange = DateRange()
     breakdown: str | None = None
-    breakdown_limit: int = 25
+    breakdown_limit: int = DEFAULT_TOP
     formula: str | None = None
     compare: bool = False
     verdicts: tuple[Verdict, ...] = ALL_VERDICTS
@@ -87,7 +90,7 @@ class FunnelsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag=
     window_seconds: int = 14 * 24 * 3600
     order: FunnelOrder = "ordered"
     breakdown: str | None = None
-    breakdown_limit: int = 25
+    breakdown_limit: int = DEFAULT_TOP
     breakdown_attribution: Attribution = "first_touch"
     attribution_step: int = 0
     exclusions: tuple[Exclusion, ...] = ()
@@ -104,7 +107,7 @@ Query = TrendsQuery | FunnelsQuery
 class Warning(msgspec.Struct, frozen=True):
     """A reason to distrust a number: the plan-aware part of every result."""
 
-    code: Literal["unplanned_event", "invalid_share", "unplanned_property"]
+    code: Literal["unplanned_event", "invalid_share", "unplanned_property", "invalid_breakdown"]
     event: str
     message: str
     property: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast, get_args
 
 from eventplan.query.model import (
+    DEFAULT_TOP,
     Attribution,
     DateRange,
     Exclusion,
@@ -188,7 +189,8 @@ def _breakdown(raw: Any) -> tuple[str | None, int]:
     breakdown = raw.get("breakdown")
     if breakdown is not None and not isinstance(breakdown, str):
         raise QueryError("breakdownFilter.breakdown must be one property name")
-    return breakdown, _integer(raw.get("breakdown_limit"), "breakdownFilter.breakdown_limit", 25)
+    limit = _integer(raw.get("breakdown_limit"), "breakdownFilter.breakdown_limit", DEFAULT_TOP)
+    return breakdown, limit
 
 
 def _all_series(

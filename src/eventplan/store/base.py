@@ -332,14 +332,30 @@ class Store(ABC):
 
     # -- reading -------------------------------------------------------------------
 
-    def recent_events(self, project: str, limit: int) -> list[dict[str, Any]]:
+    def recent_events(
+        self,
+        project: str,
+        limit: int,
+        event: str = "",
+        distinct_id: str = "",
+        problems_only: bool = False,
+    ) -> list[dict[str, Any]]:
         """The last events received, newest first, with verdicts and the name of the
-        bot that sent each one, if a bot did (the live page)."""
+        bot that sent each one, if a bot did (the live page); of one event name, one
+        distinct id, or those that break the plan, when asked."""
         bot = next(quote(c.name) for c in self.columns if c.key == BOT_NAME)
+        where, params = ["project = ?"], [project]
+        for column, value in (("event", event), ("distinct_id", distinct_id)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if problems_only:
+            where.append("verdict <> 'valid'")
         _, rows = self.sql(
             f"SELECT uuid, event, distinct_id, timestamp, verdict, violations, plan_version, {bot} "
-            "FROM events_data WHERE project = ? ORDER BY created_at DESC, timestamp DESC LIMIT ?",
-            [project, int(limit)],
+            f"FROM events_data WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, timestamp DESC LIMIT ?",
+            [*params, int(limit)],
         )
         keys = ("uuid", "event", "distinct_id", "timestamp", "verdict", "violations")
         return [

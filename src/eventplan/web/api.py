@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from eventplan.errors import EventplanError, Forbidden
-from eventplan.query.model import DateRange, View
+from eventplan.query.model import DEFAULT_TOP, DateRange, View
 from eventplan.query.posthog import from_posthog
 from eventplan.query.scoped import scoped_sql
 from eventplan.runtime import Server
@@ -193,9 +193,13 @@ class DataApi:
         return await self._guarded(request, work)
 
 
+MAX_TOP = 1000  # breakdown values on one chart, at most
+
+
 def view_of(request: Request) -> View:
     """A dashboard's view from its query string: `date_from` (30 days by default),
-    `date_to`, `interval`, `breakdown` (empty means the insight's own), `bots=1`."""
+    `date_to`, `interval`, `breakdown` (empty means the insight's own), `top` (how many
+    breakdown values, 25 by default), `bots=1`."""
     params = request.query_params
     return View(
         DateRange(
@@ -203,5 +207,13 @@ def view_of(request: Request) -> View:
         ),
         interval=params.get("interval") or None,
         breakdown=params.get("breakdown") or None,
+        breakdown_limit=top_values(params.get("top") or str(DEFAULT_TOP)),
         include_bots=params.get("bots", "") in ("1", "true"),
     )
+
+
+def top_values(text: str) -> int:
+    """How many breakdown values a chart shows: a whole number from 1 to MAX_TOP."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text[:6]) <= MAX_TOP):
+        raise QueryError(f"top is {text[:20]!r}; it must be a whole number from 1 to {MAX_TOP}")
+    return int(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +16,21 @@ QUEUE_SIZE = 1000  # a browser that falls this far behind misses events rather t
 
 @dataclass
 class LiveFilter:
+    """What a live page shows: one event name, one distinct id, only events that break
+    the plan; from the page's query string (`event`, `distinct_id`, `verdict=problems`),
+    which is how a dashboard's warning links to the events behind it."""
+
     event: str = ""
     distinct_id: str = ""
     problems_only: bool = False
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> LiveFilter:
+        return cls(
+            event=params.get("event", ""),
+            distinct_id=params.get("distinct_id", ""),
+            problems_only=params.get("verdict") == "problems",
+        )
 
     def matches(self, event: StoredEvent) -> bool:
         if self.event and event.event != self.event:

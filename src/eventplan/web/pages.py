@@ -161,17 +161,15 @@ class Pages:
 
     async def live(self, request: Request) -> Response:
         project = self._project(request)
-        recent = await run_in_threadpool(project.recent_events, 50)
-        return self.render(request, "live.html", recent=recent)
+        shown = LiveFilter.from_query(request.query_params)
+        recent = await run_in_threadpool(
+            project.recent_events, 50, shown.event, shown.distinct_id, shown.problems_only
+        )
+        return self.render(request, "live.html", recent=recent, shown=shown)
 
     async def live_stream(self, request: Request) -> Response:
         project = self._project(request)
-        params = request.query_params
-        live_filter = LiveFilter(
-            event=params.get("event", ""),
-            distinct_id=params.get("distinct_id", ""),
-            problems_only=params.get("verdict") == "problems",
-        )
+        live_filter = LiveFilter.from_query(request.query_params)
         subscriber = self.server.live.subscribe(project.name, live_filter)
 
         async def stream() -> AsyncIterator[bytes]:

@@ -15,6 +15,7 @@ function rangeParams(form) {
   }
   params.set("date_from", from);
   if (data.get("interval")) params.set("interval", data.get("interval"));
+  if (data.get("top")) params.set("top", data.get("top"));
   if (data.get("bots")) params.set("bots", "1");
   return params;
 }
@@ -125,12 +126,48 @@ function drawFunnel(panel, data) {
       })
     : [{ label: "people", data: totals.map((s) => s.count), backgroundColor: COLORS[0] }];
   panel.dataset.datasets = datasets.length;
+  drawTimeToConvert(panel, data.result.time_to_convert);
   if (panel.chart) panel.chart.destroy();
   panel.chart = new Chart(panel.querySelector("canvas"), {
     type: "bar", data: { labels, datasets },
     options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false,
       plugins: { legend: { display: broken, position: "bottom", maxHeight: LEGEND_MAX_HEIGHT } } },
   });
+}
+
+function duration(seconds) {
+  if (seconds < 60) return `${fmt(seconds)} s`;
+  if (seconds < 3600) return `${fmt(seconds / 60)} min`;
+  if (seconds < 86400) return `${fmt(seconds / 3600)} h`;
+  return `${fmt(seconds / 86400)} d`;
+}
+
+// Time to convert, first step to last, in the engine's doubling bins: one bar each.
+function drawTimeToConvert(panel, ttc) {
+  const box = panel.querySelector(".ttc");
+  box.replaceChildren();
+  if (!ttc || !ttc.bins.length) return;
+  const most = Math.max(...ttc.bins.map((b) => b.count));
+  box.append(cell("div", `Time to convert (${fmt(ttc.converted)} people, median ${duration(ttc.median_seconds)})`, "ttc-title"));
+  for (const b of ttc.bins) {
+    const row = cell("div", "", "ttc-bin");
+    row.dataset.count = b.count;
+    const bar = cell("span", "", "ttc-bar");
+    bar.style.width = `${Math.max(2, (b.count / most) * 100)}%`;
+    row.append(cell("span", b.from_seconds ? `${duration(b.from_seconds)}–${duration(b.to_seconds)}` : "under 1 s", "ttc-label"),
+      bar, cell("span", fmt(b.count), "num"));
+    box.append(row);
+  }
+}
+
+// A warning says why a number may mislead, and links to the live feed of the events
+// behind it (the engine gives the link).
+function warning(w) {
+  const line = cell("div", "⚠ " + w.message + " ", "warning " + w.code);
+  const link = cell("a", "see the events", "live-link");
+  link.href = w.live;
+  line.append(link);
+  return line;
 }
 
 async function loadPanel(panel, form) {
@@ -149,7 +186,7 @@ async function loadPanel(panel, form) {
     panel.data = data;
     (data.kind === "funnel" ? drawFunnel : drawTrends)(panel, data);
     const warnings = panel.querySelector(".warnings");
-    warnings.replaceChildren(...data.result.warnings.map((w) => cell("div", "⚠ " + w.message)));
+    warnings.replaceChildren(...data.result.warnings.map(warning));
     state.textContent = "";
     state.className = "state";
     panel.dataset.loaded = params.toString();
