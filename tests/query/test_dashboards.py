@@ -166,10 +166,9 @@ def test_a_funnels_totals_are_every_breakdown_value_together(
     assert [s["count"] for s in whole["results"]] == [s["count"] for s in totals]
 
 
-def test_a_breakdown_reads_as_a_person_reads_it(openchat_plan: Plan) -> None:
-    """`(none)` for no value, `invalid: …` for what the plan's enum or type refuses
-    (an array where the plan has one value too); PostHog's own value kept beside."""
-    streams = [
+def streams_of(statuses: list[Any]) -> list[dict[str, Any]]:
+    """One chat_message_stream per status, by one person each (None: no status)."""
+    return [
         event(
             "chat_message_stream",
             0,
@@ -179,10 +178,16 @@ def test_a_breakdown_reads_as_a_person_reads_it(openchat_plan: Plan) -> None:
             chat_id="c",
             model_id="m",
             duration_ms=1,
-            **({"status": status} if status else {}),
+            **({"status": status} if status is not None else {}),
         )
-        for i, status in enumerate(["completed", "completed", "completex", ["completed"], None])
+        for i, status in enumerate(statuses)
     ]
+
+
+def test_a_breakdown_reads_as_a_person_reads_it(openchat_plan: Plan) -> None:
+    """`(none)` for no value, `invalid: …` for what the plan's enum or type refuses
+    (an array where the plan has one value too); PostHog's own value kept beside."""
+    streams = streams_of(["completed", "completed", "completex", ["completed"], None])
     with loaded_store(openchat_plan, streams, "duckdb") as store:
         query = TrendsQuery(
             series=(Series("chat_message_stream"),),
@@ -212,20 +217,7 @@ def test_values_the_plan_forbids_are_counted_in_a_warning_that_links_to_them(
     openchat_plan: Plan, limit: int
 ) -> None:
     statuses: list[Any] = ["completed"] * 4 + ["completex"] * 3 + [["completed"]] * 2 + ["errox"]
-    streams = [
-        event(
-            "chat_message_stream",
-            0,
-            i,
-            f"p{i}",
-            app="openchat-server",
-            chat_id="c",
-            model_id="m",
-            duration_ms=1,
-            status=status,
-        )
-        for i, status in enumerate(statuses)
-    ]
+    streams = streams_of(statuses)
     landings = [
         event(
             "marketing.visit_landing",
