@@ -83,6 +83,8 @@ def main() -> None:
             hashlib.sha256(KEY.encode()).hexdigest(),
             "--alert-interval",
             "0",
+            "--token",
+            "phc_bench_dashboards",
         ],
         stdout=subprocess.DEVNULL,
     )

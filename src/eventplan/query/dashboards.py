@@ -95,14 +95,20 @@ def insight_data(
 
     chosen = view.breakdown if view.breakdown in insight.breakdowns else None
     query = insight_query(insight, msgspec.structs.replace(view, breakdown=chosen), project)
-    result = run_query(store, plan, query, now)
+    display = insight.display or ("funnel" if insight.kind == "funnel" else "line")
+    drawn = query
+    if display == "histogram" and isinstance(query, TrendsQuery):
+        # The histogram is the breakdown: the series itself is counted without one, not
+        # by every distinct size (millions of values, to draw none of them).
+        drawn = msgspec.structs.replace(query, breakdown=None)
+    result = run_query(store, plan, drawn, now)
     if isinstance(query, TrendsQuery):
         _flag(result, insight.options.get("flag_above"))
     data: dict[str, Any] = {
         "name": insight.name,
         "title": insight.title,
         "kind": insight.kind,
-        "display": insight.display or ("funnel" if insight.kind == "funnel" else "line"),
+        "display": display,
         "breakdowns": list(insight.breakdowns),
         "breakdown": query.breakdown,
         "breakdown_limit": view.breakdown_limit,
