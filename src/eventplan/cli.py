@@ -752,6 +752,7 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
             _print_funnel(steps, steps[0].get("breakdown_value") if steps else None)
         if "totals" in result:
             _print_funnel(result["totals"], "every breakdown value")
+        _print_time_to_convert(result["time_to_convert"])
     else:
         _print_trends(result)
     for warning in result.get("warnings", []):
@@ -771,6 +772,17 @@ def _print_funnel(steps: list[dict[str, Any]], title: str | None) -> None:
             _seconds(step["median_conversion_time"]),
             _seconds(step["average_conversion_time"]),
         )
+    console.print(table)
+
+
+def _print_time_to_convert(ttc: dict[str, Any]) -> None:
+    median = _seconds(ttc["median_seconds"])
+    console.print(f"time to convert: {ttc['converted']} finished, median {median} s")
+    table = Table()
+    for column in ("from s", "to s", "count"):
+        table.add_column(column, justify="right")
+    for found in ttc["bins"]:
+        table.add_row(f"{found['from_seconds']:g}", f"{found['to_seconds']:g}", str(found["count"]))
     console.print(table)
 
 
@@ -1272,13 +1284,8 @@ def status(plan: Path, code: Path, as_json: bool) -> None:
         click.echo(f"{len(result.calls)} capture call(s) in {code}")
         for name in result.never_sent:
             click.echo(f"planned, never sent: {name}")
-        for call, suggestion in result.unplanned:
-            hint = f" (did you mean {suggestion}?)" if suggestion else ""
-            click.echo(f"{call.path}:{call.line}: unplanned event {call.event}{hint}")
-        for call, key in result.unplanned_properties:
-            click.echo(
-                f"{call.path}:{call.line}: {call.event} sends {key}, which the plan does not define"
-            )
+        for found in result.findings:  # as `lint` prints: path:line:col: code: message
+            click.echo(f"{found.path}:{found.line}:{found.column}: {found.code}: {found.message}")
     for path, why in result.unreadable:
         click.echo(f"{path}: not read: {why}", err=True)
     if result.problems:
@@ -1293,6 +1300,7 @@ def _status_json(result: Any) -> dict[str, Any]:
         "unplanned_properties": [
             {**vars(c), "property": p} for c, p in result.unplanned_properties
         ],
+        "findings": [vars(f) for f in result.findings],
         "unreadable": [{"path": p, "error": e} for p, e in result.unreadable],
     }
 

@@ -287,6 +287,14 @@ def test_report_and_query_commands(tmp_path: Path) -> None:
         env={"COLUMNS": "200"},
     )
     assert funnel.exit_code == 0 and "dashboard.entered" in funnel.output
+    # The acquisition report prints the engine's time to convert and its counted warnings.
+    acquisition = ["report", "acquisition_to_activation", "--db", str(db), "--plan", str(OPENCHAT)]
+    shown = json.loads(runner.invoke(cli, [*acquisition, "--json", "--top", "3"]).output)
+    printed = runner.invoke(cli, [*acquisition, "--top", "3"], env={"COLUMNS": "200"}).output
+    ttc = shown["insights"][0]["result"]["time_to_convert"]
+    assert f"time to convert: {ttc['converted']} finished" in printed and ttc["bins"]
+    assert all(r["breakdown_label"] for r in shown["insights"][1]["result"]["results"])
+    assert len({r["breakdown_label"] for r in shown["insights"][1]["result"]["results"]}) <= 4
     hogql = runner.invoke(
         cli,
         [

@@ -143,6 +143,18 @@ def test_every_chart_shows_what_the_query_api_returns(
                 int(b.get_attribute("data-count") or -1) for b in panel.locator(".ttc-bin").all()
             ]
             assert drawn_bins == bins and sum(bins) > 0
+        # Read like a product: at most the top values and Other per planned series,
+        # a legend entry for each dataset, and no legend taller than its chart.
+        if insight["display"] != "histogram":
+            datasets = int(panel.get_attribute("data-datasets") or -1)
+            assert datasets == int(panel.get_attribute("data-legend-items") or -1) or (
+                insight["kind"] == "funnel" and not insight["breakdown"]
+            )
+            per_series = len(insight["query"].get("series", [None]))
+            # each planned series: at most the top values, Other and (none)
+            assert datasets <= per_series * (insight["breakdown_limit"] + 2), insight["name"]
+            legend = int(panel.get_attribute("data-legend-height") or 0)
+            assert legend <= int(panel.get_attribute("data-plot-height") or 0), insight["name"]
     # PostHog's internal markers never show; a value the plan forbids shows as such.
     assert "$$_posthog" not in page.locator("main").inner_text()
     for row in page.locator("table.numbers tr[data-series]").all():

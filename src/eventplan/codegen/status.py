@@ -1,10 +1,23 @@
 """`eventplan status`: the plan against the code that sends it.
 
-Scans TypeScript/JavaScript/Python files for capture calls — `posthog.capture("…")`,
-posthog-node's `capture({ event: "…" })`, the seed's `captureClientEvent("…")`,
-`captureServerEvent("…")`, `capturePosthogEvent("…")`, and the methods/functions
-`eventplan codegen` generates — and reports planned events nobody sends, sends of
-unplanned (often misspelt) events, and literal properties the plan does not define.
+Every source file is parsed (`source.py`), then read as a whole program:
+
+* a **capture call** is posthog-js's `posthog.capture(event, properties)`, posthog-node's
+  `client.capture({ event, properties })` and `captureImmediate`, posthog-python's
+  `posthog.capture(event, properties=…)` — on an object that is PostHog's (imported
+  from its package, built with `new PostHog(…)` / `Posthog(…)`, or the `posthog`
+  global) — and the methods and functions `eventplan codegen` generated, called on
+  what comes from a generated module. A method of another library that shares a name
+  (`analytics.chatCreated()`) is not ours.
+* a **wrapper** is a function whose parameter becomes a capture call's event: it is a
+  capture function too, with its event and properties parameters followed, through
+  as many layers as the code has (in one file or across imports).
+* an **event name** is a string, a constant (of the file, or imported, or a member of
+  an object of constants), or a template matched against the plan's events.
+
+Each call found is held against the plan: unplanned events (with the likely planned
+name), dynamic names, unplanned properties, required properties missing from a
+complete object literal, and literals the plan's rules refuse.
 """
 
 from __future__ import annotations
@@ -12,19 +25,20 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from eventplan.codegen.names import camel, snake
+from eventplan.codegen.source import SUFFIXES, UNKNOWN, Arg, Call, Module, read_module
 from eventplan.plan.model import Plan
+from eventplan.plan.validator import check_value, quoted
 
-SOURCE_SUFFIXES = {".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".py"}
+SOURCE_SUFFIXES = SUFFIXES
 SKIP_DIRS = {"node_modules", ".git", "dist", "build", ".next", ".venv", "__pycache__"}
-CALLS = [
-    re.compile(
-        r"""\b(?:capture|captureClientEvent|captureServerEvent|capturePosthogEvent)\(\s*(["'`])([^"'`]+)\1\s*(,\s*(?:properties\s*=\s*)?(\{))?"""
-    ),
-    re.compile(r"""\bcapture\(\s*\{[^}]*?\bevent\s*:\s*(["'`])([^"'`]+)\1"""),
-]
+POSTHOG_PACKAGES = {"posthog-js", "posthog-node", "posthog", "posthog-js/react"}
+POSTHOG_CLASSES = {"PostHog", "Posthog"}
+CAPTURE_METHODS = {"capture", "captureImmediate"}
+MAX_WRAPPER_LAYERS = 10
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,18 @@ class CallSite:
     line: int
     event: str
     properties: tuple[str, ...]
+    column: int = 0
+    via: str = ""  # the function called: `posthog.capture`, a wrapper, a generated method
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    column: int
+    code: str
+    message: str
+    event: str = ""
 
 
 @dataclass
@@ -41,93 +67,386 @@ class Status:
     never_sent: list[str] = field(default_factory=list)
     unplanned: list[tuple[CallSite, str]] = field(default_factory=list)  # (call, suggestion)
     unplanned_properties: list[tuple[CallSite, str]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
     @property
     def problems(self) -> int:
-        return len(self.never_sent) + len(self.unplanned) + len(self.unplanned_properties)
+        return len(self.never_sent) + len(self.findings)
 
 
-def object_keys(text: str, start: int) -> tuple[str, ...]:
-    """The top-level keys of the object literal that opens at `start` (`{`)."""
-    depth = 0
-    parts: list[str] = []
-    current: list[str] = []
-    for char in text[start:]:
-        if char in "{[(":
-            depth += 1
-            if depth == 1:
-                continue
-        elif char in "}])":
-            depth -= 1
-            if depth == 0:
-                parts.append("".join(current))
-                break
-        if depth == 1 and char == ",":
-            parts.append("".join(current))
-            current = []
-        elif depth >= 1:
-            current.append(char)
-    keys = []
-    for part in parts:
-        part = part.strip()
-        if not part or part.startswith("..."):
-            continue
-        key = part.split(":", 1)[0].strip().strip("\"'")
-        if re.fullmatch(r"[$\w]+", key):
-            keys.append(key)
-    return tuple(keys)
+@dataclass(frozen=True)
+class Signature:
+    """Where a capture function takes its event and properties: a position, a keyword,
+    or a key of its first (object) argument; and the keys it adds itself."""
+
+    event: int | str
+    properties: int | str | None
+    keys: tuple[str, ...] = ()
+    fixed_event: str | None = None  # a generated method: its event is its name
 
 
-def scan(root: Path, plan: Plan) -> Status:
-    status = Status()
-    method_names = {camel(name): name for name in plan.events} | {
-        snake(name): name for name in plan.events
-    }
-    generated = re.compile(
-        r"\.("
-        + "|".join(map(re.escape, sorted(method_names)))
-        + r")\(\s*(\{)?"
-        + r"|\b("
-        + "|".join(map(re.escape, sorted(method_names)))
-        + r")\("
-    )
+@dataclass
+class Sent:
+    """What one call sends: the event names it can be, and its properties."""
+
+    events: list[str]
+    dynamic: str | None  # the code, when the name cannot be known
+    properties: Arg | None
+    keys: tuple[str, ...]
+
+
+def read_tree(root: Path) -> tuple[dict[str, Module], list[tuple[str, str]]]:
+    modules: dict[str, Module] = {}
+    unreadable: list[tuple[str, str]] = []
     for path in sorted(root.rglob("*")):
         if path.suffix not in SOURCE_SUFFIXES or any(p in SKIP_DIRS for p in path.parts):
             continue
-        relative = str(path.relative_to(root))
+        relative = path.relative_to(root).as_posix()
         if not path.is_file():  # a directory, a fifo (reading one would block), a dead link
             continue
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            status.unreadable.append((relative, exc.strerror or str(exc)))
+            unreadable.append((relative, exc.strerror or str(exc)))
             continue
-        for pattern in CALLS:
-            for match in pattern.finditer(text):
-                has_object = pattern.groups >= 4 and match.group(4) is not None
-                brace = match.start(4) if has_object else -1
-                keys = object_keys(text, brace) if brace >= 0 else ()
-                status.calls.append(
-                    CallSite(relative, text.count("\n", 0, match.start()) + 1, match.group(2), keys)
-                )
-        for match in generated.finditer(text):
-            name = method_names[match.group(1) or match.group(3)]
-            keys = object_keys(text, match.start(2)) if match.group(2) else ()
-            status.calls.append(
-                CallSite(relative, text.count("\n", 0, match.start()) + 1, name, keys)
+        modules[relative] = read_module(relative, text, path.suffix)
+    return modules, unreadable
+
+
+class Program:
+    """Every module of a tree, with imports resolved between them."""
+
+    def __init__(self, modules: dict[str, Module], plan: Plan) -> None:
+        self.modules = modules
+        self.plan = plan
+        self.wrappers: dict[tuple[str, str], Signature] = {}
+        self._methods = {camel(n): n for n in plan.events} | {snake(n): n for n in plan.events}
+
+    # -- resolving names across modules -------------------------------------------
+
+    def imported(self, module: Module, local: str) -> tuple[Module, str] | None:
+        """The module and name a local name is imported from, if it is in the tree."""
+        found = module.imports.get(local)
+        if found is None:
+            return None
+        target = self.module_at(module, found[0])
+        return (target, found[1]) if target is not None else None
+
+    def module_at(self, module: Module, source: str) -> Module | None:
+        if module.language == "python":
+            return self._python_module(module, source)
+        if not source.startswith("."):
+            return None
+        base = PurePosixPath(module.path).parent / source
+        for candidate in (str(base), *(f"{base}{s}" for s in (".ts", ".tsx", ".js", ".jsx"))):
+            normal = _normal(candidate)
+            for suffix in ("", "/index.ts", "/index.tsx", "/index.js"):
+                if normal + suffix in self.modules:
+                    return self.modules[normal + suffix]
+        return None
+
+    def _python_module(self, module: Module, source: str) -> Module | None:
+        dots = len(source) - len(source.lstrip("."))
+        name = source.lstrip(".").replace(".", "/")
+        if dots:
+            base = PurePosixPath(module.path).parent
+            for _ in range(dots - 1):
+                base = base.parent
+            wanted = _normal(str(base / name)) if name else _normal(str(base))
+            return self.modules.get(wanted + ".py") or self.modules.get(wanted + "/__init__.py")
+        return next((m for path, m in self.modules.items() if path.endswith(name + ".py")), None)
+
+    def constant(self, module: Module, arg: Arg) -> Any:
+        """The constant a name or member stands for: a string, an object of strings."""
+        if arg.kind == "name":
+            return self._named(module, arg.text)
+        if arg.kind == "member":
+            head, _, tail = arg.text.partition(".")
+            owner = self._named(module, head)
+            if isinstance(owner, dict):
+                return owner.get(tail)
+            target = self.imported(module, head)
+            if target is not None and target[1] == "*":
+                return target[0].constants.get(tail)
+        return None
+
+    def _named(self, module: Module, name: str) -> Any:
+        if name in module.constants:
+            return module.constants[name]
+        target = self.imported(module, name)
+        if target is not None:
+            return target[0].constants.get(target[1])
+        return None
+
+    def _generated(self, module: Module, name: str, hops: int = 0) -> bool:
+        """Whether `name` in `module` is (an instance of) what a generated module exports."""
+        if hops > 4:
+            return False
+        target = self.imported(module, name)
+        if target is not None:
+            owner, imported = target
+            return owner.generated or self._generated(owner, imported, hops + 1)
+        built = module.instances.get(name)
+        if built is not None:
+            return self._generated(module, built.split(".")[0], hops + 1)
+        return module.generated
+
+    def posthog_object(self, module: Module, receiver: str, hops: int = 0) -> bool:
+        """Whether a call's receiver is PostHog's client (not another library's): the
+        `posthog` global, or what PostHog's packages export or build, also when it is
+        built in one module and imported into another."""
+        head = receiver.split(".")[-1] if receiver.startswith(("this.", "self.")) else receiver
+        if head in ("posthog", "window.posthog"):
+            return True
+        found = module.imports.get(head)
+        if found is not None:
+            target = self.imported(module, head)
+            if target is not None and hops < 4:
+                return self.posthog_object(target[0], target[1], hops + 1)
+            return found[0] in POSTHOG_PACKAGES
+        built = module.instances.get(head)
+        if built is not None:
+            name = built.split(".")[-1]
+            origin = module.imports.get(built.split(".")[0])
+            return name in POSTHOG_CLASSES and (origin is None or origin[0] in POSTHOG_PACKAGES)
+        return False
+
+    # -- what a call is ---------------------------------------------------------------
+
+    def signature(self, module: Module, call: Call) -> Signature | None:
+        """How `call` captures, if it is a capture call."""
+        receiver = call.receiver
+        if call.name in CAPTURE_METHODS and receiver and self.posthog_object(module, receiver):
+            return self._posthog_signature(module, call)
+        event = self._methods.get(call.name)
+        if event is not None and self._from_generated(module, call):
+            if module.language == "python":
+                return Signature(-1, "properties" if "properties" in call.kwargs else 2, (), event)
+            return Signature(-1, 0, (), event)
+        return self.wrappers.get(self._function_key(module, call) or ("", ""))
+
+    def _from_generated(self, module: Module, call: Call) -> bool:
+        if call.receiver is not None:
+            return self._generated(module, call.receiver.split(".")[0])
+        return self._generated(module, call.name) and call.name in module.imports
+
+    def _posthog_signature(self, module: Module, call: Call) -> Signature:
+        if module.language == "python":
+            if "event" in call.kwargs:
+                return Signature("event", "properties")
+            legacy = len(call.args) >= 2 and call.args[1].kind == "string"
+            positional = 2 if legacy else 1
+            return Signature(
+                1 if legacy else 0, "properties" if "properties" in call.kwargs else positional
             )
-    sent = {call.event for call in status.calls}
-    status.never_sent = [name for name in plan.events if name not in sent]
-    for call in status.calls:
-        if call.event not in plan.events:
-            if call.event.startswith("$"):
-                continue  # PostHog's own events
-            close = difflib.get_close_matches(call.event, list(plan.events), n=1)
-            status.unplanned.append((call, close[0] if close else ""))
-            continue
-        planned = plan.properties_of(call.event)
-        for key in call.properties:
-            if key not in planned and not key.startswith("$"):
-                status.unplanned_properties.append((call, key))
+        if call.args and call.args[0].kind == "object" and "event" in call.args[0].nested:
+            return Signature("0.event", "0.properties")  # posthog-node: one message object
+        return Signature(0, 1)
+
+    def _function_key(self, module: Module, call: Call) -> tuple[str, str] | None:
+        if call.receiver is None:
+            if call.name in module.functions:
+                return (module.path, call.name)
+            target = self.imported(module, call.name)
+            return (target[0].path, target[1]) if target is not None else None
+        target = self.imported(module, call.receiver)
+        if target is not None and target[1] == "*":
+            return (target[0].path, call.name)
+        return None
+
+    # -- wrappers ---------------------------------------------------------------------
+
+    def find_wrappers(self) -> None:
+        """Functions whose parameter becomes a capture's event, to a fixed point."""
+        for _ in range(MAX_WRAPPER_LAYERS):
+            found = False
+            for module in self.modules.values():
+                for call in module.calls:
+                    if call.function is None or (module.path, call.function) in self.wrappers:
+                        continue
+                    wrapper = self._as_wrapper(module, call)
+                    if wrapper is not None:
+                        self.wrappers[(module.path, call.function)] = wrapper
+                        found = True
+            if not found:
+                return
+
+    def _as_wrapper(self, module: Module, call: Call) -> Signature | None:
+        signature = self.signature(module, call)
+        assert call.function is not None
+        params = module.functions[call.function].params
+        if signature is None or signature.fixed_event is not None:
+            return None
+        event = argument(call, signature.event)
+        if event is None or event.kind != "name" or event.text not in params:
+            return None
+        props = argument(call, signature.properties) if signature.properties is not None else None
+        keys = list(signature.keys)
+        props_at: int | str | None = None
+        if props is not None and props.kind == "name" and props.text in params:
+            props_at = _position(module, params, props.text)
+        elif props is not None and props.kind == "object":
+            keys += list(props.keys)
+            spread = [n for n in props.spread_names if n in params]
+            if spread:
+                props_at = _position(module, params, spread[0])
+        return Signature(_position(module, params, event.text), props_at, tuple(keys))
+
+    # -- what each call sends -----------------------------------------------------------
+
+    def sent(self, module: Module, call: Call, signature: Signature) -> Sent | None:
+        """What the call sends, or None when it only passes its own parameter on (the
+        body of a wrapper)."""
+        props = argument(call, signature.properties) if signature.properties is not None else None
+        keys = signature.keys + (
+            tuple(props.keys) if props is not None and props.kind == "object" else ()
+        )
+        if signature.fixed_event is not None:
+            return Sent([signature.fixed_event], None, props, keys)
+        event = argument(call, signature.event)
+        params = module.functions[call.function].params if call.function else []
+        if event is None:
+            return Sent([], "no event argument", props, keys)
+        if event.kind == "name" and event.text in params:
+            return None
+        if event.kind == "string":
+            return Sent([event.text], None, props, keys)
+        if event.kind == "template":
+            return Sent(
+                self._matches(event.parts), "`" + "${…}".join(event.parts) + "`", props, keys
+            )
+        value = self.constant(module, event)
+        if isinstance(value, str):
+            return Sent([value], None, props, keys)
+        return Sent([], event.text or "an expression", props, keys)
+
+    def _matches(self, parts: tuple[str, ...]) -> list[str]:
+        pattern = re.compile(".+".join(re.escape(p) for p in parts))
+        return [name for name in self.plan.events if pattern.fullmatch(name)]
+
+
+def argument(call: Call, at: int | str | None) -> Arg | None:
+    """The argument at a position, a keyword, or `N.key` (a key of argument N)."""
+    if at is None:
+        return None
+    if isinstance(at, int):
+        return call.args[at] if 0 <= at < len(call.args) else None
+    if "." in at:
+        index, _, key = at.partition(".")
+        whole = argument(call, int(index))
+        return whole.nested.get(key) if whole is not None and whole.kind == "object" else None
+    return call.kwargs.get(at)
+
+
+def _position(module: Module, params: list[str], name: str) -> int | str:
+    """Where a wrapper takes a parameter: its position (Python methods count `self`
+    out), or its name for a Python keyword-only use."""
+    index = params.index(name)
+    if module.language == "python" and params[:1] == ["self"]:
+        index -= 1
+    return index
+
+
+def _normal(path: str) -> str:
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in (".", ""):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def scan(root: Path, plan: Plan) -> Status:
+    modules, unreadable = read_tree(root)
+    program = Program(modules, plan)
+    program.find_wrappers()
+    status = Status(unreadable=unreadable)
+    for module in modules.values():
+        if module.generated:
+            continue  # its own calls are the generated code's plumbing
+        for call in module.calls:
+            signature = program.signature(module, call)
+            if signature is None:
+                continue
+            sent = program.sent(module, call, signature)
+            if sent is not None:
+                _judge(status, plan, module, call, sent)
+    sent_names = {call.event for call in status.calls}
+    status.never_sent = [name for name in plan.events if name not in sent_names]
     return status
+
+
+def _judge(status: Status, plan: Plan, module: Module, call: Call, sent: Sent) -> None:
+    where = (module.path, call.line, call.column)
+    if not sent.events:
+        status.findings.append(
+            Finding(
+                *where,
+                "dynamic_event",
+                f"dynamic event name {sent.dynamic}: no planned event matches it",
+            )
+        )
+        return
+    for event in sent.events:
+        site = CallSite(module.path, call.line, event, sent.keys, call.column, call.callee)
+        status.calls.append(site)
+        if event not in plan.events:
+            if event.startswith("$"):
+                continue  # PostHog's own events
+            close = difflib.get_close_matches(event, list(plan.events), n=1)
+            status.unplanned.append((site, close[0] if close else ""))
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            status.findings.append(
+                Finding(*where, "unplanned_event", f"unplanned event {event}{hint}", event)
+            )
+            continue
+        _judge_properties(status, plan, site, sent)
+
+
+def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) -> None:
+    where = (site.path, site.line, site.column)
+    planned = plan.properties_of(site.event)
+    for key in sent.keys:
+        if key not in planned and not key.startswith("$"):
+            status.unplanned_properties.append((site, key))
+            status.findings.append(
+                Finding(
+                    *where,
+                    "unplanned_property",
+                    f"{site.event} sends {key}, which the plan does not define",
+                    site.event,
+                )
+            )
+    props = sent.properties
+    if props is None or props.kind != "object":
+        return
+    for key, value in props.keys.items():
+        prop = planned.get(key)
+        if prop is None or value is UNKNOWN:
+            continue
+        problem = check_value(prop, value)
+        if problem is not None:
+            status.findings.append(
+                Finding(
+                    *where,
+                    "bad_value",
+                    f"{site.event}: {key} is {quoted(value)}: {problem.message}",
+                    site.event,
+                )
+            )
+    if props.spread:
+        return  # the object takes keys from elsewhere: what is missing cannot be known
+    own = plan.events[site.event].properties
+    for name, prop in own.items():
+        if prop.required and name not in sent.keys:
+            status.findings.append(
+                Finding(
+                    *where,
+                    "missing_required",
+                    f"{site.event} does not send {name}, which the plan requires",
+                    site.event,
+                )
+            )

@@ -87,6 +87,17 @@ function drawTrends(panel, data) {
     plugins: { legend: { display: true, position: "bottom", maxHeight: LEGEND_MAX_HEIGHT, labels: { boxWidth: 10, font: { size: 11 } } } } }, config.options || {});
   if (panel.chart) panel.chart.destroy();
   panel.chart = new Chart(canvas, config);
+  describe(panel);
+}
+
+// What was drawn, for whoever checks the page (the browser tests): the datasets, the
+// legend's entries and height, and the plotting area's height.
+function describe(panel) {
+  const chart = panel.chart;
+  panel.dataset.datasets = chart.data.datasets.length;
+  panel.dataset.legendItems = chart.legend ? chart.legend.legendItems.length : 0;
+  panel.dataset.legendHeight = chart.legend ? Math.round(chart.legend.height) : 0;
+  panel.dataset.plotHeight = Math.round(chart.chartArea.bottom - chart.chartArea.top);
 }
 
 function pct(share) {
@@ -125,7 +136,6 @@ function drawFunnel(panel, data) {
           backgroundColor: invalid ? INVALID_COLOR : COLORS[i % COLORS.length] };
       })
     : [{ label: "people", data: totals.map((s) => s.count), backgroundColor: COLORS[0] }];
-  panel.dataset.datasets = datasets.length;
   drawTimeToConvert(panel, data.result.time_to_convert);
   if (panel.chart) panel.chart.destroy();
   panel.chart = new Chart(panel.querySelector("canvas"), {
@@ -133,6 +143,7 @@ function drawFunnel(panel, data) {
     options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false,
       plugins: { legend: { display: broken, position: "bottom", maxHeight: LEGEND_MAX_HEIGHT } } },
   });
+  describe(panel);
 }
 
 function duration(seconds) {
