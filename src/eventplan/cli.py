@@ -1273,23 +1273,47 @@ def docs(plan: Path, out: Path) -> None:
     "--code", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
 )
 @click.option("--json", "as_json", is_flag=True)
-def status(plan: Path, code: Path, as_json: bool) -> None:
+@click.option("--sarif", is_flag=True, help="SARIF 2.1.0, for code-scanning annotations.")
+@click.option("--db", help="A store (DuckDB file or ClickHouse URL): join the code with traffic.")
+@PROJECT_OPTION
+def status(
+    plan: Path, code: Path, as_json: bool, sarif: bool, db: str | None, project: str | None
+) -> None:
     """Compare the plan with the capture calls in a codebase; exit 1 on problems."""
-    from eventplan.codegen.status import scan
+    from eventplan.codegen import status as code_status
 
-    result = scan(code, _load(plan))
-    if as_json:
+    loaded = _load(plan)
+    result = code_status.scan(code, loaded)
+    if db is not None:
+        report = _asked(db, loaded, project, lambda asked: asked.coverage())
+        code_status.with_traffic(result, report)
+    if sarif:
+        sys.stdout.write(msgspec.json.encode(code_status.sarif(result, loaded)).decode() + "\n")
+    elif as_json:
         sys.stdout.write(msgspec.json.encode(_status_json(result)).decode() + "\n")
     else:
         click.echo(f"{len(result.calls)} capture call(s) in {code}")
-        for name in result.never_sent:
-            click.echo(f"planned, never sent: {name}")
-        for found in result.findings:  # as `lint` prints: path:line:col: code: message
-            click.echo(f"{found.path}:{found.line}:{found.column}: {found.code}: {found.message}")
+        _print_status(result)
     for path, why in result.unreadable:
         click.echo(f"{path}: not read: {why}", err=True)
     if result.problems:
         sys.exit(1)
+
+
+def _print_status(result: Any) -> None:
+    for name in result.never_sent:
+        click.echo(f"planned, never sent: {name}")
+    for found in result.findings:  # as `lint` prints: path:line:col: code: message
+        click.echo(f"{found.path}:{found.line}:{found.column}: {found.code}: {found.message}")
+    if result.traffic is None:
+        return
+    for name in result.traffic.sent_never_seen:
+        click.echo(f"sent in code, not seen in 7 days: {name}")
+    for entry in result.traffic.seen_not_in_code:
+        click.echo(f"seen {entry['seen']} time(s), sent nowhere in this code: {entry['event']}")
+    for name, numbers in result.traffic.per_event.items():
+        share = numbers["invalid_share"] or 0.0
+        click.echo(f"{name}: {numbers['last_7d']} in 7 days, {share:.1%} invalid")
 
 
 def _status_json(result: Any) -> dict[str, Any]:
@@ -1301,6 +1325,7 @@ def _status_json(result: Any) -> dict[str, Any]:
             {**vars(c), "property": p} for c, p in result.unplanned_properties
         ],
         "findings": [vars(f) for f in result.findings],
+        "traffic": vars(result.traffic) if result.traffic is not None else None,
         "unreadable": [{"path": p, "error": e} for p, e in result.unreadable],
     }
 

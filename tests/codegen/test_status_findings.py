@@ -4,6 +4,7 @@ message`, from a parser (tree-sitter, Python's ast), with wrappers found, not na
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -37,6 +38,7 @@ export function KeyButton({ action }: { action: string }) {
   posthog.capture(`openrouter.key_${action}`);
   posthog.capture(eventFor(action));
   posthog.capture("$pageview", {});
+  posthog.capture("chat.rate_limited", { chat_id: "c", limit: 20, window_ms: 1000 });
   return null;
 }
 """
@@ -60,6 +62,8 @@ def tree(root: Path) -> Path:
         "apps/web/src/app/api/chat/names.ts": NAMES,
         "apps/web/src/components/key-button.tsx": CLIENT,
         "apps/server/handlers.py": PYTHON,
+        # the plan's trigger for the key events, which sends none of them now
+        "apps/web/src/components/openrouter-link-modal.tsx": "export const Modal = () => null;\n",
     }
     for relative, text in files.items():
         path = root / relative
@@ -106,6 +110,24 @@ def test_template_names_dynamic_names_and_missing_required_properties(tmp_path: 
     assert missing == {f"$pageview does not send {n}, which the plan requires" for n in required}
 
 
+def test_an_event_from_the_wrong_surface_and_a_trigger_that_moved(tmp_path: Path) -> None:
+    status = scan(tree(tmp_path), load_plan(OPENCHAT))
+    button = "apps/web/src/components/key-button.tsx"
+    [wrong] = [f for f in status.findings if f.code == "wrong_surface"]
+    assert (wrong.path, wrong.line, wrong.message) == (
+        button,
+        8,
+        'chat.rate_limited is sent from web code (a "use client" module); '
+        "the plan sends it from server",
+    )
+    moved = {(f.event, f.severity) for f in status.findings if f.code == "trigger_moved"}
+    # Planned in openrouter-link-modal.tsx, which is in the tree and sends neither.
+    assert moved == {
+        ("openrouter.key_prompt_shown", "warning"),
+        ("openrouter.key_saved", "warning"),
+    }
+
+
 def test_a_python_wrapper_is_found_and_a_misspelt_name_gets_its_suggestion(tmp_path: Path) -> None:
     found = findings(tree(tmp_path))
     assert (
@@ -133,4 +155,81 @@ def test_the_command_prints_each_finding_as_lint_does_and_in_json(tmp_path: Path
         "dynamic_event",
         "missing_required",
         "unplanned_event",
+        "wrong_surface",
+        "trigger_moved",
     }
+
+
+def test_the_plan_names_a_wrapper_status_cannot_see_and_maps_folders_to_surfaces(
+    tmp_path: Path, write_plan: Callable[[str], Path]
+) -> None:
+    plan = write_plan(
+        """
+plan: extension
+version: "1"
+events:
+  page.opened:
+    surfaces: [extension]
+    properties:
+      tab: {type: string, required: true}
+code:
+  surfaces: {"ext/*": extension, "lib/*": web}
+  wrappers:
+    sendEvent: {event: 1, properties: 2}
+"""
+    )
+    root = tmp_path / "repo"
+    for folder, tab in (("ext", '"home"'), ("lib", "3")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "send.ts").write_text(
+            f'import {{ sendEvent }} from "some-sdk";\nsendEvent(ctx, "page.opened", {{ tab: {tab} }});\n'
+        )
+    status = scan(root, load_plan(plan))
+    assert [(c.path, c.event) for c in status.calls] == [
+        ("ext/send.ts", "page.opened"),
+        ("lib/send.ts", "page.opened"),
+    ]
+    assert {(f.path, f.code) for f in status.findings} == {
+        ("lib/send.ts", "bad_value"),
+        ("lib/send.ts", "wrong_surface"),
+    }
+
+
+def test_sarif_carries_each_finding_for_code_scanning(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    out = CliRunner().invoke(cli, ["status", str(OPENCHAT), "--code", str(root), "--sarif"])
+    assert out.exit_code == 1
+    report = json.loads(out.output)
+    assert report["version"] == "2.1.0"
+    [run] = report["runs"]
+    rules = {rule["id"] for rule in run["tool"]["driver"]["rules"]}
+    status = scan(root, load_plan(OPENCHAT))
+    assert len(run["results"]) == len(status.findings)
+    for result, found in zip(run["results"], status.findings, strict=True):
+        assert result["ruleId"] in rules and result["level"] == found.severity
+        region = result["locations"][0]["physicalLocation"]["region"]
+        assert (region["startLine"], region["startColumn"]) == (found.line, found.column)
+
+
+def test_with_traffic_the_code_is_joined_with_what_arrived(tmp_path: Path) -> None:
+    runner = CliRunner()
+    events, db = tmp_path / "events.jsonl", tmp_path / "events.duckdb"
+    runner.invoke(cli, ["simulate", "--users", "80", "--days", "3", "--out", str(events)])
+    runner.invoke(cli, ["import", "--db", str(db), "--plan", str(OPENCHAT), str(events)])
+    root = tree(tmp_path / "repo")
+    out = runner.invoke(
+        cli, ["status", str(OPENCHAT), "--code", str(root), "--db", str(db), "--json"]
+    )
+    traffic = json.loads(out.output)["traffic"]
+    # By hand, from the file the store was loaded from.
+    arrived: dict[str, int] = {}
+    for line in events.read_text().splitlines():
+        name = json.loads(line)["event"]
+        arrived[name] = arrived.get(name, 0) + 1
+    assert "chat_mesage_stream" in traffic["sent_never_seen"]  # the typo never arrives
+    assert traffic["per_event"]["chat_message_stream"]["last_7d"] == arrived["chat_message_stream"]
+    not_in_code = {e["event"]: e["seen"] for e in traffic["seen_not_in_code"]}
+    assert not_in_code["dashboard.entered"] == arrived["dashboard.entered"]
+    assert "chat_message_stream" not in not_in_code
+    text = runner.invoke(cli, ["status", str(OPENCHAT), "--code", str(root), "--db", str(db)])
+    assert "sent in code, not seen in 7 days: chat_mesage_stream" in text.output

@@ -66,6 +66,7 @@ class Module:
     functions: dict[str, Function] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     client_directive: bool = False  # starts with "use client"
+    server_directive: bool = False  # starts with "use server" (Next.js server actions)
 
 
 _TS = tree_sitter.Language(tree_sitter_typescript.language_typescript())
@@ -104,7 +105,9 @@ class _ScriptReader:
     def read(self, root: tree_sitter.Node) -> Module:
         first = next((c for c in root.named_children if c.type != "comment"), None)
         if first is not None and first.type == "expression_statement" and first.named_children:
-            self.module.client_directive = _string(first.named_children[0]) == "use client"
+            directive = _string(first.named_children[0])
+            self.module.client_directive = directive == "use client"
+            self.module.server_directive = directive == "use server"
         self._visit(root, None)
         return self.module
 

@@ -23,6 +23,7 @@ complete object literal, and literals the plan's rules refuse.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -59,6 +60,17 @@ class Finding:
     code: str
     message: str
     event: str = ""
+    severity: str = "error"  # "warning": worth a look, not a failure (a moved trigger)
+
+
+@dataclass
+class Traffic:
+    """The code held against stored events (`status --db`): the coverage report's
+    counts of the last 7 days, per event name."""
+
+    sent_never_seen: list[str] = field(default_factory=list)  # in code, no event arrived
+    seen_not_in_code: list[dict[str, Any]] = field(default_factory=list)  # {event, seen}
+    per_event: dict[str, dict[str, Any]] = field(default_factory=dict)  # last_7d, invalid
 
 
 @dataclass
@@ -69,10 +81,11 @@ class Status:
     unplanned_properties: list[tuple[CallSite, str]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    traffic: Traffic | None = None
 
     @property
     def problems(self) -> int:
-        return len(self.never_sent) + len(self.findings)
+        return len(self.never_sent) + sum(f.severity == "error" for f in self.findings)
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,8 @@ class Program:
         self.modules = modules
         self.plan = plan
         self.wrappers: dict[tuple[str, str], Signature] = {}
+        self.named = {w.name: Signature(w.event, w.properties) for w in plan.code.wrappers}
+        self._resolved: dict[tuple[str, str], Module | None] = {}
         self._methods = {camel(n): n for n in plan.events} | {snake(n): n for n in plan.events}
 
     # -- resolving names across modules -------------------------------------------
@@ -134,6 +149,12 @@ class Program:
         return (target, found[1]) if target is not None else None
 
     def module_at(self, module: Module, source: str) -> Module | None:
+        key = (module.path, source)
+        if key not in self._resolved:
+            self._resolved[key] = self._module_at(module, source)
+        return self._resolved[key]
+
+    def _module_at(self, module: Module, source: str) -> Module | None:
         if module.language == "python":
             return self._python_module(module, source)
         if not source.startswith("."):
@@ -224,7 +245,8 @@ class Program:
             if module.language == "python":
                 return Signature(-1, "properties" if "properties" in call.kwargs else 2, (), event)
             return Signature(-1, 0, (), event)
-        return self.wrappers.get(self._function_key(module, call) or ("", ""))
+        inferred = self.wrappers.get(self._function_key(module, call) or ("", ""))
+        return inferred if inferred is not None else self.named.get(call.name)
 
     def _from_generated(self, module: Module, call: Call) -> bool:
         if call.receiver is not None:
@@ -376,7 +398,31 @@ def scan(root: Path, plan: Plan) -> Status:
                 _judge(status, plan, module, call, sent)
     sent_names = {call.event for call in status.calls}
     status.never_sent = [name for name in plan.events if name not in sent_names]
+    status.findings += moved_triggers(status.calls, plan, set(modules))
     return status
+
+
+def moved_triggers(calls: list[CallSite], plan: Plan, paths: set[str]) -> list[Finding]:
+    """An event whose planned trigger file is in the tree but sends it nowhere, while
+    other files do: the trigger moved (a warning, at each place it is sent from now)."""
+    found = []
+    for name, event in plan.events.items():
+        trigger = event.trigger.file
+        sites = [c for c in calls if c.event == name]
+        if not trigger or trigger not in paths or not sites:
+            continue
+        if any(c.path == trigger for c in sites):
+            continue
+        for site in sites:
+            message = (
+                f"{name} is planned in {trigger}, which does not send it; sent from {site.path}"
+            )
+            found.append(
+                Finding(
+                    site.path, site.line, site.column, "trigger_moved", message, name, "warning"
+                )
+            )
+    return found
 
 
 def _judge(status: Status, plan: Plan, module: Module, call: Call, sent: Sent) -> None:
@@ -404,6 +450,54 @@ def _judge(status: Status, plan: Plan, module: Module, call: Call, sent: Sent) -
             )
             continue
         _judge_properties(status, plan, site, sent)
+        _judge_place(status, plan, module, site)
+
+
+def surface_of(module: Module, plan: Plan) -> tuple[str | None, str]:
+    """The surface a file's code runs on, and why: the plan's `code.surfaces` first,
+    then what the file is (a "use client" component is web; a Next.js route handler,
+    a server action, middleware or Python is server; posthog-node is server, posthog-js
+    web), then its folders. (None, "") when nothing says."""
+    path = PurePosixPath(module.path)
+    for glob, surface in plan.code.surfaces:
+        if fnmatch.fnmatchcase(module.path, glob):  # `*` crosses folders here
+            return surface, f"the plan maps {glob} to {surface}"
+    if module.client_directive:
+        return "web", 'a "use client" module'
+    if module.language == "python":
+        return "server", "Python"
+    if module.server_directive:
+        return "server", 'a "use server" module'
+    if path.stem == "route" and "app" in path.parts:
+        return "server", "a Next.js route handler"
+    if ("api" in path.parts and "pages" in path.parts) or path.stem == "middleware":
+        return "server", "Next.js server code"
+    packages = {source for source, _ in module.imports.values()}
+    if "posthog-node" in packages:
+        return "server", "it imports posthog-node"
+    if "posthog-js" in packages or "posthog-js/react" in packages:
+        return "web", "it imports posthog-js"
+    for part, surface in (("extension", "extension"), ("server", "server"), ("web", "web")):
+        if any(part in folder for folder in path.parts[:-1]):
+            return surface, f"it is under a {part} folder"
+    return None, ""
+
+
+def _judge_place(status: Status, plan: Plan, module: Module, site: CallSite) -> None:
+    """Sent from the surface the plan says?"""
+    where = (site.path, site.line, site.column)
+    event = plan.events[site.event]
+    surface, why = surface_of(module, plan)
+    if surface is not None and event.surfaces and surface not in event.surfaces:
+        planned = " or ".join(event.surfaces)
+        status.findings.append(
+            Finding(
+                *where,
+                "wrong_surface",
+                f"{site.event} is sent from {surface} code ({why}); the plan sends it from {planned}",
+                site.event,
+            )
+        )
 
 
 def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) -> None:
@@ -450,3 +544,78 @@ def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) ->
                     site.event,
                 )
             )
+
+
+def with_traffic(status: Status, coverage: dict[str, Any]) -> None:
+    """Join the calls with what arrived (a project's coverage report): events sent in
+    code but not seen in 7 days, events seen but sent nowhere in this code (another
+    app, or code removed but still deployed), and each sent event's volume and invalid
+    share."""
+    seen = {e["event"]: e for e in coverage["events"] if e["last_7d"]}
+    # Unplanned events: the report counts them over all time.
+    seen.update({e["event"]: {**e, "last_7d": e["total"]} for e in coverage["seen_not_planned"]})
+    sent = {call.event for call in status.calls}
+    traffic = Traffic()
+    traffic.sent_never_seen = sorted(name for name in sent if name not in seen)
+    traffic.seen_not_in_code = [
+        {"event": name, "seen": entry["last_7d"]}
+        for name, entry in sorted(seen.items())
+        if name not in sent and not name.startswith("$")
+    ]
+    traffic.per_event = {
+        name: {"last_7d": seen[name]["last_7d"], "invalid_share": seen[name].get("invalid_share")}
+        for name in sorted(sent & set(seen))
+    }
+    status.traffic = traffic
+
+
+RULES = {
+    "unplanned_event": "An event the plan does not define",
+    "dynamic_event": "An event name no planned event matches",
+    "unplanned_property": "A property the plan does not define on its event",
+    "missing_required": "A required property missing from a complete object literal",
+    "bad_value": "A literal the plan's rules for its property refuse",
+    "wrong_surface": "An event sent from a surface the plan does not give it",
+    "trigger_moved": "An event no longer sent from its planned trigger file",
+}
+
+
+def sarif(status: Status, plan: Plan) -> dict[str, Any]:
+    """The findings as SARIF 2.1.0, which code-scanning shows on a pull request."""
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "eventplan",
+                        "rules": [
+                            {"id": code, "shortDescription": {"text": text}}
+                            for code, text in RULES.items()
+                        ],
+                    }
+                },
+                "properties": {"plan": plan.name, "version": plan.version},
+                "results": [
+                    {
+                        "ruleId": found.code,
+                        "level": found.severity,
+                        "message": {"text": found.message},
+                        "locations": [
+                            {
+                                "physicalLocation": {
+                                    "artifactLocation": {"uri": found.path},
+                                    "region": {
+                                        "startLine": found.line,
+                                        "startColumn": found.column,
+                                    },
+                                }
+                            }
+                        ],
+                    }
+                    for found in status.findings
+                ],
+            }
+        ],
+    }

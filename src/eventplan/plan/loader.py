@@ -22,6 +22,7 @@ from eventplan.plan.model import (
     Alert,
     AlertCondition,
     AppliesTo,
+    CodeRules,
     Dashboard,
     Event,
     EventForward,
@@ -30,6 +31,7 @@ from eventplan.plan.model import (
     Forwarding,
     ForwardPolicy,
     Insight,
+    NamedWrapper,
     Naming,
     Plan,
     Privacy,
@@ -61,6 +63,7 @@ PLAN_KEYS = (
     "dashboards",
     "alerts",
     "acknowledge",
+    "code",
 )
 EVENT_KEYS = (
     "description",
@@ -243,8 +246,44 @@ class _Reader:
             dashboards=self.dashboards(top),
             alerts=self.alerts(top),
             acknowledged=self.acknowledgements(top),
+            code=self.code_rules(top),
             path=self.path,
         )
+
+    def code_rules(self, top: SourceMap) -> CodeRules:
+        """`code:` — `surfaces:` (a path glob → a surface) and `wrappers:` (a function
+        name → where it takes `event` and `properties`)."""
+        node = self.mapping(top.get("code"), top.line_of("code"), "code")
+        self.unknown_keys(node, ("surfaces", "wrappers"), "code")
+        surfaces = self.mapping(node.get("surfaces"), node.line_of("surfaces"), "code.surfaces")
+        pairs = []
+        for glob, surface in surfaces.items():
+            if surface not in SURFACES:
+                self.error(
+                    surfaces.line_of(glob),
+                    "unknown_surface",
+                    f"code.surfaces: {glob} is {surface!r}; expected one of {', '.join(SURFACES)}",
+                )
+                continue
+            pairs.append((str(glob), str(surface)))
+        wrappers = self.mapping(node.get("wrappers"), node.line_of("wrappers"), "code.wrappers")
+        named = []
+        for name, raw in wrappers.items():
+            where = f"code.wrappers.{name}"
+            spec = self.mapping(raw, wrappers.line_of(name), where)
+            self.unknown_keys(spec, ("event", "properties"), where)
+            event, properties = spec.get("event", 0), spec.get("properties", 1)
+            for key, value in (("event", event), ("properties", properties)):
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | str)
+                ):
+                    self.error(
+                        spec.line_of(key), "wrong_shape", f"{where}.{key}: a position or a keyword"
+                    )
+                    break
+            else:
+                named.append(NamedWrapper(str(name), event, properties))
+        return CodeRules(tuple(pairs), tuple(named))
 
     def naming(self, top: SourceMap) -> Naming:
         node = self.mapping(top.get("naming"), top.line_of("naming"), "naming")

@@ -204,6 +204,25 @@ class Acknowledgement:
 
 
 @dataclass(frozen=True)
+class NamedWrapper:
+    """A capture function `status` cannot see into (a package's, say): where it takes
+    the event and the properties (a position, or a Python keyword)."""
+
+    name: str
+    event: int | str = 0
+    properties: int | str | None = 1
+
+
+@dataclass(frozen=True)
+class CodeRules:
+    """How `eventplan status` reads a codebase: surfaces by path (a glob → web, server
+    or extension, before what a file says of itself), and wrappers it cannot infer."""
+
+    surfaces: tuple[tuple[str, str], ...] = ()
+    wrappers: tuple[NamedWrapper, ...] = ()
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     version: str
@@ -218,6 +237,7 @@ class Plan:
     dashboards: tuple[Dashboard, ...] = ()
     alerts: tuple[Alert, ...] = ()
     acknowledged: tuple[Acknowledgement, ...] = ()
+    code: CodeRules = field(default_factory=CodeRules)
     path: str = ""
 
     def groups_for(self, event: Event) -> list[PropertyGroup]:
