@@ -233,3 +233,53 @@ def test_with_traffic_the_code_is_joined_with_what_arrived(tmp_path: Path) -> No
     assert "chat_message_stream" not in not_in_code
     text = runner.invoke(cli, ["status", str(OPENCHAT), "--code", str(root), "--db", str(db)])
     assert "sent in code, not seen in 7 days: chat_mesage_stream" in text.output
+
+
+def test_a_wrapper_taking_one_object_is_followed_through_its_destructured_fields(
+    tmp_path: Path,
+) -> None:
+    lib = tmp_path / "src" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "analytics.ts").write_text(
+        'import { PostHog } from "posthog-node";\n'
+        "const client = new PostHog(key);\n"
+        "export async function captureServerEvent({ event, distinctId, properties: props }: Args) {\n"
+        "  client.capture({ distinctId, event, properties: { ...props, app: 'openchat-server' } });\n"
+        "}\n"
+    )
+    (lib / "route.ts").write_text(
+        'import { captureServerEvent } from "./analytics";\n'
+        "await captureServerEvent({ event: 'chat.created', distinctId: u, "
+        "properties: { chat_id: 'c', source: 'server_router', storage_backend: 'postgres' } });\n"
+    )
+    status = scan(tmp_path, load_plan(OPENCHAT))
+    assert [(c.path, c.event) for c in status.calls] == [("src/lib/route.ts", "chat.created")]
+    [bad] = [f for f in status.findings if f.code == "bad_value"]
+    assert bad.message.startswith('chat.created: source is "server_router"')
+
+
+def test_a_tsconfig_alias_and_a_client_built_by_a_getter_are_followed(tmp_path: Path) -> None:
+    (tmp_path / "tsconfig.json").write_text(
+        "{\n  // comments and trailing commas, as tsconfig allows\n"
+        '  "compilerOptions": { "baseUrl": ".", "paths": { "@/*": ["./src/*"], }, },\n}\n'
+    )
+    (tmp_path / "src" / "lib").mkdir(parents=True)
+    (tmp_path / "src" / "lib" / "ph.ts").write_text(
+        'import { PostHog } from "posthog-node";\n'
+        "let client: PostHog | null = null;\n"
+        "function getClient(): PostHog {\n"
+        "  if (!client) { client = new PostHog(key); }\n"
+        "  return client;\n"
+        "}\n"
+        "export function track(user: string, event: string, props?: Record<string, unknown>) {\n"
+        "  getClient().capture({ distinctId: user, event, properties: props });\n"
+        "}\n"
+    )
+    (tmp_path / "src" / "app").mkdir()
+    (tmp_path / "src" / "app" / "page.tsx").write_text(
+        'import { track } from "@/lib/ph";\ntrack(id, "chat.created", { chat_id: "c" });\n'
+    )
+    status = scan(tmp_path, load_plan(OPENCHAT))
+    assert [(c.path, c.line, c.event, c.via) for c in status.calls] == [
+        ("src/app/page.tsx", 2, "chat.created", "track")
+    ]

@@ -53,6 +53,8 @@ class Function:
     name: str
     params: list[str]
     line: int
+    # names destructured from an object parameter: `{ event, properties }` → "0.event"
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +65,10 @@ class Module:
     constants: dict[str, Any] = field(default_factory=dict)  # name → str or {key: str}
     imports: dict[str, tuple[str, str]] = field(default_factory=dict)  # local → (from, name)
     instances: dict[str, str] = field(default_factory=dict)  # variable → `new C(...)`'s C
+    # variable → the function whose result it holds (`const client = getClient()`)
+    results: dict[str, str] = field(default_factory=dict)
+    # function → the classes it builds (`new PostHog(…)` in a getter)
+    builds: dict[str, set[str]] = field(default_factory=dict)
     functions: dict[str, Function] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     client_directive: bool = False  # starts with "use client"
@@ -126,6 +132,13 @@ class _ScriptReader:
             function = self._function(_text(node.child_by_field_name("name")), node)
         elif kind == "call_expression":
             self._call(node, function)
+        elif kind == "assignment_expression":
+            self._assigned(
+                _text(node.child_by_field_name("left")), node.child_by_field_name("right")
+            )
+        elif kind == "new_expression" and function is not None:
+            built = _text(node.child_by_field_name("constructor"))
+            self.module.builds.setdefault(function, set()).add(built)
         for child in node.named_children:
             self._visit(child, function)
 
@@ -150,11 +163,14 @@ class _ScriptReader:
         if not name:
             return None
         params = node.child_by_field_name("parameters")
-        names = []
-        for param in params.named_children if params is not None else []:
+        names: list[str] = []
+        fields: dict[str, str] = {}
+        for index, param in enumerate(params.named_children if params is not None else []):
             pattern = param.child_by_field_name("pattern") or param
             names.append(_text(pattern) if pattern.type == "identifier" else "")
-        self.module.functions[name] = Function(name, names, node.start_point.row + 1)
+            if pattern.type == "object_pattern":
+                fields.update(_destructured(pattern, index))
+        self.module.functions[name] = Function(name, names, node.start_point.row + 1, fields)
         return name
 
     def _declarator(self, node: tree_sitter.Node, function: str | None) -> str | None:
@@ -177,9 +193,19 @@ class _ScriptReader:
                     if pair.type == "pair"
                 }
                 self.module.constants[name] = {k: v for k, v in table.items() if k and v}
+        self._assigned(name, value)
+        return function
+
+    def _assigned(self, name: str, value: tree_sitter.Node | None) -> None:
+        """`name = new C(…)` or `name = f(…)`, in any scope: what `name` holds."""
+        while value is not None and value.type in ("await_expression", "non_null_expression"):
+            value = value.named_children[0] if value.named_children else None
+        if value is None or not name:
+            return
         if value.type == "new_expression":
             self.module.instances[name] = _text(value.child_by_field_name("constructor"))
-        return function
+        elif value.type == "call_expression":
+            self.module.results[name] = _text(value.child_by_field_name("function"))
 
     def _call(self, node: tree_sitter.Node, function: str | None) -> None:
         callee = node.child_by_field_name("function")
@@ -206,6 +232,19 @@ class _ScriptReader:
                 function=function,
             )
         )
+
+
+def _destructured(pattern: tree_sitter.Node, index: int) -> dict[str, str]:
+    """Local names an object pattern binds, each to `index.key` of the argument."""
+    bound = {}
+    for part in pattern.named_children:
+        if part.type == "shorthand_property_identifier_pattern":
+            bound[_text(part)] = f"{index}.{_text(part)}"
+        elif part.type == "pair_pattern":
+            key, value = part.child_by_field_name("key"), part.child_by_field_name("value")
+            if key is not None and value is not None and value.type == "identifier":
+                bound[_text(value)] = f"{index}.{_text(key)}"
+    return bound
 
 
 def _string(node: tree_sitter.Node | None) -> str | None:

@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from eventplan.codegen.names import camel, snake
-from eventplan.codegen.source import SUFFIXES, UNKNOWN, Arg, Call, Module, read_module
+from eventplan.codegen.source import (
+    SUFFIXES,
+    UNKNOWN,
+    Arg,
+    Call,
+    Function,
+    Module,
+    read_module,
+)
 from eventplan.plan.model import Plan
 from eventplan.plan.validator import check_value, quoted
 
@@ -109,6 +118,62 @@ class Sent:
     keys: tuple[str, ...]
 
 
+def read_aliases(root: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each tsconfig.json's path aliases (`"@/*": ["./src/*"]`), by the folder it
+    governs: alias prefix → target folder, relative to the tree."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for config in root.rglob("tsconfig*.json"):
+        if any(p in SKIP_DIRS for p in config.parts):
+            continue
+        try:
+            options = _jsonc(config.read_text(encoding="utf-8")).get("compilerOptions", {})
+        except (OSError, ValueError, AttributeError):
+            continue  # a tsconfig status cannot read resolves no alias
+        folder = config.parent.relative_to(root).as_posix()
+        base = _normal(f"{folder}/{options.get('baseUrl', '.')}")
+        pairs = []
+        for alias, targets in (options.get("paths") or {}).items():
+            if isinstance(targets, list) and targets and isinstance(targets[0], str):
+                pairs.append(
+                    (alias.removesuffix("*"), _normal(f"{base}/{targets[0].removesuffix('*')}"))
+                )
+        found["" if folder == "." else folder] = pairs
+    return found
+
+
+def _jsonc(text: str) -> dict[str, Any]:
+    """JSON with the comments and trailing commas tsconfig files allow."""
+    out, i, quoted_text = [], 0, False
+    while i < len(text):
+        char = text[i]
+        if quoted_text:
+            out.append(char)
+            if char == "\\":
+                out.append(text[i + 1 : i + 2])
+                i += 1
+            elif char == '"':
+                quoted_text = False
+        elif char == '"':
+            quoted_text = True
+            out.append(char)
+        elif text.startswith("//", i):
+            i = text.find("\n", i) if "\n" in text[i:] else len(text)
+            continue
+        elif text.startswith("/*", i):
+            i = text.find("*/", i) + 2 if "*/" in text[i:] else len(text)
+            continue
+        else:
+            out.append(char)
+        i += 1
+    cleaned = "".join(out)
+    for closing in ("}", "]"):
+        cleaned = re.sub(r",\s*" + re.escape(closing), closing, cleaned)
+    loaded = json.loads(cleaned)
+    if not isinstance(loaded, dict):
+        raise ValueError("a tsconfig is an object")
+    return loaded
+
+
 def read_tree(root: Path) -> tuple[dict[str, Module], list[tuple[str, str]]]:
     modules: dict[str, Module] = {}
     unreadable: list[tuple[str, str]] = []
@@ -130,8 +195,14 @@ def read_tree(root: Path) -> tuple[dict[str, Module], list[tuple[str, str]]]:
 class Program:
     """Every module of a tree, with imports resolved between them."""
 
-    def __init__(self, modules: dict[str, Module], plan: Plan) -> None:
+    def __init__(
+        self,
+        modules: dict[str, Module],
+        plan: Plan,
+        aliases: dict[str, list[tuple[str, str]]] | None = None,
+    ) -> None:
         self.modules = modules
+        self.aliases = aliases or {}
         self.plan = plan
         self.wrappers: dict[tuple[str, str], Signature] = {}
         self.named = {w.name: Signature(w.event, w.properties) for w in plan.code.wrappers}
@@ -157,14 +228,28 @@ class Program:
     def _module_at(self, module: Module, source: str) -> Module | None:
         if module.language == "python":
             return self._python_module(module, source)
-        if not source.startswith("."):
-            return None
-        base = PurePosixPath(module.path).parent / source
+        if source.startswith("."):
+            base = PurePosixPath(module.path).parent / source
+        else:
+            aliased = self._aliased(module, source)
+            if aliased is None:
+                return None
+            base = PurePosixPath(aliased)
         for candidate in (str(base), *(f"{base}{s}" for s in (".ts", ".tsx", ".js", ".jsx"))):
             normal = _normal(candidate)
             for suffix in ("", "/index.ts", "/index.tsx", "/index.js"):
                 if normal + suffix in self.modules:
                     return self.modules[normal + suffix]
+        return None
+
+    def _aliased(self, module: Module, source: str) -> str | None:
+        """`source` through the path aliases of the nearest tsconfig above `module`."""
+        folder = PurePosixPath(module.path).parent
+        for governed in (folder, *folder.parents):
+            key = "" if str(governed) == "." else governed.as_posix()
+            for alias, target in self.aliases.get(key, []):
+                if source == alias.rstrip("/") or (alias and source.startswith(alias)):
+                    return f"{target}/{source[len(alias) :]}".rstrip("/")
         return None
 
     def _python_module(self, module: Module, source: str) -> Module | None:
@@ -215,23 +300,41 @@ class Program:
 
     def posthog_object(self, module: Module, receiver: str, hops: int = 0) -> bool:
         """Whether a call's receiver is PostHog's client (not another library's): the
-        `posthog` global, or what PostHog's packages export or build, also when it is
-        built in one module and imported into another."""
+        `posthog` global, what PostHog's packages export or build, or what a getter
+        that builds one returns (`getClient().capture`, `const c = getClient()`), also
+        across imports."""
+        if hops > 4:
+            return False
         head = receiver.split(".")[-1] if receiver.startswith(("this.", "self.")) else receiver
         if head in ("posthog", "window.posthog"):
             return True
-        found = module.imports.get(head)
-        if found is not None:
+        if head.endswith("()"):
+            return self._builds_posthog(module, head[:-2], hops)
+        if head in module.imports:
             target = self.imported(module, head)
-            if target is not None and hops < 4:
+            if target is not None:
                 return self.posthog_object(target[0], target[1], hops + 1)
-            return found[0] in POSTHOG_PACKAGES
+            return module.imports[head][0] in POSTHOG_PACKAGES
         built = module.instances.get(head)
         if built is not None:
-            name = built.split(".")[-1]
-            origin = module.imports.get(built.split(".")[0])
-            return name in POSTHOG_CLASSES and (origin is None or origin[0] in POSTHOG_PACKAGES)
-        return False
+            return self._posthog_class(module, built)
+        getter = module.results.get(head)
+        return getter is not None and self._builds_posthog(module, getter, hops)
+
+    def _posthog_class(self, module: Module, name: str) -> bool:
+        origin = module.imports.get(name.split(".")[0])
+        return name.split(".")[-1] in POSTHOG_CLASSES and (
+            origin is None or origin[0] in POSTHOG_PACKAGES
+        )
+
+    def _builds_posthog(self, module: Module, function: str, hops: int) -> bool:
+        """Whether `function` (of this module, or imported) builds a PostHog client."""
+        if hops > 4:
+            return False
+        if function in module.builds:
+            return any(self._posthog_class(module, c) for c in module.builds[function])
+        target = self.imported(module, function)
+        return target is not None and self._builds_posthog(target[0], target[1], hops + 1)
 
     # -- what a call is ---------------------------------------------------------------
 
@@ -297,23 +400,27 @@ class Program:
     def _as_wrapper(self, module: Module, call: Call) -> Signature | None:
         signature = self.signature(module, call)
         assert call.function is not None
-        params = module.functions[call.function].params
+        function = module.functions[call.function]
         if signature is None or signature.fixed_event is not None:
             return None
         event = argument(call, signature.event)
-        if event is None or event.kind != "name" or event.text not in params:
+        event_at = (
+            _position(module, function, event.text) if event and event.kind == "name" else None
+        )
+        if event_at is None:
             return None
         props = argument(call, signature.properties) if signature.properties is not None else None
         keys = list(signature.keys)
         props_at: int | str | None = None
-        if props is not None and props.kind == "name" and props.text in params:
-            props_at = _position(module, params, props.text)
+        if props is not None and props.kind == "name":
+            props_at = _position(module, function, props.text)
         elif props is not None and props.kind == "object":
             keys += list(props.keys)
-            spread = [n for n in props.spread_names if n in params]
-            if spread:
-                props_at = _position(module, params, spread[0])
-        return Signature(_position(module, params, event.text), props_at, tuple(keys))
+            spread = [
+                p for n in props.spread_names if (p := _position(module, function, n)) is not None
+            ]
+            props_at = spread[0] if spread else None
+        return Signature(event_at, props_at, tuple(keys))
 
     # -- what each call sends -----------------------------------------------------------
 
@@ -327,10 +434,14 @@ class Program:
         if signature.fixed_event is not None:
             return Sent([signature.fixed_event], None, props, keys)
         event = argument(call, signature.event)
-        params = module.functions[call.function].params if call.function else []
+        function = module.functions[call.function] if call.function else None
         if event is None:
             return Sent([], "no event argument", props, keys)
-        if event.kind == "name" and event.text in params:
+        if (
+            event.kind == "name"
+            and function
+            and _position(module, function, event.text) is not None
+        ):
             return None
         if event.kind == "string":
             return Sent([event.text], None, props, keys)
@@ -361,11 +472,16 @@ def argument(call: Call, at: int | str | None) -> Arg | None:
     return call.kwargs.get(at)
 
 
-def _position(module: Module, params: list[str], name: str) -> int | str:
-    """Where a wrapper takes a parameter: its position (Python methods count `self`
-    out), or its name for a Python keyword-only use."""
-    index = params.index(name)
-    if module.language == "python" and params[:1] == ["self"]:
+def _position(module: Module, function: Function, name: str) -> int | str | None:
+    """Where a function takes what it names `name`: a parameter's position (a Python
+    method's `self` not counted), or `N.key` for a name destructured from argument N;
+    None when `name` is not one of its parameters."""
+    if name in function.fields:
+        return function.fields[name]
+    if not name or name not in function.params:
+        return None
+    index = function.params.index(name)
+    if module.language == "python" and function.params[:1] == ["self"]:
         index -= 1
     return index
 
@@ -383,7 +499,7 @@ def _normal(path: str) -> str:
 
 def scan(root: Path, plan: Plan) -> Status:
     modules, unreadable = read_tree(root)
-    program = Program(modules, plan)
+    program = Program(modules, plan, read_aliases(root))
     program.find_wrappers()
     status = Status(unreadable=unreadable)
     for module in modules.values():
