@@ -97,6 +97,20 @@ def plan_group() -> None:
     """Look at a plan."""
 
 
+@plan_group.command(name="schema")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write it here.")
+def plan_schema(out: Path | None) -> None:
+    """The JSON Schema of the plan file itself, for YAML language servers (put
+    `# yaml-language-server: $schema=plan.schema.json` at the top of a plan)."""
+    from eventplan.plan.file_schema import plan_file_schema
+
+    text = msgspec.json.format(msgspec.json.encode(plan_file_schema()), indent=2).decode() + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
 @plan_group.command(name="show")
 @plan_argument
 @click.option("--event", "event_name", help="Show one event's properties in full.")
@@ -1298,6 +1312,26 @@ def status(
         click.echo(f"{path}: not read: {why}", err=True)
     if result.problems:
         sys.exit(1)
+
+
+@cli.command(name="mcp")
+@plan_argument
+@click.option("--db", help="A store: adds coverage, alerts and the quarantine to the tools.")
+@PROJECT_OPTION
+def mcp_command(plan: Path, db: str | None, project: str | None) -> None:
+    """A Model Context Protocol server on stdio, for coding agents and editors: look up
+    an event, validate a payload, run `status` on a folder (and, with --db, read
+    coverage, alerts and the quarantine)."""
+    from eventplan.mcp import create_server
+
+    loaded = _load(plan)
+    store = _open_store(db, read_only=True, plans=[loaded]) if db else None
+    try:
+        asked = _project(store, loaded, project) if store is not None else None
+        create_server(loaded, asked).run("stdio")
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _print_status(result: Any) -> None:
