@@ -1223,15 +1223,23 @@ def httpx_wait_stored(url: str, count: int) -> None:
 @click.argument("language", type=click.Choice(["typescript", "python"]))
 @plan_argument
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def codegen(language: str, plan: Path, out: Path) -> None:
+@click.option(
+    "--surface",
+    type=click.Choice(["web", "server", "extension"]),
+    help="TypeScript: only the events this surface sends (one module per surface).",
+)
+def codegen(language: str, plan: Path, out: Path, surface: str | None) -> None:
     """Typed tracking code for the plan's events (deterministic: same plan, same bytes)."""
     from eventplan.codegen import python as python_target
     from eventplan.codegen import typescript as typescript_target
 
     loaded = _load(plan)
-    target = typescript_target if language == "typescript" else python_target
+    if language == "python":
+        text = python_target.generate(loaded)  # server code: every server event
+    else:
+        text = typescript_target.generate(loaded, surface)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(target.generate(loaded), encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     click.echo(f"wrote {out} ({language}, plan {loaded.name} {loaded.version})", err=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,8 @@ def tsc(folder: Path) -> subprocess.CompletedProcess[str]:
             "--moduleResolution",
             "bundler",
             "--skipLibCheck",
+            "--isolatedModules",
+            "--verbatimModuleSyntax",
             str(folder / "use.ts"),
         ],
         capture_output=True,
@@ -198,3 +201,117 @@ def test_generated_python_sends_through_posthog_python(
     server.wait_for_count(f"distinct_id = '{person}'", 1)
     [[verdict]] = server.sql(f"SELECT verdict FROM events WHERE distinct_id = '{person}'")
     assert verdict == "valid"
+
+
+SURFACE_TS = """
+import posthog from "posthog-js";
+import { PostHog } from "posthog-node";
+import { OpenchatWebAnalytics, fromPosthogJs } from "./web";
+import { OpenchatServerAnalytics, fromPosthogNode } from "./server";
+
+const web = new OpenchatWebAnalytics(fromPosthogJs(posthog));
+web.chatCreated({ chat_id: "c1", source: "sidebar_button", storage_backend: "postgres" });
+const server = new OpenchatServerAnalytics(
+  fromPosthogNode(new PostHog("phc_x"), "user-1", { app: "openchat-server", environment: "production" }),
+);
+server.chatMessageStream({ chat_id: "c", model_id: "m", status: "completed", duration_ms: 5, ip_hash: "ab12", origin: "openchat.example" });
+"""
+
+BROKEN_SURFACE_TS = {
+    "a server-only event from browser code": (
+        "web.chatCreated(",
+        'web.chatMessageStream({ chat_id: "c", model_id: "m", status: "completed", duration_ms: 5 });\nweb.chatCreated(',
+        "chatMessageStream",
+    ),
+    "a misspelt environment for the server sender": (
+        'environment: "production"',
+        'environment: "prodution"',
+        "prodution",
+    ),
+    "a per-request property of the wrong type": (
+        'ip_hash: "ab12"',
+        "ip_hash: 42",
+        "Type 'number' is not assignable to type 'string'",
+    ),
+}
+
+
+def test_one_module_per_surface_types_the_server_properties(workdir: Path) -> None:
+    for surface in ("web", "server"):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "codegen",
+                "typescript",
+                str(OPENCHAT),
+                "-o",
+                str(workdir / f"{surface}.ts"),
+                "--surface",
+                surface,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    (workdir / "use.ts").write_text(SURFACE_TS)
+    good = tsc(workdir)
+    assert good.returncode == 0, good.stdout
+    for name, (right, wrong, named) in BROKEN_SURFACE_TS.items():
+        (workdir / "use.ts").write_text(SURFACE_TS.replace(right, wrong, 1))
+        bad = tsc(workdir)
+        assert bad.returncode != 0, name
+        assert named in bad.stdout, (name, bad.stdout)
+
+
+CHECK_TS = """
+import { OpenchatAnalytics, checkedSender } from "./analytics";
+
+const sent: string[] = [];
+const heard: string[] = [];
+const analytics = new OpenchatAnalytics(
+  checkedSender((event) => sent.push(event), (event, problems) => heard.push(`${event}: ${problems.map((p) => p.message).join("; ")}`)),
+);
+analytics.chatRateLimited({ chat_id: "c", limit: 20, window_ms: 60000 });
+// A payload the types allow but the plan refuses at run time (cast from untyped data).
+analytics.chatRateLimited(JSON.parse('{"chat_id": "c", "limit": 2.5, "window_ms": 60000}'));
+const strict = new OpenchatAnalytics(checkedSender(() => undefined));
+let thrown = "";
+try {
+  strict.chatCreated(JSON.parse('{"chat_id": "c", "source": "menu", "storage_backend": "postgres"}'));
+} catch (error) {
+  thrown = String(error);
+}
+console.log(JSON.stringify({ sent, heard, thrown }));
+"""
+
+
+def test_the_development_check_holds_each_payload_to_the_plan_at_run_time(workdir: Path) -> None:
+    generate("typescript", workdir / "analytics.ts")
+    (workdir / "use.ts").write_text(CHECK_TS)
+    built = subprocess.run(
+        [
+            str(ROOT / "node_modules" / ".bin" / "tsc"),
+            "--strict",
+            "--target",
+            "es2022",
+            "--module",
+            "commonjs",
+            "--outDir",
+            str(workdir / "out"),
+            str(workdir / "use.ts"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout
+    node = require_tool("node", "nodejs")
+    ran = subprocess.run(
+        [node, str(workdir / "out" / "use.js")], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["sent"] == ["chat.rate_limited", "chat.rate_limited"]
+    assert report["heard"] == ["chat.rate_limited: limit: expected integer, got 2.5"]
+    assert (
+        'chat.created breaks the plan: source: "menu" is not one of sidebar_button'
+        in (report["thrown"])
+    )
