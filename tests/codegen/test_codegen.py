@@ -81,11 +81,19 @@ def generate(language: str, out: Path) -> None:
 
 def test_typescript_compiles_and_rejects_mistakes(workdir: Path) -> None:
     generate("typescript", workdir / "analytics.ts")
-    (workdir / "use.ts").write_text(GOOD_TS)
+    compiles_and_rejects(workdir, GOOD_TS, BROKEN_TS)
+
+
+def compiles_and_rejects(
+    workdir: Path, good_use: str, broken: dict[str, tuple[str, str, str]]
+) -> None:
+    """`good_use` compiles against the generated code; each mistake (the right text
+    replaced by the wrong one) does not, and tsc's message names it."""
+    (workdir / "use.ts").write_text(good_use)
     good = tsc(workdir)
     assert good.returncode == 0, good.stdout
-    for name, (right, wrong, named) in BROKEN_TS.items():
-        (workdir / "use.ts").write_text(GOOD_TS.replace(right, wrong, 1))
+    for name, (right, wrong, named) in broken.items():
+        (workdir / "use.ts").write_text(good_use.replace(right, wrong, 1))
         bad = tsc(workdir)
         assert bad.returncode != 0, name
         assert named in bad.stdout, (name, bad.stdout)
@@ -251,14 +259,7 @@ def test_one_module_per_surface_types_the_server_properties(workdir: Path) -> No
             ],
         )
         assert result.exit_code == 0, result.output
-    (workdir / "use.ts").write_text(SURFACE_TS)
-    good = tsc(workdir)
-    assert good.returncode == 0, good.stdout
-    for name, (right, wrong, named) in BROKEN_SURFACE_TS.items():
-        (workdir / "use.ts").write_text(SURFACE_TS.replace(right, wrong, 1))
-        bad = tsc(workdir)
-        assert bad.returncode != 0, name
-        assert named in bad.stdout, (name, bad.stdout)
+    compiles_and_rejects(workdir, SURFACE_TS, BROKEN_SURFACE_TS)
 
 
 CHECK_TS = """
