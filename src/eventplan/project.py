@@ -103,14 +103,16 @@ class Project:
         """Enrich, validate and apply the privacy policy: logged events ready to store.
         Each event's properties are changed in place."""
         stored = []
+        judge = self.judge_of_plan
         for event in events:
             properties = event.properties
-            verdict = self.judge_of_plan.enrich_and_judge(event.event, properties, event.user_agent)
-            self.privacy.apply(event.event, properties)
+            name = judge.rename(event.event, properties)  # stored under its planned name
+            verdict = judge.enrich_and_judge(name, properties, event.user_agent)
+            self.privacy.apply(name, properties)
             stored.append(
                 StoredEvent(
                     event.uuid,
-                    event.event,
+                    name,
                     event.distinct_id,
                     event.timestamp,
                     event.created_at,

@@ -17,6 +17,7 @@ from typing import Any
 
 from eventplan.capture.enrich import Enricher
 from eventplan.plan.model import Plan
+from eventplan.plan.posthog import RENAMED, SENT_AS
 from eventplan.plan.validator import Validator, Verdict, Violation
 
 
@@ -24,6 +25,8 @@ class Judge:
     def __init__(self, plan: Plan) -> None:
         self.enricher = Enricher(plan)
         self.validator = Validator(plan)
+        self._events = plan.event_renames()
+        self._properties = {name: plan.property_renames(name) for name in plan.events}
         self._private = {
             name: frozenset(
                 key
@@ -42,10 +45,29 @@ class Judge:
             self.enricher.enrich(name, properties, user_agent)
         return self.validator.check_properties(name, properties)
 
+    def rename(self, name: Any, properties: Any) -> Any:
+        """The planned name of an event sent under an old one (`renamed_from`), and its
+        old property names made the planned ones, in place; the names sent are kept
+        (`$eventplan_sent_as`, `$eventplan_renamed`) so nothing sent is lost."""
+        if not isinstance(name, str) or not isinstance(properties, dict):
+            return name
+        planned = self._events.get(name)
+        if planned is not None:
+            properties[SENT_AS] = name
+            name = planned
+        moved = {}
+        for old, new in self._properties.get(name, {}).items():
+            if old in properties and new not in properties:
+                properties[new] = properties.pop(old)
+                moved[old] = new
+        if moved:
+            properties[RENAMED] = moved
+        return name
+
     def verdict(self, name: Any, properties: Any) -> Verdict:
         """The verdict on an event as sent, its properties left as they are."""
         copied = dict(properties) if isinstance(properties, Mapping) else properties
-        return self.enrich_and_judge(name, copied)
+        return self.enrich_and_judge(self.rename(name, copied), copied)
 
     def rejudge_stored(
         self, name: str, properties: dict[str, Any], captured: list[Violation]

@@ -552,7 +552,19 @@ def _judge(status: Status, plan: Plan, module: Module, call: Call, sent: Sent) -
             )
         )
         return
-    for event in sent.events:
+    renamed = plan.event_renames()
+    for sent_name in sent.events:
+        event = renamed.get(sent_name, sent_name)
+        if event != sent_name:  # stored and counted as the new name; the code should say it
+            status.findings.append(
+                Finding(
+                    *where,
+                    "renamed_event",
+                    f"{sent_name} is now {event} (renamed_from): send {event}",
+                    event,
+                    "warning",
+                )
+            )
         site = CallSite(module.path, call.line, event, sent.keys, call.column, call.callee)
         status.calls.append(site)
         if event not in plan.events:
@@ -619,8 +631,19 @@ def _judge_place(status: Status, plan: Plan, module: Module, site: CallSite) -> 
 def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) -> None:
     where = (site.path, site.line, site.column)
     planned = plan.properties_of(site.event)
+    renamed = plan.property_renames(site.event)
     for key in sent.keys:
-        if key not in planned and not key.startswith("$"):
+        if key in renamed:
+            status.findings.append(
+                Finding(
+                    *where,
+                    "renamed_property",
+                    f"{site.event}: {key} is now {renamed[key]} (renamed_from): send {renamed[key]}",
+                    site.event,
+                    "warning",
+                )
+            )
+        elif key not in planned and not key.startswith("$"):
             status.unplanned_properties.append((site, key))
             status.findings.append(
                 Finding(
@@ -634,7 +657,7 @@ def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) ->
     if props is None or props.kind != "object":
         return
     for key, value in props.keys.items():
-        prop = planned.get(key)
+        prop = planned.get(renamed.get(key, key))
         if prop is None or value is UNKNOWN:
             continue
         problem = check_value(prop, value)
@@ -651,7 +674,7 @@ def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) ->
         return  # the object takes keys from elsewhere: what is missing cannot be known
     own = plan.events[site.event].properties
     for name, prop in own.items():
-        if prop.required and name not in sent.keys:
+        if prop.required and name not in {renamed.get(k, k) for k in sent.keys}:
             status.findings.append(
                 Finding(
                     *where,
@@ -693,6 +716,8 @@ RULES = {
     "bad_value": "A literal the plan's rules for its property refuse",
     "wrong_surface": "An event sent from a surface the plan does not give it",
     "trigger_moved": "An event no longer sent from its planned trigger file",
+    "renamed_event": "An event sent under the name the plan renamed",
+    "renamed_property": "A property sent under the name the plan renamed",
 }
 
 

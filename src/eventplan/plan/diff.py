@@ -40,12 +40,22 @@ def diff_plans(old: Plan, new: Plan) -> list[Change]:
     changes: list[Change] = []
     removed = [e for e in old.events if e not in new.events]
     added = [e for e in new.events if e not in old.events]
+    declared = new.event_renames()
     for name in list(removed):
-        match = next((a for a in added if _similar_events(old, new, name, a)), None)
-        if match is not None:
+        # A rename the new plan declares keeps history: events sent under the old
+        # name are stored and counted under the new one. Not breaking.
+        match: str | None = declared.get(name)
+        if match in added:
+            changes.append(
+                Change("event_renamed", name, None, f"{name} → {match} (renamed_from)", False)
+            )
+        else:
+            match = next((a for a in added if _similar_events(old, new, name, a)), None)
+            if match is None:
+                continue
             changes.append(Change("event_renamed", name, None, f"{name} → {match}", True))
-            removed.remove(name)
-            added.remove(match)
+        removed.remove(name)
+        added.remove(match)
     changes += [
         Change("event_removed", e, None, f"{e} is no longer planned", True) for e in removed
     ]
@@ -61,12 +71,20 @@ def _event_changes(event: str, old: dict[str, Property], new: dict[str, Property
     changes: list[Change] = []
     gone = [p for p in old if p not in new]
     fresh = [p for p in new if p not in old]
+    declared = {o: key for key, prop in new.items() for o in prop.renamed_from}
     for name in list(gone):
-        match = next((f for f in fresh if _same_shape(old[name], new[f])), None)
-        if match is not None:
+        match: str | None = declared.get(name)
+        if match in fresh:  # declared: kept whole, as for events
+            changes.append(
+                Change("property_renamed", event, name, f"{name} → {match} (renamed_from)", False)
+            )
+        else:
+            match = next((f for f in fresh if _same_shape(old[name], new[f])), None)
+            if match is None:
+                continue
             changes.append(Change("property_renamed", event, name, f"{name} → {match}", True))
-            gone.remove(name)
-            fresh.remove(match)
+        gone.remove(name)
+        fresh.remove(match)
     changes += [
         Change("property_removed", event, p, f"{p} is no longer planned", True) for p in gone
     ]

@@ -30,6 +30,7 @@ from eventplan.plan.model import (
 TEXT: dict[str, Any] = {"type": "string"}
 NAMES: dict[str, Any] = {"type": "array", "items": TEXT}
 SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
+OLD_NAMES: dict[str, Any] = {"oneOf": [TEXT, NAMES]}  # `renamed_from`
 
 
 def _closed(keys: tuple[str, ...], known: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -76,6 +77,7 @@ PROPERTY: dict[str, Any] = {
                     ]
                 },
                 "examples": {"type": "array"},
+                "renamed_from": OLD_NAMES,
             },
             required=["type"],
         ),
@@ -94,6 +96,7 @@ EVENT: dict[str, Any] = _closed(
         "forward": _choice(EventForward),
         "sample": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "keep_local": {"type": "boolean"},
+        "renamed_from": OLD_NAMES,
     },
 )
 INSIGHT: dict[str, Any] = _closed(

@@ -254,8 +254,32 @@ def _suggest(name: str, candidates: list[str]) -> str:
     return f" (did you mean `{close[0]}`?)" if close else ""
 
 
+def rename_rules(plan: Plan) -> Iterator[Diagnostic]:
+    """An old name (`renamed_from`) must not be a name the plan still plans: events
+    sent under it would be stored as the other."""
+    owners: dict[str, str] = {}
+    for event in plan.events.values():
+        for old in event.renamed_from:
+            if old in plan.events:
+                yield _finding(
+                    plan,
+                    event.line,
+                    "rename_conflict",
+                    f"event `{event.name}` is renamed from `{old}`, which the plan still plans",
+                )
+            elif old in owners:
+                yield _finding(
+                    plan,
+                    event.line,
+                    "rename_conflict",
+                    f"`{old}` is the old name of both `{owners[old]}` and `{event.name}`",
+                )
+            owners[old] = event.name
+
+
 RULES: tuple[Rule, ...] = (
     naming_rules,
+    rename_rules,
     type_conflicts,
     group_targets,
     references,

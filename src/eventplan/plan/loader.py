@@ -75,6 +75,7 @@ EVENT_KEYS = (
     "forward",
     "sample",
     "keep_local",
+    "renamed_from",
 )
 PROPERTY_KEYS = (
     "type",
@@ -89,6 +90,7 @@ PROPERTY_KEYS = (
     "pattern",
     "privacy",
     "examples",
+    "renamed_from",
 )
 INSIGHT_KEYS = (
     "kind",
@@ -372,6 +374,7 @@ class _Reader:
                 value=self.text(spec, "value", where),
                 properties=self.properties(spec, where, owner=name),
                 forwarding=self.forwarding(spec, where),
+                renamed_from=self.old_names(spec, where),
                 line=node.line_of(name),
             )
         return events
@@ -442,8 +445,24 @@ class _Reader:
             pattern=str(pattern) if pattern is not None else None,
             privacy=self.privacy(spec, where),
             examples=tuple(spec.get("examples") or ()),
+            renamed_from=self.old_names(spec, where),
             line=line,
         )
+
+    def old_names(self, spec: SourceMap, where: str) -> tuple[str, ...]:
+        """`renamed_from:` — one old name or a list of them."""
+        raw = spec.get("renamed_from")
+        if raw is None:
+            return ()
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            self.error(
+                spec.line_of("renamed_from"),
+                "wrong_shape",
+                f"{where}.renamed_from: a name or a list of names",
+            )
+            return ()
+        return tuple(names)
 
     def pattern(self, spec: SourceMap, where: str) -> Any:
         """The property's regular expression, None when it has none or it is broken."""

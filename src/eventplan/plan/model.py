@@ -55,6 +55,7 @@ class Property:
     examples: tuple[Scalar, ...] = ()
     line: int = 0
     owner: str = ""  # the event or property group that defines it
+    renamed_from: tuple[str, ...] = ()  # its names before: sent so, counted as this
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Event:
     value: str = ""
     properties: dict[str, Property] = field(default_factory=dict)
     forwarding: Forwarding = field(default_factory=Forwarding)
+    renamed_from: tuple[str, ...] = ()  # its names before: sent so, counted as this
     legacy: bool = False
     line: int = 0
 
@@ -239,6 +241,20 @@ class Plan:
     acknowledged: tuple[Acknowledgement, ...] = ()
     code: CodeRules = field(default_factory=CodeRules)
     path: str = ""
+
+    def event_renames(self) -> dict[str, str]:
+        """Each old event name (`renamed_from`) → the planned name it is now."""
+        return {old: name for name, event in self.events.items() for old in event.renamed_from}
+
+    def property_renames(self, event_name: str) -> dict[str, str]:
+        """An event's old property names → the planned names they are now."""
+        if event_name not in self.events:
+            return {}
+        return {
+            old: key
+            for key, prop in self.properties_of(event_name).items()
+            for old in prop.renamed_from
+        }
 
     def groups_for(self, event: Event) -> list[PropertyGroup]:
         return [group for group in self.groups.values() if group.applies_to.matches(event)]

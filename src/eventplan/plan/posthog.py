@@ -14,6 +14,9 @@ PLAIN_BUILTIN_PROPERTIES: Final = frozenset({"token", "distinct_id", "title", "a
 # eventplan's own labels on a bot's events (capture/bots.py); a person's carry neither.
 BOT: Final = "$eventplan_bot"
 BOT_NAME: Final = "$eventplan_bot_name"
+# What an event sent under a name the plan renamed keeps of what was sent (`renamed_from`).
+SENT_AS: Final = "$eventplan_sent_as"  # the old event name
+RENAMED: Final = "$eventplan_renamed"  # {old property name: the planned one}
 
 # The `$` properties posthog-node and posthog-python put on an ordinary capture
 # (read off their sources: `$process_person_profile` for a personless event,
@@ -116,4 +119,6 @@ COMMON_DOLLAR_PROPERTIES: Final = (
     "$eventplan_ip_hash",
     BOT,
     BOT_NAME,
+    SENT_AS,
+    RENAMED,
 )

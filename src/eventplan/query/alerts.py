@@ -16,7 +16,7 @@ from eventplan.plan.model import Alert, Plan
 from eventplan.query.dashboards import insight_query
 from eventplan.query.engine import invalid_counts, run_query
 from eventplan.query.model import DateRange, Query, Series, TrendsQuery, View
-from eventplan.query.sql import Compiler
+from eventplan.query.sql import Aliases, Compiler
 from eventplan.store import Store
 from eventplan.store.base import epoch_us
 
@@ -208,7 +208,8 @@ def _invalid_share(
     store: Store, plan: Plan, project: str, at: datetime, result: AlertResult
 ) -> None:
     """Planned events of which more than the alert's share broke the plan in 24 h."""
-    for event, (total, bad) in invalid_counts(store, project, at - timedelta(days=1), at).items():
+    day = invalid_counts(store, project, at - timedelta(days=1), at, plan=plan)
+    for event, (total, bad) in day.items():
         if event not in plan.events or total < INVALID_SHARE_MIN_EVENTS:
             continue
         if bad / total > INVALID_SHARE_ALERT:
@@ -243,7 +244,9 @@ def _went_quiet(store: Store, plan: Plan, project: str, at: datetime, result: Al
         [quiet_from, epoch_us(quiet_from), project, quiet_from - timedelta(days=7), at],
     )
     seen: dict[str, tuple[datetime, list[int]]] = {}
-    for event, day_number, count, latest in rows:
+    aliases = Aliases.of(plan)
+    for stored, day_number, count, latest in rows:
+        event = aliases.planned(stored)  # an old name counts as the new one
         last, per_day = seen.get(event, (latest, [0] * 7))
         if day_number >= 0:
             per_day[min(int(day_number), 6)] += int(count)

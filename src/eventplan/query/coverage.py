@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventplan.plan.model import Plan, Property
-from eventplan.query.sql import Compiler
+from eventplan.query.sql import Aliases, Compiler
 from eventplan.store import Store
 
 
@@ -24,7 +24,7 @@ def coverage(
 ) -> dict[str, Any]:
     """The plan against `project`'s events (people's only, unless `include_bots`)."""
     now = now or datetime.now(UTC)
-    compiler = Compiler(store.columns, store.dialect)
+    compiler = Compiler(store.columns, store.dialect, aliases=Aliases.of(plan))
     count_if = compiler.dialect.count_if
     invalid = count_if("timestamp >= ? AND verdict <> 'valid'")
     counted = "TRUE" if include_bots else compiler.people_only()
@@ -34,7 +34,7 @@ def coverage(
         f"FROM events_data e WHERE project = ? AND {counted} GROUP BY event",
         [now - timedelta(days=1), now - timedelta(days=7), now - timedelta(days=7), project],
     )
-    seen = {row[0]: row for row in rows}
+    seen = _by_planned_name(rows, compiler.aliases)
     events = [
         _planned_event(store, compiler, plan, project, name, seen.get(name)) for name in plan.events
     ]
@@ -53,6 +53,27 @@ def coverage(
         "seen_not_planned": [u for u in unplanned if not u["event"].startswith("$")],
         "posthog_events_seen": [u for u in unplanned if u["event"].startswith("$")],
     }
+
+
+def _by_planned_name(rows: list[Any], aliases: Aliases) -> dict[str, tuple[Any, ...]]:
+    """Each event's counts under its planned name: the rows of its old names added in
+    (counts summed, the latest time kept)."""
+    seen: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        name = aliases.planned(row[0])
+        before = seen.get(name)
+        if before is None:
+            seen[name] = tuple(row)
+            continue
+        seen[name] = (
+            name,
+            before[1] + row[1],
+            before[2] + row[2],
+            max(before[3], row[3]),
+            before[4] + row[4],
+            before[5] + row[5],
+        )
+    return seen
 
 
 def _planned_event(
@@ -100,8 +121,10 @@ def _never_sent(store: Store, compiler: Compiler, plan: Plan, project: str, name
     if not props:  # nothing planned, nothing unsent (and no empty SELECT)
         return []
     counts = ", ".join(f"count({compiler.text(p)})" for p in props)
+    names = (name, *compiler.aliases.events.get(name, ()))
     _, [present] = store.sql(
-        f"SELECT {counts} FROM events_data e WHERE e.event = ? AND e.project = ?",
-        [name, project],
+        f"SELECT {counts} FROM events_data e "
+        f"WHERE e.event IN ({', '.join('?' for _ in names)}) AND e.project = ?",
+        [*names, project],
     )
     return [p for p, n in zip(props, present, strict=True) if not n]

@@ -38,7 +38,7 @@ from eventplan.query.model import (
     TrendsQuery,
     Warning,
 )
-from eventplan.query.sql import EVENTS, Compiler, Dialect, resolve_range
+from eventplan.query.sql import EVENTS, Aliases, Compiler, Dialect, resolve_range
 from eventplan.store import Store
 from eventplan.store.base import QueryError
 
@@ -54,7 +54,7 @@ class Context:
 
     @property
     def compiler(self) -> Compiler:
-        return Compiler(self.store.columns, self.store.dialect)
+        return Compiler(self.store.columns, self.store.dialect, aliases=Aliases.of(self.plan))
 
 
 def run_query(
@@ -667,12 +667,15 @@ def invalid_counts(
     start: datetime,
     end: datetime,
     events: list[str] | None = None,
+    plan: Plan | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Per event name: (events, events that break the plan) received in [start, end),
-    of one project (None: every project), of `events` only when given. The invalid
-    share in warnings and in the data-quality alert both come from here. Bots' events
-    are not counted, as dashboards and alerts leave them out."""
-    compiler = Compiler(store.columns, store.dialect)
+    of one project (None: every project), of `events` only when given; an event stored
+    under a name the plan renamed counts under the new one. The invalid share in
+    warnings and in the data-quality alert both come from here. Bots' events are not
+    counted, as dashboards and alerts leave them out."""
+    aliases = Aliases.of(plan)
+    compiler = Compiler(store.columns, store.dialect, aliases=aliases)
     invalid = compiler.dialect.count_if("verdict <> 'valid'")
     where = ["timestamp >= ?", "timestamp < ?", compiler.people_only()]
     params: list[Any] = [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
@@ -680,14 +683,20 @@ def invalid_counts(
         where.append("project = ?")
         params.append(project)
     if events is not None:
-        where.append(f"event IN ({', '.join('?' for _ in events)})")
-        params.extend(events)
+        names = [n for e in events for n in (e, *aliases.events.get(e, ()))]
+        where.append(f"event IN ({', '.join('?' for _ in names)})")
+        params.extend(names)
     _, rows = store.sql(
         f"SELECT event, count(*), {invalid} FROM events_data e "
         f"WHERE {' AND '.join(where)} GROUP BY event ORDER BY event",
         params,
     )
-    return {event: (int(total), int(bad)) for event, total, bad in rows}
+    counted: dict[str, tuple[int, int]] = {}
+    for event, total, bad in rows:
+        planned = aliases.planned(event)
+        before = counted.get(planned, (0, 0))
+        counted[planned] = (before[0] + int(total), before[1] + int(bad))
+    return counted
 
 
 def warnings_for(
@@ -703,7 +712,7 @@ def warnings_for(
     found: list[Warning] = []
     events = sorted({s.event for s in series})
     if events:
-        counts = invalid_counts(ctx.store, ctx.project, start, end, events)
+        counts = invalid_counts(ctx.store, ctx.project, start, end, events, ctx.plan)
         for event, (total, bad) in counts.items():
             share = bad / total if total else 0.0
             if share > INVALID_SHARE_WARNING and plan is not None and event in plan.events:

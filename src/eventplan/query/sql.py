@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventplan.plan.model import Plan
 from eventplan.plan.posthog import BOT_NAME
 from eventplan.query.model import (
     DateRange,
@@ -192,32 +194,75 @@ class ClickHouseDialect(Dialect):
 DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "clickhouse": ClickHouseDialect()}
 
 
+@dataclass(frozen=True)
+class Aliases:
+    """The names a plan renamed (`renamed_from`): events stored before the rename keep
+    their old names, and every query counts them under the new ones."""
+
+    events: dict[str, tuple[str, ...]] = field(default_factory=dict)  # planned → old
+    properties: dict[str, tuple[str, ...]] = field(default_factory=dict)  # planned → old
+
+    @classmethod
+    def of(cls, plan: Plan | None) -> Aliases:
+        if plan is None:
+            return cls()
+        properties: dict[str, set[str]] = {}
+        for name in plan.events:
+            for old, new in plan.property_renames(name).items():
+                properties.setdefault(new, set()).add(old)
+        return cls(
+            {name: e.renamed_from for name, e in plan.events.items() if e.renamed_from},
+            {key: tuple(sorted(olds)) for key, olds in properties.items()},
+        )
+
+    def planned(self, event: str) -> str:
+        """The planned name of an event name as stored (itself when not renamed)."""
+        for name, olds in self.events.items():
+            if event in olds:
+                return name
+        return event
+
+
 class Compiler:
-    """Turns query parts into SQL text plus parameters, knowing the store's columns."""
+    """Turns query parts into SQL text plus parameters, knowing the store's columns
+    (and the plan's renames, to count old names as the new)."""
 
     def __init__(
-        self, columns: Sequence[Column], dialect: str = "duckdb", table: str = "e"
+        self,
+        columns: Sequence[Column],
+        dialect: str = "duckdb",
+        table: str = "e",
+        aliases: Aliases | None = None,
     ) -> None:
         self.dialect = DIALECTS[dialect]
+        self.aliases = aliases or Aliases()
         self.table = table  # the alias of `events_data` the expressions read
         self._by_key: dict[str, list[Column]] = {}
         for column in columns:
             self._by_key.setdefault(column.key, []).append(column)
 
     def text(self, key: str) -> str:
+        """A property as text: its typed columns, then the JSON rest; then the same of
+        each name it was renamed from (events stored before the rename)."""
         d = self.dialect
-        parts = [d.as_text(f"{self.table}.{quote(c.name)}") for c in self._by_key.get(key, [])]
-        parts.append(self.rest(key))
+        parts = []
+        for name in (key, *self.aliases.properties.get(key, ())):
+            parts += [
+                d.as_text(f"{self.table}.{quote(c.name)}") for c in self._by_key.get(name, [])
+            ]
+            parts.append(self.rest(name))
         return d.first_of(parts)
 
     def number(self, key: str) -> str:
         d = self.dialect
-        parts = [
-            d.as_double(f"{self.table}.{quote(c.name)}")
-            for c in self._by_key.get(key, [])
-            if c.type in ("integer", "number")
-        ]
-        parts.append(d.try_double(self.rest(key)))
+        parts = []
+        for name in (key, *self.aliases.properties.get(key, ())):
+            parts += [
+                d.as_double(f"{self.table}.{quote(c.name)}")
+                for c in self._by_key.get(name, [])
+                if c.type in ("integer", "number")
+            ]
+            parts.append(d.try_double(self.rest(name)))
         return d.first_of(parts)
 
     def rest(self, *keys: str) -> str:
@@ -283,8 +328,9 @@ class Compiler:
     ) -> str:
         """The events of one series (or funnel step) that `query` counts: of its
         verdicts and project, and people's only unless it includes bots."""
-        parts = ["e.event = ?"]
-        params.append(series.event)
+        names = (series.event, *self.aliases.events.get(series.event, ()))
+        parts = [f"e.event IN ({', '.join('?' for _ in names)})"]
+        params.extend(names)
         parts.extend(self.condition(flt, params) for flt in series.filters)
         parts.append(self.verdicts(query.verdicts, params))
         if query.project is not None:
