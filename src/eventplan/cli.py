@@ -1322,6 +1322,68 @@ def status(
         sys.exit(1)
 
 
+@cli.command(name="init")
+@click.option(
+    "--from-code",
+    "code",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A codebase whose capture calls name the events.",
+)
+@click.option("--db", help="A store whose events show the properties' types and values.")
+@click.option(
+    "--posthog-export",
+    "export",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A PostHog export (JSON lines or a JSON array) instead of a store.",
+)
+@click.option("--name", default="draft", show_default=True, help="The plan's name.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def init_command(
+    code: Path | None, db: str | None, export: Path | None, name: str, out: Path
+) -> None:
+    """Draft a plan from what the code sends and what the traffic holds; it passes lint."""
+    import yaml
+
+    from eventplan.capture.importer import iter_file
+    from eventplan.codegen import draft
+    from eventplan.codegen.status import read_tree, scan
+    from eventplan.plan.model import Plan
+
+    if code is None and db is None and export is None:
+        raise click.UsageError("give --from-code, --db or --posthog-export (or several)")
+    stats: dict[str, Any] = {}
+    if export is not None:
+        draft.observe_traffic(iter_file(export), stats)
+    if db is not None:
+        store = _open_store(db, read_only=True)
+        try:
+            draft.observe_traffic(_stored_events(store), stats)
+        finally:
+            store.close()
+    if code is not None:
+        tree = read_tree(code)  # read as `status` reads it, against a plan of no events
+        draft.observe_code(scan(code, Plan(name, "0"), tree), tree[0], stats)
+    plan = draft.draft(name, stats)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        "# yaml-language-server: $schema=plan.schema.json\n"
+        + yaml.safe_dump(plan, sort_keys=False, allow_unicode=True, width=100),
+        encoding="utf-8",
+    )
+    click.echo(
+        f"wrote {out}: {len(plan['events'])} event(s); review it, then `eventplan lint`", err=True
+    )
+
+
+def _stored_events(store: Store, limit: int = 500_000) -> Iterator[dict[str, Any]]:
+    """The newest stored events as PostHog shapes them (event, properties)."""
+    _, rows = store.sql(
+        "SELECT event, properties FROM events ORDER BY timestamp DESC LIMIT ?", [limit]
+    )
+    for event, properties in rows:
+        yield {"event": event, "properties": msgspec.json.decode(properties) if properties else {}}
+
+
 @cli.command(name="mcp")
 @plan_argument
 @click.option("--db", help="A store: adds coverage, alerts and the quarantine to the tools.")

@@ -497,8 +497,13 @@ def _normal(path: str) -> str:
     return "/".join(parts)
 
 
-def scan(root: Path, plan: Plan) -> Status:
-    modules, unreadable = read_tree(root)
+def scan(
+    root: Path,
+    plan: Plan,
+    tree: tuple[dict[str, Module], list[tuple[str, str]]] | None = None,
+) -> Status:
+    """The plan held against the code under `root` (read now, or already: `tree`)."""
+    modules, unreadable = tree if tree is not None else read_tree(root)
     program = Program(modules, plan, read_aliases(root))
     program.find_wrappers()
     status = Status(unreadable=unreadable)
