@@ -19,7 +19,8 @@ from typing import Any
 
 from eventplan.codegen.source import Module
 from eventplan.codegen.status import Status, surface_of
-from eventplan.plan.model import Naming, Plan
+from eventplan.plan.model import PROPERTY_TYPES, Naming, Plan
+from eventplan.plan.validator import type_name
 
 ENUM_MAX_VALUES = 12  # a text property with at most this many values is an enum
 TYPO_RATIO = 5  # a value this many times rarer than a look-alike is its misspelling
@@ -45,15 +46,8 @@ class EventStats:
 
 def json_type(value: Any) -> str | None:
     """The plan's type of a JSON value (None for null, objects and arrays)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return None
+    name = type_name(value)  # the validator's words: "integer", "array", "null", …
+    return name if name in PROPERTY_TYPES else None
 
 
 def observe_traffic(events: Iterable[Any], stats: dict[str, EventStats]) -> int:
