@@ -1297,9 +1297,16 @@ def docs(plan: Path, out: Path) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--sarif", is_flag=True, help="SARIF 2.1.0, for code-scanning annotations.")
 @click.option("--db", help="A store (DuckDB file or ClickHouse URL): join the code with traffic.")
+@click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True)
 @PROJECT_OPTION
 def status(
-    plan: Path, code: Path, as_json: bool, sarif: bool, db: str | None, project: str | None
+    plan: Path,
+    code: Path,
+    as_json: bool,
+    sarif: bool,
+    db: str | None,
+    days: int,
+    project: str | None,
 ) -> None:
     """Compare the plan with the capture calls in a codebase; exit 1 on problems."""
     from eventplan.codegen import status as code_status
@@ -1307,8 +1314,8 @@ def status(
     loaded = _load(plan)
     result = code_status.scan(code, loaded)
     if db is not None:
-        report = _asked(db, loaded, project, lambda asked: asked.coverage())
-        code_status.with_traffic(result, report)
+        traffic = _asked(db, loaded, project, lambda asked: asked.event_traffic(days))
+        code_status.with_traffic(result, traffic, days)
     if sarif:
         sys.stdout.write(msgspec.json.encode(code_status.sarif(result, loaded)).decode() + "\n")
     elif as_json:
@@ -1411,13 +1418,17 @@ def _print_status(result: Any) -> None:
         click.echo(f"{found.path}:{found.line}:{found.column}: {found.code}: {found.message}")
     if result.traffic is None:
         return
+    days = result.traffic.days
     for name in result.traffic.sent_never_seen:
-        click.echo(f"sent in code, not seen in 7 days: {name}")
+        click.echo(f"sent in code, not seen in {days} days: {name}")
     for entry in result.traffic.seen_not_in_code:
         click.echo(f"seen {entry['seen']} time(s), sent nowhere in this code: {entry['event']}")
-    for name, numbers in result.traffic.per_event.items():
-        share = numbers["invalid_share"] or 0.0
-        click.echo(f"{name}: {numbers['last_7d']} in 7 days, {share:.1%} invalid")
+    for site in result.traffic.per_call:
+        worst = f"; most often {site['top_violation']}" if site["top_violation"] else ""
+        click.echo(
+            f"{site['path']}:{site['line']}: {site['event']}: {site['seen']} in {days} days, "
+            f"{site['invalid_share']:.1%} invalid{worst}"
+        )
 
 
 def _status_json(result: Any) -> dict[str, Any]:

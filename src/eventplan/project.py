@@ -24,7 +24,7 @@ from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan
 from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.query.alerts import AlertResult, check_alerts
-from eventplan.query.coverage import coverage
+from eventplan.query.coverage import coverage, event_traffic
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
 from eventplan.query.engine import run_query
 from eventplan.query.hogql import hogql_query
@@ -179,6 +179,9 @@ class Project:
 
     def alert_history(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.store.alert_history(self.name, limit)
+
+    def event_traffic(self, days: int, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+        return event_traffic(self.store, self.plan, self.name, days, now)
 
     def coverage(self, now: datetime | None = None, include_bots: bool = False) -> dict[str, Any]:
         return coverage(self.store, self.plan, self.name, now, include_bots)

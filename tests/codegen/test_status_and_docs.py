@@ -64,6 +64,22 @@ export const client = new PostHog(process.env.KEY);
 import { client } from "../lib/posthog";
 client.capture({ distinctId: userId, event: "workspace.fallback_storage_used", properties: { operation: "list" } });
 """,
+    # a tRPC router calling a server wrapper inside a procedure
+    "apps/server/src/lib/posthog-server.ts": """
+import { client } from "./posthog";
+export function captureServerEvent(event: string, distinctId: string, properties: Record<string, unknown>) {
+  client.capture({ distinctId, event, properties });
+}
+""",
+    "apps/server/src/routers/chat.ts": """
+import { router, publicProcedure } from "../trpc";
+import { captureServerEvent } from "../lib/posthog-server";
+export const chatRouter = router({
+  create: publicProcedure.mutation(async ({ ctx, input }) => {
+    captureServerEvent("chat.created", ctx.userId, { chat_id: input.id, source: "sidebar_button", storage_backend: "postgres" });
+  }),
+});
+""",
     "apps/web/src/lib/posthog-server.py": """
 import posthog
 posthog.capture("chat_message_stream", distinct_id=user, properties={"chat_id": chat_id})
@@ -97,9 +113,14 @@ def test_status_finds_missing_misspelt_and_unplanned(tmp_path: Path) -> None:
     } <= sent
     assert "nonsense.event" not in sent  # node_modules is not the app's code
     assert not {"commented.out", "in.a.string"} & sent  # a comment, a string
-    # Another library's method with a generated method's name is not ours.
-    assert [c["path"] for c in report["calls"] if c["event"] == "chat.created"] == [
-        "apps/web/src/components/chat-room.tsx"
+    # Another library's method with a generated method's name is not ours; the tRPC
+    # procedure's call through the server wrapper is, with its properties.
+    created = [
+        (c["path"], c["properties"]) for c in report["calls"] if c["event"] == "chat.created"
+    ]
+    assert sorted(created) == [
+        ("apps/server/src/routers/chat.ts", ["chat_id", "source", "storage_backend"]),
+        ("apps/web/src/components/chat-room.tsx", ["chat_id", "source", "storage_backend"]),
     ]
     [misspelt] = report["unplanned"]
     assert (misspelt["event"], misspelt["did_you_mean"], misspelt["path"], misspelt["line"]) == (
@@ -113,6 +134,12 @@ def test_status_finds_missing_misspelt_and_unplanned(tmp_path: Path) -> None:
     ]
     assert "dashboard.entered" in report["never_sent"]
     assert "marketing.visit_landing" not in report["never_sent"]
+    # Every finding, and nothing else: no false one on the calls that keep to the plan.
+    assert sorted((f["path"], f["line"], f["code"]) for f in report["findings"]) == [
+        ("apps/web/src/components/chat-room.tsx", 5, "unplanned_event"),
+        ("apps/web/src/components/hero-section.tsx", 9, "unplanned_property"),
+        *[("apps/web/src/lib/posthog-server.py", 3, "missing_required")] * 3,
+    ]
 
 
 def test_status_skips_what_is_not_a_readable_file(tmp_path: Path) -> None:
@@ -131,6 +158,7 @@ def test_status_skips_what_is_not_a_readable_file(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr  # the fixture's own problems
     report = json.loads(result.stdout)
     assert {c["path"] for c in report["calls"]} == {
+        "apps/server/src/routers/chat.ts",
         "apps/web/src/components/hero-section.tsx",
         "apps/web/src/components/chat-room.tsx",
         "apps/server/src/routers/index.ts",

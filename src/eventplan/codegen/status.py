@@ -74,12 +74,13 @@ class Finding:
 
 @dataclass
 class Traffic:
-    """The code held against stored events (`status --db`): the coverage report's
-    counts of the last 7 days, per event name."""
+    """The code held against stored events (`status --db`, the last `days` days)."""
 
+    days: int
     sent_never_seen: list[str] = field(default_factory=list)  # in code, no event arrived
     seen_not_in_code: list[dict[str, Any]] = field(default_factory=list)  # {event, seen}
-    per_event: dict[str, dict[str, Any]] = field(default_factory=dict)  # last_7d, invalid
+    # per call site: its event's volume, invalid share and most common violation
+    per_call: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -690,27 +691,25 @@ def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) ->
             )
 
 
-def with_traffic(status: Status, coverage: dict[str, Any]) -> None:
-    """Join the calls with what arrived (a project's coverage report): events sent in
-    code but not seen in 7 days, events seen but sent nowhere in this code (another
-    app, or code removed but still deployed), and each sent event's volume and invalid
-    share."""
-    seen = {e["event"]: e for e in coverage["events"] if e["last_7d"]}
-    # Unplanned events: the report counts them over all time.
-    seen.update({e["event"]: {**e, "last_7d": e["total"]} for e in coverage["seen_not_planned"]})
+def with_traffic(status: Status, traffic: dict[str, dict[str, Any]], days: int) -> None:
+    """Join the calls with what arrived (`event_traffic` of the last `days` days):
+    events sent in code but not seen, events seen but sent nowhere in this code
+    (another app, or code removed but still deployed), and at each call site its
+    event's volume, invalid share and most common violation."""
     sent = {call.event for call in status.calls}
-    traffic = Traffic()
-    traffic.sent_never_seen = sorted(name for name in sent if name not in seen)
-    traffic.seen_not_in_code = [
-        {"event": name, "seen": entry["last_7d"]}
-        for name, entry in sorted(seen.items())
+    joined = Traffic(days)
+    joined.sent_never_seen = sorted(name for name in sent if name not in traffic)
+    joined.seen_not_in_code = [
+        {"event": name, "seen": entry["seen"]}
+        for name, entry in sorted(traffic.items())
         if name not in sent and not name.startswith("$")
     ]
-    traffic.per_event = {
-        name: {"last_7d": seen[name]["last_7d"], "invalid_share": seen[name].get("invalid_share")}
-        for name in sorted(sent & set(seen))
-    }
-    status.traffic = traffic
+    joined.per_call = [
+        {"path": call.path, "line": call.line, "event": call.event, **traffic[call.event]}
+        for call in status.calls
+        if call.event in traffic
+    ]
+    status.traffic = joined
 
 
 RULES = {

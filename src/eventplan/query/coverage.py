@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from eventplan.plan.model import Plan, Property
 from eventplan.query.sql import Aliases, Compiler
 from eventplan.store import Store
@@ -128,3 +130,49 @@ def _never_sent(store: Store, compiler: Compiler, plan: Plan, project: str, name
         [*names, project],
     )
     return [p for p, n in zip(props, present, strict=True) if not n]
+
+
+MAX_VIOLATIONS_READ = 100_000  # broken events read for their most common violation
+
+
+def event_traffic(
+    store: Store, plan: Plan, project: str, days: int, now: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per event name (an old name counted as the new), people's events of the last
+    `days` days: how many arrived, how many broke the plan, and the violation most of
+    those broke (`code property`)."""
+    since = (now or datetime.now(UTC)) - timedelta(days=days)
+    compiler = Compiler(store.columns, store.dialect, aliases=Aliases.of(plan))
+    where = f"e.project = ? AND e.timestamp >= ? AND {compiler.people_only()}"
+    invalid = compiler.dialect.count_if("verdict <> 'valid'")
+    _, rows = store.sql(
+        f"SELECT event, count(*), {invalid} FROM events_data e WHERE {where} GROUP BY event",
+        [project, since],
+    )
+    traffic: dict[str, dict[str, Any]] = {}
+    for event, total, bad in rows:
+        entry = traffic.setdefault(
+            compiler.aliases.planned(event), {"seen": 0, "invalid": 0, "top_violation": None}
+        )
+        entry["seen"] += int(total)
+        entry["invalid"] += int(bad)
+    _, broken = store.sql(
+        f"SELECT event, violations FROM events_data e WHERE {where} AND verdict <> 'valid' "
+        f"AND violations IS NOT NULL LIMIT {MAX_VIOLATIONS_READ}",
+        [project, since],
+    )
+    tally: dict[str, dict[str, int]] = {}
+    for event, violations in broken:
+        codes = tally.setdefault(compiler.aliases.planned(event), {})
+        for violation in msgspec.json.decode(violations) if violations else []:
+            if violation.get("severity", "error") == "error":
+                key = f"{violation['code']} {violation.get('property') or ''}".strip()
+                codes[key] = codes.get(key, 0) + 1
+    for event, codes in tally.items():
+        if event in traffic and codes:
+            traffic[event]["top_violation"] = max(codes, key=lambda k: (codes[k], k))
+    for entry in traffic.values():
+        entry["invalid_share"] = (
+            round(entry["invalid"] / entry["seen"], 4) if entry["seen"] else 0.0
+        )
+    return traffic
