@@ -58,3 +58,24 @@ def test_a_draft_from_code_and_traffic_lints_and_agrees_with_the_plan(tmp_path: 
     sent = [json.loads(line) for line in events.read_text().splitlines()]
     same = sum(ours.check(e).verdict == theirs.check(e).verdict for e in sent)
     assert same / len(sent) >= 0.95, same / len(sent)
+
+
+def test_a_store_drafts_what_its_export_drafts(tmp_path: Path) -> None:
+    runner = CliRunner()
+    events, db = tmp_path / "events.jsonl", tmp_path / "events.duckdb"
+    runner.invoke(cli, ["simulate", "--users", "60", "--days", "2", "--out", str(events)])
+    runner.invoke(cli, ["import", "--db", str(db), "--plan", str(OPENCHAT), str(events)])
+    drafts = []
+    for source in (["--posthog-export", str(events)], ["--db", str(db)]):
+        out = tmp_path / f"{len(drafts)}.yaml"
+        assert runner.invoke(cli, ["init", *source, "-o", str(out)]).exit_code == 0
+        drafts.append(load_plan(out))
+    from_file, from_store = drafts
+    assert set(from_file.events) == set(from_store.events)
+    for name, event in from_file.events.items():
+        kinds = {k: p.type for k, p in event.properties.items()}
+        stored = from_store.events[name].properties
+        # The store adds what enrichment derives (referrer_domain, …); the rest agrees.
+        assert {k: stored[k].type for k in kinds if k in stored} == {
+            k: t for k, t in kinds.items() if k in stored
+        }, name
