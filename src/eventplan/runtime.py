@@ -4,8 +4,10 @@ forwarder and the alert monitor, started and stopped together.
 This is what `eventplan serve` runs; `eventplan.web` puts HTTP in front of it (no
 HTTP here). Capture's acknowledgement is `accept`: the events are normalized,
 written to the log and acknowledged; the writer judges them by their project's plan
-and stores them behind it. While a live page watches a project, its events are
-judged for it too, beside the acknowledgement, so the page shows them at once.
+and stores them behind it. Capture v1 (`accept_v1`) answers with each event's
+verdict, so it judges them first and hands the writer the judged events. While a
+live page watches a project, its events are judged for it too, beside the
+acknowledgement, so the page shows them at once.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ BACKGROUND_STOP_SECONDS = 3.0
 # How long shutdown lets the writer store what is acknowledged; the rest stays in the
 # log and is replayed on the next start. Together these keep SIGTERM within 10 s.
 STOP_FLUSH_SECONDS = 4.0
-# Events judged at the door (Capture v1) the writer is handed as judged, at most: about
-# 2 KB each in memory, against 6 µs each to read back from the log and judge again.
+# Events judged at the door (Capture v1) the writer is handed as judged while fewer wait:
+# about 0.7 KB each in memory at peak, against 6 µs each to read back from the log and
+# judge again (bench/README.md, "Capture v1 against /batch/").
 HOLD_JUDGED_EVENTS = 100_000
 # Rows a SQL answer holds at most; `hasMore` says when there were more.
 MAX_API_ROWS = 100_000
@@ -260,8 +263,9 @@ class Server:
         # the writer reads them back from the log, as it does every other record.
         held = judged if self.writer.pending_events < HOLD_JUDGED_EVENTS else None
         self.writer.submit(seq, len(ingested.events), held)
+        if held is not None:
+            self._count(held)  # the writer counts what it judges itself
         if judged is not None:
-            self._count(judged)
             self.live.publish(judged)
         elif self.live.watching(ingested.project.name):  # not awaited: the answer goes now
             asyncio.get_running_loop().run_in_executor(

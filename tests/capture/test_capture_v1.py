@@ -122,6 +122,7 @@ def test_each_event_is_answered_by_uuid_with_its_verdict(server: RunningServer) 
     invalid = v1_event(person, properties={**STREAM, "status": "finished"})
     unplanned = v1_event(person, event="chat.stream_resumed")
     nameless = v1_event(person, event="")
+    before = server.health()["counters"]
     response = post_v1(server, [valid, invalid, unplanned, nameless])
     assert response.status_code == 200, response.text
     results = response.json()["results"]
@@ -142,6 +143,10 @@ def test_each_event_is_answered_by_uuid_with_its_verdict(server: RunningServer) 
         u: results[u]["eventplan"]["verdict"]
         for u in (valid["uuid"], invalid["uuid"], unplanned["uuid"])
     }
+    # Each verdict counted once in /_health, judged at the door or by the writer.
+    after = server.health()["counters"]
+    for verdict in ("valid", "invalid", "unplanned"):
+        assert after[f"events_{verdict}"] - before[f"events_{verdict}"] == 1, verdict
 
 
 def test_the_request_timestamp_corrects_a_skewed_clock(server: RunningServer) -> None:
