@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from eventplan.capture.judge import Judge
 from eventplan.codegen.status import scan
 from eventplan.plan.model import Plan
+from eventplan.plan.validator import Violation
 from eventplan.project import Project
 
 MAX_QUARANTINED = 200
@@ -35,42 +36,14 @@ def create_server(plan: Plan, project: Project | None = None) -> MCPServer[Any]:
 
     @server.tool(description="An event of the plan: who owns it, where it is sent, its properties.")
     def lookup_event(name: str) -> dict[str, Any]:
-        if name not in plan.events:
-            names = sorted(plan.events)
-            return {"found": False, "events": names}
-        event = plan.events[name]
-        return {
-            "found": True,
-            "event": name,
-            "description": event.description,
-            "owner": event.owner,
-            "surfaces": list(event.surfaces),
-            "trigger": {"file": event.trigger.file, "hook": event.trigger.hook},
-            "properties": {
-                key: {
-                    "type": prop.type,
-                    "required": prop.required,
-                    "enum": list(prop.enum) if prop.enum else None,
-                    "description": prop.description,
-                }
-                for key, prop in plan.properties_of(name).items()
-            },
-        }
+        return event_card(plan, name)
 
     @server.tool(description="The plan's verdict on one event's properties, as capture judges it.")
     def validate_payload(event: str, properties: dict[str, Any]) -> dict[str, Any]:
         verdict = judge.verdict(event, properties)
         return {
             "verdict": verdict.verdict,
-            "violations": [
-                {
-                    "code": v.code,
-                    "property": v.property,
-                    "message": v.message,
-                    "severity": v.severity,
-                }
-                for v in verdict.violations
-            ],
+            "violations": [_violation(v) for v in verdict.violations],
         }
 
     @server.tool(description="`eventplan status` on a folder: capture calls against the plan.")
@@ -85,6 +58,39 @@ def create_server(plan: Plan, project: Project | None = None) -> MCPServer[Any]:
     if project is not None:
         _project_tools(server, project)
     return server
+
+
+def event_card(plan: Plan, name: str) -> dict[str, Any]:
+    """What the plan says of one event (or, for a name it lacks, the names it has)."""
+    if name not in plan.events:
+        return {"found": False, "events": sorted(plan.events)}
+    event = plan.events[name]
+    return {
+        "found": True,
+        "event": name,
+        "description": event.description,
+        "owner": event.owner,
+        "surfaces": list(event.surfaces),
+        "trigger": {"file": event.trigger.file, "hook": event.trigger.hook},
+        "properties": {
+            key: {
+                "type": prop.type,
+                "required": prop.required,
+                "enum": list(prop.enum) if prop.enum else None,
+                "description": prop.description,
+            }
+            for key, prop in plan.properties_of(name).items()
+        },
+    }
+
+
+def _violation(violation: Violation) -> dict[str, Any]:
+    return {
+        "code": violation.code,
+        "property": violation.property,
+        "message": violation.message,
+        "severity": violation.severity,
+    }
 
 
 def _project_tools(server: MCPServer[Any], project: Project) -> None:

@@ -104,50 +104,55 @@ def conforming(name: str, pattern: str, separator: str) -> str:
 def draft(name: str, stats: dict[str, EventStats]) -> dict[str, Any]:
     """The draft plan as the YAML file holds it."""
     naming = Naming()
-    legacy_events: list[str] = []
-    legacy_properties: set[str] = set()
-    events: dict[str, Any] = {}
-    for event_name in sorted(stats):
-        if event_name.startswith("$") and event_name != "$pageview":
-            continue  # PostHog's own events are valid as they are
-        entry = stats[event_name]
-        description = (
-            f"Seen {entry.seen} time(s) in the traffic read." if entry.seen else "Sent by the code."
-        )
-        if not event_name.startswith("$") and not re.search(naming.event_pattern, event_name):
-            legacy_events.append(event_name)
-            suggestion = conforming(event_name, naming.event_pattern, ".")
-            if suggestion != event_name:
-                description += f" Suggested name: {suggestion} (rename it with renamed_from)."
-        spec: dict[str, Any] = {"description": description, "owner": "unassigned"}
-        if entry.surfaces:
-            spec["surfaces"] = sorted(entry.surfaces)
-        if entry.files:
-            spec["trigger"] = {
-                "file": entry.files.most_common(1)[0][0],
-                "hook": "found by eventplan init",
-            }
-        properties = {}
-        for key in sorted(entry.properties):
-            if not re.search(naming.property_pattern, key):
-                legacy_properties.add(key)
-            properties[key] = _property(entry.properties[key], entry.seen)
-        if properties:
-            spec["properties"] = properties
-        events[event_name] = spec
+    events = {
+        event_name: _event(event_name, stats[event_name], naming)
+        for event_name in sorted(stats)
+        if not event_name.startswith("$") or event_name == "$pageview"  # PostHog's are valid
+    }
+    legacy_events = [
+        e for e in events if not e.startswith("$") and not re.search(naming.event_pattern, e)
+    ]
+    legacy_properties = sorted(
+        {
+            key
+            for spec in events.values()
+            for key in spec.get("properties", {})
+            if not re.search(naming.property_pattern, key)
+        }
+    )
     plan: dict[str, Any] = {
         "plan": name,
         "version": "0.1.0",
         "description": "Drafted by eventplan init from the code and traffic it read: review it.",
     }
     if legacy_events or legacy_properties:
-        plan["naming"] = {
-            "legacy_events": legacy_events,
-            "legacy_properties": sorted(legacy_properties),
-        }
+        plan["naming"] = {"legacy_events": legacy_events, "legacy_properties": legacy_properties}
     plan["unplanned_properties"] = "warn"
     plan["events"] = events
     return plan
+
+
+def _event(name: str, entry: EventStats, naming: Naming) -> dict[str, Any]:
+    """One event of the draft: where it was seen, sent from, and its properties."""
+    description = (
+        f"Seen {entry.seen} time(s) in the traffic read." if entry.seen else "Sent by the code."
+    )
+    suggestion = conforming(name, naming.event_pattern, ".")
+    if not name.startswith("$") and suggestion != name:
+        description += f" Suggested name: {suggestion} (rename it with renamed_from)."
+    spec: dict[str, Any] = {"description": description, "owner": "unassigned"}
+    if entry.surfaces:
+        spec["surfaces"] = sorted(entry.surfaces)
+    if entry.files:
+        spec["trigger"] = {
+            "file": entry.files.most_common(1)[0][0],
+            "hook": "found by eventplan init",
+        }
+    if entry.properties:
+        spec["properties"] = {
+            key: _property(entry.properties[key], entry.seen) for key in sorted(entry.properties)
+        }
+    return spec
 
 
 def _property(stats: PropertyStats, sends: int) -> dict[str, Any]:

@@ -550,41 +550,26 @@ def moved_triggers(calls: list[CallSite], plan: Plan, paths: set[str]) -> list[F
 def _judge(status: Status, plan: Plan, module: Module, call: Call, sent: Sent) -> None:
     where = (module.path, call.line, call.column)
     if not sent.events:
-        status.findings.append(
-            Finding(
-                *where,
-                "dynamic_event",
-                f"dynamic event name {sent.dynamic}: no planned event matches it",
-            )
-        )
+        message = f"dynamic event name {sent.dynamic}: no planned event matches it"
+        status.findings.append(Finding(*where, "dynamic_event", message))
         return
     renamed = plan.event_renames()
     for sent_name in sent.events:
         event = renamed.get(sent_name, sent_name)
         if event != sent_name:  # stored and counted as the new name; the code should say it
-            status.findings.append(
-                Finding(
-                    *where,
-                    "renamed_event",
-                    f"{sent_name} is now {event} (renamed_from): send {event}",
-                    event,
-                    "warning",
-                )
-            )
+            message = f"{sent_name} is now {event} (renamed_from): send {event}"
+            status.findings.append(Finding(*where, "renamed_event", message, event, "warning"))
         site = CallSite(module.path, call.line, event, sent.keys, call.column, call.callee)
         status.calls.append(site)
-        if event not in plan.events:
-            if event.startswith("$"):
-                continue  # PostHog's own events
+        if event in plan.events:
+            _judge_properties(status, plan, site, sent)
+            _judge_place(status, plan, module, site)
+        elif not event.startswith("$"):  # PostHog's own events are PostHog's
             close = difflib.get_close_matches(event, list(plan.events), n=1)
             status.unplanned.append((site, close[0] if close else ""))
             hint = f" (did you mean {close[0]}?)" if close else ""
-            status.findings.append(
-                Finding(*where, "unplanned_event", f"unplanned event {event}{hint}", event)
-            )
-            continue
-        _judge_properties(status, plan, site, sent)
-        _judge_place(status, plan, module, site)
+            message = f"unplanned event {event}{hint}"
+            status.findings.append(Finding(*where, "unplanned_event", message, event))
 
 
 def surface_of(module: Module, plan: Plan) -> tuple[str | None, str]:
@@ -635,60 +620,67 @@ def _judge_place(status: Status, plan: Plan, module: Module, site: CallSite) -> 
 
 
 def _judge_properties(status: Status, plan: Plan, site: CallSite, sent: Sent) -> None:
-    where = (site.path, site.line, site.column)
-    planned = plan.properties_of(site.event)
+    """The call's properties against its event's: each key, each literal, each
+    required property (when the object literal is complete)."""
     renamed = plan.property_renames(site.event)
+    for code, message, severity, key in (
+        *_keys(plan, site, sent, renamed),
+        *_literals(plan, site, sent, renamed),
+        *_missing(plan, site, sent, renamed),
+    ):
+        if code == "unplanned_property":
+            status.unplanned_properties.append((site, key))
+        status.findings.append(
+            Finding(site.path, site.line, site.column, code, message, site.event, severity)
+        )
+
+
+Judged = tuple[str, str, str, str]  # (code, message, severity, the property)
+
+
+def _keys(plan: Plan, site: CallSite, sent: Sent, renamed: dict[str, str]) -> list[Judged]:
+    planned = plan.properties_of(site.event)
+    found = []
     for key in sent.keys:
         if key in renamed:
-            status.findings.append(
-                Finding(
-                    *where,
-                    "renamed_property",
-                    f"{site.event}: {key} is now {renamed[key]} (renamed_from): send {renamed[key]}",
-                    site.event,
-                    "warning",
-                )
-            )
+            new = renamed[key]
+            message = f"{site.event}: {key} is now {new} (renamed_from): send {new}"
+            found.append(("renamed_property", message, "warning", key))
         elif key not in planned and not key.startswith("$"):
-            status.unplanned_properties.append((site, key))
-            status.findings.append(
-                Finding(
-                    *where,
-                    "unplanned_property",
-                    f"{site.event} sends {key}, which the plan does not define",
-                    site.event,
-                )
-            )
-    props = sent.properties
+            message = f"{site.event} sends {key}, which the plan does not define"
+            found.append(("unplanned_property", message, "error", key))
+    return found
+
+
+def _literals(plan: Plan, site: CallSite, sent: Sent, renamed: dict[str, str]) -> list[Judged]:
+    props, planned = sent.properties, plan.properties_of(site.event)
     if props is None or props.kind != "object":
-        return
+        return []
+    found = []
     for key, value in props.keys.items():
         prop = planned.get(renamed.get(key, key))
-        if prop is None or value is UNKNOWN:
-            continue
-        problem = check_value(prop, value)
+        problem = check_value(prop, value) if prop is not None and value is not UNKNOWN else None
         if problem is not None:
-            status.findings.append(
-                Finding(
-                    *where,
-                    "bad_value",
-                    f"{site.event}: {key} is {quoted(value)}: {problem.message}",
-                    site.event,
-                )
-            )
-    if props.spread:
-        return  # the object takes keys from elsewhere: what is missing cannot be known
-    own = plan.events[site.event].properties
-    for name, prop in own.items():
-        if prop.required and name not in {renamed.get(k, k) for k in sent.keys}:
-            status.findings.append(
-                Finding(
-                    *where,
-                    "missing_required",
-                    f"{site.event} does not send {name}, which the plan requires",
-                    site.event,
-                )
-            )
+            message = f"{site.event}: {key} is {quoted(value)}: {problem.message}"
+            found.append(("bad_value", message, "error", key))
+    return found
+
+
+def _missing(plan: Plan, site: CallSite, sent: Sent, renamed: dict[str, str]) -> list[Judged]:
+    props = sent.properties
+    if props is None or props.kind != "object" or props.spread:
+        return []  # a spread object takes keys from elsewhere: what is missing is unknown
+    present = {renamed.get(k, k) for k in sent.keys}
+    return [
+        (
+            "missing_required",
+            f"{site.event} does not send {name}, which the plan requires",
+            "error",
+            name,
+        )
+        for name, prop in plan.events[site.event].properties.items()
+        if prop.required and name not in present
+    ]
 
 
 def with_traffic(status: Status, traffic: dict[str, dict[str, Any]], days: int) -> None:
@@ -727,40 +719,27 @@ RULES = {
 
 def sarif(status: Status, plan: Plan) -> dict[str, Any]:
     """The findings as SARIF 2.1.0, which code-scanning shows on a pull request."""
+    rules = [{"id": code, "shortDescription": {"text": text}} for code, text in RULES.items()]
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [
             {
-                "tool": {
-                    "driver": {
-                        "name": "eventplan",
-                        "rules": [
-                            {"id": code, "shortDescription": {"text": text}}
-                            for code, text in RULES.items()
-                        ],
-                    }
-                },
+                "tool": {"driver": {"name": "eventplan", "rules": rules}},
                 "properties": {"plan": plan.name, "version": plan.version},
-                "results": [
-                    {
-                        "ruleId": found.code,
-                        "level": found.severity,
-                        "message": {"text": found.message},
-                        "locations": [
-                            {
-                                "physicalLocation": {
-                                    "artifactLocation": {"uri": found.path},
-                                    "region": {
-                                        "startLine": found.line,
-                                        "startColumn": found.column,
-                                    },
-                                }
-                            }
-                        ],
-                    }
-                    for found in status.findings
-                ],
+                "results": [_sarif_result(found) for found in status.findings],
             }
+        ],
+    }
+
+
+def _sarif_result(found: Finding) -> dict[str, Any]:
+    region = {"startLine": found.line, "startColumn": found.column}
+    return {
+        "ruleId": found.code,
+        "level": found.severity,
+        "message": {"text": found.message},
+        "locations": [
+            {"physicalLocation": {"artifactLocation": {"uri": found.path}, "region": region}}
         ],
     }

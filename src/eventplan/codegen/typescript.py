@@ -100,9 +100,13 @@ def generate(plan: Plan, surface: str | None = None) -> str:
         out += _interface(interface, list(event.properties.values()), event.description)
         out.append("")
         methods += _method(name, event, interface, server if _sent_by_server(event) else "")
+    return "\n".join([*out, *_class(plan, surface, methods), *_checker(plan, events)])
+
+
+def _class(plan: Plan, surface: str | None, methods: list[str]) -> list[str]:
     title = f"{pascal(plan.name)}{pascal(surface) if surface else ''}Analytics"
     which = f"the {surface} events" if surface else "Every event"
-    out += [
+    return [
         f"/** {which} of plan {comment(plan.name)}, one typed method each. */",
         f"export class {title} {{",
         "  private readonly send: Sender;",
@@ -113,9 +117,7 @@ def generate(plan: Plan, surface: str | None = None) -> str:
         *methods,
         "}",
         "",
-        *_checker(plan, events),
     ]
-    return "\n".join(out)
 
 
 def _server_groups(plan: Plan) -> str:

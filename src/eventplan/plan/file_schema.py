@@ -113,6 +113,61 @@ INSIGHT: dict[str, Any] = _closed(
 )
 
 
+NAMING: dict[str, Any] = _closed(
+    ("events", "properties", "legacy_events", "legacy_properties"),
+    {"events": TEXT, "properties": TEXT, "legacy_events": NAMES, "legacy_properties": NAMES},
+)
+APPLIES_TO: dict[str, Any] = {
+    "oneOf": [
+        {"const": "all"},
+        _closed(
+            ("surfaces", "events"),
+            {"surfaces": {"type": "array", "items": {"enum": list(SURFACES)}}, "events": NAMES},
+        ),
+    ]
+}
+GROUPS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": _closed(
+        ("description", "applies_to", "properties"),
+        {"description": TEXT, "applies_to": APPLIES_TO, "properties": PROPERTIES},
+    ),
+}
+DASHBOARDS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": _closed(
+        ("title", "description", "insights"),
+        {
+            "title": TEXT,
+            "description": TEXT,
+            "insights": {"type": "object", "additionalProperties": INSIGHT},
+        },
+    ),
+}
+ACKNOWLEDGE: dict[str, Any] = {
+    "type": "array",
+    "items": _closed(
+        ("code", "subjects", "reason"), {"code": TEXT, "subjects": NAMES, "reason": TEXT}
+    ),
+}
+CODE: dict[str, Any] = _closed(
+    ("surfaces", "wrappers"),
+    {
+        "surfaces": {"type": "object", "additionalProperties": {"enum": list(SURFACES)}},
+        "wrappers": {
+            "type": "object",
+            "additionalProperties": _closed(
+                ("event", "properties"),
+                {
+                    "event": {"type": ["integer", "string"]},
+                    "properties": {"type": ["integer", "string", "null"]},
+                },
+            ),
+        },
+    },
+)
+
+
 def plan_file_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a plan file."""
     return _closed(
@@ -121,83 +176,17 @@ def plan_file_schema() -> dict[str, Any]:
             "plan": TEXT,
             "version": {"type": ["string", "number"]},
             "description": TEXT,
-            "naming": _closed(
-                ("events", "properties", "legacy_events", "legacy_properties"),
-                {
-                    "events": TEXT,
-                    "properties": TEXT,
-                    "legacy_events": NAMES,
-                    "legacy_properties": NAMES,
-                },
-            ),
+            "naming": NAMING,
             "unplanned_properties": _choice(UnplannedPropertyPolicy),
             "forward": _choice(ForwardPolicy),
             "system_events": _choice(SystemEventPolicy),
             "privacy": _closed(("hash_salt_env",), {"hash_salt_env": TEXT}),
-            "property_groups": {
-                "type": "object",
-                "additionalProperties": _closed(
-                    ("description", "applies_to", "properties"),
-                    {
-                        "description": TEXT,
-                        "applies_to": {
-                            "oneOf": [
-                                {"const": "all"},
-                                _closed(
-                                    ("surfaces", "events"),
-                                    {
-                                        "surfaces": {
-                                            "type": "array",
-                                            "items": {"enum": list(SURFACES)},
-                                        },
-                                        "events": NAMES,
-                                    },
-                                ),
-                            ]
-                        },
-                        "properties": PROPERTIES,
-                    },
-                ),
-            },
+            "property_groups": GROUPS,
             "events": {"type": "object", "additionalProperties": EVENT, "minProperties": 1},
-            "dashboards": {
-                "type": "object",
-                "additionalProperties": _closed(
-                    ("title", "description", "insights"),
-                    {
-                        "title": TEXT,
-                        "description": TEXT,
-                        "insights": {"type": "object", "additionalProperties": INSIGHT},
-                    },
-                ),
-            },
+            "dashboards": DASHBOARDS,
             "alerts": {"type": "object", "additionalProperties": _closed(ALERT_KEYS, {})},
-            "acknowledge": {
-                "type": "array",
-                "items": _closed(
-                    ("code", "subjects", "reason"),
-                    {"code": TEXT, "subjects": NAMES, "reason": TEXT},
-                ),
-            },
-            "code": _closed(
-                ("surfaces", "wrappers"),
-                {
-                    "surfaces": {
-                        "type": "object",
-                        "additionalProperties": {"enum": list(SURFACES)},
-                    },
-                    "wrappers": {
-                        "type": "object",
-                        "additionalProperties": _closed(
-                            ("event", "properties"),
-                            {
-                                "event": {"type": ["integer", "string"]},
-                                "properties": {"type": ["integer", "string", "null"]},
-                            },
-                        ),
-                    },
-                },
-            ),
+            "acknowledge": ACKNOWLEDGE,
+            "code": CODE,
         },
         required=["plan", "events"],
         **{

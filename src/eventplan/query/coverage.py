@@ -151,15 +151,26 @@ def event_traffic(
     )
     traffic: dict[str, dict[str, Any]] = {}
     for event, total, bad in rows:
-        entry = traffic.setdefault(
-            compiler.aliases.planned(event), {"seen": 0, "invalid": 0, "top_violation": None}
-        )
+        entry = traffic.setdefault(compiler.aliases.planned(event), {"seen": 0, "invalid": 0})
         entry["seen"] += int(total)
         entry["invalid"] += int(bad)
+    worst = _top_violations(store, compiler, where, [project, since])
+    for event, entry in traffic.items():
+        entry["invalid_share"] = (
+            round(entry["invalid"] / entry["seen"], 4) if entry["seen"] else 0.0
+        )
+        entry["top_violation"] = worst.get(event)
+    return traffic
+
+
+def _top_violations(
+    store: Store, compiler: Compiler, where: str, params: list[Any]
+) -> dict[str, str]:
+    """Per event name, the error most of its broken events have (`code property`)."""
     _, broken = store.sql(
         f"SELECT event, violations FROM events_data e WHERE {where} AND verdict <> 'valid' "
         f"AND violations IS NOT NULL LIMIT {MAX_VIOLATIONS_READ}",
-        [project, since],
+        params,
     )
     tally: dict[str, dict[str, int]] = {}
     for event, violations in broken:
@@ -168,11 +179,4 @@ def event_traffic(
             if violation.get("severity", "error") == "error":
                 key = f"{violation['code']} {violation.get('property') or ''}".strip()
                 codes[key] = codes.get(key, 0) + 1
-    for event, codes in tally.items():
-        if event in traffic and codes:
-            traffic[event]["top_violation"] = max(codes, key=lambda k: (codes[k], k))
-    for entry in traffic.values():
-        entry["invalid_share"] = (
-            round(entry["invalid"] / entry["seen"], 4) if entry["seen"] else 0.0
-        )
-    return traffic
+    return {e: max(codes, key=lambda k: (codes[k], k)) for e, codes in tally.items() if codes}

@@ -357,18 +357,7 @@ class Store(ABC):
             "ORDER BY created_at DESC, timestamp DESC LIMIT ?",
             [*params, int(limit)],
         )
-        keys = ("uuid", "event", "distinct_id", "timestamp", "verdict", "violations")
-        return [
-            {
-                **dict(zip(keys, row, strict=False)),
-                "uuid": str(row[0]),
-                "timestamp": row[3].isoformat(),
-                "violations": msgspec.json.decode(row[5]) if row[5] else [],
-                "plan_version": row[6],
-                "bot": row[7],
-            }
-            for row in rows
-        ]
+        return [_recent(row) for row in rows]
 
     @abstractmethod
     def properties_sql(self, table: str = "e") -> str:
@@ -397,3 +386,19 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def _recent(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A live-page row: (uuid, event, distinct_id, timestamp, verdict, violations,
+    plan_version, bot name)."""
+    uuid, event, distinct_id, timestamp, verdict, violations, plan_version, bot = row
+    return {
+        "uuid": str(uuid),
+        "event": event,
+        "distinct_id": distinct_id,
+        "timestamp": timestamp.isoformat(),
+        "verdict": verdict,
+        "violations": msgspec.json.decode(violations) if violations else [],
+        "plan_version": plan_version,
+        "bot": bot,
+    }
