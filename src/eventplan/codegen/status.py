@@ -25,7 +25,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -43,7 +45,6 @@ from eventplan.codegen.source import (
 from eventplan.plan.model import Plan
 from eventplan.plan.validator import check_value, quoted
 
-SOURCE_SUFFIXES = SUFFIXES
 SKIP_DIRS = {"node_modules", ".git", "dist", "build", ".next", ".venv", "__pycache__"}
 POSTHOG_PACKAGES = {"posthog-js", "posthog-node", "posthog", "posthog-js/react"}
 POSTHOG_CLASSES = {"PostHog", "Posthog"}
@@ -123,9 +124,7 @@ def read_aliases(root: Path) -> dict[str, list[tuple[str, str]]]:
     """Each tsconfig.json's path aliases (`"@/*": ["./src/*"]`), by the folder it
     governs: alias prefix → target folder, relative to the tree."""
     found: dict[str, list[tuple[str, str]]] = {}
-    for config in root.rglob("tsconfig*.json"):
-        if any(p in SKIP_DIRS for p in config.parts):
-            continue
+    for config in tree_files(root, lambda name: fnmatch.fnmatch(name, "tsconfig*.json")):
         try:
             options = _jsonc(config.read_text(encoding="utf-8")).get("compilerOptions", {})
         except (OSError, ValueError, AttributeError):
@@ -175,12 +174,20 @@ def _jsonc(text: str) -> dict[str, Any]:
     return loaded
 
 
+def tree_files(root: Path, wanted: Callable[[str], bool]) -> list[Path]:
+    """The files under `root` whose names `wanted` takes, in a stable order; folders in
+    SKIP_DIRS are not walked into at all (a node_modules holds more than the app)."""
+    found = []
+    for folder, folders, files in os.walk(root):
+        folders[:] = sorted(f for f in folders if f not in SKIP_DIRS)
+        found += [Path(folder) / name for name in sorted(files) if wanted(name)]
+    return found
+
+
 def read_tree(root: Path) -> tuple[dict[str, Module], list[tuple[str, str]]]:
     modules: dict[str, Module] = {}
     unreadable: list[tuple[str, str]] = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix not in SOURCE_SUFFIXES or any(p in SKIP_DIRS for p in path.parts):
-            continue
+    for path in tree_files(root, lambda name: Path(name).suffix in SUFFIXES):
         relative = path.relative_to(root).as_posix()
         if not path.is_file():  # a directory, a fifo (reading one would block), a dead link
             continue
