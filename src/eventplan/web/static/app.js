@@ -266,6 +266,8 @@ function initLive() {
     const data = new FormData(form);
     const params = new URLSearchParams();
     for (const key of ["event", "distinct_id", "verdict"]) if (data.get(key)) params.set(key, data.get(key));
+    const project = new URLSearchParams(location.search).get("project");
+    if (project) params.set("project", project);  // the page's project, as a warning's link names it
     source = new EventSource(`/live/stream?${params}`);
     source.onopen = () => { status.textContent = "live"; };
     source.onerror = () => { status.textContent = "reconnecting…"; };
