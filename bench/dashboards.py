@@ -30,6 +30,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eventplan.plan import load_plan
 from eventplan.store import open_store
+from ingest import peak_rss_mb, wait_healthy
 from query import NOW, PLAN, generate
 
 KEY = "phx_bench_dashboards"
@@ -46,13 +47,6 @@ def build(db: Path, events: int, persons: int, console: Console) -> None:
         store.insert(chunk, seq)
     store.close()
     console.print(f"stored {events:,} events in {time.perf_counter() - started:.0f} s")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> None:
@@ -91,16 +85,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     headers = {"Authorization": f"Bearer {KEY}"}
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/_health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
+        wait_healthy(f"{base}/_health")  # any answer: the server is up
         # The data ends at bench/query.py's NOW: ask for its 30 days.
         params = f"date_from={(NOW - timedelta(days=30)).date()}&date_to={NOW.date()}"
         timings: dict[str, float] = {}

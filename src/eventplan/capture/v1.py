@@ -93,14 +93,13 @@ def as_batch_event(index: int, raw: dict[str, Any], library: dict[str, str]) -> 
     elif not isinstance(properties, dict):
         raise BadRequest(f"event {index}: `properties` must be an object")
     options = raw.get("options")
-    if options:
-        if not isinstance(options, dict):
-            raise BadRequest(f"event {index}: `options` must be an object")
-        for key, name in OPTION_PROPERTIES.items():
-            if options.get(key) is not None:
-                properties[name] = options[key]
-    elif options is not None and not isinstance(options, dict):
+    if options is None:
+        options = {}
+    elif not isinstance(options, dict):
         raise BadRequest(f"event {index}: `options` must be an object")
+    for key, name in OPTION_PROPERTIES.items():
+        if options.get(key) is not None:
+            properties[name] = options[key]
     for key, name in TOP_LEVEL_PROPERTIES.items():
         if isinstance(raw.get(key), str):
             properties[name] = raw[key]
