@@ -12,10 +12,12 @@ seconds (1 s: an acknowledged event is queryable about a second later), it inser
 what came within `interval` instead, and the store sorts those into place once a
 row group's worth has gathered. Waiting up to 30 s for whole row groups cost about
 17% less CPU at full speed, but kept events out of the store for 22 s at 5,000
-events/s (bench/fixed_rate.py). Waiting events are not held in memory: the insert reads its
-records back from the log (from the page cache, one pass forward) and decodes them
-a slice at a time. Held as bytes they took about 500 bytes per simulated event,
-decoded about 1.9 KB.
+events/s (bench/fixed_rate.py). Waiting events are not held in memory: the insert
+reads its records back from the log (from the page cache, one pass forward) and
+decodes them a slice at a time. Held as bytes they took about 500 bytes per simulated
+event, decoded about 1.9 KB. The one exception is a record a door has judged already
+(Capture v1, which answers with the verdicts): handed over as judged while few wait,
+it is inserted as it is, and read back from the log only if that insert is retried.
 
 An insert ends exactly at its size, so the log record that crosses it is split:
 its head goes in now, its tail starts the next insert, and the log position the
