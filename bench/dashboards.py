@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=20_000)
     parser.add_argument("--db", type=Path, help="Keep the store here (reused when it exists).")
     parser.add_argument("--port", type=int, default=18531)
+    parser.add_argument(
+        "--memory-limit", help="The server's DuckDB memory limit (default: serve's own)."
+    )
     args = parser.parse_args()
     console = Console(width=120)
     db = args.db or Path(tempfile.mkdtemp(prefix="eventplan-dash-")) / "events.duckdb"
@@ -79,6 +82,7 @@ def main() -> None:
             "0",
             "--token",
             "phc_bench_dashboards",
+            *(["--memory-limit", args.memory_limit] if args.memory_limit else []),
         ],
         stdout=subprocess.DEVNULL,
     )

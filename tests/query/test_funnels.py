@@ -16,6 +16,7 @@ from eventplan.plan import Plan
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Exclusion, FunnelsQuery, PropertyFilter, Series
 from eventplan.query.sql import Compiler
+from eventplan.store import duckdb as duckdb_store
 from tests.conftest import BACKENDS, examples
 from tests.query import reference
 from tests.query.conftest import loaded_store
@@ -266,6 +267,30 @@ def test_actors_that_share_a_sort_hash_are_still_told_apart(
         shared = run_query(store, openchat_plan, query, END)["results"]
     assert [s["count"] for s in apart] == [6, 4, 2, 1]
     assert shared == apart
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_at_one_moment_and_step_are_attributed_by_their_label_across_read_batches(
+    backend: str, openchat_plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two landings of one person at the same microsecond go in the order of their
+    referrers, whichever the store gives first; the conversion starts from the later
+    (the latest landing before the click), so both people count under `b.example`.
+    A person's rows still make one person when the store's answer splits them
+    between read batches."""
+    monkeypatch.setattr(duckdb_store, "READ_BATCH_ROWS", 2)
+    events = []
+    for who, domains in (("p", ["b.example", "a.example"]), ("q", ["a.example", "b.example"])):
+        events += [event(STEPS[0], who, START, referrer_domain=domain) for domain in domains]
+        events.append(event(STEPS[1], who, START + timedelta(minutes=1)))
+    events.append(event(STEPS[0], "r", START + timedelta(minutes=2), referrer_domain="b.example"))
+    query = FunnelsQuery(
+        steps=(Series(STEPS[0]), Series(STEPS[1])), date_range=RANGE, breakdown="referrer_domain"
+    )
+    with loaded_store(openchat_plan, events, backend) as store:
+        groups = run_query(store, openchat_plan, query, END)["results"]
+    by_value = {group[0]["breakdown_value"]: [s["count"] for s in group] for group in groups}
+    assert by_value == {"b.example": [3, 2]}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -18,11 +18,10 @@ from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from eventplan.plan.model import Plan
 from eventplan.query import funnels
+from eventplan.query.funnel_rows import Journeys, walk_funnel
 from eventplan.query.labels import (
     breakdown_label,
     breakdown_property,
@@ -38,7 +37,7 @@ from eventplan.query.model import (
     TrendsQuery,
     Warning,
 )
-from eventplan.query.sql import EVENTS, Aliases, Compiler, Dialect, resolve_range
+from eventplan.query.sql import EVENTS, Aliases, Compiler, resolve_range
 from eventplan.store import Store
 from eventplan.store.base import QueryError
 
@@ -390,15 +389,7 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     if len(query.steps) < 2:
         raise QueryError("a funnel needs at least two steps")
     start, end, _ = resolve_range(query.date_range, "day", ctx.now)
-    rows, order, arguments = _funnel_rows_sql(ctx.compiler, query)
-    arguments += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-    table = ctx.store.arrow(rows + "h1" + order, arguments)
-    first, second = _changes(table.column("h1")), _changes(table.column("h2"))
-    if np.any(second & ~first):  # two actors share a first hash
-        table = ctx.store.arrow(rows + "actor" + order, arguments)
-        first, second = _changes(table.column("h1")), _changes(table.column("h2"))
     steps = len(query.steps)
-    times = _integers(table.column("ts"))
     shape = funnels.FunnelShape(
         steps,
         query.window_seconds * 1_000_000,
@@ -408,87 +399,19 @@ def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
             for number, exclusion in enumerate(query.exclusions)
         ),
     )
-    actors = funnels.actor_codes(first | second)
-    reached = funnels.walk(shape, actors, times, _integers(table.column("mask")))
-    return _funnel_result(ctx, query, reached, times, table.column("bv"), start, end)
-
-
-def _funnel_rows_sql(compiler: Compiler, query: FunnelsQuery) -> tuple[str, str, list[Any]]:
-    """The funnel's rows (actor hashes, time, breakdown value, step bits), the ORDER
-    BY after the actor key, and the parameters before the time range's two."""
-    dialect = compiler.dialect
-    params: list[Any] = []
-    steps = [*query.steps, *(Series(event=x.event, filters=x.filters) for x in query.exclusions)]
-    flags = [f"({compiler.series_condition(step, query, params)})" for step in steps]
-    actor = dialect.person if query.aggregate_by == "person" else compiler.group(query.group_type)
-    breakdown = compiler.text(query.breakdown) if query.breakdown else "NULL"
-    # A strict funnel must see every event of the actor (any other event resets it).
-    if query.order == "strict":
-        scope, scope_params = "1 = 1", []
-        if query.project is not None:
-            scope, scope_params = "e.project = ?", [query.project]
-    else:
-        scope, scope_params = " OR ".join(flags), list(params)
-    # One bit per step (then per exclusion): the flags are computed once, in SQL.
-    mask = " + ".join(
-        f"(CASE WHEN {flag} THEN {1 << i} ELSE 0 END)" for i, flag in enumerate(flags)
-    )
-    # Rows go to the walk sorted by actor, then time, then step (the lowest step bit
-    # first, so a page that fires two steps at once converts, as in PostHog). Sorting
-    # on a 64-bit hash of the actor is several times cheaper than on the actor itself;
-    # a second hash tells whether two actors shared the first, and then the rows are
-    # sorted again on the actor. Rows equal in time and steps give the same counts and
-    # times in either order, so the uuid only orders them when a breakdown reads them.
-    first_hash, second_hash = dialect.hashes("actor")
-    rows = (
-        f"SELECT {first_hash} AS h1, {second_hash} AS h2, ts, bv, mask FROM (SELECT "
-        f"{actor} AS actor, {dialect.epoch_us('e.timestamp')} AS ts, {breakdown} AS bv, "
-        f"e.uuid AS uuid, {mask} AS mask FROM {dialect.events_with_person} "
-        f"WHERE ({scope}) AND e.timestamp >= ? AND e.timestamp < ? "
-        + (f"AND {actor} IS NOT NULL" if query.aggregate_by == "group" else "")
-        + ") ORDER BY "
-    )
-    return rows, _funnel_order(dialect, len(flags), query.breakdown), params + scope_params
-
-
-def _funnel_order(dialect: Dialect, flags: int, breakdown: str | None) -> str:
-    lowest = dialect.lowest_bit("mask")
-    if flags <= 15:
-        # Step order, then the whole mask, as one 32-bit key: DuckDB sorts keys of up
-        # to 20 bytes (hash, time, this) more than twice as fast as wider ones.
-        order = (
-            f", ts, CAST(CASE WHEN mask = 0 THEN {2**31 - 1} "
-            f"ELSE {lowest} * {1 << 16} + mask END AS INTEGER)"
-        )
-    else:
-        order = f", ts, CASE WHEN mask = 0 THEN {1 << 30} ELSE {lowest} END, mask"
-    return order + (", uuid" if breakdown else "")
-
-
-def _integers(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    return np.asarray(column.to_numpy(), dtype=np.int64)
-
-
-def _changes(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
-    """True where a row's value differs from the row before."""
-    values = np.asarray(column.to_numpy())
-    changes = np.ones(len(values), dtype=bool)
-    changes[1:] = values[1:] != values[:-1]
-    return changes
+    journeys = walk_funnel(ctx.store, ctx.compiler, query, shape, start, end)
+    return _funnel_result(ctx, query, journeys, start, end)
 
 
 def _funnel_result(
     ctx: Context,
     query: FunnelsQuery,
-    reached: funnels.Reached,
-    times: npt.NDArray[np.int64],
-    values: pa.ChunkedArray,
+    journeys: Journeys,
     start: datetime,
     end: datetime,
 ) -> dict[str, Any]:
-    levels, rows = reached.levels, reached.rows
-    step_times = np.where(rows >= 0, times[np.maximum(rows, 0)], 0)
-    groups = _funnel_groups(query, reached, values)
+    levels, step_times = journeys.levels, journeys.times
+    groups = _funnel_groups(query, journeys)
     counts = {str(key): len(members) for key, members in groups.items() if key is not None}
     ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
     if query.breakdown is not None and len(ordered) > query.breakdown_limit:
@@ -553,42 +476,21 @@ def time_to_convert(
 
 
 def _funnel_groups(
-    query: FunnelsQuery, reached: funnels.Reached, values: pa.ChunkedArray
+    query: FunnelsQuery, journeys: Journeys
 ) -> dict[str | None, npt.NDArray[np.int64]]:
     """The actors (as indexes) of each breakdown value, as the attribution reads it;
     everyone under None without a breakdown."""
-    levels, rows = reached.levels, reached.rows
-    everyone = np.arange(len(levels))
     if query.breakdown is None:
-        return {None: everyone}
-    if query.breakdown_attribution == "first_touch":
-        members, value_rows = everyone, rows[:, 0]
-    elif query.breakdown_attribution == "last_touch":
-        members, value_rows = everyone, rows[everyone, levels - 1]
-    else:
-        # Never reached the attribution step: PostHog leaves them out.
-        members = np.flatnonzero(levels > query.attribution_step)
-        value_rows = rows[members, query.attribution_step]
-    names, label_of_row = _row_labels(values)
-    member_labels = label_of_row[value_rows]
+        return {None: np.arange(len(journeys.levels))}
+    # Those who never reached the attribution step are left out, as PostHog does.
+    members = np.flatnonzero(journeys.label_of_actor >= 0)
+    member_labels = journeys.label_of_actor[members]
     order = np.argsort(member_labels, kind="stable")
     groups: dict[str | None, npt.NDArray[np.int64]] = {}
     for chunk in np.split(order, np.flatnonzero(np.diff(member_labels[order])) + 1):
         if len(chunk):
-            groups[names[member_labels[chunk[0]]]] = members[chunk]
+            groups[journeys.labels[member_labels[chunk[0]]]] = members[chunk]
     return groups
-
-
-def _row_labels(values: pa.ChunkedArray) -> tuple[list[str], npt.NDArray[np.int64]]:
-    """Each row's breakdown value as text (NULL as PostHog's null label): the distinct
-    labels, and each row's number among them. Labels, not values, make the groups:
-    two values may read the same as text."""
-    encoded = pc.dictionary_encode(values.combine_chunks())
-    labels = [str(v) for v in encoded.dictionary.to_pylist()] + [BREAKDOWN_NULL]
-    codes = np.asarray(encoded.indices.fill_null(len(labels) - 1).to_numpy(), np.int64)
-    numbers: dict[str, int] = {}
-    label_of_code = np.array([numbers.setdefault(lb, len(numbers)) for lb in labels])
-    return list(numbers), label_of_code[codes]
 
 
 def _funnel_steps(

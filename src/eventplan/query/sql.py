@@ -94,8 +94,9 @@ class Dialect:
     def epoch_us(self, expr: str) -> str:
         return f"epoch_us({expr})"
 
-    def lowest_bit(self, expr: str) -> str:
-        return f"({expr} & -{expr})"
+    def lowest_bit_index(self, expr: str) -> str:
+        """The number of the lowest bit set in a positive integer (0 for 1)."""
+        return f"bit_count(({expr} & -{expr}) - 1)"
 
     def hashes(self, expr: str) -> tuple[str, str]:
         """Two independent 64-bit hashes of a value (never NULL)."""
@@ -175,8 +176,8 @@ class ClickHouseDialect(Dialect):
     def epoch_us(self, expr: str) -> str:
         return f"toUnixTimestamp64Micro({expr})"
 
-    def lowest_bit(self, expr: str) -> str:
-        return f"bitAnd({expr}, -{expr})"
+    def lowest_bit_index(self, expr: str) -> str:
+        return f"bitCount(bitAnd({expr}, -{expr}) - 1)"
 
     def hashes(self, expr: str) -> tuple[str, str]:
         return f"ifNull(cityHash64({expr}), 0)", f"ifNull(sipHash64({expr}), 0)"

@@ -379,6 +379,13 @@ class Store(ABC):
     def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
         """The same as `sql`, as an Arrow table, for results too large for Python rows."""
 
+    def arrow_batches(
+        self, query: str, parameters: list[Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The same as `arrow`, a batch at a time, for results too large to hold whole
+        beside what is made of them."""
+        yield from self.arrow(query, parameters).to_batches()
+
     @abstractmethod
     def reopen(self) -> None:
         """Connect again after the engine gave up (`broken`); raises StoreUnavailable

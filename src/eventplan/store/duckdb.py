@@ -41,6 +41,7 @@ from eventplan.plan.model import Plan
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges, update_rounds
+from eventplan.store.memory import release_free_memory
 from eventplan.store.records import StoredEvent, first_received_of
 from eventplan.store.rows import (
     TIME,
@@ -99,6 +100,7 @@ CREATE TABLE IF NOT EXISTS groups (
 """
 
 
+READ_BATCH_ROWS = 131_072  # rows per Arrow batch when a result is read a batch at a time
 ROW_GROUP_ROWS = 122_880  # DuckDB's
 # Failures of the store rather than of a statement: a full disk (an IOException, or
 # a commit that "could not write" its WAL), a database DuckDB invalidated after a
@@ -772,16 +774,33 @@ class EventStore(Store):
         return columns, rows
 
     def arrow(self, query: str, parameters: list[Any] | None = None) -> pa.Table:
+        with self._reading(query) as cursor:
+            table: pa.Table = cursor.sql(query, params=parameters or None).to_arrow_table()
+        return table
+
+    def arrow_batches(
+        self, query: str, parameters: list[Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        try:
+            with self._reading(query) as cursor:
+                relation = cursor.sql(query, params=parameters or None)
+                yield from relation.to_arrow_reader(READ_BATCH_ROWS)
+        finally:
+            # Millions of rows went through in batches; their freed pages go back now.
+            release_free_memory()
+
+    @contextmanager
+    def _reading(self, query: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only cursor for `query`, closed after; the engine's errors as ours."""
         cursor = self._select(query)
         try:
-            table: pa.Table = cursor.sql(query, params=parameters or None).to_arrow_table()
+            yield cursor
         except duckdb.Error as exc:
             if is_store_failure(exc):
                 raise self._unavailable(exc) from exc
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
             cursor.close()
-        return table
 
     def _select(self, query: str) -> duckdb.DuckDBPyConnection:
         """A cursor for one statement that only reads."""
