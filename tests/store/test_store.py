@@ -21,6 +21,7 @@ from eventplan.plan.validator import Violation
 from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Series, TrendsQuery
 from eventplan.store import QueryError, Store, open_store
+from eventplan.store.base import StoreBusy
 from eventplan.store.records import StoredEvent
 from eventplan.store.transfer import export_events, import_export, is_export
 from tests.conftest import BACKENDS, store_url
@@ -306,6 +307,27 @@ def test_a_duckdb_store_keeps_to_the_memory_limit_it_is_given(tmp_path: Path) ->
     assert shown == "61.0 MiB"  # 64 MB in DuckDB's binary units
     with pytest.raises(EventplanError, match="Memory must have a number"):
         open_store(str(tmp_path / "other.duckdb"), memory_limit="lots")
+
+
+def test_a_query_past_the_memory_limit_is_a_busy_store_not_a_bad_query(tmp_path: Path) -> None:
+    """An exact median over ten million values cannot spill: with 16 MB it fails, and
+    the caller hears 503 with what to do, not a 400 blaming the query."""
+    store = open_store(str(tmp_path / "small.duckdb"), memory_limit="16MB")
+    big = "SELECT quantile_cont(range, 0.5) FROM range(10000000)"
+    try:
+        reads = (
+            lambda: store.sql(big),
+            lambda: store.arrow(big),
+            lambda: list(store.arrow_batches(big)),
+        )
+        for read in reads:
+            with pytest.raises(StoreBusy, match=r"16MB.*--memory-limit") as caught:
+                read()
+            assert caught.value.status == 503
+        [[answer]] = store.sql("SELECT 1 + 1")[1]  # and the store goes on
+    finally:
+        store.close()
+    assert answer == 2
 
 
 def group_identify(key: str, properties: dict[str, object], minutes: int) -> StoredEvent:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import operator
-import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -502,10 +501,10 @@ def _funnel_steps(
     counts = [int(np.count_nonzero(levels > i)) for i in range(len(query.steps))]
     steps = []
     for i, series in enumerate(query.steps):
-        durations: list[float] = []
+        durations = np.zeros(0)
         if i > 0:
             converted = levels > i
-            durations = ((times[converted, i] - times[converted, i - 1]) / 1_000_000).tolist()
+            durations = (times[converted, i] - times[converted, i - 1]) / 1_000_000
         step: dict[str, Any] = {
             "action_id": series.event,
             "name": series.label,
@@ -514,9 +513,11 @@ def _funnel_steps(
             "count": counts[i],
             "step_filter": filter_text(series.filters),
             **_conversion(counts, i),
-            "average_conversion_time": round(statistics.fmean(durations), 6) if durations else None,
+            "average_conversion_time": (
+                round(float(np.mean(durations)), 6) if len(durations) else None
+            ),
             "median_conversion_time": (
-                round(float(np.median(durations)), 6) if durations else None
+                round(float(np.median(durations)), 6) if len(durations) else None
             ),
         }
         if breakdown is not None:

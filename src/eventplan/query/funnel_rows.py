@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from eventplan.query import funnels
 from eventplan.query.model import BREAKDOWN_NULL, FunnelsQuery, Series
 from eventplan.query.sql import Compiler
 from eventplan.store import Store
-from eventplan.store.base import EPOCH, QueryError
+from eventplan.store.base import QueryError, epoch_us
 
 Ints = npt.NDArray[np.int64]
 Flags = npt.NDArray[np.bool_]
@@ -62,7 +62,7 @@ def walk_funnel(
     if flags > MAX_FLAGS:
         raise QueryError(f"a funnel takes at most {MAX_FLAGS} steps and exclusions together")
     shift = flags.bit_length()  # the step numbers 0..flags-1, and `flags` for no step
-    start_us = _epoch_us(start)
+    start_us = epoch_us(start)
     select, params = _statement(compiler, query, start_us, shift)
     params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
     walker = _Walker(shape, _attribution(query), start_us, shift, hash_is_actor=True)
@@ -82,11 +82,6 @@ def _attribution(query: FunnelsQuery) -> int | None:
     return {"first_touch": 0, "last_touch": -1}.get(
         query.breakdown_attribution, query.attribution_step
     )
-
-
-def _epoch_us(moment: datetime) -> int:
-    """A naive UTC moment as microseconds since the epoch (exactly, not via a float)."""
-    return (moment.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 
 
 def _statement(

@@ -54,6 +54,14 @@ class StoreUnavailable(EventplanError):
     code = "store_unavailable"
 
 
+class StoreBusy(EventplanError):
+    """A query needed more memory than the store may use: the request is sound, the
+    server is short; retry later, or ask for less (a shorter range, fewer values)."""
+
+    status = 503
+    code = "store_busy"
+
+
 def slices(events: Iterable[StoredEvent], size: int) -> Iterator[list[StoredEvent]]:
     iterator = iter(events)
     while part := list(islice(iterator, size)):

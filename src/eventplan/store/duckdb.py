@@ -38,7 +38,13 @@ import pyarrow.compute as pc
 from eventplan.errors import EventplanError
 from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan
-from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
+from eventplan.store.base import (
+    DEDUPE_WINDOW_US,
+    QueryError,
+    Store,
+    StoreBusy,
+    StoreUnavailable,
+)
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges, update_rounds
 from eventplan.store.memory import release_free_memory
@@ -763,6 +769,8 @@ class EventStore(Store):
             rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
         except duckdb.InterruptException as exc:
             raise QueryError(f"the query ran longer than {timeout:g} s and was stopped") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise self._busy() from exc
         except duckdb.Error as exc:
             if is_store_failure(exc):
                 raise self._unavailable(exc) from exc
@@ -795,12 +803,21 @@ class EventStore(Store):
         cursor = self._select(query)
         try:
             yield cursor
+        except duckdb.OutOfMemoryException as exc:
+            raise self._busy() from exc
         except duckdb.Error as exc:
             if is_store_failure(exc):
                 raise self._unavailable(exc) from exc
             raise QueryError(str(exc).split("\n")[0]) from exc
         finally:
             cursor.close()
+
+    def _busy(self) -> StoreBusy:
+        limit = self._config.get("memory_limit", "DuckDB's default")
+        return StoreBusy(
+            f"the query needed more memory than the store may use ({limit}): try again, "
+            "ask for a shorter range, or serve with a larger --memory-limit"
+        )
 
     def _select(self, query: str) -> duckdb.DuckDBPyConnection:
         """A cursor for one statement that only reads."""
