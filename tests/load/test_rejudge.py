@@ -116,6 +116,62 @@ def test_rejudge_since_leaves_older_events_alone(tmp_path: Path) -> None:
     }
 
 
+def renamed_plan(tmp_path: Path) -> Path:
+    """OpenChat 1.1 where `chat.created` is now `chat.started` and its `chat_id` is
+    `conversation_id`, both with `renamed_from`."""
+    text = OPENCHAT.read_text()
+    block = "  chat.created:\n    description:"
+    first_property = "    properties:\n      chat_id:\n        type: string\n"
+    at = text.index(block)
+    assert text.count(block) == 1 and text.index(first_property, at) < text.index("  chat.", at + 3)
+    head, tail = text[:at], text[at:]
+    tail = tail.replace(
+        block, "  chat.started:\n    renamed_from: [chat.created]\n    description:", 1
+    ).replace(
+        first_property,
+        "    properties:\n      conversation_id:\n        renamed_from: chat_id\n"
+        "        type: string\n",
+        1,
+    )
+    path = tmp_path / "openchat-renamed.yaml"
+    text = (head + tail).replace("event: chat.created", "event: chat.started")  # its insights
+    path.write_text(text.replace("version: 1.0.0", "version: 1.1.0", 1))
+    return path
+
+
+def test_rejudge_reads_events_stored_under_old_names_as_the_renamed_ones(tmp_path: Path) -> None:
+    """Renaming an event and a property in the plan changes no stored verdict: an event
+    stored as `chat.created` with `chat_id` is judged as `chat.started` with
+    `conversation_id`, as capture would judge it now (and as the Python judge does)."""
+    path = tmp_path / "events.jsonl"
+    events = [chat_created("ok"), chat_created("bad", source="keyboard_shortcut")]
+    events.append(chat_created("empty", chat_id=""))  # too short under either name
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    db = str(tmp_path / "n.duckdb")
+    assert CliRunner().invoke(cli, ["import", str(path), "--db", db, "--plan", str(OPENCHAT)])
+    renamed = renamed_plan(tmp_path)
+    store = open_store(db, [load_plan(OPENCHAT)], read_only=True)
+    _, rows = store.sql("SELECT distinct_id, event, properties, verdict FROM events")
+    store.close()
+    judge = Judge(load_plan(renamed))
+    python = {}
+    for who, event, properties, _ in rows:
+        verdict = judge.rejudge_stored(event, json.loads(properties), [])
+        python[who] = (verdict.verdict, msgspec.to_builtins(verdict.violations))
+    before = {who: verdict for who, _, _, verdict in rows}
+
+    done = CliRunner().invoke(cli, ["rejudge", "--db", db, "--plan", str(renamed), "--json"])
+    assert done.exit_code == 0, done.output
+    store = open_store(db, [load_plan(OPENCHAT)], read_only=True)
+    _, after = store.sql("SELECT distinct_id, verdict, violations FROM events")
+    store.close()
+    stored = {who: (verdict, json.loads(found or "[]")) for who, verdict, found in after}
+    assert stored == python
+    assert before == {who: verdict for who, (verdict, _) in stored.items()}
+    assert before == {"ok": "valid", "bad": "invalid", "empty": "invalid"}
+    assert [v["property"] for v in stored["empty"][1]] == ["conversation_id"]
+
+
 def test_rejudge_on_clickhouse_says_it_is_not_built_there(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps(chat_created("ch")) + "\n")

@@ -73,7 +73,11 @@ class Judge:
         self, name: str, properties: dict[str, Any], captured: list[Violation]
     ) -> Verdict:
         """The verdict on a stored event under this plan: new for what the store holds
-        as sent, as at capture (`captured`) for what the privacy policy changed."""
+        as sent, as at capture (`captured`) for what the privacy policy changed. An
+        event stored under a name the plan has since renamed is judged as the planned
+        one, its old property names read as the new ones, as capture would now."""
+        properties = dict(properties)
+        name = self.rename(name, properties)
         fresh = self.validator.check_properties(name, properties)
         if fresh.verdict == "unplanned":
             return fresh

@@ -9,7 +9,7 @@ then an UPDATE of their verdicts and violations.
 from __future__ import annotations
 
 from eventplan.errors import EventplanError
-from eventplan.load.judge_sql import JudgeSql
+from eventplan.load.judge_sql import JudgeSql, json_path, text
 from eventplan.plan.model import Plan
 from eventplan.store.base import Store
 from eventplan.store.duckdb import EventStore
@@ -28,4 +28,34 @@ def rejudge(
     if not isinstance(store, EventStore):
         raise RejudgeUnsupported("rejudge runs inside DuckDB; it is not built for ClickHouse yet")
     judge = JudgeSql(plan, stored=True)
-    return store.rejudge(judge.select, judge.tables(), project, plan.version, since_us)
+
+    def judged(source: str) -> str:
+        return judge.select(under_planned_names(plan, source))
+
+    return store.rejudge(judged, judge.tables(), project, plan.version, since_us)
+
+
+def under_planned_names(plan: Plan, source: str) -> str:
+    """`source`'s events (`event`, `properties`, ...) under the names the plan has now:
+    one stored under an old name (`renamed_from`) as the planned event, and an old
+    property name as the planned one where the new name is not there too, as capture
+    renames what it receives (`Judge.rename`). One SELECT layer per rename."""
+    renames = plan.event_renames()
+    if renames:
+        cases = " ".join(f"WHEN {text(old)} THEN {text(new)}" for old, new in renames.items())
+        source = f"SELECT * REPLACE (CASE event {cases} ELSE event END AS event) FROM ({source})"
+    for event in plan.events:
+        for old, new in plan.property_renames(event).items():
+            moved = (
+                f"json_merge_patch(properties, json_object({text(old)}, NULL, "
+                f"{text(new)}, properties->{text(json_path(old))}))"
+            )
+            applies = (
+                f"event = {text(event)} AND json_exists(properties, {text(json_path(old))}) "
+                f"AND NOT json_exists(properties, {text(json_path(new))})"
+            )
+            source = (
+                f"SELECT * REPLACE (CASE WHEN {applies} THEN {moved} ELSE properties END "
+                f"AS properties) FROM ({source})"
+            )
+    return source
