@@ -29,6 +29,7 @@ from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insi
 from eventplan.query.engine import run_query
 from eventplan.query.hogql import hogql_query
 from eventplan.query.model import Query, View
+from eventplan.query.sql import Aliases
 from eventplan.store import Store
 from eventplan.store.records import LoggedEvent, StoredEvent
 
@@ -165,7 +166,7 @@ class Project:
 
     def hogql(self, text: str, timeout: float | None = None) -> dict[str, Any]:
         """A HogQL query over this project's events, answered as PostHog answers it."""
-        return hogql_query(text, self.store, self.name, timeout)
+        return hogql_query(text, self.store, self.name, timeout, Aliases.of(self.plan))
 
     def dashboard(self, name: str, view: View, now: datetime | None = None) -> dict[str, Any]:
         return dashboard_data(self.store, self.plan, self.name, name, view, now)

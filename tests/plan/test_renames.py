@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from eventplan.cli import cli
@@ -23,6 +24,7 @@ from eventplan.plan import load_plan
 from eventplan.project import Project
 from eventplan.query.model import DateRange, Series, TrendsQuery
 from eventplan.store import open_store
+from tests.conftest import BACKENDS, store_url
 
 OLD = """
 plan: chats
@@ -55,7 +57,7 @@ def sent(name: str, key: str, value: str, hours_ago: int) -> dict[str, Any]:
     }
 
 
-def load(db: Path, plan: Path, events: list[dict[str, Any]], tmp_path: Path) -> None:
+def load(db: Path | str, plan: Path, events: list[dict[str, Any]], tmp_path: Path) -> None:
     file = tmp_path / f"{uuid.uuid4().hex}.jsonl"
     file.write_text("".join(json.dumps(e) + "\n" for e in events))
     result = CliRunner().invoke(cli, ["import", "--db", str(db), "--plan", str(plan), str(file)])
@@ -102,6 +104,37 @@ def test_old_names_are_stored_under_the_new_and_counted_with_history(tmp_path: P
     [entry] = [e for e in coverage["events"] if e["event"] == "chat.created"]
     assert entry["total"] == len(everything)
     assert coverage["seen_not_planned"] == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hogql_reads_old_names_as_the_new_ones(tmp_path: Path, backend: str) -> None:
+    """HogQL counts what the insights count: history stored as `chat_created` with
+    `chatId` reads as `chat.created` with `chat_id`."""
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(OLD)
+    new.write_text(NEW)
+    db = store_url(backend, tmp_path)
+    history = [sent("chat_created", "chatId", f"h{n}", 30 + n) for n in range(3)]
+    load(db, old, history, tmp_path)
+    load(db, new, [sent("chat.created", "chat_id", f"n{n}", 2 + n) for n in range(2)], tmp_path)
+    plan = load_plan(new)
+    store = open_store(db, [plan], read_only=True)
+    try:
+        project = Project(plan.name, plan, store)
+        rows = project.hogql("SELECT event, properties.chat_id FROM events ORDER BY timestamp")[
+            "results"
+        ]
+        [[counted]] = project.hogql("SELECT count() FROM events WHERE event = 'chat.created'")[
+            "results"
+        ]
+        unplanned = project.hogql("SELECT count() FROM events WHERE event = 'chat_created'")
+    finally:
+        store.close()
+    assert rows == [["chat.created", f"h{n}"] for n in (2, 1, 0)] + [
+        ["chat.created", f"n{n}"] for n in (1, 0)
+    ]
+    assert counted == 5
+    assert unplanned["results"] == [[0]]
 
 
 def test_diff_calls_a_declared_rename_non_breaking_and_status_says_what_to_send(

@@ -216,6 +216,13 @@ class Aliases:
             {key: tuple(sorted(olds)) for key, olds in properties.items()},
         )
 
+    def __hash__(self) -> int:  # HogQL keeps a translation per set of renames
+        return hash((tuple(self.events.items()), tuple(self.properties.items())))
+
+    def stored_names(self, key: str) -> tuple[str, ...]:
+        """A property's planned name, then the names it was renamed from."""
+        return (key, *self.properties.get(key, ()))
+
     def planned(self, event: str) -> str:
         """The planned name of an event name as stored (itself when not renamed)."""
         for name, olds in self.events.items():

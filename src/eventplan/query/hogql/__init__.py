@@ -22,6 +22,7 @@ from eventplan.query.hogql import functions
 from eventplan.query.hogql.dialect import HogQLError, parse
 from eventplan.query.hogql.schema import Resolver
 from eventplan.query.hogql.translate import Translator
+from eventplan.query.sql import Aliases
 from eventplan.store import Store
 from eventplan.store.base import QueryError
 
@@ -38,31 +39,39 @@ class Translation:
     limit: int
 
 
-def translate(text: str, store: Store, project: str) -> Translation:
-    """The query in the store's SQL. A dashboard or a script asks the same text again
-    and again, so translations are kept (per store, project and set of typed columns:
-    a plan that grows gives new ones)."""
-    return _translate(text, store, project, tuple(c.name for c in store.columns))
+def translate(text: str, store: Store, project: str, aliases: Aliases | None = None) -> Translation:
+    """The query in the store's SQL; events and properties stored under names the plan
+    renamed read as the new ones (`aliases`). A dashboard or a script asks the same text
+    again and again, so translations are kept (per store, project, set of typed columns
+    and renames: a plan that changes gives new ones)."""
+    columns = tuple(c.name for c in store.columns)
+    return _translate(text, store, project, columns, aliases or Aliases())
 
 
 @lru_cache(maxsize=512)
-def _translate(text: str, store: Store, project: str, columns: tuple[str, ...]) -> Translation:
+def _translate(
+    text: str, store: Store, project: str, columns: tuple[str, ...], aliases: Aliases
+) -> Translation:
     parsed = parse(text)
     for node in parsed.walk():
         functions.check(node)
     tree = parsed.transform(_placeholder)
     if not isinstance(tree, exp.Query):
         raise HogQLError("only SELECT queries are allowed")
-    translator = Translator(Resolver(store, project))
+    translator = Translator(Resolver(store, project, aliases))
     names = translator.query(tree, None)
     limit = _limit(tree)
     return Translation(translator.sql(tree.limit(limit + 1, copy=False)), tuple(names), limit)
 
 
 def hogql_query(
-    text: str, store: Store, project: str, timeout: float | None = None
+    text: str,
+    store: Store,
+    project: str,
+    timeout: float | None = None,
+    aliases: Aliases | None = None,
 ) -> dict[str, Any]:
-    translation = translate(text, store, project)
+    translation = translate(text, store, project, aliases)
     try:
         _, rows = store.sql(translation.sql, timeout=timeout)
     except HogQLError:

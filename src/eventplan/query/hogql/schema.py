@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from eventplan.query.sql import DIALECTS, Compiler
+from eventplan.query.sql import DIALECTS, Aliases, Compiler
 from eventplan.store import Store
 from eventplan.store.clickhouse import value_sql
 from eventplan.store.columns import quote
@@ -93,10 +93,11 @@ class Resolver:
     """Fields of PostHog's tables as SQL text of the store's dialect, and the scoped
     subqueries behind them, which hold only the columns the query reads."""
 
-    def __init__(self, store: Store, project: str) -> None:
+    def __init__(self, store: Store, project: str, aliases: Aliases | None = None) -> None:
         self.store = store
         self.dialect = store.dialect
         self.project = value_sql(project)
+        self.aliases = aliases or Aliases()
         self._columns_of: dict[str, list[str]] = {}
         for column in store.columns:
             self._columns_of.setdefault(column.key, []).append(column.name)
@@ -115,7 +116,7 @@ class Resolver:
         return None
 
     def _event_field(self, source: Source, alias: str, head: str, rest: list[str]) -> str | None:
-        compiler = Compiler(self.store.columns, self.dialect, alias)
+        compiler = Compiler(self.store.columns, self.dialect, alias, self.aliases)
         if head == "properties":
             if not rest:
                 source.reads.add("properties")
@@ -123,7 +124,8 @@ class Resolver:
             source.reads.add("properties_rest")
             if len(rest) > 1:
                 return compiler.rest(*rest)
-            source.reads.update(self._columns_of.get(rest[0], []))
+            for name in self.aliases.stored_names(rest[0]):
+                source.reads.update(self._columns_of.get(name, []))
             return compiler.typed(rest[0])
         if head == "person":
             return self._person_field(source, alias, rest)
@@ -196,6 +198,16 @@ class Resolver:
             f"GROUP BY {session}"
         )
 
+    def _planned_event(self) -> str:
+        """The event's name as the plan has it now: an old name (`renamed_from`) reads
+        as the new one, as in every insight."""
+        cases = " ".join(
+            f"WHEN {value_sql(old)} THEN {value_sql(planned)}"
+            for planned, olds in self.aliases.events.items()
+            for old in olds
+        )
+        return f"CASE e.event {cases} ELSE e.event END"
+
     def _events(self, source: Source) -> str:
         """The events subquery: the person's merges joined only when a person field is
         read, the whole `properties` built only when it is."""
@@ -211,6 +223,8 @@ class Resolver:
                 columns.append(f"{self.store.properties_sql('e')} AS properties")
             elif name in people:
                 columns.append(f"pp.{name.removeprefix('person_')} AS {name}")
+            elif name == "event" and self.aliases.events:
+                columns.append(f"{self._planned_event()} AS event")
             else:
                 columns.append(f"e.{quote(name)} AS {quote(name)}")
         tables = d.events_with_person if people or "person_id" in reads else "events_data e"
