@@ -114,6 +114,28 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
     wal.close()
 
 
+def test_each_half_of_a_split_record_is_judged_once(tmp_path: Path, openchat_plan: Plan) -> None:
+    """Three records of 100 in inserts of 250: the third is split, and each of its
+    halves is judged alone, so 300 events are judged (and counted) for 300 stored."""
+    store = EventStore(tmp_path / "j.duckdb", [openchat_plan], insert_size=250)
+    wal = WriteAheadLog(tmp_path / "log")
+    judged: list[int] = []
+    project_judge = judge(store, openchat_plan)
+
+    def counted(events: list[LoggedEvent]) -> list[StoredEvent]:
+        judged.append(len(events))
+        return project_judge(events)
+
+    writer = BackgroundWriter(store, wal, counted)
+    for chunk in chunks([Piece(seq, size) for seq, size in records(wal, 3, 100)], 250):
+        writer._insert(chunk)
+    _, [[events, distinct]] = store.sql("SELECT count(*), count(DISTINCT uuid) FROM events_data")
+    store.close()
+    wal.close()
+    assert judged == [100, 100, 50, 50]
+    assert events == distinct == 300
+
+
 def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:

@@ -492,17 +492,15 @@ class BackgroundWriter:
     def _read(self, piece: Piece) -> list[StoredEvent]:
         if piece.events is not None:
             return piece.events
-        events = self._judged(self._log.read(piece.seq))
-        if piece.start or piece.size != len(events):
-            events = events[piece.start : piece.start + piece.size]
-        return events
+        return self._judged(self._log.read(piece.seq), piece.start, piece.size)
 
-    def _judged(self, payload: bytes) -> list[StoredEvent]:
-        """A log record's events, judged (a record from an older version's log was
-        judged when it was written)."""
+    def _judged(self, payload: bytes, start: int, size: int) -> list[StoredEvent]:
+        """A log record's events from `start` on, `size` of them, judged (a record from
+        an older version's log was judged when it was written). Only those: the halves
+        of a split record are each judged, and counted, once."""
         if is_logged(payload):
-            return self.judge(decode_logged(payload))
-        return decode_stored(payload)
+            return self.judge(decode_logged(payload)[start : start + size])
+        return decode_stored(payload)[start : start + size]
 
     def _insert(self, pieces: list[Piece], carry: Piece | None = None) -> int:
         """Insert the pieces; the log position becomes the last record stored whole."""
