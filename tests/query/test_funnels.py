@@ -17,6 +17,7 @@ from eventplan.query.engine import run_query
 from eventplan.query.model import DateRange, Exclusion, FunnelsQuery, PropertyFilter, Series
 from eventplan.query.sql import Compiler
 from eventplan.store import duckdb as duckdb_store
+from eventplan.store.base import QueryError
 from tests.conftest import BACKENDS, examples
 from tests.query import reference
 from tests.query.conftest import loaded_store
@@ -317,6 +318,9 @@ def test_breakdown_attribution_first_last_or_a_step_and_the_other_bucket(
         last = by_value(breakdown_attribution="last_touch")
         at_step = by_value(breakdown_attribution="step", attribution_step=1)
         folded = by_value(breakdown_limit=1)
+        for outside in (-1, 2):  # a step the funnel does not have
+            with pytest.raises(QueryError, match=f"0 to 1, not {outside}"):
+                by_value(breakdown_attribution="step", attribution_step=outside)
     assert first == {web: [2, 1], extension: [1, 1]}
     assert last == {extension: [2, 2], web: [1, 0]}
     assert at_step == {extension: [2, 2]}  # p3 never reached step 2: left out

@@ -387,6 +387,11 @@ def compile_formula(text: str, series_count: int) -> Callable[[list[float]], flo
 def funnel(ctx: Context, query: FunnelsQuery) -> dict[str, Any]:
     if len(query.steps) < 2:
         raise QueryError("a funnel needs at least two steps")
+    if query.breakdown_attribution == "step" and not 0 <= query.attribution_step < len(query.steps):
+        raise QueryError(
+            f"the breakdown's attribution step must be a step's number, 0 to "
+            f"{len(query.steps) - 1}, not {query.attribution_step}"
+        )
     start, end, _ = resolve_range(query.date_range, "day", ctx.now)
     steps = len(query.steps)
     shape = funnels.FunnelShape(
