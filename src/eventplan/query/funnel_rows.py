@@ -219,9 +219,8 @@ class _Walker:
         if order is not None:
             rows = _Rows(rows.starts, rows.keys[order], rows.masks[order], rows.codes[order])
         times = (rows.keys >> self.shift) + self.start_us
-        reached = funnels.walk(
-            self.shape, np.cumsum(rows.starts, dtype=np.int64), times, rows.masks
-        )
+        actors = np.cumsum(rows.starts, dtype=np.int64)  # dense numbers, from where each starts
+        reached = funnels.walk(self.shape, actors, times, rows.masks)
         filled = reached.rows
         self.levels.append(reached.levels)
         self.times.append(np.where(filled >= 0, times[np.maximum(filled, 0)], 0))

@@ -43,11 +43,6 @@ class Reached:
     rows: Ints  # (actors, steps): the row that filled each step, -1 past the level
 
 
-def actor_codes(changes: npt.NDArray[np.bool_]) -> Ints:
-    """Dense actor numbers from "this row starts a new actor" flags (rows sorted by actor)."""
-    return np.cumsum(changes, dtype=np.int64)
-
-
 def can_vectorize(shape: FunnelShape, masks: Ints) -> bool:
     if shape.strict or shape.exclusions or not len(masks):
         return False
