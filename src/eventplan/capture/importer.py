@@ -9,6 +9,7 @@ if it had been captured; retried imports are idempotent (dedupe by uuid).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from eventplan.capture.files import read_events
 from eventplan.errors import EventplanError
 from eventplan.project import Project
 from eventplan.store.base import Store
+from eventplan.store.records import StoredEvent
 
 CHUNK = 20_000  # the per-request event limit of capture, which import goes through
+CHUNKS_PER_INSERT = 6  # 120,000 events: over half a DuckDB row group, so written sorted
 
 
 def iter_file(path: Path) -> Iterator[Any]:
@@ -44,26 +47,33 @@ def iter_file(path: Path) -> Iterator[Any]:
 def import_events(
     store: Store, project: Project, events: Iterator[Any], progress: Callable[[int], None]
 ) -> int:
-    """Store every event; returns how many were new."""
+    """Store every event; returns how many were new. Events are judged a chunk at a
+    time and go to the store `CHUNKS_PER_INSERT` chunks per insert, read lazily: about a
+    DuckDB row group, which the store writes sorted at once, where inserts of one chunk
+    were appended and then rewritten sorted."""
     added = 0
-    chunk: list[Any] = []
     seq = store.wal_seq()
-    for event in events:
-        chunk.append(event)
-        if len(chunk) == CHUNK:
-            added += _store_chunk(store, project, chunk, seq)
-            progress(len(chunk))
-            chunk = []
-    if chunk:
-        added += _store_chunk(store, project, chunk, seq)
-        progress(len(chunk))
+    chunks = _judged_chunks(project, events, progress)
+    for first in chunks:
+        added += store.insert(_joined(first, islice(chunks, CHUNKS_PER_INSERT - 1)), seq)
     return added
 
 
-def _store_chunk(store: Store, project: Project, chunk: list[Any], seq: int) -> int:
-    received = now_us()
-    try:
-        normalized = normalize(chunk, {}, {}, received)
-    except CaptureError as exc:
-        raise EventplanError(f"cannot import: {exc.message}") from exc
-    return store.insert(project.judge(project.logged(normalized, None, received)), seq)
+def _joined(first: list[StoredEvent], more: Iterator[list[StoredEvent]]) -> Iterator[StoredEvent]:
+    yield from first
+    for chunk in more:
+        yield from chunk
+
+
+def _judged_chunks(
+    project: Project, events: Iterator[Any], progress: Callable[[int], None]
+) -> Iterator[list[StoredEvent]]:
+    """The events a chunk at a time, normalized and judged as capture would."""
+    while chunk := list(islice(events, CHUNK)):
+        received = now_us()
+        try:
+            normalized = normalize(chunk, {}, {}, received)
+        except CaptureError as exc:
+            raise EventplanError(f"cannot import: {exc.message}") from exc
+        yield project.judge(project.logged(normalized, None, received))
+        progress(len(chunk))
