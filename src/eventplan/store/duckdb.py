@@ -106,7 +106,9 @@ CREATE TABLE IF NOT EXISTS groups (
 """
 
 
-READ_BATCH_ROWS = 131_072  # rows per Arrow batch when a result is read a batch at a time
+# Rows per Arrow batch when a result is read a batch at a time. Measured on the 10 M
+# funnel: 16,384 peaked 13-18 MB lower than 131,072, in the same time.
+READ_BATCH_ROWS = 16_384
 ROW_GROUP_ROWS = 122_880  # DuckDB's
 # Failures of the store rather than of a statement: a full disk (an IOException, or
 # a commit that "could not write" its WAL), a database DuckDB invalidated after a
