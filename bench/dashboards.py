@@ -1,6 +1,7 @@
 """The five seed dashboards at scale: every panel fetched from a running server, as the UI does.
 
     .venv/bin/python bench/dashboards.py [--events 10000000] [--persons 200000] [--db FILE]
+        [--memory-limit 96MB]
 
 Stores `--events` plan-shaped events over 30 days (bench/query.py's generator) in a
 DuckDB file (kept with `--db FILE` and reused when it exists), starts `eventplan
