@@ -417,38 +417,22 @@ def _funnel_result(
     levels, step_times = journeys.levels, journeys.times
     groups = _funnel_groups(query, journeys)
     counts = {str(key): len(members) for key, members in groups.items() if key is not None}
-    ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
-    if query.breakdown is not None and len(ordered) > query.breakdown_limit:
-        keep, rest = ordered[: query.breakdown_limit], ordered[query.breakdown_limit :]
-        groups[BREAKDOWN_OTHER] = np.sort(np.concatenate([groups.pop(key) for key in rest]))
-        ordered = [*keep, BREAKDOWN_OTHER]
+    ordered = _top_groups(query, groups)
     results = [
         _funnel_steps(query, levels[groups[key]], step_times[groups[key]], key) for key in ordered
     ]
     if not results:
         results.append(_funnel_steps(query, levels[:0], step_times[:0], None))
+    attributed = query.steps[query.attribution_step if query.breakdown_attribution == "step" else 0]
+    for steps in results:
+        label_results(steps, ctx.plan, query.breakdown, attributed.event)
     answer: dict[str, Any] = {
         "kind": "FunnelsQuery",
         "date_from": start.isoformat() + "Z",
         "date_to": end.isoformat() + "Z",
         "results": results[0] if query.breakdown is None else results,
-        # A funnel's breakdown is read at the attributed step only.
-        "warnings": warnings_for(
-            ctx,
-            list(query.steps),
-            query.breakdown,
-            start,
-            end,
-            breakdown_on=query.attribution_step if query.breakdown_attribution == "step" else 0,
-        ),
+        "warnings": _funnel_warnings(ctx, query, attributed, counts, start, end),
     }
-    step = query.attribution_step if query.breakdown_attribution == "step" else 0
-    attributed = query.steps[min(step, len(query.steps) - 1)]
-    answer["warnings"] += invalid_breakdown(
-        ctx, attributed.event, query.breakdown, counts, "people"
-    )
-    for steps in results:
-        label_results(steps, ctx.plan, query.breakdown, attributed.event)
     everyone = np.sort(np.concatenate([groups[key] for key in ordered] or [levels[:0]]))
     if query.breakdown is not None:  # every breakdown value together, step by step
         answer["totals"] = _funnel_steps(query, levels[everyone], step_times[everyone], None)
@@ -456,6 +440,31 @@ def _funnel_result(
         levels[everyone], step_times[everyone], len(query.steps)
     )
     return answer
+
+
+def _top_groups(query: FunnelsQuery, groups: dict[str | None, npt.NDArray[np.int64]]) -> list[Any]:
+    """The groups shown, the largest first: the top `breakdown_limit` values, and the
+    rest folded into one `Other` group (changed in `groups`)."""
+    ordered = sorted(groups, key=lambda k: (-len(groups[k]), str(k)))
+    if query.breakdown is not None and len(ordered) > query.breakdown_limit:
+        keep, rest = ordered[: query.breakdown_limit], ordered[query.breakdown_limit :]
+        groups[BREAKDOWN_OTHER] = np.sort(np.concatenate([groups.pop(key) for key in rest]))
+        ordered = [*keep, BREAKDOWN_OTHER]
+    return ordered
+
+
+def _funnel_warnings(
+    ctx: Context,
+    query: FunnelsQuery,
+    attributed: Series,
+    counts: dict[str, int],
+    start: datetime,
+    end: datetime,
+) -> list[dict[str, Any]]:
+    """The plan-aware warnings; a funnel's breakdown is read at the attributed step only."""
+    step = query.attribution_step if query.breakdown_attribution == "step" else 0
+    warnings = warnings_for(ctx, list(query.steps), query.breakdown, start, end, breakdown_on=step)
+    return warnings + invalid_breakdown(ctx, attributed.event, query.breakdown, counts, "people")
 
 
 def time_to_convert(
