@@ -202,6 +202,11 @@ class Aliases:
 
     events: dict[str, tuple[str, ...]] = field(default_factory=dict)  # planned → old
     properties: dict[str, tuple[str, ...]] = field(default_factory=dict)  # planned → old
+    _planned_of: dict[str, str] = field(init=False, repr=False, compare=False)  # old → planned
+
+    def __post_init__(self) -> None:  # frozen: set once, as the dataclass itself would
+        planned_of = {old: name for name, olds in self.events.items() for old in olds}
+        object.__setattr__(self, "_planned_of", planned_of)
 
     @classmethod
     def of(cls, plan: Plan | None) -> Aliases:
@@ -225,10 +230,7 @@ class Aliases:
 
     def planned(self, event: str) -> str:
         """The planned name of an event name as stored (itself when not renamed)."""
-        for name, olds in self.events.items():
-            if event in olds:
-                return name
-        return event
+        return self._planned_of.get(event, event)
 
 
 class Compiler:
