@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import json5
 
 from eventplan.codegen.names import camel, snake
 from eventplan.codegen.source import (
@@ -142,33 +143,9 @@ def read_aliases(root: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def _jsonc(text: str) -> dict[str, Any]:
-    """JSON with the comments and trailing commas tsconfig files allow."""
-    out, i, quoted_text = [], 0, False
-    while i < len(text):
-        char = text[i]
-        if quoted_text:
-            out.append(char)
-            if char == "\\":
-                out.append(text[i + 1 : i + 2])
-                i += 1
-            elif char == '"':
-                quoted_text = False
-        elif char == '"':
-            quoted_text = True
-            out.append(char)
-        elif text.startswith("//", i):
-            i = text.find("\n", i) if "\n" in text[i:] else len(text)
-            continue
-        elif text.startswith("/*", i):
-            i = text.find("*/", i) + 2 if "*/" in text[i:] else len(text)
-            continue
-        else:
-            out.append(char)
-        i += 1
-    cleaned = "".join(out)
-    for closing in ("}", "]"):
-        cleaned = re.sub(r",\s*" + re.escape(closing), closing, cleaned)
-    loaded = json.loads(cleaned)
+    """A tsconfig: JSON with the comments and trailing commas it allows (JSON5 reads
+    both)."""
+    loaded = json5.loads(text)
     if not isinstance(loaded, dict):
         raise ValueError("a tsconfig is an object")
     return loaded
