@@ -48,9 +48,10 @@ def import_events(
     store: Store, project: Project, events: Iterator[Any], progress: Callable[[int], None]
 ) -> int:
     """Store every event; returns how many were new. Events are judged a chunk at a
-    time and go to the store `CHUNKS_PER_INSERT` chunks per insert, read lazily: about a
-    DuckDB row group, which the store writes sorted at once, where inserts of one chunk
-    were appended and then rewritten sorted."""
+    time and go to the store `CHUNKS_PER_INSERT` chunks per insert, read lazily: over
+    half a DuckDB row group, which the store writes sorted at once (one chunk alone
+    would be appended, then rewritten sorted later). A bad event stops the import; the
+    inserts before it are kept, and importing the file again adds only what is new."""
     added = 0
     seq = store.wal_seq()
     chunks = _judged_chunks(project, events, progress)
