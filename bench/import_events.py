@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ from eventplan.plan import load_plan
 from eventplan.project import Project
 from eventplan.simulate.samples import sample_events
 from eventplan.store.duckdb import EventStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rejudge import arrow_load_seconds
 
 PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
 CHUNK = 20_000
@@ -56,14 +60,7 @@ def main() -> None:
         added = import_events(store, project, iter_file(source), lambda n: None)
         import_seconds = time.perf_counter() - started
         assert added == args.events, added
-        arrow = store.arrow("SELECT * FROM events_data")
-        started = time.perf_counter()
-        store._conn.register("loaded", arrow)
-        store._conn.execute("CREATE TABLE copy AS SELECT * FROM loaded").fetchall()
-        load_seconds = time.perf_counter() - started
-        store._conn.execute("DROP TABLE copy").fetchall()
-        store._conn.unregister("loaded")
-        del arrow
+        load_seconds = arrow_load_seconds(store)
         started = time.perf_counter()
         store._conn.execute(
             "CREATE TABLE raw AS SELECT * FROM read_json(?, format = 'newline_delimited')",
