@@ -137,6 +137,32 @@ def test_hogql_reads_old_names_as_the_new_ones(tmp_path: Path, backend: str) -> 
     assert unplanned["results"] == [[0]]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_old_name_with_a_quote_reads_as_the_new_in_hogql_and_rejudge(
+    tmp_path: Path, backend: str
+) -> None:
+    """The old name, and the project's, go into SQL as literals of the store's own
+    dialect."""
+    quoted = "chat'created"
+    project = 'plan: "chat\'s"'
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(OLD.replace("chat_created", f'"{quoted}"').replace("plan: chats", project))
+    new.write_text(NEW.replace("[chat_created]", f'["{quoted}"]').replace("plan: chats", project))
+    db = store_url(backend, tmp_path)
+    load(db, old, [sent(quoted, "chatId", "h0", 30)], tmp_path)
+    plan = load_plan(new)
+    store = open_store(db, [plan], read_only=True)
+    try:
+        rows = Project(plan.name, plan, store).hogql("SELECT event FROM events")["results"]
+    finally:
+        store.close()
+    assert rows == [["chat.created"]]
+    if backend == "duckdb":  # rejudge runs in DuckDB only
+        done = CliRunner().invoke(cli, ["rejudge", "--db", db, "--plan", str(new), "--json"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.output) == []  # still valid under its new name
+
+
 def test_diff_calls_a_declared_rename_non_breaking_and_status_says_what_to_send(
     tmp_path: Path,
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from eventplan.errors import EventplanError
 from eventplan.load.judge_sql import JudgeSql, json_path, text
 from eventplan.plan.model import Plan
+from eventplan.query.sql import DIALECTS, Aliases
 from eventplan.store.base import Store
 from eventplan.store.duckdb import EventStore
 
@@ -40,10 +41,9 @@ def under_planned_names(plan: Plan, source: str) -> str:
     one stored under an old name (`renamed_from`) as the planned event, and an old
     property name as the planned one where the new name is not there too, as capture
     renames what it receives (`Judge.rename`). One SELECT layer per rename."""
-    renames = plan.event_renames()
-    if renames:
-        cases = " ".join(f"WHEN {text(old)} THEN {text(new)}" for old, new in renames.items())
-        source = f"SELECT * REPLACE (CASE event {cases} ELSE event END AS event) FROM ({source})"
+    if plan.event_renames():
+        event = Aliases.of(plan).planned_sql("event", DIALECTS["duckdb"])
+        source = f"SELECT * REPLACE ({event} AS event) FROM ({source})"
     for event in plan.events:
         for old, new in plan.property_renames(event).items():
             moved = (

@@ -94,6 +94,9 @@ class Dialect:
     def epoch_us(self, expr: str) -> str:
         return f"epoch_us({expr})"
 
+    def text_literal(self, value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
     def lowest_bit_index(self, expr: str) -> str:
         """The number of the lowest bit set in a positive integer (0 for 1)."""
         return f"bit_count(({expr} & -{expr}) - 1)"
@@ -176,6 +179,9 @@ class ClickHouseDialect(Dialect):
     def epoch_us(self, expr: str) -> str:
         return f"toUnixTimestamp64Micro({expr})"
 
+    def text_literal(self, value: str) -> str:
+        return value_sql(value)
+
     def lowest_bit_index(self, expr: str) -> str:
         return f"bitCount(bitAnd({expr}, -{expr}) - 1)"
 
@@ -231,6 +237,16 @@ class Aliases:
     def planned(self, event: str) -> str:
         """The planned name of an event name as stored (itself when not renamed)."""
         return self._planned_of.get(event, event)
+
+    def planned_sql(self, column: str, dialect: Dialect) -> str:
+        """`planned` in SQL: the event name in `column` as the plan has it now."""
+        if not self._planned_of:
+            return column
+        literal = dialect.text_literal
+        cases = " ".join(
+            f"WHEN {literal(old)} THEN {literal(new)}" for old, new in self._planned_of.items()
+        )
+        return f"CASE {column} {cases} ELSE {column} END"
 
 
 class Compiler:

@@ -17,7 +17,6 @@ from sqlglot import exp
 
 from eventplan.query.sql import DIALECTS, Aliases, Compiler
 from eventplan.store import Store
-from eventplan.store.clickhouse import value_sql
 from eventplan.store.columns import quote
 
 EVENT_FIELDS = ("uuid", "event", "distinct_id", "timestamp", "created_at", "person_id")
@@ -96,7 +95,7 @@ class Resolver:
     def __init__(self, store: Store, project: str, aliases: Aliases | None = None) -> None:
         self.store = store
         self.dialect = store.dialect
-        self.project = value_sql(project)
+        self.project = DIALECTS[self.dialect].text_literal(project)
         self.aliases = aliases or Aliases()
         self._columns_of: dict[str, list[str]] = {}
         for column in store.columns:
@@ -198,16 +197,6 @@ class Resolver:
             f"GROUP BY {session}"
         )
 
-    def _planned_event(self) -> str:
-        """The event's name as the plan has it now: an old name (`renamed_from`) reads
-        as the new one, as in every insight."""
-        cases = " ".join(
-            f"WHEN {value_sql(old)} THEN {value_sql(planned)}"
-            for planned, olds in self.aliases.events.items()
-            for old in olds
-        )
-        return f"CASE e.event {cases} ELSE e.event END"
-
     def _events(self, source: Source) -> str:
         """The events subquery: the person's merges joined only when a person field is
         read, the whole `properties` built only when it is."""
@@ -224,7 +213,7 @@ class Resolver:
             elif name in people:
                 columns.append(f"pp.{name.removeprefix('person_')} AS {name}")
             elif name == "event" and self.aliases.events:
-                columns.append(f"{self._planned_event()} AS event")
+                columns.append(f"{self.aliases.planned_sql('e.event', d)} AS event")
             else:
                 columns.append(f"e.{quote(name)} AS {quote(name)}")
         tables = d.events_with_person if people or "person_id" in reads else "events_data e"
