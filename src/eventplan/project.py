@@ -27,7 +27,6 @@ from eventplan.query.alerts import AlertResult, check_alerts
 from eventplan.query.coverage import coverage, event_traffic
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
 from eventplan.query.engine import run_query
-from eventplan.query.hogql import hogql_query
 from eventplan.query.model import Query, View
 from eventplan.query.sql import Aliases
 from eventplan.store import Store
@@ -166,6 +165,10 @@ class Project:
 
     def hogql(self, text: str, timeout: float | None = None) -> dict[str, Any]:
         """A HogQL query over this project's events, answered as PostHog answers it."""
+        # Imported on first use: its SQL parser (sqlglot) is 16 MB a server without
+        # HogQL queries need not hold.
+        from eventplan.query.hogql import hogql_query
+
         return hogql_query(text, self.store, self.name, timeout, Aliases.of(self.plan))
 
     def dashboard(self, name: str, view: View, now: datetime | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
 
+from eventplan.capture.importer import import_events
 from eventplan.plan import Plan
+from eventplan.project import Project
 from eventplan.query.engine import run_query
-from eventplan.query.model import DateRange, PropertyFilter, Series, TrendsQuery
+from eventplan.query.model import DateRange, Interval, PropertyFilter, Series, TrendsQuery
+from eventplan.store import open_store
+from eventplan.store.base import StoreBusy
 from tests.conftest import BACKENDS, examples
 from tests.query import reference
 from tests.query.conftest import loaded_store
@@ -268,3 +273,65 @@ def test_compare_gives_the_previous_period_and_warnings_flag_broken_data(
     assert ("invalid_share", "chat_message_stream") in codes
     assert ("unplanned_event", "chat.reaction") in codes
     assert ("unplanned_property", "chat_message_stream") in codes
+
+
+def test_a_median_too_big_for_the_stores_memory_is_taken_part_of_the_range_at_a_time(
+    tmp_path: Path, openchat_plan: Plan
+) -> None:
+    """An exact median holds every value of a group in memory, which DuckDB cannot
+    spill. At the smallest memory limit at which the daily trend of 300,000 streams over
+    28 days runs, split into halves of its days until each fits, it gives every day's
+    median as the reference computes it, while the month's one bucket does not fit (a
+    503: there is nothing to split)."""
+    first = datetime(2026, 11, 1, tzinfo=UTC)
+    days = 28
+    end = first + timedelta(days=days)
+    events = [
+        {
+            "event": "chat_message_stream",
+            "distinct_id": f"user-{i % 500}",
+            "uuid": str(uuid.UUID(int=i + 1, version=4)),
+            "timestamp": (first + timedelta(seconds=i * days * 86_400 // 300_000)).isoformat(),
+            "properties": {
+                "app": "openchat-server",
+                "chat_id": "c",
+                "status": "completed",
+                "duration_ms": i * 7919 % 100_003,
+                "model_id": MODELS[i % 3],
+            },
+        }
+        for i in range(300_000)
+    ]
+    path = tmp_path / "events.duckdb"
+    store = open_store(str(path), [openchat_plan])
+    import_events(
+        store, Project("openchat", openchat_plan, store, salt=b"s"), iter(events), lambda n: None
+    )
+    store.close()
+    median = Series("chat_message_stream", math="median", math_property="duration_ms")
+
+    def over(interval: Interval) -> TrendsQuery:
+        month = DateRange(first.isoformat(), end.isoformat())
+        return TrendsQuery((median,), interval, month, "model_id")
+
+    # What a query needs varies from run to run with the engine's threads: the limit is
+    # the smallest at which the daily trend runs.
+    for megabytes in range(6, 33, 2):
+        small = open_store(str(path), [openchat_plan], memory_limit=f"{megabytes}MB")
+        try:
+            got = run_query(small, openchat_plan, over("day"), end)["results"]
+            with pytest.raises(StoreBusy):
+                run_query(small, openchat_plan, over("month"), end)
+            break
+        except StoreBusy:
+            continue
+        finally:
+            small.close()
+    else:
+        pytest.fail("no limit up to 32 MB has the memory for the daily trend")
+    want = reference.trend(
+        events, "chat_message_stream", [], "median", "duration_ms", first, days, "model_id"
+    )
+    assert {r["breakdown_value"]: r["data"] for r in got} == {
+        key: [round(v, 6) for v in values] for key, values in want.items()
+    }

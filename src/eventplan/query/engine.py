@@ -38,7 +38,7 @@ from eventplan.query.model import (
 )
 from eventplan.query.sql import EVENTS, Aliases, Compiler, resolve_range
 from eventplan.store import Store
-from eventplan.store.base import QueryError
+from eventplan.store.base import QueryError, StoreBusy
 
 INVALID_SHARE_WARNING = 0.05  # warn when more than 5% of a series' events break the plan
 
@@ -111,7 +111,7 @@ def _trend_results(
     first_rows: list[tuple[Any, ...]] | None = None
     if query.breakdown is not None:
         found = (
-            _few_breakdown_values(ctx, query, start, end, counts)
+            _few_breakdown_values(ctx, query, start, end, buckets, counts)
             if len(query.series) == 1
             else None
         )
@@ -126,7 +126,7 @@ def _trend_results(
         else:
             params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
             breakdown = _breakdown_sql(ctx.compiler, query.breakdown, top, params)
-            rows = _series_rows(ctx, query, series, breakdown, params, start, end)
+            rows = _series_rows(ctx, query, series, breakdown, params, start, end, buckets)
         per_series.append(_bucketed(rows, top, buckets))
     labels, days = [_label(b) for b in buckets], [b.isoformat() for b in buckets]
     if query.formula:
@@ -211,6 +211,7 @@ def _series_rows(
     params: list[Any],
     start: datetime,
     end: datetime,
+    buckets: list[datetime],
     extra: str = "",
 ) -> list[tuple[Any, ...]]:
     """(bucket, breakdown value, aggregate[, extra]) for one series."""
@@ -223,12 +224,41 @@ def _series_rows(
         f"{compiler.aggregate(series)} AS value{extra} FROM {source} "
         f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
     )
-    params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-    return ctx.store.sql(sql, params)[1]
+    return _rows_in_parts(ctx.store, sql, params, start, end, buckets)
+
+
+def _rows_in_parts(
+    store: Store,
+    sql: str,
+    params: list[Any],
+    start: datetime,
+    end: datetime,
+    buckets: list[datetime],
+) -> list[tuple[Any, ...]]:
+    """`sql`'s rows over [start, end); when the store has not the memory for them at
+    once, over each half of the buckets in turn. Every aggregate is per bucket, so the
+    halves' rows are the whole's. An exact median keeps all of a group's values in
+    memory: over 10 M events, at a server's memory limit, one month may not fit where
+    two fortnights do."""
+    try:
+        return store.sql(sql, [*params, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)])[1]
+    except StoreBusy:
+        inside = [bucket for bucket in buckets if start < bucket < end]
+        if not inside:
+            raise  # one bucket: nothing to split
+        middle = inside[len(inside) // 2]
+        return _rows_in_parts(store, sql, params, start, middle, inside) + _rows_in_parts(
+            store, sql, params, middle, end, inside
+        )
 
 
 def _few_breakdown_values(
-    ctx: Context, query: TrendsQuery, start: datetime, end: datetime, counts: dict[str, int]
+    ctx: Context,
+    query: TrendsQuery,
+    start: datetime,
+    end: datetime,
+    buckets: list[datetime],
+    counts: dict[str, int],
 ) -> tuple[list[str], list[tuple[Any, ...]]] | None:
     """One series broken down by a property with no more values than the limit: one
     pass groups by the value itself and counts events as it goes, so the top values
@@ -243,6 +273,7 @@ def _few_breakdown_values(
         [],
         start,
         end,
+        buckets,
         extra=", count(*) AS n",
     )
     totals: dict[Any, int] = defaultdict(int)

@@ -19,7 +19,6 @@ from starlette.routing import BaseRoute, Route
 from eventplan.errors import EventplanError, Forbidden
 from eventplan.query.model import DEFAULT_TOP, DateRange, View
 from eventplan.query.posthog import from_posthog
-from eventplan.query.scoped import scoped_sql
 from eventplan.runtime import Server
 from eventplan.store import QueryError
 from eventplan.web.errors import (
@@ -115,6 +114,8 @@ class DataApi:
                 raise QueryError("`project` must be a project's name")
             project = self.server.project(name, access)
             dialect = self.server.store.dialect
+            from eventplan.query.scoped import scoped_sql  # sqlglot, on first use
+
             return self.server.sql_answer(scoped_sql(query, dialect, project.name))
 
         return await self._guarded_json(request, work)
