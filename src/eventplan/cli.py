@@ -308,7 +308,7 @@ def main() -> None:
     type=int,
     help="Bytes of free disk the log keeps; below it capture answers 503 (default 64 MiB).",
 )
-@click.option("--memory-limit", help="DuckDB's memory while serving (default 128MB).")
+@click.option("--memory-limit", help="DuckDB's memory while serving (default 96MB).")
 @click.option(
     "--max-pending-events", type=int, help="Events waiting for the store before 503 (250000)."
 )

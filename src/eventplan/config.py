@@ -52,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "memory_limit",
-        "128MB",
+        "96MB",
         "DuckDB's memory while serving (its buffer pool; larger queries spill to disk)",
     ),
     Setting("host", "127.0.0.1", "address to listen on"),
@@ -109,7 +109,7 @@ class Settings:
     secure_cookies: bool = False
     wal: str | None = None
     log_reserve: int = 64 * 1024 * 1024
-    memory_limit: str | None = "128MB"
+    memory_limit: str | None = "96MB"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -108,26 +108,20 @@ def _trend_results(
 ) -> list[dict[str, Any]]:
     """The series' results; `counts` gets the events of each breakdown value."""
     top: list[str] | None = None
-    first_rows: list[tuple[Any, ...]] | None = None
+    rows: list[tuple[Any, ...]] | None = None
     if query.breakdown is not None:
-        found = (
-            _few_breakdown_values(ctx, query, start, end, buckets, counts)
-            if len(query.series) == 1
-            else None
-        )
-        if found is not None:
-            top, first_rows = found
-        else:
-            top = _top_values(ctx, query, start, end, counts)
-    per_series: list[dict[str, list[float]]] = []
-    for number, series in enumerate(query.series):
-        if number == 0 and first_rows is not None:
-            rows = first_rows
-        else:
-            params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
-            breakdown = _breakdown_sql(ctx.compiler, query.breakdown, top, params)
-            rows = _series_rows(ctx, query, series, breakdown, params, start, end, buckets)
-        per_series.append(_bucketed(rows, top, buckets))
+        rows = _value_rows(ctx, query, start, end, buckets, counts)
+        top = _top_values(query, counts)
+        if BREAKDOWN_OTHER in top:  # the rest of the values must be one group: again
+            rows = None
+    if rows is None:
+        params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
+        breakdown = _breakdown_sql(ctx.compiler, query.breakdown, top, params)
+        rows = _series_rows(ctx, query, breakdown, params, start, end, buckets)
+    per_series = [
+        _bucketed([(row[0], row[1], row[2 + number]) for row in rows], top, buckets)
+        for number in range(len(query.series))
+    ]
     labels, days = [_label(b) for b in buckets], [b.isoformat() for b in buckets]
     if query.formula:
         return _formula_results(query, per_series, top, labels, days, buckets)
@@ -206,7 +200,6 @@ def histogram(
 def _series_rows(
     ctx: Context,
     query: TrendsQuery,
-    series: Series,
     breakdown: str,
     params: list[Any],
     start: datetime,
@@ -214,17 +207,32 @@ def _series_rows(
     buckets: list[datetime],
     extra: str = "",
 ) -> list[tuple[Any, ...]]:
-    """(bucket, breakdown value, aggregate[, extra]) for one series."""
+    """(bucket, breakdown value, each series' aggregate[, extra]): one statement reads
+    the events of every series once."""
     compiler = ctx.compiler
-    where = compiler.series_condition(series, query, params)
+    conditions: list[tuple[str, list[Any]]] = []
+    for series in query.series:
+        series_params: list[Any] = []
+        conditions.append((compiler.series_condition(series, query, series_params), series_params))
+    if len(query.series) == 1:
+        aggregates = [compiler.aggregate(query.series[0])]
+        where, where_params = conditions[0]
+    else:  # each series' aggregate over its own events
+        aggregates = []
+        for series, (condition, series_params) in zip(query.series, conditions, strict=True):
+            aggregates.append(compiler.aggregate(series, condition))
+            params = params + series_params
+        where = " OR ".join(f"({condition})" for condition, _ in conditions)
+        where_params = [value for _, series_params in conditions for value in series_params]
     # The person join only when persons are counted.
-    source = compiler.dialect.events_with_person if series.math == "dau" else EVENTS
+    counts_persons = any(series.math == "dau" for series in query.series)
+    source = compiler.dialect.events_with_person if counts_persons else EVENTS
     sql = (
         f"SELECT {compiler.dialect.bucket(query.interval)} AS bucket, {breakdown} AS bv, "
-        f"{compiler.aggregate(series)} AS value{extra} FROM {source} "
-        f"WHERE {where} AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
+        f"{', '.join(aggregates)}{extra} FROM {source} "
+        f"WHERE ({where}) AND e.timestamp >= ? AND e.timestamp < ? GROUP BY ALL"
     )
-    return _rows_in_parts(ctx.store, sql, params, start, end, buckets)
+    return _rows_in_parts(ctx.store, sql, params + where_params, start, end, buckets)
 
 
 def _rows_in_parts(
@@ -252,42 +260,25 @@ def _rows_in_parts(
         )
 
 
-def _few_breakdown_values(
+def _value_rows(
     ctx: Context,
     query: TrendsQuery,
     start: datetime,
     end: datetime,
     buckets: list[datetime],
     counts: dict[str, int],
-) -> tuple[list[str], list[tuple[Any, ...]]] | None:
-    """One series broken down by a property with no more values than the limit: one
-    pass groups by the value itself and counts events as it goes, so the top values
-    come from the same rows. None when there are more values: the "other" bucket
-    then needs the top values before the pass."""
+) -> list[tuple[Any, ...]]:
+    """The series grouped by the breakdown's value itself, counting the events of each
+    value as it goes (into `counts`): the top values come from the same pass, and when
+    there are no more values than the limit, these rows are the answer."""
     assert query.breakdown is not None
-    rows = _series_rows(
-        ctx,
-        query,
-        query.series[0],
-        ctx.compiler.text(query.breakdown),
-        [],
-        start,
-        end,
-        buckets,
-        extra=", count(*) AS n",
-    )
+    breakdown = ctx.compiler.text(query.breakdown)
+    rows = _series_rows(ctx, query, breakdown, [], start, end, buckets, extra=", count(*)")
     totals: dict[Any, int] = defaultdict(int)
-    for _, value, _, n in rows:
-        totals[value] += int(n)
+    for row in rows:
+        totals[row[1]] += int(row[-1])
     counts.update({BREAKDOWN_NULL if v is None else str(v): n for v, n in totals.items()})
-    named = sorted((str(v) for v in totals if v is not None), key=lambda v: (-totals[v], v))
-    if len(named) > query.breakdown_limit:
-        return None
-    top = named + ([BREAKDOWN_NULL] if None in totals else [])
-    return top, [
-        (bucket, BREAKDOWN_NULL if value is None else str(value), aggregate)
-        for bucket, value, aggregate, _ in rows
-    ]
+    return [(row[0], BREAKDOWN_NULL if row[1] is None else str(row[1]), *row[2:-1]) for row in rows]
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -348,29 +339,14 @@ def _breakdown_sql(
     )
 
 
-def _top_values(
-    ctx: Context, query: TrendsQuery, start: datetime, end: datetime, counts: dict[str, int]
-) -> list[str]:
-    """The breakdown values to show: the most frequent, then "other" and "none" buckets;
-    `counts` gets the events of every value."""
-    assert query.breakdown is not None
-    compiler = ctx.compiler
-    params: list[Any] = []
-    conditions = [f"({compiler.series_condition(s, query, params)})" for s in query.series]
-    expr = compiler.text(query.breakdown)
-    params += [start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)]
-    _, rows = ctx.store.sql(
-        f"SELECT {expr} AS bv, count(*) AS n FROM {EVENTS} "
-        f"WHERE ({' OR '.join(conditions)}) AND e.timestamp >= ? AND e.timestamp < ? "
-        "GROUP BY ALL ORDER BY n DESC, bv",
-        params,
-    )
-    counts.update({BREAKDOWN_NULL if bv is None else str(bv): int(n) for bv, n in rows})
-    named = [str(bv) for bv, _ in rows if bv is not None]
+def _top_values(query: TrendsQuery, counts: dict[str, int]) -> list[str]:
+    """The breakdown values to show, from every value's events: the most frequent, then
+    the "other" and "none" groups."""
+    named = sorted((v for v in counts if v != BREAKDOWN_NULL), key=lambda v: (-counts[v], v))
     top = named[: query.breakdown_limit]
     if len(named) > len(top):
         top.append(BREAKDOWN_OTHER)
-    if any(bv is None for bv, _ in rows):
+    if BREAKDOWN_NULL in counts:
         top.append(BREAKDOWN_NULL)
     return top
 

@@ -377,17 +377,23 @@ class Compiler:
         params.extend(verdicts)
         return f"e.verdict IN ({', '.join('?' for _ in verdicts)})"
 
-    def aggregate(self, series: Series) -> str:
+    def aggregate(self, series: Series, only: str | None = None) -> str:
+        """The series' math over the events of the group, or over those of them where
+        `only` holds (every aggregate leaves NULLs out)."""
+
+        def of(value: str) -> str:
+            return value if only is None else f"CASE WHEN {only} THEN {value} END"
+
         math = series.math
         if math == "total":
-            return "count(*)"
+            return "count(*)" if only is None else f"count({of('1')})"
         if math == "dau":
-            return f"count(DISTINCT {self.dialect.person})"
+            return f"count(DISTINCT {of(self.dialect.person)})"
         if math == "unique_group":
-            return f"count(DISTINCT {self.group(series.math_group_type)})"
+            return f"count(DISTINCT {of(self.group(series.math_group_type))})"
         if series.math_property is None:
             raise QueryError(f"math {math} needs a math_property")
-        value = self.number(series.math_property)
+        value = of(self.number(series.math_property))
         if math in QUANTILES:
             return self.dialect.quantile(value, QUANTILES[math])
         return f"{math}({value})"

@@ -42,7 +42,7 @@ def local_base(db: str) -> Path:
 def open_store(
     db: str, plans: Iterable[Plan] = (), read_only: bool = False, memory_limit: str | None = None
 ) -> Store:
-    """The store `db` names. `memory_limit` bounds DuckDB's buffer pool (e.g. "128MB");
+    """The store `db` names. `memory_limit` bounds DuckDB's buffer pool (e.g. "96MB");
     a ClickHouse server takes its own limits as URL settings (`?max_memory_usage=…`)."""
     allocate_arrow_from_the_c_heap()
     if is_url(db):
