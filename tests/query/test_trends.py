@@ -105,18 +105,20 @@ def test_every_math_with_and_without_breakdown_matches_the_reference(
         now = START + timedelta(days=DAYS)
         with loaded_store(openchat_plan, events, backend) as store:
             for math, prop in MATHS:
-                for breakdown in (None, "model_id"):
+                # No breakdown; every value shown; the top two and the rest as `Other`.
+                for breakdown, limit in ((None, 25), ("model_id", 25), ("model_id", 2)):
                     query = TrendsQuery(
                         series=(Series("chat_message_stream", math=math, math_property=prop),),  # type: ignore[arg-type]
                         date_range=RANGE,
                         breakdown=breakdown,
+                        breakdown_limit=limit,
                     )
                     got = {
                         item.get("breakdown_value"): item["data"]
                         for item in run_query(store, openchat_plan, query, now)["results"]
                     }
                     want = reference.trend(
-                        events, "chat_message_stream", [], math, prop, START, DAYS, breakdown
+                        events, "chat_message_stream", [], math, prop, START, DAYS, breakdown, limit
                     )
                     assert set(got) == set(want), (math, breakdown)
                     for key, values in want.items():
@@ -223,6 +225,48 @@ def test_breakdown_keeps_the_top_values_and_folds_the_rest(
         "$$_posthog_breakdown_null_$$": 1,
     }
     assert ordered == [("a", 5), ("b", 3), ("c", 2), ("d", 1), ("$$_posthog_breakdown_null_$$", 1)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_other_is_the_rest_of_the_values_together_for_every_math(
+    backend: str, openchat_plan: Plan
+) -> None:
+    """Sums, counts, minimums and maximums of `Other` are folded from its values' own;
+    averages, medians and distinct persons are computed over its events again. Both
+    give what the reference computes over the events themselves."""
+    models = ["a", "a", "a", "b", "b", "c", "d", "e", "d", "e", "c"]
+    durations = [5, 6, 7, 9, 2, 1, 50, 3, 8, 40, 4]
+    events = [
+        {
+            "event": "chat_message_stream",
+            "distinct_id": f"user-{index % 4}",
+            "uuid": str(uuid.UUID(int=index + 1, version=4)),
+            "timestamp": (START + timedelta(hours=index % 3, days=index % 2)).isoformat(),
+            "properties": {
+                "app": "openchat-server",
+                "chat_id": "c",
+                "duration_ms": duration,
+                "model_id": model,
+            },
+        }
+        for index, (model, duration) in enumerate(zip(models, durations, strict=True))
+    ]
+    with loaded_store(openchat_plan, events, backend) as store:
+        for math, prop in MATHS:
+            series = Series("chat_message_stream", math=math, math_property=prop)  # type: ignore[arg-type]
+            query = TrendsQuery(
+                (series,), date_range=RANGE, breakdown="model_id", breakdown_limit=2
+            )
+            got = {
+                item["breakdown_value"]: item["data"]
+                for item in run_query(store, openchat_plan, query, START + timedelta(days=DAYS))[
+                    "results"
+                ]
+            }
+            want = reference.trend(
+                events, "chat_message_stream", [], math, prop, START, DAYS, "model_id", 2
+            )
+            assert got == {k: [round(v, 6) for v in values] for k, values in want.items()}, math
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

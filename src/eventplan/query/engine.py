@@ -112,8 +112,8 @@ def _trend_results(
     if query.breakdown is not None:
         rows = _value_rows(ctx, query, start, end, buckets, counts)
         top = _top_values(query, counts)
-        if BREAKDOWN_OTHER in top:  # the rest of the values must be one group: again
-            rows = None
+        if BREAKDOWN_OTHER in top:  # the rest of the values are one group
+            rows = _folded(rows, top, query.series)
     if rows is None:
         params: list[Any] = []  # in the order the placeholders appear: SELECT, then WHERE
         breakdown = _breakdown_sql(ctx.compiler, query.breakdown, top, params)
@@ -130,6 +130,38 @@ def _trend_results(
         for series, values in zip(query.series, per_series, strict=True)
         for key in sorted(values, key=_breakdown_order(top))
     ]
+
+
+# How two groups' aggregates make the aggregate of both, for the maths where they can.
+_FOLDS: dict[str, Callable[[float, float], float]] = {
+    "total": operator.add,
+    "sum": operator.add,
+    "min": min,
+    "max": max,
+}
+
+
+def _folded(
+    rows: list[tuple[Any, ...]], top: list[str], series: tuple[Series, ...]
+) -> list[tuple[Any, ...]] | None:
+    """The rows with every value past the top ones folded into `Other`; None when a
+    series' math cannot be folded from its groups' aggregates (an average, a median,
+    distinct persons): those need the events again."""
+    if any(s.math not in _FOLDS for s in series):
+        return None
+    folds = [_FOLDS[s.math] for s in series]
+    shown = set(top)
+    kept: list[tuple[Any, ...]] = []
+    other: dict[Any, list[Any]] = {}  # per bucket
+    for bucket, value, *aggregates in rows:
+        if value in shown:
+            kept.append((bucket, value, *aggregates))
+            continue
+        folded = other.setdefault(bucket, [None] * len(aggregates))
+        for i, (fold, aggregate) in enumerate(zip(folds, aggregates, strict=True)):
+            if aggregate is not None:
+                folded[i] = aggregate if folded[i] is None else fold(folded[i], aggregate)
+    return kept + [(bucket, BREAKDOWN_OTHER, *values) for bucket, values in other.items()]
 
 
 def _key(key: str, top: list[str] | None) -> str | None:
