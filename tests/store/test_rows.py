@@ -119,3 +119,36 @@ def test_any_properties_are_laid_out_as_the_loop_lays_them_out(
 
     agree()
     store.close()
+
+
+def test_values_at_the_edges_of_their_columns_types(tmp_path: Path) -> None:
+    """Integers past 64 bits and booleans stay in the rest however a column is typed;
+    an integral float is an integer; an integer is a number."""
+    plan = openchat()
+    store = EventStore(tmp_path / "edges.duckdb", [plan])
+    sent = {
+        "$ai_input_tokens": 2**63,  # one past int64: the rest
+        "$ai_output_tokens": -(2**63),  # int64's least: its column
+        "openrouter_status": True,  # a boolean is not an integer
+        "openrouter_latency_ms": 3.0,  # an integral float is one
+        "$ai_http_status": 200.5,  # a fraction is not
+        "$ai_latency": 7,  # an integer is a number
+    }
+    events = [event(plan, "$ai_generation", sent)]
+    row = events_table(events, ["p"], store.columns, store.event_columns).to_pylist()[0]
+    store.close()
+    columns = store.event_columns(plan.name, "$ai_generation")
+    typed = {key: row[column.name] for key, column in columns.items() if key in sent}
+    assert typed == {
+        "$ai_input_tokens": None,
+        "$ai_output_tokens": -(2**63),
+        "openrouter_status": None,
+        "openrouter_latency_ms": 3,
+        "$ai_http_status": None,
+        "$ai_latency": 7.0,
+    }
+    assert msgspec.json.decode(row["properties_rest"]) == {
+        "$ai_input_tokens": 2**63,
+        "openrouter_status": True,
+        "$ai_http_status": 200.5,
+    }

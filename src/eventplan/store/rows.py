@@ -57,6 +57,12 @@ FITS: dict[PropertyType, Callable[[Any], Any]] = {
 }
 
 
+# The Python type whose values a column stores as they are, without a call to FITS
+# (exact: a bool is not an int here). An integer column always asks FITS: its values
+# must fit in 64 bits.
+AS_IS: dict[PropertyType, type] = {"string": str, "datetime": str, "boolean": bool, "number": float}
+
+
 def _text(value: Any) -> str | None:
     return _json.encode(value).decode() if value else None
 
@@ -70,22 +76,27 @@ def events_table(
     """The fixed columns, then one typed column per planned (property, type)."""
     index_of = {column.name: i for i, column in enumerate(columns)}
     typed: list[list[Any]] = [[None] * len(events) for _ in columns]
-    # Per event name: each planned key's column values and fit, looked up once.
-    targets_of: dict[tuple[str, str], dict[str, tuple[list[Any], Callable[[Any], Any]]]] = {}
+    # Per event name: each planned key's column values, the type stored as it is (see
+    # AS_IS), and the fit for any other value, looked up once.
+    Target = tuple[list[Any], type | None, Callable[[Any], Any]]
+    targets_of: dict[tuple[str, str], dict[str, Target]] = {}
     rest_json: list[str | None] = []
     for row, event in enumerate(events):
         which = (event.project, event.event)
         targets = targets_of.get(which)
         if targets is None:
             targets = targets_of[which] = {
-                key: (typed[index_of[column.name]], FITS[column.type])
+                key: (typed[index_of[column.name]], AS_IS.get(column.type), FITS[column.type])
                 for key, column in event_columns(*which).items()
             }
         rest: dict[str, Any] = {}
         for key, value in event.properties.items():
             target = targets.get(key)
             if target is not None and value is not None:
-                stored = target[1](value)
+                if type(value) is target[1]:
+                    target[0][row] = value
+                    continue
+                stored = target[2](value)
                 if stored is not _NO:
                     target[0][row] = stored
                     continue
