@@ -123,6 +123,43 @@ def test_every_math_with_and_without_breakdown_matches_the_reference(
                     assert set(got) == set(want), (math, breakdown)
                     for key, values in want.items():
                         assert got[key] == [round(v, 6) for v in values], (math, breakdown, key)
+            # Every math at once, every other one only over completed streams: one
+            # statement, each series' aggregate over its own events.
+            completed = [("status", "exact", "completed")]
+            together = TrendsQuery(
+                series=tuple(
+                    Series(
+                        "chat_message_stream",
+                        filters=(PropertyFilter(*completed[0]),) if i % 2 else (),
+                        math=m,  # type: ignore[arg-type]
+                        math_property=p,
+                    )
+                    for i, (m, p) in enumerate(MATHS)
+                ),
+                date_range=RANGE,
+                breakdown="model_id",
+            )
+            results = run_query(store, openchat_plan, together, now)["results"]
+            for i, (math, prop) in enumerate(MATHS):
+                got = {
+                    r["breakdown_value"]: r["data"]
+                    for r in results
+                    if (r["action"]["math"], r["action"]["math_property"]) == (math, prop)
+                }
+                want = reference.trend(
+                    events,
+                    "chat_message_stream",
+                    completed if i % 2 else [],
+                    math,
+                    prop,
+                    START,
+                    DAYS,
+                    "model_id",
+                )
+                # A value of the other series' events only is drawn as zeros here.
+                want = {k: [round(v, 6) for v in vs] for k, vs in want.items()}
+                assert got == {k: want.get(k, [0.0] * DAYS) for k in got}, math
+                assert set(want) <= set(got), math
 
     check()
 
