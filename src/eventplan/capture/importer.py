@@ -9,7 +9,7 @@ if it had been captured; retried imports are idempotent (dedupe by uuid).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +56,9 @@ def import_events(
     seq = store.wal_seq()
     chunks = _judged_chunks(project, events, progress)
     for first in chunks:
-        added += store.insert(_joined(first, islice(chunks, CHUNKS_PER_INSERT - 1)), seq)
+        more = islice(chunks, CHUNKS_PER_INSERT - 1)
+        added += store.insert(chain(first, chain.from_iterable(more)), seq)
     return added
-
-
-def _joined(first: list[StoredEvent], more: Iterator[list[StoredEvent]]) -> Iterator[StoredEvent]:
-    yield from first
-    for chunk in more:
-        yield from chunk
 
 
 def _judged_chunks(
