@@ -462,15 +462,20 @@ def _funnel_result(
     ]
     if not results:
         results.append(_funnel_steps(query, levels[:0], step_times[:0], None))
-    attributed = query.steps[query.attribution_step if query.breakdown_attribution == "step" else 0]
+    # A funnel's breakdown is read at the attributed step only.
+    step = query.attribution_step if query.breakdown_attribution == "step" else 0
+    attributed = query.steps[step].event
     for steps in results:
-        label_results(steps, ctx.plan, query.breakdown, attributed.event)
+        label_results(steps, ctx.plan, query.breakdown, attributed)
     answer: dict[str, Any] = {
         "kind": "FunnelsQuery",
         "date_from": start.isoformat() + "Z",
         "date_to": end.isoformat() + "Z",
         "results": results[0] if query.breakdown is None else results,
-        "warnings": _funnel_warnings(ctx, query, attributed, counts, start, end),
+        "warnings": [
+            *warnings_for(ctx, list(query.steps), query.breakdown, start, end, breakdown_on=step),
+            *invalid_breakdown(ctx, attributed, query.breakdown, counts, "people"),
+        ],
     }
     everyone = np.sort(np.concatenate([groups[key] for key in ordered] or [levels[:0]]))
     if query.breakdown is not None:  # every breakdown value together, step by step
@@ -490,20 +495,6 @@ def _top_groups(query: FunnelsQuery, groups: dict[str | None, npt.NDArray[np.int
         groups[BREAKDOWN_OTHER] = np.sort(np.concatenate([groups.pop(key) for key in rest]))
         ordered = [*keep, BREAKDOWN_OTHER]
     return ordered
-
-
-def _funnel_warnings(
-    ctx: Context,
-    query: FunnelsQuery,
-    attributed: Series,
-    counts: dict[str, int],
-    start: datetime,
-    end: datetime,
-) -> list[dict[str, Any]]:
-    """The plan-aware warnings; a funnel's breakdown is read at the attributed step only."""
-    step = query.attribution_step if query.breakdown_attribution == "step" else 0
-    warnings = warnings_for(ctx, list(query.steps), query.breakdown, start, end, breakdown_on=step)
-    return warnings + invalid_breakdown(ctx, attributed.event, query.breakdown, counts, "people")
 
 
 def time_to_convert(
