@@ -22,7 +22,6 @@ from pathlib import Path
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
 
 from eventplan.capture.importer import import_events, iter_file
 from eventplan.plan import load_plan
@@ -31,7 +30,7 @@ from eventplan.simulate.samples import sample_events
 from eventplan.store.duckdb import EventStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rejudge import arrow_load_seconds
+from rejudge import arrow_load_seconds, ratio_table
 
 PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
 CHUNK = 20_000
@@ -68,19 +67,18 @@ def main() -> None:
         ).fetchall()
         read_json_seconds = time.perf_counter() - started
         store.close()
-    table = Table(title=f"importing {args.events:,} events from JSON lines")
-    for column in ("path", "events/s", "seconds", "ratio"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    base = args.events / load_seconds
-    for name, seconds in (
-        ("DuckDB: the stored rows from Arrow (baseline)", load_seconds),
-        ("DuckDB: read_json of the file, nothing judged", read_json_seconds),
-        ("eventplan import", import_seconds),
-    ):
-        rate = args.events / seconds
-        table.add_row(name, f"{rate:,.0f}", f"{seconds:.2f}", f"{rate / base:.2f}")
     console = Console()
-    console.print(table)
+    console.print(
+        ratio_table(
+            f"importing {args.events:,} events from JSON lines",
+            args.events,
+            [
+                ("DuckDB: the stored rows from Arrow (baseline)", load_seconds),
+                ("DuckDB: read_json of the file, nothing judged", read_json_seconds),
+                ("eventplan import", import_seconds),
+            ],
+        )
+    )
     console.print(f"machine: {platform.machine()}, Python {platform.python_version()}")
 
 
