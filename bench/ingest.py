@@ -74,8 +74,12 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": b'{"status":1}'})
-import uvicorn
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
+import socket, uvicorn
+# One of `processes` sharing the port (SO_REUSEPORT), as many as eventplan runs.
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+sock.bind(("127.0.0.1", int(sys.argv[2])))
+uvicorn.run(app, fd=sock.fileno(), loop="uvloop", http="httptools",
             log_level="warning", access_log=False)
 """
 
@@ -283,10 +287,19 @@ def wait_healthy(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (eventplan's capture processes)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(p for child in children for p in process_tree(int(child)))]
+
+
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU the process has used (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU the process and its descendants are using (threads included)."""
+    total = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load_cpu_seconds() -> float:
@@ -296,10 +309,13 @@ def load_cpu_seconds() -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The sum of each process's peak resident memory, its descendants' included."""
+    total = 0.0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def drive(url: str, args: argparse.Namespace) -> tuple[float, float, float]:
@@ -333,13 +349,13 @@ def drive(url: str, args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def serve_and_drive(
-    kind: str, work: Path, port: int, args: argparse.Namespace, door: str = "batch"
+    kind: str, work: Path, port: int, args: argparse.Namespace, door: str, processes: int
 ) -> dict[str, Any]:
     """Run `eventplan serve` on one backend under the load through one door; what it
     took and stored."""
     from eventplan.store import open_store
 
-    path = work / (f"{door}.duckdb" if kind == "duckdb" else f"clickhouse-{door}")
+    path = work / (f"{door}-{processes}.duckdb" if kind == "duckdb" else f"chdb-{door}-{processes}")
     db = str(path) if kind == "duckdb" else f"chdb:{path}"
     server = subprocess.Popen(
         [
@@ -355,6 +371,8 @@ def serve_and_drive(
             str(port),
             "--token",
             TOKEN,
+            "--capture-processes",
+            str(processes),
         ]
     )
     wait_healthy(f"http://127.0.0.1:{port}/batch/")
@@ -372,6 +390,7 @@ def serve_and_drive(
     name = "DuckDB file" if kind == "duckdb" else "ClickHouse (chDB)"
     return {
         "name": name + (", Capture v1" if door == "v1" else ""),
+        "processes": processes,
         "door": door,
         "rate": rate,
         "p50": p50,
@@ -382,6 +401,31 @@ def serve_and_drive(
         "acknowledged": int(health["counters"].get("events_accepted", 0)),
         "mb": sum(f.stat().st_size for f in files) / 1e6,
     }
+
+
+def run_bare(work: Path, port: int, processes: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The bare endpoint in `processes` processes sharing one port, under the load."""
+    bares = [
+        subprocess.Popen([sys.executable, "-c", BARE_APP, str(work / f"bare-{n}.log"), str(port)])
+        for n in range(processes)
+    ]
+    wait_healthy(f"http://127.0.0.1:{port}/batch/")
+    cpu_before = sum(cpu_seconds(bare.pid) for bare in bares)
+    load_before = load_cpu_seconds()
+    rate, p50, p99 = drive(f"http://127.0.0.1:{port}/batch/", args)
+    events = rate * args.duration
+    result = {
+        "rate": rate,
+        "p50": p50,
+        "p99": p99,
+        "cpu_us": (sum(cpu_seconds(bare.pid) for bare in bares) - cpu_before) / events * 1e6,
+        "load_cpu_us": (load_cpu_seconds() - load_before) / events * 1e6,
+        "rss": sum(peak_rss_mb(bare.pid) for bare in bares),
+    }
+    for bare in bares:
+        bare.send_signal(signal.SIGTERM)
+        bare.wait()
+    return result
 
 
 def main() -> None:
@@ -418,6 +462,12 @@ def main() -> None:
         default="batch",
         help="Comma-separated: batch (/batch/), v1 (Capture v1; needs wrk).",
     )
+    parser.add_argument(
+        "--capture-processes",
+        default="1",
+        help="Comma-separated counts of eventplan's capture processes to run (a run each); "
+        "the bare endpoint runs in as many processes as eventplan in all (1 + the count).",
+    )
     args = parser.parse_args()
     doors = args.doors.split(",")
     if "v1" in doors and args.load != "wrk":
@@ -429,21 +479,15 @@ def main() -> None:
         if args.load == "wrk":
             args.wrk_files = {door: write_wrk_files(work, args, door) for door in doors}
         port = 18431
-        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(work / "bare.log"), str(port)])
-        wait_healthy(f"http://127.0.0.1:{port}/batch/")
-        cpu_before, load_before = cpu_seconds(bare.pid), load_cpu_seconds()
-        bare_rate, bare_p50, bare_p99 = drive(f"http://127.0.0.1:{port}/batch/", args)
-        bare_events = bare_rate * args.duration
-        bare_cpu_us = (cpu_seconds(bare.pid) - cpu_before) / bare_events * 1e6
-        load_cpu_us = (load_cpu_seconds() - load_before) / bare_events * 1e6
-        bare_rss = peak_rss_mb(bare.pid)
-        bare.send_signal(signal.SIGTERM)
-        bare.wait()
-
-        runs = [(kind, door) for kind in args.backends.split(",") for door in doors]
+        counts = [int(count) for count in args.capture_processes.split(",")]
+        bares = {}
+        for processes in sorted({1 + count for count in counts}):
+            bares[processes] = run_bare(work, port, processes, args)
+            port += 1
+        runs = [(k, d, n) for k in args.backends.split(",") for d in doors for n in counts]
         servers = [
-            serve_and_drive(kind, work, port + number, args, door)
-            for number, (kind, door) in enumerate(runs, start=1)
+            serve_and_drive(kind, work, port + number, args, door, count)
+            for number, (kind, door, count) in enumerate(runs, start=1)
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -457,18 +501,20 @@ def main() -> None:
     columns = ("endpoint", "events/s", "p50 ms", "p99 ms", "peak RSS MB", "CPU µs/event", "ratio")
     for column in columns:
         table.add_column(column, justify="left" if column == "endpoint" else "right")
-    table.add_row(
-        "bare (decode, append, 200)",
-        f"{bare_rate:,.0f}",
-        f"{bare_p50:.1f}",
-        f"{bare_p99:.1f}",
-        f"{bare_rss:.0f}",
-        f"{bare_cpu_us:.1f}",
-        "1.00",
-    )
-    for result in servers:
+    for processes, bare in bares.items():
         table.add_row(
-            f"eventplan serve, {result['name']}",
+            f"bare (decode, append, 200), {processes} process{'es' if processes > 1 else ''}",
+            f"{bare['rate']:,.0f}",
+            f"{bare['p50']:.1f}",
+            f"{bare['p99']:.1f}",
+            f"{bare['rss']:.0f}",
+            f"{bare['cpu_us']:.1f}",
+            "1.00",
+        )
+    for result in servers:
+        bare_rate = bares[1 + result["processes"]]["rate"]
+        table.add_row(
+            f"eventplan serve, {result['name']}, {result['processes']} capture process(es)",
             f"{result['rate']:,.0f}",
             f"{result['p50']:.1f}",
             f"{result['p99']:.1f}",
@@ -492,9 +538,11 @@ def main() -> None:
             f"{result['mb']:.1f} MB on disk = "
             f"{result['mb'] / max(result['stored'], 1) * 1e6:.1f} MB per million events"
         )
-    console.print(
-        f"load generator ({args.load}): {load_cpu_us:.1f} µs of CPU per event in the bare run"
-    )
+    for processes, bare in bares.items():
+        console.print(
+            f"load generator ({args.load}): {bare['load_cpu_us']:.1f} µs of CPU per event in the "
+            f"bare run with {processes} process(es)"
+        )
     console.print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eventplan.capture.events import normalize, now_us
+from eventplan.capture.ingest import Envelope, logged
 from eventplan.load.rejudge import rejudge
 from eventplan.plan import load_plan
 from eventplan.project import Project
@@ -35,7 +36,9 @@ def fill(store: EventStore, project: Project, count: int) -> None:
     for start in range(0, count, CHUNK):
         raw = sample_events(project.plan, min(CHUNK, count - start), seed=start)
         received = now_us()
-        events = project.logged(normalize(raw, {}, {}, received), None, received)
+        events = logged(
+            normalize(raw, {}, {}, received), project.name, Envelope(None, None, received)
+        )
         store.insert(project.judge(events), 0)
 
 

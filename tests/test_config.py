@@ -52,6 +52,12 @@ enforcement = "quarantine"
         ({"plan": str(OPENCHAT), "token": ["t"]}, {"EVENTPLAN_PORT": "eighty"}, "whole number"),
         ({"plan": str(OPENCHAT), "token": ["t"], "enforcement": "block"}, {}, "enforcement"),
         ({"plan": str(OPENCHAT), "token": ["t"], "forward": "http://x"}, {}, "--forward-token"),
+        (
+            {"plan": str(OPENCHAT), "token": ["t"]},
+            {"EVENTPLAN_CAPTURE_PROCESSES": "two"},
+            "capture_processes must be a whole number",
+        ),
+        ({"plan": str(OPENCHAT), "token": ["t"], "capture_processes": -1}, {}, "negative"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(

@@ -332,6 +332,11 @@ def main() -> None:
 @click.option("--max-body-bytes", type=int, help="Largest request body, decompressed (20 MiB).")
 @click.option("--token-rate", type=int, help="Events per second per token before 503 (0: none).")
 @click.option(
+    "--capture-processes",
+    type=click.IntRange(0, 64),
+    help="Processes reading capture requests beside the server (1 with 2+ cores; 0: none).",
+)
+@click.option(
     "--secure-cookies",
     type=click.IntRange(0, 1),
     help="1: session cookies only over HTTPS (set it behind TLS).",

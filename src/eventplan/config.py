@@ -67,6 +67,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_bytes", 20 * 1024 * 1024, "largest request body, after decompression"),
     Setting("max_pending_events", 250_000, "acknowledged but unstored events before 503"),
     Setting("token_rate", 0, "events per second per token before 503 (0: no budget)"),
+    Setting(
+        "capture_processes",
+        None,
+        "processes that read capture requests beside the server (default: 1 with more than "
+        "one core; 0: the server reads them itself)",
+    ),
     Setting("hash_salt", None, "salt for `hash` privacy (default: generated once, kept in the db)"),
     Setting("alert_interval", 300, "seconds between alert checks while serving (0: never)"),
     Setting("query_timeout", 60, "seconds an /api/sql or HogQL query may run (0: no limit)"),
@@ -102,6 +108,7 @@ class Settings:
     max_body_bytes: int = 20 * 1024 * 1024
     max_pending_events: int = 250_000
     token_rate: int = 0
+    capture_processes: int = 0
     hash_salt: str | None = None
     alert_interval: int = 300
     query_timeout: int = 60
@@ -161,6 +168,7 @@ def _settings(values: dict[str, Any], projects: list[ProjectConfig]) -> Settings
         max_body_bytes=int(values["max_body_bytes"]),
         max_pending_events=int(values["max_pending_events"]),
         token_rate=int(values["token_rate"]),
+        capture_processes=_capture_processes(values["capture_processes"]),
         hash_salt=values["hash_salt"],
         alert_interval=int(values["alert_interval"]),
         query_timeout=int(values["query_timeout"]),
@@ -170,6 +178,17 @@ def _settings(values: dict[str, Any], projects: list[ProjectConfig]) -> Settings
         log_reserve=int(values["log_reserve"]),
         memory_limit=values["memory_limit"] or None,
     )
+
+
+def _capture_processes(value: Any) -> int:
+    """The setting, or by default one capture process when the machine has a core to
+    spare for it (on one core it would only add the hand-over)."""
+    if value is None:
+        return 1 if (os.cpu_count() or 1) > 1 else 0
+    try:
+        return int(value)  # a negative count is refused with the other numbers
+    except ValueError:
+        raise ConfigError(f"capture_processes must be a whole number, not {value!r}") from None
 
 
 def _read_file(config_file: Path | None) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 
-from eventplan.capture.events import IncomingEvent
 from eventplan.capture.judge import Judge
 from eventplan.config import Enforcement
 from eventplan.errors import EventplanError
@@ -127,34 +126,6 @@ class Project:
                 )
             )
         return stored
-
-    def logged(
-        self,
-        events: list[IncomingEvent],
-        hashed_ip: str | None,
-        received_us: int,
-        user_agent: str | None = None,
-    ) -> list[LoggedEvent]:
-        """A request's normalized events as the log holds them, with its envelope. A
-        client's own `$ip` is dropped here: no raw IP is ever written anywhere."""
-        for event in events:
-            event.properties.pop("$ip", None)
-        return [
-            LoggedEvent(
-                uuid=event.uuid,
-                event=event.event,
-                distinct_id=event.distinct_id,
-                timestamp=event.timestamp_us,
-                created_at=received_us,
-                project=self.name,
-                ip_hash=hashed_ip,
-                properties=event.properties,
-                set=event.set,
-                set_once=event.set_once,
-                user_agent=user_agent,
-            )
-            for event in events
-        ]
 
     # -- asking about its events ---------------------------------------------------
 

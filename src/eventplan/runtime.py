@@ -27,7 +27,8 @@ import msgspec
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import Unavailable
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import CaptureRequest, Ingested, Ingestor
+from eventplan.capture.ingest import CaptureRequest, Envelope, Ingested, Ingestor, TokenBudget
+from eventplan.capture.processes import CaptureProcesses
 from eventplan.capture.v1 import results
 from eventplan.config import Settings
 from eventplan.errors import EventplanError
@@ -78,9 +79,11 @@ class Server:
         ]
         for project in self.projects:
             project.prepare_to_judge()
-        self.ingestor = Ingestor(
-            self.projects, TrustedProxies(settings.trusted_proxies), settings.token_rate
-        )
+        self.ingestor = Ingestor({token: p.name for p in self.projects for token in p.tokens})
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.budget = TokenBudget(settings.token_rate)
+        # Started while running (`running`); until then requests are read in-process.
+        self.capture: CaptureProcesses | None = None
         self.wal = WriteAheadLog(settings.wal_dir, reserve_bytes=settings.log_reserve)
         forwarded = [
             (project, config)
@@ -167,6 +170,9 @@ class Server:
         note.parent.mkdir(parents=True, exist_ok=True)
         address = f"http://{self.settings.host}:{self.settings.port}"
         note.write_bytes(msgspec.json.encode({"url": address, "pid": os.getpid()}))
+        if self.settings.capture_processes > 0:
+            self.capture = CaptureProcesses(self.ingestor.projects, self.settings.capture_processes)
+            await self.capture.start()
         stopping = asyncio.Event()
         background = []
         if self.settings.alert_interval > 0:
@@ -180,6 +186,9 @@ class Server:
             # running a store call, and closing the store under it fails.
             stopping.set()
             await _finish(background)
+            if self.capture is not None:
+                await self.capture.stop()
+                self.capture = None
             try:
                 self.stop()
             finally:
@@ -203,9 +212,20 @@ class Server:
     ) -> int:
         """Log a capture request's events and acknowledge: the count of events taken.
         A CaptureError says why nothing was taken."""
-        ingested = self._ingest(body, request, event_limit)
+        self._check_backlog()
+        envelope = Envelope.of(request, self.proxies, now_us())
+        limit = self.body_limit(event_limit)
+        if self.capture is not None and not self.capture.broken:
+            ingested = await self.capture.ingest(
+                body, request, envelope, limit=limit, event_limit=event_limit
+            )
+        else:
+            ingested = self.ingestor.ingest(
+                body, request, envelope, limit=limit, event_limit=event_limit
+            )
+        self.budget.take(ingested.project, ingested.count)
         await self._log(ingested)
-        return len(ingested.events)
+        return ingested.count
 
     async def accept_v1(self, body: bytes, request: CaptureRequest) -> dict[str, Any]:
         """Capture v1: log what can be read, and answer each event by its uuid, with the
@@ -213,26 +233,20 @@ class Server:
         judged here, and the writer stores them as judged (the log still holds them as
         sent). Events the log could not take are `retry`; a request that cannot be
         read at all is a CaptureError."""
-        ingested = self._ingest(body, request)
-        judged = self._judged(ingested.events)  # after the log's record was encoded
+        self._check_backlog()
+        envelope = Envelope.of(request, self.proxies, now_us())
+        ingested = self.ingestor.ingest(body, request, envelope, limit=self.body_limit())
+        self.budget.take(ingested.project, ingested.count)
+        judged = self._judged(ingested.logged_events())  # after the log's record was encoded
         try:
             await self._log(ingested, judged)
         except Unavailable as exc:
             return results(ingested.sent_uuids, ingested.dropped, None, retry_reason=exc.message)
         return results(ingested.sent_uuids, ingested.dropped, judged)
 
-    def _ingest(
-        self, body: bytes, request: CaptureRequest, event_limit: int | None = None
-    ) -> Ingested:
+    def _check_backlog(self) -> None:
         if self.writer.pending_events > self.settings.max_pending_events:
             raise Unavailable("the server is catching up on writes; retry shortly", 2)
-        return self.ingestor.ingest(
-            body,
-            request,
-            received_us=now_us(),
-            limit=self.body_limit(event_limit),
-            event_limit=event_limit,
-        )
 
     def body_limit(self, event_limit: int | None = None) -> int:
         """The largest request body, decompressed: the setting, or room for two of the
@@ -243,10 +257,10 @@ class Server:
         """Make `ingested` durable in the log, then hand it (and its events `judged`,
         if they are) to the writer and the live feed; Unavailable when the log cannot
         take it."""
-        if ingested.events:
+        if ingested.count:
             await self._append(ingested, judged)
         self.counters["requests_ok"] += 1
-        self.counters["events_accepted"] += len(ingested.events)
+        self.counters["events_accepted"] += ingested.count
 
     async def _append(self, ingested: Ingested, judged: list[StoredEvent] | None) -> None:
         try:
@@ -262,15 +276,13 @@ class Server:
         # Judged events wait in memory for the writer only while few wait; past that
         # the writer reads them back from the log, as it does every other record.
         held = judged if self.writer.pending_events < HOLD_JUDGED_EVENTS else None
-        self.writer.submit(seq, len(ingested.events), held)
+        self.writer.submit(seq, ingested.count, held)
         if held is not None:
             self._count(held)  # the writer counts what it judges itself
         if judged is not None:
             self.live.publish(judged)
-        elif self.live.watching(ingested.project.name):  # not awaited: the answer goes now
-            asyncio.get_running_loop().run_in_executor(
-                self._live_judge, self._show_live, ingested.project, ingested.events
-            )
+        elif self.live.watching(ingested.project):  # not awaited: the answer goes now
+            asyncio.get_running_loop().run_in_executor(self._live_judge, self._show_live, ingested)
 
     def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
         """Logged events judged by their projects' plans (the writer's thread asks), and
@@ -296,10 +308,10 @@ class Server:
         for event in judged:
             self.counters[f"events_{event.verdict}"] += 1
 
-    def _show_live(self, project: Project, events: list[LoggedEvent]) -> None:
+    def _show_live(self, ingested: Ingested) -> None:
         """Judge a request's events for the live feed, beside the writer: under load the
         writer judges them only when it inserts them, up to `max_wait` later."""
-        judged = project.judge(events)
+        judged = self._named[ingested.project].judge(ingested.logged_events())
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed while stopping
                 self._loop.call_soon_threadsafe(self.live.publish, judged)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import CaptureError
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import CaptureRequest, Ingestor
+from eventplan.capture.ingest import CaptureRequest, Envelope, Ingestor
 from eventplan.capture.v1 import V1Headers
 from eventplan.plan import Plan
 from eventplan.project import Project
@@ -138,7 +138,8 @@ def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
     store: Store, openchat_plan: Plan, tmp_path: Path, door: str
 ) -> None:
     project = Project("openchat", openchat_plan, store, salt=b"salt", tokens=(TOKEN,))
-    ingestor = Ingestor([project], TrustedProxies([]))
+    ingestor = Ingestor({TOKEN: project.name})
+    proxies = TrustedProxies([])
     log_position = [store.wal_seq()]
 
     @settings(
@@ -158,7 +159,7 @@ def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
             ingested = ingestor.ingest(
                 body,
                 DOORS[door],
-                received_us=now_us(),
+                Envelope.of(DOORS[door], proxies, now_us()),
                 limit=1 << 20,
                 event_limit=200 if door == "ai" else None,  # small, to refuse some
             )
@@ -166,7 +167,7 @@ def test_any_payload_is_refused_with_a_4xx_or_stored_whole(
             assert 400 <= refused.status < 500 and refused.message
             return
         events = project.judge(decode_logged(ingested.record))
-        assert [e.uuid for e in events] == [e.uuid for e in ingested.events]
+        assert [e.uuid for e in events] == [e.uuid for e in ingested.logged_events()]
         if door == "v1":  # every event answered by its uuid as sent: stored, or dropped (why)
             answered = set(ingested.sent_uuids) | set(ingested.dropped)
             assert answered == {e["uuid"] for e in payload["batch"]}

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from eventplan.capture.events import IncomingEvent, normalize
 from eventplan.capture.importer import import_events
+from eventplan.capture.ingest import Envelope, logged
 from eventplan.capture.judge import Judge
 from eventplan.cli import cli
 from eventplan.plan import Plan, load_plan
@@ -84,9 +86,8 @@ events:
             }
             for i, email in enumerate(["ada@example.com", "no-at-sign"])
         ]
-        judged = project.judge(
-            project.logged([_incoming(e) for e in signups], None, 1_790_000_000_000_000)
-        )
+        received = Envelope(None, None, 1_790_000_000_000_000)
+        judged = project.judge(logged([_incoming(e) for e in signups], project.name, received))
         assert [e.verdict for e in judged] == ["invalid", "invalid"]  # pro is not planned
         store.insert(judged, 1, quarantine=frozenset({"shop"}))
         moved, still = replay_quarantine(store, new, "shop")
@@ -100,8 +101,6 @@ events:
     assert [v.property for v in fresh.violations] == ["tier"]  # what was kept is judged
 
 
-def _incoming(event: dict[str, object]) -> object:
-    from eventplan.capture.events import normalize
-
+def _incoming(event: dict[str, object]) -> IncomingEvent:
     [incoming] = normalize([event], {}, {}, 1_790_000_000_000_000)
     return incoming

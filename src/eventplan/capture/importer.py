@@ -18,6 +18,7 @@ import msgspec
 from eventplan.capture.errors import CaptureError
 from eventplan.capture.events import normalize, now_us
 from eventplan.capture.files import read_events
+from eventplan.capture.ingest import Envelope, logged
 from eventplan.errors import EventplanError
 from eventplan.project import Project
 from eventplan.store.base import Store
@@ -71,5 +72,5 @@ def _judged_chunks(
             normalized = normalize(chunk, {}, {}, received)
         except CaptureError as exc:
             raise EventplanError(f"cannot import: {exc.message}") from exc
-        yield project.judge(project.logged(normalized, None, received))
+        yield project.judge(logged(normalized, project.name, Envelope(None, None, received)))
         progress(len(chunk))

@@ -1,8 +1,8 @@
 """From a request's body to a log record: what the acknowledgement waits for.
 
-decode → the envelope, token and project → normalize (ids, clock skew) → the
-client IP hashed once → one JSON line per event, carrying the request's envelope.
-A malformed request is refused here, whole, with a 4xx. The plan's judgement
+decode → the token and project → normalize (ids, clock skew) → one JSON line per
+event, carrying the request's envelope (the client IP hashed once, its agent, when it
+came). A malformed request is refused here, whole, with a 4xx. The plan's judgement
 (enrich, validate, privacy) runs behind the acknowledgement, in the loader; the
 raw properties reach disk only in the log, whose segments are deleted once the
 store holds their events.
@@ -21,39 +21,39 @@ from eventplan.capture.enrich import TrustedProxies, ip_hash
 from eventplan.capture.errors import PayloadTooLarge, Unauthorized, Unavailable
 from eventplan.capture.events import (
     Batch,
+    IncomingEvent,
     find_token,
     normalize,
     split_payload,
     wide_ints_as_floats,
 )
 from eventplan.capture.v1 import V1Headers, read_batch
-from eventplan.project import Project
-from eventplan.store.records import LoggedEvent, encode_logged
+from eventplan.store.records import LoggedEvent, decode_logged, encode_logged
 
 
 class TokenBudget:
-    """Events per second per token (a token bucket); exceeding it answers 503."""
+    """Events per second per project (a token bucket); exceeding it answers 503."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, token: str, count: int) -> None:
+    def take(self, project: str, count: int) -> None:
         if self.rate <= 0:
             return
         now = time.monotonic()
         with self._lock:
-            level, last = self._buckets.get(token, (float(self.rate), now))
+            level, last = self._buckets.get(project, (float(self.rate), now))
             level = min(float(self.rate), level + (now - last) * self.rate)
             if level < count and level < self.rate:
-                self._buckets[token] = (level, now)
+                self._buckets[project] = (level, now)
                 wait = max(1, int((count - level) / self.rate) + 1)
                 raise Unavailable(
                     f"this project token is over its budget of {self.rate} events/s; retry later",
                     retry_after=wait,
                 )
-            self._buckets[token] = (level - count, now)
+            self._buckets[project] = (level - count, now)
 
 
 @dataclass(frozen=True)
@@ -69,25 +69,48 @@ class CaptureRequest:
     v1: V1Headers | None = None  # the headers of a Capture v1 request
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """What every event of one request shares: its client (hashed), agent and time."""
+
+    ip_hash: str | None
+    user_agent: str | None
+    received_us: int
+
+    @classmethod
+    def of(cls, request: CaptureRequest, proxies: TrustedProxies, received_us: int) -> Envelope:
+        client_ip = proxies.client_ip(request.peer, request.forwarded_for)
+        return cls(
+            ip_hash(client_ip) if client_ip else None,
+            browser_agent(request.user_agent),
+            received_us,
+        )
+
+
 @dataclass
 class Ingested:
-    project: Project
-    events: list[LoggedEvent]
+    project: str  # the project's name
     record: bytes  # the events as the write-ahead log holds them
+    count: int
+    # The events decoded; None when a capture process read them (`logged_events`).
+    events: list[LoggedEvent] | None = None
     # Capture v1: each event's uuid as the client wrote it, and those dropped (→ why)
     sent_uuids: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
 
+    def logged_events(self) -> list[LoggedEvent]:
+        return self.events if self.events is not None else decode_logged(self.record)
+
 
 class Ingestor:
-    def __init__(self, projects: list[Project], proxies: TrustedProxies, token_rate: int = 0):
-        self.projects = projects
-        self._by_token = {token: project for project in projects for token in project.tokens}
-        self.proxies = proxies
-        self.budget = TokenBudget(token_rate)
+    """Capture requests read into log records for the projects their tokens name. It
+    holds nothing but the tokens, so a capture process runs it as the server does."""
 
-    def project_for(self, token: str) -> Project:
-        project = self._by_token.get(token)
+    def __init__(self, projects: dict[str, str]) -> None:
+        self.projects = projects  # token → project name
+
+    def project_for(self, token: str) -> str:
+        project = self.projects.get(token)
         if project is None:
             raise Unauthorized(f"unknown project token {token[:8]}…; check the client's api key")
         return project
@@ -96,8 +119,8 @@ class Ingestor:
         self,
         body: bytes,
         request: CaptureRequest,
+        envelope: Envelope,
         *,
-        received_us: int,
         limit: int,
         event_limit: int | None = None,
     ) -> Ingested:
@@ -110,20 +133,17 @@ class Ingestor:
             query=request.query,
             limit=limit,
         )
-        envelope = Envelope(request, self.proxies, received_us)
         try:
-            ingested = self._logged(payload, envelope)
+            ingested = self._logged(payload, request, envelope)
         except OverflowError:
             # An integer past 64 bits, which the log cannot hold. PostHog's capture
             # reads one as a float, and so do we.
-            ingested = self._logged(wide_ints_as_floats(payload), envelope)
+            ingested = self._logged(wide_ints_as_floats(payload), request, envelope)
         if event_limit is not None:
             refuse_large_events(ingested, event_limit)
-        self.budget.take(ingested.project.tokens[0], len(ingested.events))
         return ingested
 
-    def _logged(self, payload: Any, envelope: Envelope) -> Ingested:
-        request = envelope.request
+    def _logged(self, payload: Any, request: CaptureRequest, envelope: Envelope) -> Ingested:
         if request.v1 is not None:
             project = self.project_for(request.v1.token())
             batch = read_batch(payload, request.v1, envelope.received_us)
@@ -131,26 +151,37 @@ class Ingestor:
             raw_events, fields = split_payload(payload)
             project = self.project_for(find_token(raw_events, fields))
             batch = Batch(normalize(raw_events, fields, request.query, envelope.received_us))
-        logged = project.logged(
-            batch.events, envelope.ip_hash, envelope.received_us, envelope.user_agent
+        events = logged(batch.events, project, envelope)
+        record = encode_logged(events)
+        return Ingested(project, record, len(events), events, batch.sent_uuids, batch.dropped)
+
+
+def logged(events: list[IncomingEvent], project: str, envelope: Envelope) -> list[LoggedEvent]:
+    """A request's normalized events as the log holds them, with its envelope. A
+    client's own `$ip` is dropped here: no raw IP is ever written anywhere."""
+    for event in events:
+        event.properties.pop("$ip", None)
+    return [
+        LoggedEvent(
+            uuid=event.uuid,
+            event=event.event,
+            distinct_id=event.distinct_id,
+            timestamp=event.timestamp_us,
+            created_at=envelope.received_us,
+            project=project,
+            ip_hash=envelope.ip_hash,
+            properties=event.properties,
+            set=event.set,
+            set_once=event.set_once,
+            user_agent=envelope.user_agent,
         )
-        return Ingested(project, logged, encode_logged(logged), batch.sent_uuids, batch.dropped)
-
-
-class Envelope:
-    """What every event of one request shares: its client (hashed), agent and time."""
-
-    def __init__(self, request: CaptureRequest, proxies: TrustedProxies, received_us: int):
-        self.request = request
-        client_ip = proxies.client_ip(request.peer, request.forwarded_for)
-        self.ip_hash = ip_hash(client_ip) if client_ip else None
-        self.user_agent = browser_agent(request.user_agent)
-        self.received_us = received_us
+        for event in events
+    ]
 
 
 def refuse_large_events(ingested: Ingested, limit: int) -> None:
     """PayloadTooLarge naming the first event whose logged line is over `limit` bytes."""
-    for event, line in zip(ingested.events, ingested.record.split(b"\n"), strict=False):
+    for event, line in zip(ingested.logged_events(), ingested.record.split(b"\n"), strict=False):
         if len(line) > limit:
             raise PayloadTooLarge(
                 f"event {event.event!r} ({event.uuid}) is {len(line):,} bytes; this endpoint "

@@ -1,0 +1,104 @@
+"""Capture processes read request bodies beside the server: the same answers as the
+server's own reading, and nothing acknowledged is lost when one dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.capture.test_bad_input import CASES
+from tests.servers import TOKEN, RunningServer, openchat_server
+
+
+def capture_processes(server: RunningServer) -> list[int]:
+    assert server.process is not None
+    pid = server.process.pid
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def body(distinct_id: str, count: int) -> tuple[bytes, list[str]]:
+    uuids = [str(uuid.uuid4()) for _ in range(count)]
+    events = [
+        {
+            "event": "sync.connection_state",
+            "distinct_id": distinct_id,
+            "uuid": u,
+            "properties": {"app": "openchat-web", "state": "connected"},
+        }
+        for u in uuids
+    ]
+    return json.dumps({"api_key": TOKEN, "batch": events}).encode(), uuids
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, RunningServer]]:
+    """The same plan served with no capture process and with one."""
+    running = {
+        count: openchat_server(
+            tmp_path_factory.mktemp(f"processes-{count}"), "--capture-processes", str(count)
+        )
+        for count in (0, 1)
+    }
+    yield running
+    for server in running.values():
+        server.stop()
+
+
+def test_a_server_reads_capture_in_its_processes_as_configured(
+    servers: dict[int, RunningServer],
+) -> None:
+    assert capture_processes(servers[0]) == []
+    [child] = capture_processes(servers[1])
+    # The tokens reach it over its socket, not on its command line, which `ps` shows.
+    assert TOKEN.encode() not in Path(f"/proc/{child}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "headers"), [(c[0], c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_refusal_is_the_same_read_in_a_capture_process_or_in_the_server(
+    servers: dict[int, RunningServer], name: str, content: bytes, headers: dict[str, str]
+) -> None:
+    answers = [
+        httpx.post(f"{servers[count].url}/batch/", content=content, headers=headers, timeout=30)
+        for count in (0, 1)
+    ]
+    assert answers[0].status_code == answers[1].status_code
+    assert 400 <= answers[0].status_code < 500, name
+    assert answers[0].json() == answers[1].json()
+
+
+def test_a_killed_capture_process_is_replaced_and_nothing_acknowledged_is_lost(
+    servers: dict[int, RunningServer],
+) -> None:
+    server = servers[1]
+    acknowledged: list[str] = []
+    statuses: list[int] = []
+    [first] = capture_processes(server)
+    for round_ in range(40):
+        if round_ == 5:
+            os.kill(first, signal.SIGKILL)
+        content, uuids = body("killed-process", 50)
+        answer = httpx.post(f"{server.url}/batch/", content=content, timeout=30)
+        statuses.append(answer.status_code)
+        if answer.status_code == 200:
+            acknowledged += uuids
+        else:  # the requests the dead process had: 503, which the clients retry
+            assert answer.status_code == 503 and "retry" in answer.json()["detail"]
+            time.sleep(0.1)
+    assert statuses[-1] == 200  # a new process reads the requests after it
+    [second] = capture_processes(server)
+    assert second != first
+    server.wait_for_count("distinct_id = 'killed-process'", len(acknowledged))
+    stored = {
+        row[0] for row in server.sql("SELECT uuid FROM events WHERE distinct_id = 'killed-process'")
+    }
+    assert stored == set(acknowledged)
