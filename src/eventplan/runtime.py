@@ -212,7 +212,30 @@ class Server:
     ) -> int:
         """Log a capture request's events and acknowledge: the count of events taken.
         A CaptureError says why nothing was taken."""
-        self._check_backlog()
+        ingested = await self._read(body, request, event_limit)
+        await self._log(ingested)
+        return ingested.count
+
+    async def accept_v1(self, body: bytes, request: CaptureRequest) -> dict[str, Any]:
+        """Capture v1: log what can be read, and answer each event by its uuid, with the
+        verdict it is stored with. The answer needs the verdicts, so the events are
+        judged here, and the writer stores them as judged (the log still holds them as
+        sent). Events the log could not take are `retry`; a request that cannot be
+        read at all is a CaptureError."""
+        ingested = await self._read(body, request)
+        judged = self._judged(ingested.logged_events())  # after the log's record was encoded
+        try:
+            await self._log(ingested, judged)
+        except Unavailable as exc:
+            return results(ingested.sent_uuids, ingested.dropped, None, retry_reason=exc.message)
+        return results(ingested.sent_uuids, ingested.dropped, judged)
+
+    async def _read(
+        self, body: bytes, request: CaptureRequest, event_limit: int | None = None
+    ) -> Ingested:
+        """The request read into its log record, in a capture process when there is one."""
+        if self.writer.pending_events > self.settings.max_pending_events:
+            raise Unavailable("the server is catching up on writes; retry shortly", 2)
         envelope = Envelope.of(request, self.proxies, now_us())
         limit = self.body_limit(event_limit)
         if self.capture is not None and not self.capture.broken:
@@ -224,29 +247,7 @@ class Server:
                 body, request, envelope, limit=limit, event_limit=event_limit
             )
         self.budget.take(ingested.project, ingested.count)
-        await self._log(ingested)
-        return ingested.count
-
-    async def accept_v1(self, body: bytes, request: CaptureRequest) -> dict[str, Any]:
-        """Capture v1: log what can be read, and answer each event by its uuid, with the
-        verdict it is stored with. The answer needs the verdicts, so the events are
-        judged here, and the writer stores them as judged (the log still holds them as
-        sent). Events the log could not take are `retry`; a request that cannot be
-        read at all is a CaptureError."""
-        self._check_backlog()
-        envelope = Envelope.of(request, self.proxies, now_us())
-        ingested = self.ingestor.ingest(body, request, envelope, limit=self.body_limit())
-        self.budget.take(ingested.project, ingested.count)
-        judged = self._judged(ingested.logged_events())  # after the log's record was encoded
-        try:
-            await self._log(ingested, judged)
-        except Unavailable as exc:
-            return results(ingested.sent_uuids, ingested.dropped, None, retry_reason=exc.message)
-        return results(ingested.sent_uuids, ingested.dropped, judged)
-
-    def _check_backlog(self) -> None:
-        if self.writer.pending_events > self.settings.max_pending_events:
-            raise Unavailable("the server is catching up on writes; retry shortly", 2)
+        return ingested
 
     def body_limit(self, event_limit: int | None = None) -> int:
         """The largest request body, decompressed: the setting, or room for two of the

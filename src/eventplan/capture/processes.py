@@ -4,9 +4,10 @@ In the server's own process every request's Python (decompress, decode, normaliz
 the log's JSON lines) and the writer's (judge, typed columns) take turns under one
 interpreter lock: under load the lock was held 84% of the time while the machine's
 second core sat mostly idle. A capture process reads a request's body into its log
-record with `Ingestor.ingest`, the function the server runs itself for Capture v1,
-and the server only appends the record to its log and answers. An acknowledgement
-still means the events are durable in the server's log.
+record with `Ingestor.ingest`, the function the server runs itself when it has no
+capture process, and the server only appends the record to its log and answers (for
+Capture v1, whose answer holds every event's verdict, it judges the record first).
+An acknowledgement still means the events are durable in the server's log.
 
 The server talks to each process over a socket pair: a frame is a 4-byte length,
 then msgpack. The first frame gives the tokens (never on the command line, where
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import signal
@@ -40,6 +42,7 @@ from eventplan.capture.errors import (
     Unavailable,
 )
 from eventplan.capture.ingest import CaptureRequest, Envelope, Ingested, Ingestor
+from eventplan.capture.v1 import V1Headers
 
 log = logging.getLogger("eventplan.capture")
 
@@ -159,14 +162,17 @@ class CaptureProcesses:
             envelope.received_us,
             limit,
             event_limit,
+            dataclasses.astuple(request.v1) if request.v1 is not None else None,
         ]
-        project, count, record = await process.ask(next(self._tags), question)
-        if project is None:
-            refusal = REFUSALS.get(count)
+        answer = await process.ask(next(self._tags), question)
+        if answer[0] is None:
+            _, refused, message = answer
+            refusal = REFUSALS.get(refused)
             if refusal is None:
-                raise RuntimeError(f"a capture process failed: {record}")
-            raise refusal(record)
-        return Ingested(project, record, count)
+                raise RuntimeError(f"a capture process failed: {message}")
+            raise refusal(message)
+        project, count, record, sent_uuids, dropped = answer
+        return Ingested(project, record, count, None, sent_uuids, dropped)
 
     async def _available(self) -> CaptureProcess:
         """The live process with the fewest requests waiting; a dead one is replaced."""
@@ -212,8 +218,11 @@ def serve(connection: socket.socket) -> None:
         return
     ingestor = Ingestor(tokens)
     while (question := read_frame()) is not None:
-        tag, body, content_type, content_encoding, query, *envelope, limit, event_limit = question
-        request = CaptureRequest(content_type, content_encoding, query, None, None)
+        tag, body, content_type, content_encoding, query, *envelope, limit, event_limit, v1 = (
+            question
+        )
+        headers = V1Headers(*v1) if v1 is not None else None
+        request = CaptureRequest(content_type, content_encoding, query, None, None, v1=headers)
         try:
             ingested = ingestor.ingest(
                 body, request, Envelope(*envelope), limit=limit, event_limit=event_limit
@@ -224,7 +233,16 @@ def serve(connection: socket.socket) -> None:
             log.exception("reading a capture request failed")
             write_frame([tag, None, "", f"{type(exc).__name__}: {exc}"])
         else:
-            write_frame([tag, ingested.project, ingested.count, ingested.record])
+            write_frame(
+                [
+                    tag,
+                    ingested.project,
+                    ingested.count,
+                    ingested.record,
+                    ingested.sent_uuids,
+                    ingested.dropped,
+                ]
+            )
 
 
 if __name__ == "__main__":
