@@ -26,12 +26,12 @@ def test_the_runtime_imports_no_http_framework() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_acknowledgement_logs_what_was_received_and_the_writer_judges_it(
+def test_the_acknowledgement_logs_the_events_judged_and_the_writer_stores_them(
     tmp_path: Path,
 ) -> None:
-    """`accept` writes the events to the log as received (before the plan's verdict
-    and privacy policy) and answers; the writer judges and stores them behind it,
-    and `/_health` says how far behind it is."""
+    """`accept` judges the events (verdict, privacy policy), writes them to the log and
+    answers: what the policy hides never reaches disk. The writer stores them behind
+    it, and `/_health` says how far behind it is."""
     settings = load_settings(
         {
             "plan": str(OPENCHAT),
@@ -62,7 +62,10 @@ def test_the_acknowledgement_logs_what_was_received_and_the_writer_judges_it(
 
     assert asyncio.run(acknowledge()) == 2  # the writer has not started
     [segment] = settings.wal_dir.glob("wal-*.log")
-    assert secret.encode() in segment.read_bytes()  # as received: judged later
+    masked = "*" * (len(secret) - 4) + secret[-4:]
+    assert masked.encode() in segment.read_bytes()
+    assert secret.encode() not in segment.read_bytes()
+    assert server.counters["events_invalid"] == 1  # counted as it is acknowledged
     time.sleep(0.01)  # so the wait is measurable
     lag = server.health()["loader_lag"]
     assert lag["events"] == 2 and lag["seconds"] > 0
@@ -72,13 +75,11 @@ def test_the_acknowledgement_logs_what_was_received_and_the_writer_judges_it(
         _, rows = server.store.sql(
             "SELECT event, verdict, properties->>'masked_tail' FROM events ORDER BY event"
         )
-        masked = "*" * (len(secret) - 4) + secret[-4:]
         assert rows == [
             ("chat.created", "invalid", None),
             ("openrouter.key_saved", "valid", masked),
         ]
         assert server.health()["loader_lag"] == {"events": 0, "seconds": 0.0}
         assert server.counters["events_invalid"] == 1
-        assert not any(secret.encode() in p.read_bytes() for p in settings.wal_dir.glob("wal-*"))
     finally:
         server.stop()

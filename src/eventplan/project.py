@@ -16,12 +16,11 @@ from typing import Any
 
 import msgspec
 
-from eventplan.capture.judge import Judge
+from eventplan.capture.judge import Pipeline
 from eventplan.config import Enforcement
 from eventplan.errors import EventplanError
 from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan
-from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.query.alerts import AlertResult, check_alerts
 from eventplan.query.coverage import coverage, event_traffic
 from eventplan.query.dashboards import dashboard_data, find_dashboard, find_insight, insight_data
@@ -79,12 +78,8 @@ class Project:
         return self._salt or resolve_salt(self._salt_setting, self.plan, self.store)
 
     @cached_property
-    def judge_of_plan(self) -> Judge:
-        return Judge(self.plan)
-
-    @cached_property
-    def privacy(self) -> PrivacyPolicy:
-        return PrivacyPolicy(self.plan, self.salt)
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.plan, self.salt)
 
     @cached_property
     def forward_rules(self) -> ForwardRules:
@@ -95,37 +90,13 @@ class Project:
         """Resolve the salt and compile the pipeline now, not on the first event:
         resolving may write the store, which capture must never wait on (nor fail with,
         while the store fails)."""
-        for part in ("salt", "judge_of_plan", "privacy"):
+        for part in ("salt", "pipeline"):
             getattr(self, part)
 
     def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
         """Enrich, validate and apply the privacy policy: logged events ready to store.
         Each event's properties are changed in place."""
-        stored = []
-        judge = self.judge_of_plan
-        for event in events:
-            properties = event.properties
-            name = judge.rename(event.event, properties)  # stored under its planned name
-            verdict = judge.enrich_and_judge(name, properties, event.user_agent)
-            self.privacy.apply(name, properties)
-            stored.append(
-                StoredEvent(
-                    event.uuid,
-                    name,
-                    event.distinct_id,
-                    event.timestamp,
-                    event.created_at,
-                    event.project,
-                    event.ip_hash,
-                    properties,
-                    event.set,
-                    event.set_once,
-                    verdict.verdict,
-                    verdict.violations or None,
-                    self.plan.version,
-                )
-            )
-        return stored
+        return self.pipeline.stored(events)
 
     # -- asking about its events ---------------------------------------------------
 

@@ -50,10 +50,6 @@ BACKGROUND_STOP_SECONDS = 3.0
 # How long shutdown lets the writer store what is acknowledged; the rest stays in the
 # log and is replayed on the next start. Together these keep SIGTERM within 10 s.
 STOP_FLUSH_SECONDS = 4.0
-# Events judged at the door (Capture v1) the writer is handed as judged while fewer wait:
-# about 0.7 KB each in memory at peak, against 6 µs each to read back from the log and
-# judge again (bench/README.md, "Capture v1 against /batch/").
-HOLD_JUDGED_EVENTS = 100_000
 # Rows a SQL answer holds at most; `hasMore` says when there were more.
 MAX_API_ROWS = 100_000
 
@@ -79,7 +75,10 @@ class Server:
         ]
         for project in self.projects:
             project.prepare_to_judge()
-        self.ingestor = Ingestor({token: p.name for p in self.projects for token in p.tokens})
+        self.ingestor = Ingestor(
+            {token: p.name for p in self.projects for token in p.tokens},
+            {p.name: p.pipeline for p in self.projects},
+        )
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.budget = TokenBudget(settings.token_rate)
         # Started while running (`running`); until then requests are read in-process.
@@ -115,9 +114,11 @@ class Server:
         )
         self.live = LiveFeed()
         self._loop: asyncio.AbstractEventLoop | None = None  # the live feed's, while running
-        self._live_judge = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-judge")
+        # Decodes the records a capture process judged, for the live feed.
+        self._live_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-reader")
         self._named = {p.name: p for p in self.projects}
-        # The writer's thread counts verdicts: every key exists before it starts.
+        # Capture (and the writer's thread, for an older log) counts verdicts: every key
+        # exists before either starts.
         self.counters = Counter({f"events_{v}": 0 for v in ("valid", "invalid", "unplanned")})
         self.recordings: Counter[str] = Counter()
         self.started = False
@@ -149,7 +150,7 @@ class Server:
         if self.started:
             self.writer.flush(STOP_FLUSH_SECONDS, while_failing=False)
             self.writer.stop()
-        self._live_judge.shutdown(wait=True, cancel_futures=True)
+        self._live_reader.shutdown(wait=True, cancel_futures=True)
         self.wal.close()
         try:
             self.store.close()
@@ -171,7 +172,10 @@ class Server:
         address = f"http://{self.settings.host}:{self.settings.port}"
         note.write_bytes(msgspec.json.encode({"url": address, "pid": os.getpid()}))
         if self.settings.capture_processes > 0:
-            self.capture = CaptureProcesses(self.ingestor.projects, self.settings.capture_processes)
+            plans = {p.name: (p.plan, p.salt) for p in self.projects}
+            self.capture = CaptureProcesses(
+                (self.ingestor.projects, plans), self.settings.capture_processes
+            )
             await self.capture.start()
         stopping = asyncio.Event()
         background = []
@@ -218,17 +222,14 @@ class Server:
 
     async def accept_v1(self, body: bytes, request: CaptureRequest) -> dict[str, Any]:
         """Capture v1: log what can be read, and answer each event by its uuid, with the
-        verdict it is stored with. The answer needs the verdicts, so the events are
-        judged here, and the writer stores them as judged (the log still holds them as
-        sent). Events the log could not take are `retry`; a request that cannot be
-        read at all is a CaptureError."""
+        verdict it is stored with. Events the log could not take are `retry`; a request
+        that cannot be read at all is a CaptureError."""
         ingested = await self._read(body, request)
-        judged = self._judged(ingested.logged_events())  # after the log's record was encoded
         try:
-            await self._log(ingested, judged)
+            await self._log(ingested)
         except Unavailable as exc:
             return results(ingested.sent_uuids, ingested.dropped, None, retry_reason=exc.message)
-        return results(ingested.sent_uuids, ingested.dropped, judged)
+        return results(ingested.sent_uuids, ingested.dropped, ingested.stored_events())
 
     async def _read(
         self, body: bytes, request: CaptureRequest, event_limit: int | None = None
@@ -254,16 +255,17 @@ class Server:
         largest events an endpoint takes when that is more."""
         return max(self.settings.max_body_bytes, 2 * (event_limit or 0))
 
-    async def _log(self, ingested: Ingested, judged: list[StoredEvent] | None = None) -> None:
-        """Make `ingested` durable in the log, then hand it (and its events `judged`,
-        if they are) to the writer and the live feed; Unavailable when the log cannot
-        take it."""
+    async def _log(self, ingested: Ingested) -> None:
+        """Make `ingested` durable in the log, then hand it to the writer and the live
+        feed; Unavailable when the log cannot take it."""
         if ingested.count:
-            await self._append(ingested, judged)
+            await self._append(ingested)
         self.counters["requests_ok"] += 1
         self.counters["events_accepted"] += ingested.count
+        for verdict, count in ingested.verdicts.items():
+            self.counters[f"events_{verdict}"] += count
 
-    async def _append(self, ingested: Ingested, judged: list[StoredEvent] | None) -> None:
+    async def _append(self, ingested: Ingested) -> None:
         try:
             seq = await self.wal.append(ingested.record)
         except LogFull as exc:
@@ -274,21 +276,16 @@ class Server:
             raise Unavailable(
                 f"the server could not write the events to disk ({exc.strerror or exc}); retry", 5
             ) from exc
-        # Judged events wait in memory for the writer only while few wait; past that
-        # the writer reads them back from the log, as it does every other record.
-        held = judged if self.writer.pending_events < HOLD_JUDGED_EVENTS else None
-        self.writer.submit(seq, ingested.count, held)
-        if held is not None:
-            self._count(held)  # the writer counts what it judges itself
-        if judged is not None:
-            self.live.publish(judged)
+        self.writer.submit(seq, ingested.count)
+        if ingested.events is not None and self.live.watching(ingested.project):
+            self.live.publish(ingested.events)
         elif self.live.watching(ingested.project):  # not awaited: the answer goes now
-            asyncio.get_running_loop().run_in_executor(self._live_judge, self._show_live, ingested)
+            asyncio.get_running_loop().run_in_executor(self._live_reader, self._show_live, ingested)
 
     def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
-        """Logged events judged by their projects' plans (the writer's thread asks), and
-        their verdicts counted. An event of a project no longer configured is refused,
-        and the writer sets it aside."""
+        """Logged events judged by their projects' plans, and their verdicts counted: the
+        writer's thread asks for a log written before capture judged its records. An
+        event of a project no longer configured is refused, and the writer sets it aside."""
         judged = self._judged(events)
         self._count(judged)
         return judged
@@ -310,9 +307,8 @@ class Server:
             self.counters[f"events_{event.verdict}"] += 1
 
     def _show_live(self, ingested: Ingested) -> None:
-        """Judge a request's events for the live feed, beside the writer: under load the
-        writer judges them only when it inserts them, up to `max_wait` later."""
-        judged = self._named[ingested.project].judge(ingested.logged_events())
+        """A request's judged events for the live feed, decoded off the event loop."""
+        judged = ingested.stored_events()
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed while stopping
                 self._loop.call_soon_threadsafe(self.live.publish, judged)

@@ -1,11 +1,13 @@
 """From a request's body to a log record: what the acknowledgement waits for.
 
-decode → the token and project → normalize (ids, clock skew) → one JSON line per
-event, carrying the request's envelope (the client IP hashed once, its agent, when it
-came). A malformed request is refused here, whole, with a 4xx. The plan's judgement
-(enrich, validate, privacy) runs behind the acknowledgement, in the loader; the
-raw properties reach disk only in the log, whose segments are deleted once the
-store holds their events.
+decode → the token and project → normalize (ids, clock skew) → the request's
+envelope on each event (the client IP hashed once, its agent, when it came) → the
+project's judgement (planned names, enrichment, verdict, privacy policy) → the
+record: the judged events, msgpack. A malformed request is refused here, whole, with
+a 4xx. Judged before the log, nothing the privacy policy hides reaches disk, and the
+writer only stores. This runs in a capture process beside the server
+(`capture/processes.py`), so the judging does not take the server's own Python from
+the writer.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ from eventplan.capture.events import (
     split_payload,
     wide_ints_as_floats,
 )
+from eventplan.capture.judge import Pipeline
 from eventplan.capture.v1 import V1Headers, read_batch
-from eventplan.store.records import LoggedEvent, decode_logged, encode_logged
+from eventplan.store.records import (
+    LoggedEvent,
+    StoredEvent,
+    decode_stored,
+    encode_logged,
+    encode_stored,
+)
 
 
 class TokenBudget:
@@ -90,24 +99,26 @@ class Envelope:
 @dataclass
 class Ingested:
     project: str  # the project's name
-    record: bytes  # the events as the write-ahead log holds them
+    record: bytes  # the judged events as the write-ahead log holds them
     count: int
-    # The events decoded; None when a capture process read them (`logged_events`).
-    events: list[LoggedEvent] | None = None
+    verdicts: dict[str, int]  # events by verdict
+    # The events; None when a capture process read them (`stored_events`).
+    events: list[StoredEvent] | None = None
     # Capture v1: each event's uuid as the client wrote it, and those dropped (→ why)
     sent_uuids: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
 
-    def logged_events(self) -> list[LoggedEvent]:
-        return self.events if self.events is not None else decode_logged(self.record)
+    def stored_events(self) -> list[StoredEvent]:
+        return self.events if self.events is not None else decode_stored(self.record)
 
 
 class Ingestor:
-    """Capture requests read into log records for the projects their tokens name. It
-    holds nothing but the tokens, so a capture process runs it as the server does."""
+    """Capture requests read into log records for the projects their tokens name, and
+    judged by their pipelines; the same in the server and in a capture process."""
 
-    def __init__(self, projects: dict[str, str]) -> None:
+    def __init__(self, projects: dict[str, str], pipelines: dict[str, Pipeline]) -> None:
         self.projects = projects  # token → project name
+        self.pipelines = pipelines  # project name → its judgement
 
     def project_for(self, token: str) -> str:
         project = self.projects.get(token)
@@ -126,24 +137,27 @@ class Ingestor:
     ) -> Ingested:
         """A capture request's body as events ready for the log, or a CaptureError.
         With `event_limit` (the AI lane), an event larger than it is refused by name."""
-        payload = decode_body(
-            body,
-            content_type=request.content_type,
-            content_encoding=request.content_encoding,
-            query=request.query,
-            limit=limit,
-        )
+
+        def decoded() -> Any:
+            return decode_body(
+                body,
+                content_type=request.content_type,
+                content_encoding=request.content_encoding,
+                query=request.query,
+                limit=limit,
+            )
+
         try:
-            ingested = self._logged(payload, request, envelope)
+            return self._judged(decoded(), request, envelope, event_limit)
         except OverflowError:
             # An integer past 64 bits, which the log cannot hold. PostHog's capture
-            # reads one as a float, and so do we.
-            ingested = self._logged(wide_ints_as_floats(payload), request, envelope)
-        if event_limit is not None:
-            refuse_large_events(ingested, event_limit)
-        return ingested
+            # reads one as a float, and so do we: on a fresh decode, since the judging
+            # (enrichment, the privacy policy) changed the first one in place.
+            return self._judged(wide_ints_as_floats(decoded()), request, envelope, event_limit)
 
-    def _logged(self, payload: Any, request: CaptureRequest, envelope: Envelope) -> Ingested:
+    def _judged(
+        self, payload: Any, request: CaptureRequest, envelope: Envelope, event_limit: int | None
+    ) -> Ingested:
         if request.v1 is not None:
             project = self.project_for(request.v1.token())
             batch = read_batch(payload, request.v1, envelope.received_us)
@@ -152,8 +166,16 @@ class Ingestor:
             project = self.project_for(find_token(raw_events, fields))
             batch = Batch(normalize(raw_events, fields, request.query, envelope.received_us))
         events = logged(batch.events, project, envelope)
-        record = encode_logged(events)
-        return Ingested(project, record, len(events), events, batch.sent_uuids, batch.dropped)
+        if event_limit is not None:
+            refuse_large_events(events, event_limit)
+        judged = self.pipelines[project].stored(events)
+        verdicts: dict[str, int] = {}
+        for event in judged:
+            verdicts[event.verdict] = verdicts.get(event.verdict, 0) + 1
+        record = encode_stored(judged)
+        return Ingested(
+            project, record, len(judged), verdicts, judged, batch.sent_uuids, batch.dropped
+        )
 
 
 def logged(events: list[IncomingEvent], project: str, envelope: Envelope) -> list[LoggedEvent]:
@@ -179,9 +201,9 @@ def logged(events: list[IncomingEvent], project: str, envelope: Envelope) -> lis
     ]
 
 
-def refuse_large_events(ingested: Ingested, limit: int) -> None:
-    """PayloadTooLarge naming the first event whose logged line is over `limit` bytes."""
-    for event, line in zip(ingested.logged_events(), ingested.record.split(b"\n"), strict=False):
+def refuse_large_events(events: list[LoggedEvent], limit: int) -> None:
+    """PayloadTooLarge naming the first event whose line of JSON is over `limit` bytes."""
+    for event, line in zip(events, encode_logged(events).split(b"\n"), strict=False):
         if len(line) > limit:
             raise PayloadTooLarge(
                 f"event {event.event!r} ({event.uuid}) is {len(line):,} bytes; this endpoint "

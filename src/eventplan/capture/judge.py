@@ -18,7 +18,9 @@ from typing import Any
 from eventplan.capture.enrich import Enricher
 from eventplan.plan.model import Plan
 from eventplan.plan.posthog import RENAMED, SENT_AS
+from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.plan.validator import Validator, Verdict, Violation
+from eventplan.store.records import LoggedEvent, StoredEvent
 
 
 class Judge:
@@ -93,3 +95,42 @@ class Judge:
         if not isinstance(event, Mapping):
             return self.validator.check(event)
         return self.verdict(event.get("event"), event.get("properties", {}))
+
+
+class Pipeline:
+    """A project's judgement of logged events, the same in the server and in a capture
+    process: planned names, enrichment, the verdict, the privacy policy, and the plan
+    version that judged them."""
+
+    def __init__(self, plan: Plan, salt: bytes) -> None:
+        self.judge = Judge(plan)
+        self.privacy = PrivacyPolicy(plan, salt)
+        self.version = plan.version
+
+    def stored(self, events: list[LoggedEvent]) -> list[StoredEvent]:
+        """The events ready to store. Each event's properties are changed in place."""
+        stored = []
+        judge = self.judge
+        for event in events:
+            properties = event.properties
+            name = judge.rename(event.event, properties)  # stored under its planned name
+            verdict = judge.enrich_and_judge(name, properties, event.user_agent)
+            self.privacy.apply(name, properties)
+            stored.append(
+                StoredEvent(
+                    event.uuid,
+                    name,
+                    event.distinct_id,
+                    event.timestamp,
+                    event.created_at,
+                    event.project,
+                    event.ip_hash,
+                    properties,
+                    event.set,
+                    event.set_once,
+                    verdict.verdict,
+                    verdict.violations or None,
+                    self.version,
+                )
+            )
+        return stored

@@ -3,18 +3,17 @@
 In the server's own process every request's Python (decompress, decode, normalize,
 the log's JSON lines) and the writer's (judge, typed columns) take turns under one
 interpreter lock: under load the lock was held 84% of the time while the machine's
-second core sat mostly idle. A capture process reads a request's body into its log
-record with `Ingestor.ingest`, the function the server runs itself when it has no
-capture process, and the server only appends the record to its log and answers (for
-Capture v1, whose answer holds every event's verdict, it judges the record first).
-An acknowledgement still means the events are durable in the server's log.
+second core sat mostly idle. A capture process reads and judges a request's body into
+its log record with `Ingestor.ingest`, the function the server runs itself when it
+has no capture process, and the server only appends the record to its log and
+answers. An acknowledgement still means the events are durable in the server's log.
 
 The server talks to each process over a socket pair: a frame is a 4-byte length,
-then msgpack. The first frame gives the tokens (never on the command line, where
-`ps` shows them); then each request frame is answered by one with the same tag. A
-process that dies fails the requests it had (503: the clients retry) and is started
-again; one that dies before answering anything is not, and the server reads
-requests itself from then on.
+then msgpack. The first frame gives the projects: their tokens (never on the
+command line, where `ps` shows them), plans (pickled) and `hash` salts. Then each
+request frame is answered by one with the same tag. A process that dies fails the
+requests it had (503: the clients retry) and is started again; one that dies before
+answering anything is not, and the server reads requests itself from then on.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import pickle
 import signal
 import socket
 import struct
@@ -42,7 +42,9 @@ from eventplan.capture.errors import (
     Unavailable,
 )
 from eventplan.capture.ingest import CaptureRequest, Envelope, Ingested, Ingestor
+from eventplan.capture.judge import Pipeline
 from eventplan.capture.v1 import V1Headers
+from eventplan.plan.model import Plan
 
 log = logging.getLogger("eventplan.capture")
 
@@ -51,6 +53,9 @@ FRAME: Final = struct.Struct("<I")
 REFUSALS: Final = {cls.__name__: cls for cls in (BadRequest, Unauthorized, PayloadTooLarge)}
 STARTUP_SECONDS: Final = 30.0  # a process that dies this soon, having answered nothing, is broken
 
+# Token → project name, and project name → (plan, `hash` salt).
+Projects = tuple[dict[str, str], dict[str, tuple[Plan, bytes]]]
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
@@ -58,8 +63,8 @@ _decode = msgspec.msgpack.Decoder().decode
 class CaptureProcess:
     """One capture process and the requests it has not answered yet."""
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        self.tokens = tokens
+    def __init__(self, projects: Projects) -> None:
+        self.projects = projects
         self.waiting: dict[int, asyncio.Future[list[Any]]] = {}
         self.answered = 0
         self._ours, theirs = socket.socketpair()
@@ -74,7 +79,12 @@ class CaptureProcess:
 
     async def open(self) -> None:
         reader, self._writer = await asyncio.open_connection(sock=self._ours)
-        self._send(_encode(self.tokens))
+        tokens, plans = self.projects
+        self._send(
+            _encode(
+                [tokens, [[name, pickle.dumps(plan), salt] for name, (plan, salt) in plans.items()]]
+            )
+        )
         self._reading = asyncio.create_task(self._read_answers(reader))
 
     def ask(self, tag: int, request: list[Any]) -> asyncio.Future[list[Any]]:
@@ -127,8 +137,8 @@ class CaptureProcess:
 class CaptureProcesses:
     """`count` capture processes, each request given to the one with the fewest waiting."""
 
-    def __init__(self, tokens: dict[str, str], count: int) -> None:
-        self.tokens, self.count = tokens, count
+    def __init__(self, projects: Projects, count: int) -> None:
+        self.projects, self.count = projects, count
         self.processes: list[CaptureProcess] = []
         self._tags = itertools.count()
         self.broken = False  # a process died before answering anything: read in-process
@@ -137,7 +147,7 @@ class CaptureProcesses:
         self.processes = [await self._started() for _ in range(self.count)]
 
     async def _started(self) -> CaptureProcess:
-        process = CaptureProcess(self.tokens)
+        process = CaptureProcess(self.projects)
         await process.open()
         return process
 
@@ -171,8 +181,8 @@ class CaptureProcesses:
             if refusal is None:
                 raise RuntimeError(f"a capture process failed: {message}")
             raise refusal(message)
-        project, count, record, sent_uuids, dropped = answer
-        return Ingested(project, record, count, None, sent_uuids, dropped)
+        project, count, record, verdicts, sent_uuids, dropped = answer
+        return Ingested(project, record, count, verdicts, None, sent_uuids, dropped)
 
     async def _available(self) -> CaptureProcess:
         """The live process with the fewest requests waiting; a dead one is replaced."""
@@ -213,10 +223,13 @@ def serve(connection: socket.socket) -> None:
         stream.write(frame)
         stream.flush()
 
-    tokens = read_frame()
-    if tokens is None:
+    projects = read_frame()
+    if projects is None:
         return
-    ingestor = Ingestor(tokens)
+    tokens, plans = projects
+    ingestor = Ingestor(
+        tokens, {name: Pipeline(pickle.loads(plan), salt) for name, plan, salt in plans}
+    )
     while (question := read_frame()) is not None:
         tag, body, content_type, content_encoding, query, *envelope, limit, event_limit, v1 = (
             question
@@ -239,6 +252,7 @@ def serve(connection: socket.socket) -> None:
                     ingested.project,
                     ingested.count,
                     ingested.record,
+                    ingested.verdicts,
                     ingested.sent_uuids,
                     ingested.dropped,
                 ]

@@ -1,13 +1,12 @@
 """An event as the write-ahead log holds it, and as the store loads it.
 
-Capture logs what it received (`LoggedEvent`): each event normalized (ids, time),
-its properties as sent, and the request's envelope (project, hashed IP, received
-time), one JSON line each. The writer judges them behind the acknowledgement into
-`StoredEvent`s. A log written by an older version holds msgpack arrays of
-`StoredEvent`s, judged already (`is_logged` tells them apart).
-
-The raw properties are on disk only in the log: a segment is deleted once the store
-holds its events, and the privacy policy runs before anything reaches the store.
+Capture judges what it received before it logs it: a log record holds the request's
+`StoredEvent`s (msgpack), each normalized (ids, time), carrying the request's
+envelope (project, hashed IP, received time), enriched, judged, and with the privacy
+policy applied. So nothing the policy hides reaches disk, and the writer only stores.
+A log written by the previous version holds `LoggedEvent`s instead, one JSON line
+each, as received and not yet judged; the writer judges those as it stores them
+(`is_logged` tells the two apart).
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ class StoredEvent(msgspec.Struct, array_like=True, gc=False):
 _lines = msgspec.json.Encoder()
 _logged = msgspec.json.Decoder(LoggedEvent)
 _stored = msgspec.msgpack.Decoder(list[StoredEvent])
+_msgpack = msgspec.msgpack.Encoder()
 
 
 def encode_logged(events: list[LoggedEvent]) -> bytes:
@@ -71,6 +71,11 @@ def is_logged(payload: bytes) -> bool:
 
 def decode_logged(payload: bytes) -> list[LoggedEvent]:
     return _logged.decode_lines(payload)
+
+
+def encode_stored(events: list[StoredEvent]) -> bytes:
+    """A log record of judged events; OverflowError for an integer past 64 bits."""
+    return _msgpack.encode(events)
 
 
 def decode_stored(payload: bytes) -> list[StoredEvent]:

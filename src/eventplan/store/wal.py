@@ -248,9 +248,8 @@ class WriteAheadLog:
 
     def release_through(self, seq: int) -> None:
         """The store holds everything up to `seq`: delete the segments it covers. The
-        current one too, once all of it is stored (a new one is started): the log holds
-        events as received, before the plan's privacy policy, only until they are
-        stored."""
+        current one too, once all of it is stored (a new one is started), so the log
+        holds only what the store does not yet."""
         with self._lock:
             if self._end > 0 and self._segments[-1][1] <= seq:
                 self._roll()  # on a full disk it may not: the segment is kept

@@ -1,8 +1,9 @@
-"""The background writer: durable log records in, judged events in large inserts out.
+"""The background writer: durable log records of judged events in, large inserts out.
 
-Capture logs what it received; the writer judges it (`judge`: the plan's
-enrichment, verdict and privacy, per project) as it reads each record back, so the
-acknowledgement never waits for the plan.
+Capture judges each request's events before it logs them (in a capture process, off
+the server's own Python). A log written by the previous version holds events as
+received; the writer judges those (`judge`: the plan's enrichment, verdict and
+privacy, per project) as it reads each record back.
 
 Capture hands over each acknowledged batch's log sequence number and size; this
 thread gathers them into inserts of the size the store asks for
@@ -15,9 +16,7 @@ row group's worth has gathered. Waiting up to 30 s for whole row groups cost abo
 events/s (bench/fixed_rate.py). Waiting events are not held in memory: the insert
 reads its records back from the log (from the page cache, one pass forward) and
 decodes them a slice at a time. Held as bytes they took about 500 bytes per simulated
-event, decoded about 1.9 KB. The one exception is a record a door has judged already
-(Capture v1, which answers with the verdicts): handed over as judged while few wait,
-it is inserted as it is, and read back from the log only if that insert is retried.
+event, decoded about 1.9 KB.
 
 An insert ends exactly at its size, so the log record that crosses it is split:
 its head goes in now, its tail starts the next insert, and the log position the
@@ -155,7 +154,7 @@ class BackgroundWriter:
         self.interval, self.max_wait = interval, max_wait
         self.stats = WriterStats(stored_seq=store.wal_seq())
         wal.continue_after(self.stats.stored_seq)
-        self._queue: queue.Queue[tuple[int, int, list[StoredEvent] | None] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
         self._log = wal.reader()
         self._pending_events = 0
         self._pending_lock = threading.Lock()
@@ -253,16 +252,13 @@ class BackgroundWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, seq: int, count: int, judged: list[StoredEvent] | None = None) -> None:
-        """Hand over durable log record `seq`, of `count` events, and its events
-        `judged` already when a door had to judge them (Capture v1 answers with the
-        verdicts): then they are not read back and judged again, unless an insert
-        fails and is retried from the log."""
+    def submit(self, seq: int, count: int) -> None:
+        """Hand over durable log record `seq`, of `count` events."""
         with self._pending_lock:
             self._pending_events += count
         self._waiting.append((seq, time.monotonic()))
         self._idle.clear()
-        self._queue.put((seq, count, judged))
+        self._queue.put((seq, count))
 
     def flush(self, timeout: float = 60.0, while_failing: bool = True) -> bool:
         """Wait until everything submitted so far is in the store (or, unless
