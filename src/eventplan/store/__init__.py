@@ -11,13 +11,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from eventplan.plan.model import Plan
-from eventplan.store.base import QueryError, Store
-from eventplan.store.memory import allocate_arrow_from_the_c_heap
+
+if TYPE_CHECKING:
+    from eventplan.store.base import QueryError, Store
 
 __all__ = ["QueryError", "Store", "is_url", "local_base", "open_store"]
+
+
+def __getattr__(name: str) -> Any:
+    """`Store` and `QueryError` on first use: a capture process imports the log's
+    records from this package and has no use for the engines (pyarrow alone is 40 MB)."""
+    if name in ("QueryError", "Store"):
+        from eventplan.store import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_url(db: str) -> bool:
@@ -44,7 +56,6 @@ def open_store(
 ) -> Store:
     """The store `db` names. `memory_limit` bounds DuckDB's buffer pool (e.g. "96MB");
     a ClickHouse server takes its own limits as URL settings (`?max_memory_usage=…`)."""
-    allocate_arrow_from_the_c_heap()
     if is_url(db):
         from eventplan.store.clickhouse import ClickHouseStore, Engine
 

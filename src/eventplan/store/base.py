@@ -23,7 +23,10 @@ from eventplan.plan.posthog import BOT_NAME
 from eventplan.plan.validator import Violation
 from eventplan.store.columns import BUILTIN_TYPES, Column, missing_columns, quote
 from eventplan.store.identity import Identities, IdentityChanges
+from eventplan.store.memory import allocate_arrow_from_the_c_heap
 from eventplan.store.records import StoredEvent
+
+allocate_arrow_from_the_c_heap()  # before any backend allocates: see store/memory.py
 
 _violations = msgspec.json.Decoder(list[Violation])
 
