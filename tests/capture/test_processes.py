@@ -3,6 +3,7 @@ server's own reading, and nothing acknowledged is lost when one dies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventplan.capture.ingest import CaptureRequest, Envelope
+from eventplan.capture.processes import CaptureProcesses
+from eventplan.plan import Plan
+from eventplan.store.records import decode_stored
 from tests.capture.test_bad_input import CASES
 from tests.servers import TOKEN, RunningServer, openchat_server
 
@@ -102,3 +107,44 @@ def test_a_killed_capture_process_is_replaced_and_nothing_acknowledged_is_lost(
         row[0] for row in server.sql("SELECT uuid FROM events WHERE distinct_id = 'killed-process'")
     }
     assert stored == set(acknowledged)
+
+
+def test_a_capture_process_logs_each_event_judged_with_the_privacy_policy_applied(
+    openchat_plan: Plan,
+) -> None:
+    """What a capture process hands back for the log is the events judged: the
+    verdict given, and a value the plan masks already masked, so it never reaches disk."""
+    secret = "sk-or-v1-process-0123456789"
+    content = json.dumps(
+        {
+            "api_key": TOKEN,
+            "batch": [
+                {
+                    "event": "openrouter.key_saved",
+                    "distinct_id": "p-1",
+                    "properties": {"app": "openchat-web", "source": "modal", "masked_tail": secret},
+                },
+                {"event": "chat.created", "distinct_id": "p-1", "properties": {}},
+            ],
+        }
+    ).encode()
+
+    async def read() -> bytes:
+        processes = CaptureProcesses(({TOKEN: "openchat"}, {"openchat": (openchat_plan, b"s")}), 1)
+        await processes.start()
+        try:
+            request = CaptureRequest("application/json", "", {}, None, None)
+            envelope = Envelope("a1b2", None, 1_790_000_000_000_000)
+            ingested = await processes.ingest(content, request, envelope, limit=1 << 20)
+        finally:
+            await processes.stop()
+        assert (ingested.project, ingested.count) == ("openchat", 2)
+        assert ingested.verdicts == {"valid": 1, "invalid": 1}
+        return ingested.record
+
+    record = asyncio.run(read())
+    assert secret.encode() not in record
+    saved, created = decode_stored(record)
+    assert saved.properties["masked_tail"] == "*" * (len(secret) - 4) + secret[-4:]
+    assert (saved.verdict, created.verdict) == ("valid", "invalid")
+    assert saved.ip_hash == "a1b2" and saved.plan_version == openchat_plan.version
