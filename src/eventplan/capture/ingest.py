@@ -5,9 +5,9 @@ envelope on each event (the client IP hashed once, its agent, when it came) → 
 project's judgement (planned names, enrichment, verdict, privacy policy) → the
 record: the judged events, msgpack. A malformed request is refused here, whole, with
 a 4xx. Judged before the log, nothing the privacy policy hides reaches disk, and the
-writer only stores. This runs in a capture process beside the server
-(`capture/processes.py`), so the judging does not take the server's own Python from
-the writer.
+writer only stores. This runs in a capture process beside the server when there is
+one (`capture/processes.py`), so that the judging does not take the server's own
+Python from the writer.
 """
 
 from __future__ import annotations
