@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventplan.capture.errors import Unavailable
 from eventplan.capture.ingest import CaptureRequest, Envelope
 from eventplan.capture.processes import CaptureProcesses
 from eventplan.plan import Plan
@@ -148,3 +149,26 @@ def test_a_capture_process_logs_each_event_judged_with_the_privacy_policy_applie
     assert saved.properties["masked_tail"] == "*" * (len(secret) - 4) + secret[-4:]
     assert (saved.verdict, created.verdict) == ("valid", "invalid")
     assert saved.ip_hash == "a1b2" and saved.plan_version == openchat_plan.version
+
+
+def test_a_capture_process_that_cannot_start_leaves_reading_to_the_server() -> None:
+    """A process that dies before answering anything (a broken install, say) is not
+    started again and again: its requests are answered 503, and capture is marked
+    broken, so the server reads requests itself from then on."""
+    content, _ = body("broken-process", 1)
+    not_a_plan = "not a plan"  # the process cannot build a pipeline from it, and exits
+
+    async def ask_twice() -> bool:
+        processes = CaptureProcesses(({TOKEN: "openchat"}, {"openchat": (not_a_plan, b"s")}), 1)
+        await processes.start()
+        request = CaptureRequest("application/json", "", {}, None, None)
+        envelope = Envelope(None, None, 1_790_000_000_000_000)
+        try:
+            for _ in range(2):
+                with pytest.raises(Unavailable, match="retry"):
+                    await processes.ingest(content, request, envelope, limit=1 << 20)
+            return processes.broken
+        finally:
+            await processes.stop()
+
+    assert asyncio.run(ask_twice())
