@@ -1,7 +1,7 @@
 """Capture throughput: eventplan serve vs a bare endpoint, same load, same run.
 
     .venv/bin/python bench/ingest.py [--duration 15] [--load wrk|python] [--unique]
-                                     [--doors batch,v1]
+                                     [--doors batch,v1] [--capture-processes 0,1]
 
 A load generator in a separate process posts gzip `/batch/` bodies of 100
 plan-shaped OpenChat events (10% broken) for a fixed time: wrk (Debian's `wrk`,
@@ -12,6 +12,11 @@ rate and flatters the ratio: use wrk for the figure that counts. The baseline is
 ASGI endpoint on the same uvicorn settings: read the body, gunzip and decode it,
 append it to a file, answer 200. eventplan does that plus validation, enrichment,
 the privacy policy and a durable (fsync'd) acknowledgement, and then stores.
+
+`--capture-processes` lists the counts of eventplan's capture processes to run, one
+server run each. Each is compared with the bare endpoint run in as many processes as
+that server has in all (1 + the count, sharing the port with `SO_REUSEPORT`). CPU and
+peak memory count every process of the tree.
 
 With `--doors batch,v1` (wrk only) each backend is also driven through PostHog's
 Capture v1 (`/i/v1/analytics/events`, Bearer token, the same events in v1's shape),
