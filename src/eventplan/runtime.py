@@ -33,10 +33,10 @@ from eventplan.capture.v1 import results
 from eventplan.config import Settings
 from eventplan.errors import EventplanError
 from eventplan.keys import EVERY_PROJECT, Access, ApiKeys
-from eventplan.plan import load_plan
+from eventplan.plan import Plan, load_plan
 from eventplan.project import Project, UnknownProject
 from eventplan.query.monitor import AlertMonitor
-from eventplan.store import local_base, open_store
+from eventplan.store import Store, local_base, open_store
 from eventplan.store.forward import Forwarder, Target, pause
 from eventplan.store.records import LoggedEvent, StoredEvent
 from eventplan.store.wal import LogFull, WriteAheadLog
@@ -61,20 +61,7 @@ class Server:
         self.settings = settings
         plans = [load_plan(p.plan) for p in settings.projects]
         self.store = open_store(settings.db, plans, memory_limit=settings.memory_limit)
-        configs = list(zip(settings.projects, plans, strict=True))
-        self.projects = [
-            Project(
-                config.name or plan.name,
-                plan,
-                self.store,
-                salt_setting=settings.hash_salt,
-                tokens=config.tokens,
-                enforcement=config.enforcement,
-            )
-            for config, plan in configs
-        ]
-        for project in self.projects:
-            project.prepare_to_judge()
+        self.projects = projects_of(settings, plans, self.store)
         self.ingestor = Ingestor(
             {token: p.name for p in self.projects for token in p.tokens},
             {p.name: p.pipeline for p in self.projects},
@@ -388,6 +375,24 @@ class Server:
             "counters": dict(self.counters),
             "recordings": dict(self.recordings),
         }
+
+
+def projects_of(settings: Settings, plans: list[Plan], store: Store) -> list[Project]:
+    """The configured projects over the store, each ready to judge its events."""
+    projects = [
+        Project(
+            config.name or plan.name,
+            plan,
+            store,
+            salt_setting=settings.hash_salt,
+            tokens=config.tokens,
+            enforcement=config.enforcement,
+        )
+        for config, plan in zip(settings.projects, plans, strict=True)
+    ]
+    for project in projects:
+        project.prepare_to_judge()
+    return projects
 
 
 async def _finish(tasks: list[asyncio.Task[None]]) -> None:
