@@ -27,7 +27,14 @@ import msgspec
 from eventplan.capture.enrich import TrustedProxies
 from eventplan.capture.errors import Unavailable
 from eventplan.capture.events import now_us
-from eventplan.capture.ingest import CaptureRequest, Envelope, Ingested, Ingestor, TokenBudget
+from eventplan.capture.ingest import (
+    CaptureRequest,
+    Envelope,
+    Ingested,
+    Ingestor,
+    TokenBudget,
+    verdict_counts,
+)
 from eventplan.capture.processes import CaptureProcesses
 from eventplan.capture.v1 import results
 from eventplan.config import Settings
@@ -249,8 +256,7 @@ class Server:
             await self._append(ingested)
         self.counters["requests_ok"] += 1
         self.counters["events_accepted"] += ingested.count
-        for verdict, count in ingested.verdicts.items():
-            self.counters[f"events_{verdict}"] += count
+        self._count(ingested.verdicts)
 
     async def _append(self, ingested: Ingested) -> None:
         try:
@@ -264,9 +270,11 @@ class Server:
                 f"the server could not write the events to disk ({exc.strerror or exc}); retry", 5
             ) from exc
         self.writer.submit(seq, ingested.count)
-        if ingested.events is not None and self.live.watching(ingested.project):
+        if not self.live.watching(ingested.project):
+            return
+        if ingested.events is not None:
             self.live.publish(ingested.events)
-        elif self.live.watching(ingested.project):  # not awaited: the answer goes now
+        else:  # decoded beside the loop, not awaited: the answer goes now
             asyncio.get_running_loop().run_in_executor(self._live_reader, self._show_live, ingested)
 
     def judge(self, events: list[LoggedEvent]) -> list[StoredEvent]:
@@ -274,7 +282,7 @@ class Server:
         writer's thread asks for a log written before capture judged its records. An
         event of a project no longer configured is refused, and the writer sets it aside."""
         judged = self._judged(events)
-        self._count(judged)
+        self._count(verdict_counts(judged))
         return judged
 
     def _judged(self, events: list[LoggedEvent]) -> list[StoredEvent]:
@@ -289,9 +297,9 @@ class Server:
                 start = end
         return judged
 
-    def _count(self, judged: list[StoredEvent]) -> None:
-        for event in judged:
-            self.counters[f"events_{event.verdict}"] += 1
+    def _count(self, verdicts: dict[str, int]) -> None:
+        for verdict, count in verdicts.items():
+            self.counters[f"events_{verdict}"] += count
 
     def _show_live(self, ingested: Ingested) -> None:
         """A request's judged events for the live feed, decoded off the event loop."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,13 +170,21 @@ class Ingestor:
         if event_limit is not None:
             refuse_large_events(events, event_limit)
         judged = self.pipelines[project].stored(events)
-        verdicts: dict[str, int] = {}
-        for event in judged:
-            verdicts[event.verdict] = verdicts.get(event.verdict, 0) + 1
         record = encode_stored(judged)
         return Ingested(
-            project, record, len(judged), verdicts, judged, batch.sent_uuids, batch.dropped
+            project,
+            record,
+            len(judged),
+            verdict_counts(judged),
+            judged,
+            batch.sent_uuids,
+            batch.dropped,
         )
+
+
+def verdict_counts(events: list[StoredEvent]) -> dict[str, int]:
+    """Events by verdict."""
+    return dict(Counter(event.verdict for event in events))
 
 
 def logged(events: list[IncomingEvent], project: str, envelope: Envelope) -> list[LoggedEvent]:
