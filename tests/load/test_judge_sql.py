@@ -1,12 +1,14 @@
-"""The plan compiled into SQL judges as the Python validator does.
+"""The plan compiled into SQL judges as the Python validator does, on both backends.
 
-One judge, two compilations: `Validator` for the per-event doors, `JudgeSql` for
-the loader. Fed the same events, they must give the same verdict and the same
-violations (code, property, expected, received, message, severity, in order).
+One judge, compiled twice: `Validator` for the per-event doors, and SQL run inside
+the store's engine: `JudgeSql` (DuckDB) and `JudgeClickHouse` (ClickHouse, here on
+chDB). Fed the same events, each must give the same verdict and the same violations
+(code, property, expected, received, message, severity, in order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -18,12 +20,14 @@ from hypothesis import strategies as st
 
 from eventplan.capture.events import wide_ints_as_floats
 from eventplan.capture.judge import Judge
-from eventplan.load import JudgeSql, judge_events
+from eventplan.load import JudgeClickHouse, JudgeSql, judge_events, judge_events_clickhouse
 from eventplan.plan import Plan
 from eventplan.plan.loader import read_plan_text
 from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.plan.validator import Validator
 from eventplan.simulate.samples import sample_events
+from eventplan.store.clickhouse import Engine
+from tests.conftest import BACKENDS, examples
 from tests.plan.test_schema import events, features, json_values, openchat
 
 # Rules the other plans do not have: a required nullable property, number and
@@ -60,12 +64,71 @@ def edges() -> Plan:
     return plan
 
 
-def both_judge(plan: Plan, batch: list[dict[str, Any]]) -> None:
+# (plan, [(event, properties JSON)], stored events' captured violations or None)
+# → [(verdict, violations JSON or None)]: one compilation of the plan, run.
+Compiled = Callable[[Plan, list[tuple[str, str]], list[str | None] | None], list[Any]]
+
+
+@pytest.fixture(scope="module")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    engine = Engine.connect(f"chdb:{tmp_path_factory.mktemp('judge') / 'clickhouse'}")
+    yield engine
+    engine.close()
+
+
+def on_duckdb(
+    plan: Plan, pairs: list[tuple[str, str]], captured: list[str | None] | None
+) -> list[Any]:
+    connection = duckdb.connect()
+    if captured is None:
+        return judge_events(connection, JudgeSql(plan), pairs)
+    judge = JudgeSql(plan, stored=True)
+    judge.register(connection)
+    connection.register(
+        "stored_events",
+        pa.table(
+            {
+                "event": [event for event, _ in pairs],
+                "properties": [properties for _, properties in pairs],
+                "captured": pa.array(captured, pa.string()),
+            }
+        ),
+    )
+    source = (
+        "SELECT event, properties::JSON AS properties, captured::JSON AS captured "
+        "FROM stored_events"
+    )
+    found = connection.sql(f"SELECT verdict, violations FROM ({judge.select(source)})")
+    return [(verdict, violations) for verdict, violations in found.fetchall()]
+
+
+@pytest.fixture(params=BACKENDS)
+def compiled(request: pytest.FixtureRequest) -> Compiled:
+    """The plan compiled for one backend, run over the events given."""
+    if request.param == "duckdb":
+        return on_duckdb
+    engine: Engine = request.getfixturevalue("clickhouse")
+
+    def on_clickhouse(
+        plan: Plan, pairs: list[tuple[str, str]], captured: list[str | None] | None
+    ) -> list[Any]:
+        judge = JudgeClickHouse(plan, stored=captured is not None)
+        return judge_events_clickhouse(engine, judge, pairs, captured)
+
+    return on_clickhouse
+
+
+def cases(request: pytest.FixtureRequest, count: int) -> int:
+    """Hypothesis examples for the backend this test runs on."""
+    return examples(request.node.callspec.params["compiled"], count)
+
+
+def both_judge(compiled: Compiled, plan: Plan, batch: list[dict[str, Any]]) -> None:
     validator = Validator(plan)
     # As the log holds them: integers past 64 bits are floats, as PostHog reads them.
     batch = [{**e, "properties": wide_ints_as_floats(e["properties"])} for e in batch]
     pairs = [(e["event"], msgspec.json.encode(e["properties"]).decode()) for e in batch]
-    judged = judge_events(duckdb.connect(), JudgeSql(plan), pairs)
+    judged = compiled(plan, pairs, None)
     assert len(judged) == len(batch)
     for event, (verdict, violations) in zip(batch, judged, strict=True):
         # What JSON says, read back (a tuple is a list, say).
@@ -79,26 +142,38 @@ PLANS = {"openchat": openchat, "features": features, "edges": edges}
 
 
 @pytest.mark.parametrize("name", PLANS)
-def test_the_compiled_plan_judges_random_events_as_the_validator_does(name: str) -> None:
+def test_the_compiled_plan_judges_random_events_as_the_validator_does(
+    name: str, compiled: Compiled, request: pytest.FixtureRequest
+) -> None:
     plan = PLANS[name]()
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=cases(request, 25),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(st.lists(events(plan), min_size=1, max_size=40))
     def agree(batch: list[dict[str, Any]]) -> None:
-        both_judge(plan, batch)
+        both_judge(compiled, plan, batch)
 
     agree()
 
 
 @pytest.mark.parametrize("name", PLANS)
-def test_unplanned_events_and_odd_keys_are_judged_alike(name: str) -> None:
+def test_unplanned_events_and_odd_keys_are_judged_alike(
+    name: str, compiled: Compiled, request: pytest.FixtureRequest
+) -> None:
     plan = PLANS[name]()
     names = st.sampled_from(
         ["$pageview", "$custom", "Bad Name", "chat.opened", "x.y", *plan.events]
     )
     odd_keys = st.text(max_size=6) | st.sampled_from(["$lib", "userAgent", "a/b~c", "Size", "~"])
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=cases(request, 25),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(
         st.lists(
             st.fixed_dictionaries(
@@ -109,89 +184,69 @@ def test_unplanned_events_and_odd_keys_are_judged_alike(name: str) -> None:
         )
     )
     def agree(batch: list[dict[str, Any]]) -> None:
-        both_judge(plan, batch)
+        both_judge(compiled, plan, batch)
 
     agree()
 
 
-def test_simulated_openchat_traffic_gets_the_same_verdicts(openchat_plan: Plan) -> None:
+def test_simulated_openchat_traffic_gets_the_same_verdicts(
+    openchat_plan: Plan, compiled: Compiled
+) -> None:
     batch = sample_events(openchat_plan, 3000)
-    both_judge(openchat_plan, batch)
-    verdicts = {
-        v
-        for v, _ in judge_events(
-            duckdb.connect(),
-            JudgeSql(openchat_plan),
-            [(e["event"], msgspec.json.encode(e["properties"]).decode()) for e in batch],
-        )
-    }
+    both_judge(compiled, openchat_plan, batch)
+    pairs = [(e["event"], msgspec.json.encode(e["properties"]).decode()) for e in batch]
+    verdicts = {verdict for verdict, _ in compiled(openchat_plan, pairs, None)}
     assert verdicts == {"valid", "invalid", "unplanned"}  # the samples break some events
 
 
-def test_a_private_value_is_never_shown_in_a_violation() -> None:
+def test_a_private_value_is_never_shown_in_a_violation(compiled: Compiled) -> None:
     plan = edges()
     pairs = [("thing.made", '{"code": null, "secret": "abc", "card": "4242424242424242"}')]
-    [(verdict, violations)] = judge_events(duckdb.connect(), JudgeSql(plan), pairs)
+    [(verdict, violations)] = compiled(plan, pairs, None)
     assert verdict == "invalid"
     assert violations is not None
     assert "abc" not in violations and "4242" not in violations
     assert {v["received"] for v in msgspec.json.decode(violations)} == {"[hashed]", "[masked]"}
 
 
-def judge_stored(plan: Plan, rows: list[tuple[str, str, str | None]]) -> list[tuple[str, Any]]:
-    """(verdict, violations) of stored events (event, properties, captured violations),
-    by the compiled plan in `stored` mode."""
-    connection = duckdb.connect()
-    judge = JudgeSql(plan, stored=True)
-    judge.register(connection)
-    connection.register(
-        "stored_events",
-        pa.table(
-            {
-                "event": [r[0] for r in rows],
-                "properties": [r[1] for r in rows],
-                "captured": pa.array([r[2] for r in rows], pa.string()),
-            }
-        ),
-    )
-    source = (
-        "SELECT event, properties::JSON AS properties, captured::JSON AS captured "
-        "FROM stored_events"
-    )
-    found = connection.sql(f"SELECT verdict, violations FROM ({judge.select(source)})").fetchall()
-    return [(v, msgspec.json.decode(violations) if violations else []) for v, violations in found]
-
-
 @pytest.mark.parametrize("name", ["openchat", "edges"])
-def test_stored_events_are_judged_again_as_the_validator_judges_them(name: str) -> None:
+def test_stored_events_are_judged_again_as_the_validator_judges_them(
+    name: str, compiled: Compiled, request: pytest.FixtureRequest
+) -> None:
     """After the privacy policy, a changed property keeps the violations it had when it
     was captured; every other one is judged again (`Judge.rejudge_stored`)."""
     plan = PLANS[name]()
     judge, privacy = Judge(plan), PrivacyPolicy(plan, b"salt")
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=cases(request, 25),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(st.lists(events(plan), min_size=1, max_size=30))
     def agree(batch: list[dict[str, Any]]) -> None:
-        rows, expected = [], []
+        pairs, captured_of, expected = [], [], []
         for event in batch:
             properties = msgspec.json.decode(
                 msgspec.json.encode(wide_ints_as_floats(event["properties"]))
             )
             captured = judge.verdict(event["event"], properties).violations
             privacy.apply(event["event"], properties)
-            encoded = msgspec.json.encode(captured).decode() if captured else None
-            rows.append((event["event"], msgspec.json.encode(properties).decode(), encoded))
+            pairs.append((event["event"], msgspec.json.encode(properties).decode()))
+            captured_of.append(msgspec.json.encode(captured).decode() if captured else None)
             again = judge.rejudge_stored(event["event"], properties, captured)
             expected.append((again.verdict, msgspec.to_builtins(again.violations)))
-        assert judge_stored(plan, rows) == expected
+        found = compiled(plan, pairs, captured_of)
+        assert [(v, msgspec.json.decode(j) if j else []) for v, j in found] == expected
 
     agree()
 
 
-def test_a_plan_whose_events_have_no_properties_is_judged_alike() -> None:
+def test_a_plan_whose_events_have_no_properties_is_judged_alike(compiled: Compiled) -> None:
     plan, findings = read_plan_text("plan: bare\nversion: '1'\nevents:\n  thing.done: {}\n")
     assert plan is not None, findings
     both_judge(
+        compiled,
         plan,
         [
             {"event": "thing.done", "properties": {"x": 1, "$lib": "web"}},

@@ -191,8 +191,9 @@ def _broken(prop: Property, field: _Field) -> str:
 # -- the second pass: the violations, from a table of rules -------------------------
 
 
-class _Rule(msgspec.Struct, array_like=True):
-    """One planned property of one event, as the second pass reads it."""
+class Rule(msgspec.Struct, array_like=True):
+    """One planned property of one event, as a generic check reads it (DuckDB's second
+    pass, ClickHouse's only one)."""
 
     event: str
     position: int
@@ -227,13 +228,13 @@ def _enum_parts(enum: tuple[Any, ...]) -> tuple[list[str], list[float], list[boo
     )
 
 
-def _rule(event: str, position: int, prop: Property) -> _Rule:
+def rule_of(event: str, position: int, prop: Property) -> Rule:
     enum = prop.enum
     strings, numbers, booleans = _enum_parts(enum) if enum is not None else (None, None, None)
     lengths = (prop.min_length, prop.max_length)
     bounds = (prop.minimum, prop.maximum)
     policy = prop.privacy.policy
-    return _Rule(
+    return Rule(
         event=event,
         position=position,
         name=prop.name,
@@ -390,6 +391,15 @@ def _structure(fields: str) -> str:
     return f"json_transform(_in.properties, {text('{' + fields + '}')})" if fields else "NULL"
 
 
+def judged_properties(plan: Plan, event: str, stored: bool) -> dict[str, Property]:
+    """The properties of an event that are judged: all of them, or when judging stored
+    events, those the privacy policy leaves as they were sent."""
+    properties = plan.properties_of(event)
+    if not stored:
+        return properties
+    return {n: p for n, p in properties.items() if p.privacy.policy == "keep"}
+
+
 class JudgeSql:
     """One plan's rules as SQL over a relation with `event` (VARCHAR, not empty) and
     `properties` (a JSON object) columns. `register` puts the plan's rule tables
@@ -421,17 +431,12 @@ class JudgeSql:
         }
 
     def _judged(self, event: str) -> dict[str, Property]:
-        """The properties of an event that are judged: all of them, or when judging
-        stored events, those the privacy policy leaves as they were sent."""
-        properties = self.plan.properties_of(event)
-        if not self.stored:
-            return properties
-        return {n: p for n, p in properties.items() if p.privacy.policy == "keep"}
+        return judged_properties(self.plan, event, self.stored)
 
     def tables(self) -> dict[str, pa.Table]:
         """The rule tables this plan's `select` reads, by the names it reads them."""
         rules = [
-            _rule(event, position, prop)
+            rule_of(event, position, prop)
             for event in self.plan.events
             for position, prop in enumerate(self._judged(event).values())
         ]
