@@ -507,7 +507,7 @@ def quarantine_replay(db: str, plan: Path) -> None:
 @click.option("--since", help="Only events since then (2026-12-01, or -7d).")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
 def rejudge(db: str, plan: Path, project: str | None, since: str | None, as_json: bool) -> None:
-    """Judge stored events again under PLAN as it is now, inside the store (DuckDB):
+    """Judge stored events again under PLAN as it is now, inside the store (DuckDB or ClickHouse):
     what was invalid and is valid now, and the reverse."""
     from datetime import UTC, datetime
 

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+import pytest
 from click.testing import CliRunner
 
 from eventplan.capture.judge import Judge
@@ -19,7 +20,7 @@ from eventplan.plan import load_plan
 from eventplan.plan.validator import Violation
 from eventplan.simulate.samples import sample_events
 from eventplan.store import open_store
-from tests.conftest import OPENCHAT, store_url
+from tests.conftest import BACKENDS, OPENCHAT, store_url
 
 SOURCE_V1 = "        enum: [sidebar_button]\n"
 SOURCE_V2 = "        enum: [sidebar_button, keyboard_shortcut]\n"
@@ -45,14 +46,17 @@ def chat_created(person: str, **changes: object) -> dict[str, object]:
     return {"event": "chat.created", "distinct_id": person, "properties": properties}
 
 
-def test_rejudge_flips_what_the_new_plan_decides_and_nothing_else(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rejudge_flips_what_the_new_plan_decides_and_nothing_else(
+    tmp_path: Path, backend: str
+) -> None:
     plan = load_plan(OPENCHAT)
     events = sample_events(plan, 2000, seed=11)
     events += [chat_created(f"k{i}", source="keyboard_shortcut", title_length=9) for i in range(7)]
     events += [chat_created(f"t{i}") for i in range(5)]  # no title_length
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
-    db = str(tmp_path / "r.duckdb")
+    db = store_url(backend, tmp_path)
     imported = CliRunner().invoke(cli, ["import", str(path), "--db", db, "--plan", str(OPENCHAT)])
     assert imported.exit_code == 0, imported.output
     store = open_store(db, [plan], read_only=True)
@@ -93,12 +97,13 @@ def test_rejudge_flips_what_the_new_plan_decides_and_nothing_else(tmp_path: Path
     assert again.exit_code == 0 and "no verdict changed" in again.output
 
 
-def test_rejudge_since_leaves_older_events_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rejudge_since_leaves_older_events_alone(tmp_path: Path, backend: str) -> None:
     path = tmp_path / "events.jsonl"
     old = {**chat_created("old", source="keyboard_shortcut"), "timestamp": "2026-01-01T00:00:00Z"}
     new = {**chat_created("new", source="keyboard_shortcut"), "timestamp": "2026-06-01T00:00:00Z"}
     path.write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
-    db = str(tmp_path / "s.duckdb")
+    db = store_url(backend, tmp_path)
     assert CliRunner().invoke(cli, ["import", str(path), "--db", db, "--plan", str(OPENCHAT)])
     done = CliRunner().invoke(
         cli,
@@ -139,7 +144,10 @@ def renamed_plan(tmp_path: Path) -> Path:
     return path
 
 
-def test_rejudge_reads_events_stored_under_old_names_as_the_renamed_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rejudge_reads_events_stored_under_old_names_as_the_renamed_ones(
+    tmp_path: Path, backend: str
+) -> None:
     """Renaming an event and a property in the plan changes no stored verdict: an event
     stored as `chat.created` with `chat_id` is judged as `chat.started` with
     `conversation_id`, as capture would judge it now (and as the Python judge does)."""
@@ -147,7 +155,7 @@ def test_rejudge_reads_events_stored_under_old_names_as_the_renamed_ones(tmp_pat
     events = [chat_created("ok"), chat_created("bad", source="keyboard_shortcut")]
     events.append(chat_created("empty", chat_id=""))  # too short under either name
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
-    db = str(tmp_path / "n.duckdb")
+    db = store_url(backend, tmp_path)
     assert CliRunner().invoke(cli, ["import", str(path), "--db", db, "--plan", str(OPENCHAT)])
     renamed = renamed_plan(tmp_path)
     store = open_store(db, [load_plan(OPENCHAT)], read_only=True)
@@ -170,13 +178,3 @@ def test_rejudge_reads_events_stored_under_old_names_as_the_renamed_ones(tmp_pat
     assert before == {who: verdict for who, (verdict, _) in stored.items()}
     assert before == {"ok": "valid", "bad": "invalid", "empty": "invalid"}
     assert [v["property"] for v in stored["empty"][1]] == ["conversation_id"]
-
-
-def test_rejudge_on_clickhouse_says_it_is_not_built_there(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_text(json.dumps(chat_created("ch")) + "\n")
-    db = store_url("clickhouse", tmp_path)
-    assert CliRunner().invoke(cli, ["import", str(path), "--db", db, "--plan", str(OPENCHAT)])
-    done = CliRunner().invoke(cli, ["rejudge", "--db", db, "--plan", str(OPENCHAT)])
-    assert done.exit_code == 1
-    assert "not built for ClickHouse" in done.output and "Traceback" not in done.output

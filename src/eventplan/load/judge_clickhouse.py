@@ -15,8 +15,11 @@ Violations are built as JSON text the way msgspec writes it (the validator's
 own spellings differ (`1e16` for `1e+16`, `2` for `2.0`, `\\/`, `\\u001F`), so
 `python_float` and `json_string` rewrite them.
 
-Property renames (`renamed_from`) are part of the statement: an old name counts as
-its planned one where the planned one is absent, as capture's `Judge.rename` moves it.
+Judging stored events again (`stored`), property renames (`renamed_from`) are part of
+the statement: an old name counts as its planned one where the planned one is
+absent, as capture's `Judge.rename` moves it. (The DuckDB rejudge rewrites the
+properties before its statement instead: DuckDB edits JSON, ClickHouse's JSON
+functions would write its numbers again, `1.0` as `1`.)
 """
 
 from __future__ import annotations
@@ -270,6 +273,7 @@ class JudgeClickHouse:
             renames = [
                 f"({literal(old)}, {literal(new)})"
                 for old, new in self.plan.property_renames(event).items()
+                if self.stored
             ]
             rows.append(
                 f"({literal(event)}, [{', '.join(rules)}], {literal(known)}, "

@@ -371,6 +371,22 @@ class Store(ABC):
         return [_recent(row) for row in rows]
 
     @abstractmethod
+    def rejudge(
+        self,
+        judged: Callable[[str], str],
+        tables: dict[str, pa.Table],
+        project: str,
+        version: str,
+        since_us: int | None = None,
+    ) -> list[tuple[str, str, int]]:
+        """Judge a project's stored events (since `since_us`) again, in one statement
+        inside the store, and keep the new verdicts. `judged` makes the judging SELECT
+        (the plan compiled for this store's dialect) over a relation of stored events
+        (`uuid`, `event`, `properties`, `captured` violations); it reads `tables`. Each
+        event then says it was judged by plan `version`. Each change of verdict is
+        counted: (before, after, events)."""
+
+    @abstractmethod
     def properties_sql(self, table: str = "e") -> str:
         """An event's whole `properties` as JSON, from `events_data` aliased `table`."""
 

@@ -19,11 +19,12 @@ cluster over HTTP (`clickhouse://`), and chDB, the ClickHouse engine as a librar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, cast
@@ -686,6 +687,73 @@ class ClickHouseStore(Store):
         )
         self.engine.insert("quarantine_rows", staged)
         return len(fresh)
+
+    def rejudge(
+        self,
+        judged: Callable[[str], str],
+        tables: dict[str, pa.Table],
+        project: str,
+        version: str,
+        since_us: int | None = None,
+    ) -> list[tuple[str, str, int]]:
+        """`Store.rejudge`: the judged verdicts into a `Join` table by uuid, then one
+        mutation of `events_data` that reads them with `joinGet` (ClickHouse updates
+        rows only by mutation; a newer copy of each row would count twice until
+        merged). Not for a cluster's `Distributed` tables. `tables`: none here, the
+        ClickHouse compilation carries its plan in the statement."""
+        since = (
+            ""
+            if since_us is None
+            else f"AND e.timestamp >= fromUnixTimestamp64Micro({since_us:d}, 'UTC')"
+        )
+        source = f"""
+            SELECT e.uuid AS uuid, e.event AS event, {self.properties_sql("e")} AS properties,
+                e.violations AS captured
+            FROM events_data e WHERE e.project = {value_sql(project)} {since}
+        """
+        database = self._rows("SELECT currentDatabase()")[0][0]
+        name = f"rejudged_{os.getpid()}_{secrets.token_hex(4)}"
+        table = value_sql(f"{database}.{name}")
+        after = f"ifNull(joinGet({table}, 'verdict', uuid), '')"
+        with self._lock:
+            self.engine.command(
+                f"CREATE TABLE {name} (uuid UUID, verdict String, violations Nullable(String)) "
+                "ENGINE = Join(ANY, LEFT, uuid)"
+            )
+            try:
+                self.engine.command(
+                    f"INSERT INTO {name} SELECT uuid, verdict, violations FROM ({judged(source)})"
+                )
+                changes = self._rows(
+                    f"SELECT verdict, {after} AS after, count() FROM events_data "
+                    f"WHERE project = {value_sql(project)} AND after != '' AND verdict != after "
+                    "GROUP BY ALL ORDER BY ALL"
+                )
+                self._mutate(
+                    f"ALTER TABLE events_data UPDATE verdict = {after}, "
+                    f"violations = joinGet({table}, 'violations', uuid), "
+                    f"plan_version = {value_sql(version)} "
+                    f"WHERE project = {value_sql(project)} AND {after} != ''",
+                    name,
+                )
+            finally:
+                self.engine.command(f"DROP TABLE IF EXISTS {name}")
+        return [(str(before), str(after), int(count)) for before, after, count in changes]
+
+    def _mutate(self, statement: str, mark: str) -> None:
+        """Run a mutation to its end; one that failed is killed rather than left to be
+        retried in the background (it reads `mark`, a table about to be dropped)."""
+        try:
+            self.engine.command(
+                f"{statement} SETTINGS mutations_sync = 2, allow_nondeterministic_mutations = 1"
+            )
+        except EventplanError:
+            with contextlib.suppress(EventplanError):  # the mutation's own error matters
+                self.engine.command(
+                    "KILL MUTATION WHERE table = 'events_data' "
+                    f"AND command LIKE {value_sql(f'%{mark}%')}"
+                )
+            raise
 
     def delete_quarantined(self, uuids: list[str]) -> None:
         self._copy_by_uuid("quarantine", uuids, {"deleted": "1"})

@@ -714,11 +714,8 @@ class EventStore(Store):
         version: str,
         since_us: int | None = None,
     ) -> list[tuple[str, str, int]]:
-        """Judge a project's stored events again, in one statement inside the store,
-        and keep the new verdicts. `judged` makes the judging SELECT over a relation of
-        stored events (`uuid`, `event`, `properties`, `captured` violations) and reads
-        `tables`. Each event then says it was judged by plan `version`. Each change of
-        verdict is counted: (before, after, events)."""
+        """`Store.rejudge`: the judged verdicts in a temporary table, then one UPDATE,
+        in one transaction."""
         since = "" if since_us is None else f"AND e.timestamp >= make_timestamptz({since_us:d})"
         source = f"""
             SELECT e.uuid, e.event, {self.properties_sql("e")} AS properties,
