@@ -9,7 +9,8 @@ event with fastjsonschema compiled from our own exported JSON Schemas.
 Two more rows: orjson's plain decode of the same bodies (no judging at all: the
 goal for judging in the engine is to cost no more than this), and the plan
 compiled into one DuckDB statement (`load.JudgeSql`) over the same events as the
-log holds them, one JSON line each, read by DuckDB's own `read_json`.
+log holds them, one JSON line each, read by DuckDB's own `read_json`; and the same
+in ClickHouse (`load.JudgeClickHouse`, on chDB), read by its `file()`.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from eventplan.load import JudgeSql
+from eventplan.load import JudgeClickHouse, JudgeSql
 from eventplan.plan import load_plan
 from eventplan.plan.schema import plan_schemas
 from eventplan.plan.validator import Validator
 from eventplan.simulate.samples import sample_events
+from eventplan.store.clickhouse import Engine
 
 PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
 
@@ -102,6 +104,35 @@ def in_engine(plan: Any, events: list[dict[str, Any]]) -> tuple[float, int]:
     return len(events) / best, int(bad)
 
 
+def in_clickhouse(plan: Any, events: list[dict[str, Any]]) -> tuple[float, int]:
+    """Events/s of the ClickHouse compilation (chDB, in this process) over the same
+    JSON lines, read by ClickHouse's `file()` (best of 3)."""
+    judge = JudgeClickHouse(plan)
+    with tempfile.TemporaryDirectory() as folder:
+        lines = Path(folder) / "events.jsonl"
+        lines.write_bytes(
+            b"".join(
+                orjson.dumps({"event": e["event"], "properties": e.get("properties", {})}) + b"\n"
+                for e in events
+            )
+        )
+        engine = Engine.connect(f"chdb:{Path(folder) / 'clickhouse'}")
+        source = (
+            f"SELECT * FROM file('{lines}', 'JSONEachRow', 'event String, properties String') "
+            "SETTINGS input_format_json_read_objects_as_strings = 1"
+        )
+        statement = f"SELECT countIf(verdict != 'valid') AS bad FROM ({judge.select(source)})"
+        best, bad = float("inf"), 0
+        try:
+            for _ in range(3):
+                started = time.perf_counter()
+                bad = engine.query(statement).column("bad").to_pylist()[0]
+                best = min(best, time.perf_counter() - started)
+        finally:
+            engine.close()
+    return len(events) / best, int(bad)
+
+
 def measure(run: Callable[[bytes], int], payloads: list[bytes], events: int) -> tuple[float, int]:
     best = float("inf")
     bad = 0
@@ -124,6 +155,7 @@ def main() -> None:
     base_rate, base_bad = measure(baseline(plan_schemas(plan)), payloads, len(events))
     decode_rate, _ = measure(plain_decode, payloads, len(events))
     engine_rate, engine_bad = in_engine(plan, events)
+    clickhouse_rate, clickhouse_bad = in_clickhouse(plan, events)
     table = Table(
         title=f"decode + validate, {len(events):,} events in /batch/ bodies of {args.batch}"
     )
@@ -152,15 +184,21 @@ def main() -> None:
         f"{engine_bad:,}",
         f"{engine_rate / base_rate:.2f}",
     )
+    table.add_row(
+        "plan compiled to SQL, ClickHouse (chDB)",
+        f"{clickhouse_rate:,.0f}",
+        f"{clickhouse_bad:,}",
+        f"{clickhouse_rate / base_rate:.2f}",
+    )
     console = Console()
     console.print(table)
     console.print(
         f"machine: {platform.machine()}, Python {platform.python_version()}, best of 3 runs"
     )
-    if not ours_bad == engine_bad == base_bad:
+    if not ours_bad == engine_bad == clickhouse_bad == base_bad:
         console.print(
-            f"[red]verdicts differ: ours {ours_bad} and in the engine {engine_bad} not valid, "
-            f"baseline {base_bad}[/red]"
+            f"[red]verdicts differ: ours {ours_bad}, DuckDB {engine_bad} and ClickHouse "
+            f"{clickhouse_bad} not valid, baseline {base_bad}[/red]"
         )
         raise SystemExit(1)
 

@@ -40,32 +40,27 @@ from eventplan.store.clickhouse import value_sql
 if TYPE_CHECKING:
     from eventplan.store.clickhouse import Engine
 
-NUMBER_TYPES: Final = "('Int64', 'UInt64', 'Double')"
-# What `JSONType` says of a value, as the validator's `type_name` names it.
-TYPE_NAMES: Final = {
-    "String": "string",
-    "Int64": "integer",
-    "UInt64": "integer",
-    "Double": "number",
-    "Bool": "boolean",
-    "Array": "array",
-    "Object": "object",
-}
 # The control characters ClickHouse escapes with capital hex digits, msgspec with small.
 CAPITAL_ESCAPES: Final = (0x0B, 0x0E, 0x0F, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F)
+# A rule as the statement reads it; the JSON texts a violation shows are made here, once.
 RULE_TYPE: Final = (
-    "Tuple(name String, type String, type_expected String, required Bool, nullable Bool, "
-    "enum String, enum_text String, enum_strings Array(String), enum_numbers Array(Float64), "
-    "enum_booleans Array(UInt8), min_length Nullable(Int64), max_length Nullable(Int64), "
-    "length_bounds String, pattern String, pattern_re2 String, minimum Nullable(Float64), "
-    "maximum Nullable(Float64), bounds String, hidden String)"
+    "Tuple(name String, name_json String, type String, type_json String, "
+    "type_expected String, required Bool, nullable Bool, enum String, enum_text String, "
+    "enum_strings Array(String), enum_numbers Array(Float64), enum_booleans Array(UInt8), "
+    "min_length Nullable(Int64), max_length Nullable(Int64), length_bounds String, "
+    "length_json String, pattern String, pattern_json String, pattern_re2 String, "
+    "minimum Nullable(Float64), maximum Nullable(Float64), bounds String, bounds_json String, "
+    "hidden_json String)"
 )
 PLAN_TABLE: Final = (
     f"event String, rules Array({RULE_TYPE}), known Array(String), kept Array(String), "
     "renames Array(Tuple(old String, new String))"
 )
+
+
 INTERNAL: Final = (
-    "_row, _in_event, _planned, _rules, _known, _kept, _moved, _renamed, _keys, _violations"
+    "_row, _in_event, _planned, _rules, _known, _kept, _moved, _renamed, _pairs, _values, "
+    "_keys, _violations"
 )
 
 
@@ -145,108 +140,132 @@ def json_text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def read_value(key: str, body: str, hidden: str = "''") -> str:
-    """SQL of `body`, with property `key` (SQL) of the event's `properties` read once:
-    `_has`, `_kind` (what `JSONType` says; 'Null' when missing too), `_str`, `_num`,
-    `_bool`, and `_shown`: JSON text of what a violation shows of the value
-    (`validator._shown`, which is also how its message quotes it), `_number`: a
-    number's text as the validator's `quoted` writes it."""
-    number = f"if(_kind = 'Double', {python_float('_num')}, _int)"
-    cut = f"concat(leftUTF8(_str, {RECEIVED_MAX_CHARS}), {literal(chr(0x2026))})"
-    shown = (
-        f"multiIf({hidden} != '', {json_string(hidden)}, "
-        f"_kind = 'String' AND lengthUTF8(_str) > {RECEIVED_MAX_CHARS}, {json_string(cut)}, "
-        f"_kind = 'String', {json_string('_str')}, "
-        "_kind = 'Array', '\"array\"', _kind = 'Object', '\"object\"', "
-        f"_kind IN {NUMBER_TYPES}, _number, _kind = 'Bool', if(_bool, 'true', 'false'), 'null')"
+def read_value(key: str, body: str) -> str:
+    """SQL of `body`, with property `key` (SQL) read from the event's `_values` (each
+    key's JSON text, from one parse of its properties): `_k`, `_has`, `_raw`, `_kind`
+    (String, Number, Bool, Array, Object, or Null, missing too), `_str`, `_num`."""
+    kind = (
+        "multiIf(startsWith(_raw, '\"'), 'String', startsWith(_raw, '['), 'Array', "
+        "startsWith(_raw, '{'), 'Object', _raw IN ('true', 'false'), 'Bool', "
+        "_raw IN ('null', ''), 'Null', 'Number')"
     )
-    body = let(let(body, _shown=shown), _number=number)
-    body = let(
-        body,
-        _has="JSONHas(properties, _k)",
-        _kind="toString(JSONType(properties, _k))",
-        _str="JSONExtractString(properties, _k)",
-        _num="JSONExtractFloat(properties, _k)",
-        _bool="JSONExtractBool(properties, _k)",
-        _int=(
-            "if(JSONType(properties, _k) = 'UInt64', toString(JSONExtractUInt(properties, _k)), "
-            "toString(JSONExtractInt(properties, _k)))"
-        ),
-    )
+    body = let(body, _str="JSONExtractString(_raw)", _num="JSONExtractFloat(_raw)")
+    body = let(body, _kind=kind)
+    body = let(body, _has="mapContains(_values, _k)", _raw="_values[_k]")
     return let(body, _k=key)
 
 
+# ClickHouse writes a number's JSON text again (`1.0` as `1`, `-0.0` as `0`), so
+# whether the value was sent as a whole number or not is asked of the properties
+# themselves, and only for a violation (it parses them again).
+EXACT_NUMBER: Final = "toString(JSONType(properties, _k)) = 'Double'"
+
+
+def number_text() -> str:
+    """SQL of a number's text as the validator's `quoted` writes it."""
+    return f"if({EXACT_NUMBER}, {python_float('JSONExtractFloat(properties, _k)')}, _raw)"
+
+
+def shown(hidden_json: str = "''") -> str:
+    """SQL of the JSON text of what a violation shows of the value (`validator._shown`),
+    which is also how its message quotes it; `_number` is `number_text`."""
+    cut = f"concat(leftUTF8(_str, {RECEIVED_MAX_CHARS}), {literal(chr(0x2026))})"
+    text = f"if(lengthUTF8(_str) > {RECEIVED_MAX_CHARS}, {cut}, _str)"
+    return (
+        f"multiIf({hidden_json} != '', {hidden_json}, _kind = 'String', {json_string(text)}, "
+        "_kind = 'Array', '\"array\"', _kind = 'Object', '\"object\"', "
+        "_kind = 'Number', _number, _kind = 'Bool', _raw, 'null')"
+    )
+
+
 def type_name() -> str:
-    """SQL of `_kind` as the validator's `type_name` names it."""
-    cases = ", ".join(f"_kind = {literal(k)}, {literal(n)}" for k, n in TYPE_NAMES.items())
-    return f"multiIf({cases}, 'null')"
+    """SQL of the value's type as the validator's `type_name` names it."""
+    return (
+        f"multiIf(_kind = 'Number', if({EXACT_NUMBER}, 'number', 'integer'), "
+        "_kind = 'Bool', 'boolean', _kind = 'Null', 'null', lower(_kind))"
+    )
 
 
 def is_datetime() -> str:
-    """SQL true when `_str` is RFC 3339, on a day its month has (`validator.is_datetime`)."""
-    body = (
-        f"match(upper, {literal(f'^(?:{RFC3339})$')}) AND year > 0 AND day BETWEEN 1 AND "
-        "multiIf(month = 2, if((year % 4 = 0 AND year % 100 != 0) OR year % 400 = 0, 29, 28), "
-        "month IN (4, 6, 9, 11), 30, 31)"
+    """SQL true when `_str` is RFC 3339, on a day its month has (`validator.is_datetime`).
+    (ClickHouse computes an expression that is written more than once only once.)"""
+    upper = "upperUTF8(_str)"
+    year, month, day = (
+        f"toUInt32OrZero(substring({upper}, {at}, {length}))"
+        for at, length in ((1, 4), (6, 2), (9, 2))
     )
-    body = let(
-        body,
-        year="toUInt32OrZero(substring(upper, 1, 4))",
-        month="toUInt32OrZero(substring(upper, 6, 2))",
-        day="toUInt32OrZero(substring(upper, 9, 2))",
-    )
-    return let(body, upper="upperUTF8(_str)")
+    leap = f"({year} % 4 = 0 AND {year} % 100 != 0) OR {year} % 400 = 0"
+    days = f"multiIf({month} = 2, if({leap}, 29, 28), {month} IN (4, 6, 9, 11), 30, 31)"
+    full = literal(f"^(?:{RFC3339})$")
+    return f"(match({upper}, {full}) AND {year} > 0 AND {day} BETWEEN 1 AND {days})"
 
 
-def _rule_violation() -> str:
-    """SQL of the JSON text of the first rule of `r` the event's value breaks, '' for
-    none: `check_value` generically, over a rule tuple."""
+# The rules `check_value` applies in order, each with its code, what it expected,
+# whether it shows the value received, and its message; a value breaks the first.
+RULES: Final = (
+    ("missing_required", "NOT _has", "r.type_json", False,
+     "concat(r.name, ': required by ', _in_event, ' but missing')"),
+    ("wrong_type", "_kind = 'Null'", "r.type_json", False,
+     "concat(r.name, ': expected ', r.type, ', got null')"),
+    ("wrong_type", "NOT _fits", "r.type_json", True,
+     f"concat(r.name, ': expected ', r.type_expected, ', got ', {type_name()}, ' ', _shown)"),
+    ("not_in_enum", "r.enum != '' AND NOT _in_enum", "r.enum", True,
+     "concat(r.name, ': ', _shown, ' is not one of ', r.enum_text)"),
+    ("out_of_range",
+     "_kind = 'String' AND (lengthUTF8(_str) < r.min_length OR lengthUTF8(_str) > r.max_length)",
+     "r.length_json", True,
+     "concat(r.name, ': length ', toString(lengthUTF8(_str)), ' is outside ', r.length_bounds)"),
+    ("pattern_mismatch", "_kind = 'String' AND r.pattern != '' AND NOT match(_str, r.pattern_re2)",
+     "r.pattern_json", True, "concat(r.name, ': ', _shown, ' does not match ', r.pattern)"),
+    ("out_of_range", "_kind = 'Number' AND (_num < r.minimum OR _num > r.maximum)",
+     "r.bounds_json", True, "concat(r.name, ': ', _number, ' is outside ', r.bounds)"),
+)  # fmt: skip
+
+
+def _broken_rule() -> str:
+    """SQL of the number of the first rule of `RULES` that rule `r`'s value breaks, 0
+    for none: `check_value`'s tests, over a rule tuple and the value's `VALUE`s."""
     fits = (
         "multiIf(r.type = 'string', _kind = 'String', "
         f"r.type = 'datetime', _kind = 'String' AND {is_datetime()}, "
         "r.type = 'boolean', _kind = 'Bool', "
-        "r.type = 'integer', "
-        "_kind IN ('Int64', 'UInt64') OR (_kind = 'Double' AND _num = trunc(_num)), "
-        f"_kind IN {NUMBER_TYPES})"
+        "r.type = 'integer', _kind = 'Number' AND _num = trunc(_num), "
+        "_kind = 'Number')"
     )
     in_enum = (
         "((_kind = 'String' AND has(r.enum_strings, _str)) "
-        "OR (_kind = 'Bool' AND has(r.enum_booleans, _bool)) "
-        f"OR (_kind IN {NUMBER_TYPES} AND has(r.enum_numbers, _num)))"
+        "OR (_kind = 'Bool' AND has(r.enum_booleans, _raw = 'true')) "
+        "OR (_kind = 'Number' AND has(r.enum_numbers, _num)))"
     )
-    quoted_type = json_string("r.type")
-    rules = [
-        ("missing_required", "NOT _has", quoted_type, "'null'",
-         "concat(r.name, ': required by ', _in_event, ' but missing')"),
-        ("wrong_type", "_kind = 'Null'", quoted_type, "'null'",
-         "concat(r.name, ': expected ', r.type, ', got null')"),
-        ("wrong_type", f"NOT ({fits})", quoted_type, "_shown",
-         f"concat(r.name, ': expected ', r.type_expected, ', got ', {type_name()}, ' ', _shown)"),
-        ("not_in_enum", f"r.enum != '' AND NOT {in_enum}", "r.enum", "_shown",
-         "concat(r.name, ': ', _shown, ' is not one of ', r.enum_text)"),
-        ("out_of_range",
-         "_kind = 'String' AND (_length < r.min_length OR _length > r.max_length)",
-         json_string("concat('length ', r.length_bounds)"), "_shown",
-         "concat(r.name, ': length ', toString(_length), ' is outside ', r.length_bounds)"),
-        ("pattern_mismatch",
-         "_kind = 'String' AND r.pattern != '' AND NOT match(_str, r.pattern_re2)",
-         json_string("r.pattern"), "_shown",
-         "concat(r.name, ': ', _shown, ' does not match ', r.pattern)"),
-        ("out_of_range",
-         f"_kind IN {NUMBER_TYPES} AND (_num < r.minimum OR _num > r.maximum)",
-         json_string("r.bounds"), "_shown",
-         "concat(r.name, ': ', _number, ' is outside ', r.bounds)"),
-    ]  # fmt: skip
     # A missing or null value breaks at most the first two rules; the others need one.
-    cases = ["(NOT _has AND NOT r.required) OR (_has AND _kind = 'Null' AND r.nullable)", "''"]
-    for code, test, expected, received, message in rules:
-        cases += [test, _violation(code, "_name", expected, received, message, "'error'")]
-    body = let(
-        f"multiIf({', '.join(cases)}, '')",
-        _name=json_string("r.name"),
-        _length="lengthUTF8(_str)",
+    tests = ["(NOT _has AND NOT r.required) OR (_has AND _kind = 'Null' AND r.nullable)", "0"]
+    for number, (_, test, _, _, _) in enumerate(RULES, start=1):
+        tests += [test.replace("_fits", f"({fits})").replace("_in_enum", in_enum), str(number)]
+    return f"multiIf({', '.join(tests)}, 0)"
+
+
+def _rule_violation() -> str:
+    """SQL of the JSON text of the first rule of `r` the event's value breaks, '' for
+    none: the number of the rule broken (`_broken_rule`), then, only for a value that
+    broke one (`if` evaluates its branch for those alone), the violation's text, the
+    value shown once for all of it."""
+
+    def each(part: int) -> str:
+        """multiIf over the rule broken, of one part of `RULES`."""
+        cases = [f"_broken = {n}, {rule[part]}" for n, rule in enumerate(RULES, start=1)]
+        return f"multiIf({', '.join(cases)}, '')"
+
+    codes = literal([json_text(code) for code, *_ in RULES])
+    shows = [n for n, rule in enumerate(RULES, start=1) if rule[3]]
+    violation = (
+        f"concat('{{\"code\":', {codes}[_broken], ',\"property\":', r.name_json, "
+        f"',\"expected\":', {each(2)}, "
+        f"',\"received\":', if(has({literal(shows)}, _broken), _shown, 'null'), "
+        f'\',"message":\', {json_string(each(4))}, \',"severity":"error"}}\')'
     )
-    return read_value("if(_renamed[r.name] != '', _renamed[r.name], r.name)", body, "r.hidden")
+    violation = let(let(violation, _shown=shown("r.hidden_json")), _number=number_text())
+    body = let(f"if(_broken = 0, '', {violation})", _broken=_broken_rule())
+    return read_value("if(_renamed[r.name] != '', _renamed[r.name], r.name)", body)
 
 
 class JudgeClickHouse:
@@ -293,28 +312,28 @@ class JudgeClickHouse:
         if plan.unplanned_properties == "allow":
             return "CAST([], 'Array(String)')"
         severity = literal("error" if plan.unplanned_properties == "reject" else "warning")
-        bad_name = f"NOT match(k, {literal(re2(plan.naming.property_pattern))})"
+        bad_name = f"NOT match(_k, {literal(re2(plan.naming.property_pattern))})"
         if plan.naming.legacy_properties:
-            bad_name += f" AND NOT has({literal(list(plan.naming.legacy_properties))}, k)"
+            bad_name += f" AND NOT has({literal(list(plan.naming.legacy_properties))}, _k)"
         badly_named = _violation(
             "bad_name",
-            json_string("k"),
+            json_string("_k"),
             literal(json_text(plan.naming.property_pattern)),
             "_shown",
-            "concat(k, ': not planned for ', _in_event, ', and not a snake_case name')",
+            "concat(_k, ': not planned for ', _in_event, ', and not a snake_case name')",
             severity,
         )
         unplanned = _violation(
             "unplanned_property",
-            json_string("k"),
+            json_string("_k"),
             "'null'",
             "_shown",
-            "concat(k, ': not planned for ', _in_event)",
+            "concat(_k, ': not planned for ', _in_event)",
             severity,
         )
+        violation = let(f"if({bad_name}, {badly_named}, {unplanned})", _shown=shown())
         keys = "arrayFilter(k -> NOT startsWith(k, '$') AND NOT has(_known, k), _keys)"
-        violation = read_value("k", f"if({bad_name}, {badly_named}, {unplanned})")
-        return f"arrayMap(k -> {violation}, {keys})"
+        return f"arrayMap(k -> {read_value('k', let(violation, _number=number_text()))}, {keys})"
 
     def _unplanned_event(self) -> str:
         """SQL of the violations (JSON texts) of an event the plan does not have."""
@@ -352,7 +371,10 @@ class JudgeClickHouse:
 
     def select(self, source: str) -> str:
         """SELECT every column of `source` with the event's `verdict` and `violations`
-        (JSON text of a list; NULL when there are none), in `source`'s order."""
+        (JSON text of a list; NULL when there are none), in `source`'s order.
+
+        From the inside out: the plan's row for the event, its properties parsed once
+        into `_values` (each key's JSON text), the violations, the verdict."""
         rules = f"arrayFilter(v -> v != '', arrayMap(r -> {_rule_violation()}, _rules))"
         return f"""
         SELECT * EXCEPT ({INTERNAL}),
@@ -368,19 +390,25 @@ class JudgeClickHouse:
                    {self._unplanned_event()}) AS _violations
             FROM (
                 SELECT *,
-                    mapFromArrays(arrayMap(x -> x.new, _moved), arrayMap(x -> x.old, _moved))
-                        AS _renamed,
+                    mapFromArrays(arrayMap(x -> x.1, _pairs), arrayMap(x -> x.2, _pairs))
+                        AS _values,
                     arrayFilter(k -> NOT has(arrayMap(x -> x.old, _moved), k),
-                                JSONExtractKeys(properties)) AS _keys
+                                arrayMap(x -> x.1, _pairs)) AS _keys
                 FROM (
-                    SELECT _in.*, _in.event AS _in_event,
-                        ifNull(_plan.event, '') != '' AS _planned, _plan.rules AS _rules,
-                        _plan.known AS _known, _plan.kept AS _kept,
-                        arrayFilter(x -> JSONHas(_in.properties, x.old)
-                                         AND NOT JSONHas(_in.properties, x.new),
-                                    _plan.renames) AS _moved
-                    FROM (SELECT *, rowNumberInAllBlocks() AS _row FROM ({source})) AS _in
-                    LEFT JOIN ({self._plan_table()}) AS _plan ON _plan.event = _in.event
+                    SELECT *,
+                        mapFromArrays(arrayMap(x -> x.new, _moved),
+                                      arrayMap(x -> x.old, _moved)) AS _renamed,
+                        JSONExtractKeysAndValuesRaw(properties) AS _pairs
+                    FROM (
+                        SELECT _in.*, _in.event AS _in_event,
+                            ifNull(_plan.event, '') != '' AS _planned, _plan.rules AS _rules,
+                            _plan.known AS _known, _plan.kept AS _kept,
+                            arrayFilter(x -> JSONHas(_in.properties, x.old)
+                                             AND NOT JSONHas(_in.properties, x.new),
+                                        _plan.renames) AS _moved
+                        FROM (SELECT *, rowNumberInAllBlocks() AS _row FROM ({source})) AS _in
+                        LEFT JOIN ({self._plan_table()}) AS _plan ON _plan.event = _in.event
+                    )
                 )
             )
         )
@@ -390,12 +418,17 @@ class JudgeClickHouse:
 
 def _rule_tuple(rule: Rule) -> str:
     """A rule as a literal of `RULE_TYPE` (text left empty where the rule has none)."""
+    length = f"length {rule.length_bounds}" if rule.length_bounds else None
     values = [
-        rule.name, rule.type, rule.type_expected, rule.required, rule.nullable,
-        rule.enum or "", rule.enum_text or "", rule.enum_strings or [],
-        [float(n) for n in rule.enum_numbers or []], [int(b) for b in rule.enum_booleans or []],
-        rule.min_length, rule.max_length, rule.length_bounds or "", rule.pattern or "",
-        rule.pattern_re2 or "", rule.minimum, rule.maximum, rule.bounds or "", rule.hidden or "",
+        rule.name, json_text(rule.name), rule.type, json_text(rule.type), rule.type_expected,
+        rule.required, rule.nullable, rule.enum or "", rule.enum_text or "",
+        rule.enum_strings or [], [float(n) for n in rule.enum_numbers or []],
+        [int(b) for b in rule.enum_booleans or []], rule.min_length, rule.max_length,
+        rule.length_bounds or "", json_text(length) if length else "", rule.pattern or "",
+        json_text(rule.pattern) if rule.pattern else "", rule.pattern_re2 or "",
+        rule.minimum, rule.maximum, rule.bounds or "",
+        json_text(rule.bounds) if rule.bounds else "",
+        json_text(rule.hidden) if rule.hidden else "",
     ]  # fmt: skip
     return "(" + ", ".join(map(literal, values)) + ")"
 
