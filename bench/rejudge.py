@@ -1,12 +1,14 @@
 """`eventplan rejudge` against DuckDB's own load of the same rows, in one run.
 
-    .venv/bin/python bench/rejudge.py [--events 1000000]
+    .venv/bin/python bench/rejudge.py [--events 1000000] [--backends duckdb,chdb]
 
-Stores `--events` simulated OpenChat events (10% broken) in a DuckDB file, then
-times the judging of all of them again by the plan compiled into one statement
-(`Store.rejudge`: the judging SELECT, the verdicts changed, the UPDATE). The
-baseline is DuckDB loading the same rows from Arrow into a new table (`CREATE
-TABLE … AS SELECT * FROM` the events read into Arrow first): the issue's ratio.
+Stores `--events` simulated OpenChat events (10% broken) in a store of each backend,
+then times the judging of all of them again by the plan compiled into one statement
+for that engine (`Store.rejudge`: the judging SELECT, the verdicts changed, the
+update). The baseline is the same engine loading the same rows from Arrow into a new
+table (DuckDB: `CREATE TABLE … AS SELECT * FROM` the events read into Arrow first;
+ClickHouse: one insert of that Arrow table into a copy of `events_data`): the
+issue's ratio.
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from rich.table import Table
 from eventplan.capture.events import normalize, now_us
 from eventplan.capture.ingest import Envelope, logged
 from eventplan.load.rejudge import rejudge
-from eventplan.plan import load_plan
+from eventplan.plan import Plan, load_plan
 from eventplan.project import Project
 from eventplan.simulate.samples import sample_events
+from eventplan.store import open_store
+from eventplan.store.base import Store
+from eventplan.store.clickhouse import ClickHouseStore
 from eventplan.store.duckdb import EventStore
 
 PLAN = Path(__file__).resolve().parent.parent / "plans" / "openchat.yaml"
 CHUNK = 20_000
 
 
-def fill(store: EventStore, project: Project, count: int) -> None:
+def fill(store: Store, project: Project, count: int) -> None:
     for start in range(0, count, CHUNK):
         raw = sample_events(project.plan, min(CHUNK, count - start), seed=start)
         received = now_us()
@@ -42,17 +47,29 @@ def fill(store: EventStore, project: Project, count: int) -> None:
         store.insert(project.judge(events), 0)
 
 
-def arrow_load_seconds(store: EventStore) -> float:
-    """#26's baseline: DuckDB loading the stored events from Arrow into a new table
-    (`CREATE TABLE … AS SELECT * FROM` the events read into Arrow first)."""
+def arrow_load_seconds(store: Store) -> float:
+    """#26's baseline: the engine loading the stored events from Arrow into a new table."""
     arrow = store.arrow("SELECT * FROM events_data")
+    if isinstance(store, EventStore):
+        started = time.perf_counter()
+        store._conn.register("loaded", arrow)
+        store._conn.execute("CREATE TABLE copy AS SELECT * FROM loaded").fetchall()
+        took = time.perf_counter() - started
+        store._conn.execute("DROP TABLE copy").fetchall()
+        store._conn.unregister("loaded")
+        return took
+    assert isinstance(store, ClickHouseStore)
+    store.engine.command("CREATE TABLE copy AS events_data")
     started = time.perf_counter()
-    store._conn.register("loaded", arrow)
-    store._conn.execute("CREATE TABLE copy AS SELECT * FROM loaded").fetchall()
+    store.engine.insert("copy", arrow)
     took = time.perf_counter() - started
-    store._conn.execute("DROP TABLE copy").fetchall()
-    store._conn.unregister("loaded")
+    store.engine.command("DROP TABLE copy")
     return took
+
+
+def open_backend(backend: str, folder: Path, plan: Plan) -> Store:
+    url = str(folder / "bench.duckdb") if backend == "duckdb" else f"chdb:{folder / 'ch'}"
+    return open_store(url, [plan])
 
 
 def ratio_table(title: str, events: int, paths: list[tuple[str, float]]) -> Table:
@@ -70,29 +87,32 @@ def ratio_table(title: str, events: int, paths: list[tuple[str, float]]) -> Tabl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="duckdb,chdb")
     args = parser.parse_args()
     plan = load_plan(PLAN)
-    with tempfile.TemporaryDirectory() as folder:
-        store = EventStore(Path(folder) / "bench.duckdb", [plan])
-        project = Project(plan.name, plan, store, salt=b"bench")
-        fill(store, project, args.events)
-        load_seconds = arrow_load_seconds(store)
-        started = time.perf_counter()
-        changes = rejudge(store, plan, plan.name)
-        rejudge_seconds = time.perf_counter() - started
-        store.close()
     console = Console()
-    console.print(
-        ratio_table(
-            f"judging {args.events:,} stored events again",
-            args.events,
-            [
-                ("DuckDB: the same rows from Arrow (baseline)", load_seconds),
-                ("eventplan rejudge (one statement, then UPDATE)", rejudge_seconds),
-            ],
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            store = open_backend(backend, Path(folder), plan)
+            project = Project(plan.name, plan, store, salt=b"bench")
+            fill(store, project, args.events)
+            load_seconds = arrow_load_seconds(store)
+            started = time.perf_counter()
+            changes = rejudge(store, plan, plan.name)
+            rejudge_seconds = time.perf_counter() - started
+            store.close()
+        engine = "DuckDB" if backend == "duckdb" else "ClickHouse (chDB)"
+        console.print(
+            ratio_table(
+                f"{engine}: judging {args.events:,} stored events again",
+                args.events,
+                [
+                    (f"{engine}: the same rows from Arrow (baseline)", load_seconds),
+                    ("eventplan rejudge (one statement, then the update)", rejudge_seconds),
+                ],
+            )
         )
-    )
-    console.print(f"verdicts changed: {changes or 'none'} (the same plan: none expected)")
+        console.print(f"verdicts changed: {changes or 'none'} (the same plan: none expected)")
     console.print(f"machine: {platform.machine()}, Python {platform.python_version()}")
 
 

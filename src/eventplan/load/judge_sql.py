@@ -597,9 +597,10 @@ class JudgeSql:
             f"lambda v: list_contains(f._kept, v.property)) ELSE {NONE} END"
         )
 
-    def select(self, source: str) -> str:
+    def select(self, source: str, *, ordered: bool = True) -> str:
         """SELECT every column of `source` with the event's `verdict` and its
-        `violations` (JSON, a list; NULL when there are none), in `source`'s order."""
+        `violations` (JSON, a list; NULL when there are none), in `source`'s order
+        when `ordered`."""
         return f"""
         WITH _first AS MATERIALIZED (
             SELECT *, {self._first_pass()} AS _broken FROM ({self._parsed(source)})
@@ -622,7 +623,7 @@ class JudgeSql:
                  THEN 'invalid' ELSE 'valid' END AS verdict,
             CASE WHEN len(_violations) > 0 THEN to_json(_violations) END AS violations
         FROM _judged
-        ORDER BY _row
+        {"ORDER BY _row" if ordered else ""}
         """
 
 

@@ -24,7 +24,9 @@ def rejudge(
         # The ClickHouse compilation reads old property names itself (`stored` mode).
         on_clickhouse = JudgeClickHouse(plan, stored=True)
         return store.rejudge(
-            lambda source: on_clickhouse.select(under_planned_events(plan, source, "clickhouse")),
+            lambda source: on_clickhouse.select(
+                under_planned_events(plan, source, "clickhouse"), ordered=False
+            ),
             {},
             project,
             plan.version,
@@ -32,7 +34,7 @@ def rejudge(
         )
     judge = JudgeSql(plan, stored=True)
     return store.rejudge(
-        lambda source: judge.select(under_planned_names(plan, source)),
+        lambda source: judge.select(under_planned_names(plan, source), ordered=False),
         judge.tables(),
         project,
         plan.version,
