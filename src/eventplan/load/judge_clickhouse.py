@@ -5,10 +5,12 @@ same verdicts and violations (code, property, expected, received, message, sever
 in order), from the same front end: the plan as rule records (`judge_sql.rule_of`).
 Written for how ClickHouse evaluates: the plan is a small constant table (one row per
 planned event: its rules in order, its known property names, its renames), joined to
-each event by name; an `arrayMap` over the event's rules then gives each property's
-first violation. ClickHouse runs array lambdas vectorised over all rows at once, so
-the generic check that cost DuckDB a per-element lambda is its natural form here,
-and no per-event CASE is needed.
+each event by name; the event's properties are parsed once, into a map of each key's
+JSON text; an `arrayMap` over the event's rules then finds the first rule each value
+breaks with cheap tests, and writes a violation only for the values that broke one.
+ClickHouse runs array lambdas vectorised over all rows at once, so the generic check
+that cost DuckDB a per-element lambda is its natural form here, and no per-event CASE
+is needed.
 
 Violations are built as JSON text the way msgspec writes it (the validator's
 `quoted`): numbers as Python's `repr`, strings with msgspec's escapes. ClickHouse's
@@ -35,7 +37,7 @@ from eventplan.load.judge_sql import RFC3339, Rule, judged_properties, re2, rule
 from eventplan.plan.model import Plan
 from eventplan.plan.posthog import PLAIN_BUILTIN_PROPERTIES
 from eventplan.plan.validator import RECEIVED_MAX_CHARS
-from eventplan.store.clickhouse import value_sql
+from eventplan.store.clickhouse import value_sql as literal
 
 if TYPE_CHECKING:
     from eventplan.store.clickhouse import Engine
@@ -56,16 +58,11 @@ PLAN_TABLE: Final = (
     f"event String, rules Array({RULE_TYPE}), known Array(String), kept Array(String), "
     "renames Array(Tuple(old String, new String))"
 )
-
-
+# The columns `select` works with, left out of what it gives.
 INTERNAL: Final = (
     "_row, _in_event, _planned, _rules, _known, _kept, _moved, _renamed, _pairs, _values, "
     "_keys, _violations"
 )
-
-
-def literal(value: Any) -> str:
-    return value_sql(value)
 
 
 def json_string(value: str) -> str:
@@ -224,7 +221,8 @@ RULES: Final = (
 
 def _broken_rule() -> str:
     """SQL of the number of the first rule of `RULES` that rule `r`'s value breaks, 0
-    for none: `check_value`'s tests, over a rule tuple and the value's `VALUE`s."""
+    for none: `check_value`'s tests, over a rule tuple and the value as `read_value`
+    reads it."""
     fits = (
         "multiIf(r.type = 'string', _kind = 'String', "
         f"r.type = 'datetime', _kind = 'String' AND {is_datetime()}, "
@@ -443,7 +441,7 @@ def judge_events_clickhouse(
 ) -> list[tuple[str, str | None]]:
     """The verdict and violations (JSON text) of (event, properties JSON) pairs, in their
     order (with the violations `captured` of each, when judging stored events): the
-    statement over a small table of them, for tests and the CLI."""
+    statement over a small table of them, for tests."""
     table = f"judge_input_{os.getpid()}_{secrets.token_hex(4)}"
     columns = {
         "event": pa.array([name for name, _ in events], pa.string()),
