@@ -717,10 +717,16 @@ class EventStore(Store):
         """`Store.rejudge`: the judged verdicts in a temporary table, then one UPDATE,
         in one transaction."""
         since = "" if since_us is None else f"AND e.timestamp >= make_timestamptz({since_us:d})"
+        # Folded once: the judging statement reads `properties` in more than one place,
+        # and DuckDB folded the typed columns back into JSON for each (300,000 events:
+        # 3.45 s as a subquery, 2.20 s materialized).
         source = f"""
-            SELECT e.uuid, e.event, {self.properties_sql("e")} AS properties,
-                e.violations AS captured
-            FROM events_data e WHERE e.project = $project {since}
+            WITH stored AS MATERIALIZED (
+                SELECT e.uuid, e.event, {self.properties_sql("e")} AS properties,
+                    e.violations AS captured
+                FROM events_data e WHERE e.project = $project {since}
+            )
+            SELECT * FROM stored
         """
         with self._lock, self._store_failures():
             for name, table in tables.items():
