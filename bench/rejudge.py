@@ -1,4 +1,4 @@
-"""`eventplan rejudge` against DuckDB's own load of the same rows, in one run.
+"""`eventplan rejudge` against each engine's own load of the same rows, in one run.
 
     .venv/bin/python bench/rejudge.py [--events 1000000] [--backends duckdb,chdb]
 
