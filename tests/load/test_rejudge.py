@@ -1,4 +1,5 @@
-"""`eventplan rejudge`: stored events judged again under the plan as it is now.
+"""`eventplan rejudge`: stored events judged again under the plan as it is now, in a
+DuckDB file and in ClickHouse (chDB), each by the plan compiled for its engine.
 
 The independent computation is the Python judge's `rejudge_stored` over the same
 stored events, read back from the store.
