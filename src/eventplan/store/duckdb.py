@@ -308,19 +308,23 @@ class EventStore(Store):
 
     def properties_sql(self, table: str = "e") -> str:
         """An event's whole `properties` as JSON: the rest, with the typed columns of
-        `events_data` (aliased `table`) folded back in."""
+        `events_data` (aliased `table`) folded back in.
+
+        Written as text, `"key":value` pieces joined: the rest's members as stored,
+        then each typed value that is not NULL, in property order (what
+        `json_merge_patch` of a `json_object` gave, at a third of its cost)."""
         by_property: dict[str, list[Column]] = {}
         for column in self.columns:
             by_property.setdefault(column.key, []).append(column)
-        pairs = []
+        rest = f"{table}.properties_rest::VARCHAR"
+        pieces = [f"nullif(substr({rest}, 2, length({rest}) - 2), '')"]
         for prop, columns in sorted(by_property.items()):
             values = [f"to_json({table}.{quote(c.name)})" for c in columns]
             value = values[0] if len(values) == 1 else f"COALESCE({', '.join(values)})"
-            pairs.append(f"'{prop.replace(chr(39), chr(39) * 2)}', {value}")
-        typed = (
-            f"json_merge_patch('{{}}', json_object({', '.join(pairs)}))" if pairs else "'{}'::JSON"
-        )
-        return f"json_merge_patch(COALESCE({table}.properties_rest, '{{}}'), {typed})"
+            key = _json.encode(prop).decode().replace("'", "''")
+            pieces.append(f"'{key}:' || {value}")
+        members = f"list_filter([{', '.join(pieces)}], lambda piece: piece IS NOT NULL)"
+        return f"('{{' || array_to_string({members}, ',') || '}}')::JSON"
 
     def _view_sql(self) -> str:
         return f"""
