@@ -13,7 +13,6 @@ from typing import Any
 
 import duckdb
 import msgspec
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -79,27 +78,8 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 def on_duckdb(
     plan: Plan, pairs: list[tuple[str, str]], captured: list[str | None] | None
 ) -> list[Any]:
-    connection = duckdb.connect()
-    if captured is None:
-        return judge_events(connection, JudgeSql(plan), pairs)
-    judge = JudgeSql(plan, stored=True)
-    judge.register(connection)
-    connection.register(
-        "stored_events",
-        pa.table(
-            {
-                "event": [event for event, _ in pairs],
-                "properties": [properties for _, properties in pairs],
-                "captured": pa.array(captured, pa.string()),
-            }
-        ),
-    )
-    source = (
-        "SELECT event, properties::JSON AS properties, captured::JSON AS captured "
-        "FROM stored_events"
-    )
-    found = connection.sql(f"SELECT verdict, violations FROM ({judge.select(source)})")
-    return [(verdict, violations) for verdict, violations in found.fetchall()]
+    judge = JudgeSql(plan, stored=captured is not None)
+    return judge_events(duckdb.connect(), judge, pairs, captured)
 
 
 @pytest.fixture(params=BACKENDS)

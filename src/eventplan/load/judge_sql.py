@@ -628,20 +628,26 @@ class JudgeSql:
 
 
 def judge_events(
-    connection: duckdb.DuckDBPyConnection, judge: JudgeSql, events: list[tuple[str, str]]
+    connection: duckdb.DuckDBPyConnection,
+    judge: JudgeSql,
+    events: list[tuple[str, str]],
+    captured: list[str | None] | None = None,
 ) -> list[tuple[str, str | None]]:
     """The verdict and violations (JSON text) of (event, properties JSON) pairs, in
-    their order: the statement over a small relation, for tests and the CLI."""
+    their order (with the violations `captured` of each, when judging stored events):
+    the statement over a small relation, for tests."""
     judge.register(connection)
-    table = pa.table(
-        {
-            "event": pa.array([name for name, _ in events], pa.string()),
-            "properties": pa.array([props for _, props in events], pa.string()),
-        }
-    )
-    connection.register("_judge_input", table)
+    columns = {
+        "event": pa.array([name for name, _ in events], pa.string()),
+        "properties": pa.array([props for _, props in events], pa.string()),
+    }
+    read = "event, properties::JSON AS properties"
+    if captured is not None:
+        columns["captured"] = pa.array(captured, pa.string())
+        read += ", captured::JSON AS captured"
+    connection.register("_judge_input", pa.table(columns))
     try:
-        source = "SELECT event, properties::JSON AS properties FROM _judge_input"
+        source = f"SELECT {read} FROM _judge_input"
         rows = connection.sql(
             f"SELECT verdict, violations::VARCHAR FROM ({judge.select(source)})"
         ).fetchall()
