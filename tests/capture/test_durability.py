@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventplan.plan import Plan
 from eventplan.store import open_store
 from tests.conftest import BACKENDS
 from tests.servers import TOKEN, RunningServer, openchat_server
@@ -79,14 +80,14 @@ def test_a_retried_batch_is_stored_once_even_across_a_restart(backend: str, tmp_
 
 
 def test_a_server_over_a_log_with_an_event_the_store_refuses_sets_it_aside_and_serves(
-    tmp_path: Path,
+    tmp_path: Path, openchat_plan: Plan
 ) -> None:
     from eventplan.store.wal import WriteAheadLog
     from tests.store.test_writer import poisoned_log
 
     # A log as an older version could leave it: a time at int64's limit among good ones.
     wal = WriteAheadLog(tmp_path / "eventplan.duckdb.log")
-    _, poison = poisoned_log(wal)
+    _, poison = poisoned_log(wal, openchat_plan)
     wal.close()
 
     server = openchat_server(tmp_path)

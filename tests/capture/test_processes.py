@@ -19,7 +19,7 @@ from eventplan.capture.errors import Unavailable
 from eventplan.capture.ingest import CaptureRequest, Envelope
 from eventplan.capture.processes import CaptureProcesses
 from eventplan.plan import Plan
-from eventplan.store.records import decode_stored
+from eventplan.store.records import decode_columns, events_in
 from tests.capture.test_bad_input import CASES
 from tests.servers import TOKEN, RunningServer, openchat_server
 
@@ -145,7 +145,7 @@ def test_a_capture_process_logs_each_event_judged_with_the_privacy_policy_applie
 
     record = asyncio.run(read())
     assert secret.encode() not in record
-    saved, created = decode_stored(record)
+    saved, created = sorted(events_in(decode_columns(record)), key=lambda e: e.event, reverse=True)
     assert saved.properties["masked_tail"] == "*" * (len(secret) - 4) + secret[-4:]
     assert (saved.verdict, created.verdict) == ("valid", "invalid")
     assert saved.ip_hash == "a1b2" and saved.plan_version == openchat_plan.version

@@ -9,36 +9,55 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from eventplan.capture.judge import Pipeline
 from eventplan.plan import Plan
 from eventplan.project import Project
 from eventplan.store.base import StoreUnavailable
 from eventplan.store.duckdb import EventStore
-from eventplan.store.records import LoggedEvent, StoredEvent, encode_logged
+from eventplan.store.records import (
+    LoggedEvent,
+    StoredEvent,
+    columns_of,
+    encode_columns,
+    encode_logged,
+    events_in,
+)
 from eventplan.store.wal import WriteAheadLog
 from eventplan.store.writer import UNSTORED, BackgroundWriter, Piece, chunks, events_of
 from tests.conftest import SmallDisk
 from tests.store.test_store import NOW, stored
 
 
+def received(events: list[StoredEvent]) -> list[LoggedEvent]:
+    return [
+        LoggedEvent(
+            e.uuid, e.event, e.distinct_id, e.timestamp, e.created_at, e.project,
+            e.ip_hash, e.properties, e.set, e.set_once,
+        )
+        for e in events
+    ]  # fmt: skip
+
+
 def logged(events: list[StoredEvent]) -> bytes:
-    """Events as capture logs them (received, not yet judged)."""
-    return encode_logged(
-        [
-            LoggedEvent(
-                e.uuid, e.event, e.distinct_id, e.timestamp, e.created_at, e.project,
-                e.ip_hash, e.properties, e.set, e.set_once,
-            )
-            for e in events
-        ]
-    )  # fmt: skip
+    """Events as an older version logged them (received, not yet judged)."""
+    return encode_logged(received(events))
+
+
+def laid_out(events: list[StoredEvent], plan: Plan) -> bytes:
+    """Events as capture logs them: judged, and laid out in the store's columns."""
+    pipeline = Pipeline(plan, b"test")
+    return encode_columns(columns_of(pipeline.stored(received(events)), pipeline.property_types))
 
 
 def judge(store: EventStore, plan: Plan) -> Callable[[list[LoggedEvent]], list[StoredEvent]]:
     return Project("openchat", plan, store, salt=b"test").judge
 
 
-def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, int]]:
-    """`count` log records of `size` events each, written to the log as capture does."""
+def records(
+    wal: WriteAheadLog, count: int, size: int, plan: Plan | None = None
+) -> list[tuple[int, int]]:
+    """`count` log records of `size` events each, written to the log as capture does
+    (laid out by `plan`), or as an older version did."""
     written = []
     for record in range(count):
         events = [
@@ -49,7 +68,8 @@ def records(wal: WriteAheadLog, count: int, size: int) -> list[tuple[int, int]]:
             )
             for i in range(size)
         ]
-        written.append((wal.write_group([logged(events)]), size))
+        record = laid_out(events, plan) if plan is not None else logged(events)
+        written.append((wal.write_group([record]), size))
     return written
 
 
@@ -74,7 +94,7 @@ def test_the_writer_inserts_whole_sorted_row_groups_and_records_the_last_whole_r
     store = EventStore(tmp_path / "w.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.2, max_wait=30)
-    for seq, size in records(wal, 6, 100):
+    for seq, size in records(wal, 6, 100, openchat_plan):
         writer.submit(seq, size)
     writer.start()  # all 600 wait already: two inserts of 250, then the last 100 at once
     assert writer.flush(timeout=30)
@@ -95,7 +115,7 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
 ) -> None:
     path = tmp_path / "crash.duckdb"
     wal = WriteAheadLog(tmp_path / "log")
-    written = records(wal, 3, 100)
+    written = records(wal, 3, 100, openchat_plan)
     store = EventStore(path, [openchat_plan], insert_size=250)
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     first, _ = chunks([Piece(seq, size) for seq, size in written], 250)
@@ -115,8 +135,9 @@ def test_a_crash_between_the_halves_of_a_split_record_stores_each_event_once(
 
 
 def test_each_half_of_a_split_record_is_judged_once(tmp_path: Path, openchat_plan: Plan) -> None:
-    """Three records of 100 in inserts of 250: the third is split, and each of its
-    halves is judged alone, so 300 events are judged (and counted) for 300 stored."""
+    """Three records of 100 as an older version logged them (not judged), in inserts
+    of 250: the third is split, and each of its halves is judged alone, so 300 events
+    are judged (and counted) for 300 stored."""
     store = EventStore(tmp_path / "j.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
     judged: list[int] = []
@@ -140,30 +161,38 @@ def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:
     wal = WriteAheadLog(tmp_path / "log")
-    written = records(wal, 3, 100)
+    written = records(wal, 3, 100, openchat_plan)
     store = EventStore(tmp_path / "r.duckdb", [openchat_plan])
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
     _, second, third = chunks([Piece(seq, size) for seq, size in written], 120)
     assert [(p.seq, p.start, p.size) for p in second] == [(2, 20, 80), (3, 0, 40)]
-    first_try = [event.distinct_id for event in events_of(second, writer._read)]
-    assert first_try == [f"r1-{i}" for i in range(20, 100)] + [f"r2-{i}" for i in range(40)]
+
+    def distinct_ids(pieces: list[Piece]) -> list[str]:
+        return [e.distinct_id for e in events_in(list(events_of(pieces, writer._read)))]
+
+    # A record holds its events by name (even numbers, then odd), and a piece of it
+    # is its events from `start` on in that order.
+    def in_record(record: int) -> list[str]:
+        return [f"r{record}-{i}" for i in (*range(0, 100, 2), *range(1, 100, 2))]
+
+    first_try = distinct_ids(second)
+    assert first_try == in_record(1)[20:] + in_record(2)[:40]
     assert all(piece.events is None for piece in second)  # nothing kept once decoded
-    later = [event.distinct_id for event in events_of(third, writer._read)]
-    assert later == [f"r2-{i}" for i in range(40, 100)]
+    assert distinct_ids(third) == in_record(2)[40:]
     # A retry goes back in the log for them.
-    assert [event.distinct_id for event in events_of(second, writer._read)] == first_try
+    assert distinct_ids(second) == first_try
     store.close()
     wal.close()
 
 
-def poisoned_log(wal: WriteAheadLog) -> tuple[list[tuple[int, int]], str]:
+def poisoned_log(wal: WriteAheadLog, plan: Plan) -> tuple[list[tuple[int, int]], str]:
     """Three records of 100 events; the second holds one the store cannot take, a
     time at int64's limit (capture no longer lets one through; an older log might)."""
-    written = records(wal, 3, 100)
+    written = records(wal, 3, 100, plan)
     poison = stored("chat.created", "poison")
     poison.timestamp = -(2**63) + 1
     good = [stored("chat.created", f"beside-{i}", NOW) for i in range(99)]
-    wal.write_group([logged([*good[:40], poison, *good[40:]])])
+    wal.write_group([laid_out([*good[:40], poison, *good[40:]], plan)])
     return [*written, (4, 100)], poison.uuid
 
 
@@ -173,7 +202,7 @@ def test_an_event_the_store_refuses_alone_is_set_aside_and_the_rest_go_in(
     store = EventStore(tmp_path / "p.duckdb", [openchat_plan], insert_size=250)
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.2)
-    written, poison = poisoned_log(wal)
+    written, poison = poisoned_log(wal, openchat_plan)
     for seq, size in written:
         writer.submit(seq, size)
     writer.start()
@@ -199,7 +228,7 @@ def test_when_the_store_takes_no_write_at_all_nothing_is_set_aside(
     store = EventStore(path, [openchat_plan], read_only=True)  # every write fails
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
-    written, _ = poisoned_log(wal)
+    written, _ = poisoned_log(wal, openchat_plan)
     pieces = [Piece(seq, size) for seq, size in written]
     with pytest.raises(Exception, match="read-only"):
         writer._insert_halving(pieces, None)
@@ -240,7 +269,7 @@ def test_set_aside_events_are_offered_again_on_start_and_leave_the_file_once_sto
 
 
 def fill_until_the_store_fails(
-    writer: BackgroundWriter, wal: WriteAheadLog, disk: SmallDisk, duckdb_log: Path
+    writer: BackgroundWriter, wal: WriteAheadLog, disk: SmallDisk, duckdb_log: Path, plan: Plan
 ) -> int:
     """Records of 2,000 events until an insert fails; returns the events submitted.
 
@@ -250,7 +279,7 @@ def fill_until_the_store_fails(
     submitted = 0
     filled = False
     for _ in range(300):
-        for seq, size in records(wal, 1, 2000):
+        for seq, size in records(wal, 1, 2000, plan):
             writer.submit(seq, size)
             submitted += size
         writer.flush(timeout=60, while_failing=False)
@@ -270,7 +299,9 @@ def test_a_full_store_disk_waits_and_recovers_without_a_restart(
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.05)
     writer.start()
-    submitted = fill_until_the_store_fails(writer, wal, disk, disk.path / "w.duckdb.wal")
+    submitted = fill_until_the_store_fails(
+        writer, wal, disk, disk.path / "w.duckdb.wal", openchat_plan
+    )
     assert store.broken  # DuckDB invalidated the database: nothing works until reopened
     with pytest.raises(StoreUnavailable, match=r"is failing: FATAL"):
         store.sql("SELECT count(*) FROM events")
@@ -292,7 +323,9 @@ def test_stop_ends_the_retries_of_a_failing_store_and_the_log_keeps_the_events(
     wal = WriteAheadLog(tmp_path / "log")
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan), interval=0.05)
     writer.start()
-    submitted = fill_until_the_store_fails(writer, wal, disk, disk.path / "w.duckdb.wal")
+    submitted = fill_until_the_store_fails(
+        writer, wal, disk, disk.path / "w.duckdb.wal", openchat_plan
+    )
     writer.stop()  # returns while the store still fails (a hang here is the bug)
     store.close()
     wal.close()
@@ -310,19 +343,23 @@ def test_stop_ends_the_retries_of_a_failing_store_and_the_log_keeps_the_events(
 def test_a_log_written_by_an_older_version_is_stored_as_it_was_judged(
     tmp_path: Path, openchat_plan: Plan
 ) -> None:
-    """Before the loader judged, capture logged judged events as msgpack arrays; a log
-    left by that version is stored on the next start, verdicts and all."""
+    """Older versions logged judged events as msgpack arrays, and before that events
+    as received, not judged (JSON lines); a log left by either is stored on the next
+    start, verdicts and all, beside records in columns."""
     store = EventStore(tmp_path / "old.duckdb", [openchat_plan])
     wal = WriteAheadLog(tmp_path / "log")
     old = [stored("chat.created", f"old-{i}", verdict="invalid") for i in range(5)]
     wal.write_group([msgspec.msgpack.encode(old)])
     new = [stored("chat.created", f"new-{i}") for i in range(3)]
     wal.write_group([logged(new)])
+    newest = [stored("chat.created", f"newest-{i}") for i in range(2)]
+    wal.write_group([laid_out(newest, openchat_plan)])
     writer = BackgroundWriter(store, wal, judge(store, openchat_plan))
-    assert writer.replay() == 8
+    assert writer.replay() == 10
     _, rows = store.sql("SELECT distinct_id, verdict FROM events ORDER BY distinct_id")
     assert rows == [
         *((f"new-{i}", "valid") for i in range(3)),
+        *((f"newest-{i}", "valid") for i in range(2)),
         *((f"old-{i}", "invalid") for i in range(5)),
     ]
     store.close()

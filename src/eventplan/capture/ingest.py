@@ -3,11 +3,12 @@
 decode → the token and project → normalize (ids, clock skew) → the request's
 envelope on each event (the client IP hashed once, its agent, when it came) → the
 project's judgement (planned names, enrichment, verdict, privacy policy) → the
-record: the judged events, msgpack. A malformed request is refused here, whole, with
-a 4xx. Judged before the log, nothing the privacy policy hides reaches disk, and the
-writer only stores. This runs in a capture process beside the server when there is
-one (`capture/processes.py`), so that the judging does not take the server's own
-Python from the writer.
+record: the judged events laid out in the store's columns, msgpack. A malformed
+request is refused here, whole, with a 4xx. Judged before the log, nothing the
+privacy policy hides reaches disk, and the writer only stores. This runs in a
+capture process beside the server when there is one (`capture/processes.py`), so
+that neither the judging nor the layout takes the server's own Python from the
+writer: it only joins the records' columns and inserts them.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from eventplan.capture.v1 import V1Headers, read_batch
 from eventplan.store.records import (
     LoggedEvent,
     StoredEvent,
-    decode_stored,
+    columns_of,
+    decode_columns,
+    encode_columns,
     encode_logged,
-    encode_stored,
+    events_in,
 )
 
 
@@ -110,7 +113,7 @@ class Ingested:
     dropped: dict[str, str] = field(default_factory=dict)
 
     def stored_events(self) -> list[StoredEvent]:
-        return self.events if self.events is not None else decode_stored(self.record)
+        return self.events if self.events is not None else events_in(decode_columns(self.record))
 
 
 class Ingestor:
@@ -169,8 +172,9 @@ class Ingestor:
         events = logged(batch.events, project, envelope)
         if event_limit is not None:
             refuse_large_events(events, event_limit)
-        judged = self.pipelines[project].stored(events)
-        record = encode_stored(judged)
+        pipeline = self.pipelines[project]
+        judged = pipeline.stored(events)
+        record = encode_columns(columns_of(judged, pipeline.property_types))
         return Ingested(
             project,
             record,

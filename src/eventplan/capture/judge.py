@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from eventplan.capture.enrich import Enricher
-from eventplan.plan.model import Plan
+from eventplan.plan.model import Plan, PropertyType
 from eventplan.plan.posthog import RENAMED, SENT_AS
 from eventplan.plan.privacy import PrivacyPolicy
 from eventplan.plan.validator import Validator, Verdict, Violation
+from eventplan.store.columns import typed_properties
 from eventplan.store.records import LoggedEvent, StoredEvent
 
 
@@ -106,6 +107,12 @@ class Pipeline:
         self.judge = Judge(plan)
         self.privacy = PrivacyPolicy(plan, salt)
         self.version = plan.version
+        self._types = {name: typed_properties(plan, name) for name in plan.events}
+        self._builtin_types = typed_properties(plan, "")
+
+    def property_types(self, project: str, event: str) -> dict[str, PropertyType]:
+        """The typed properties of an event, as the store lays them out in columns."""
+        return self._types.get(event, self._builtin_types)
 
     def stored(self, events: list[LoggedEvent]) -> list[StoredEvent]:
         """The events ready to store. Each event's properties are changed in place."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, cast
 
 import msgspec
@@ -21,10 +20,16 @@ from eventplan.plan.forwarding import ForwardRules
 from eventplan.plan.model import Plan, PropertyType
 from eventplan.plan.posthog import BOT_NAME
 from eventplan.plan.validator import Violation
-from eventplan.store.columns import BUILTIN_TYPES, Column, missing_columns, quote
+from eventplan.store.columns import (
+    BUILTIN_TYPES,
+    Column,
+    missing_columns,
+    quote,
+    typed_properties,
+)
 from eventplan.store.identity import Identities, IdentityChanges
 from eventplan.store.memory import allocate_arrow_from_the_c_heap
-from eventplan.store.records import StoredEvent
+from eventplan.store.records import EventColumns, StoredEvent, columns_of
 
 allocate_arrow_from_the_c_heap()  # before any backend allocates: see store/memory.py
 
@@ -65,9 +70,17 @@ class StoreBusy(EventplanError):
     code = "store_busy"
 
 
-def slices(events: Iterable[StoredEvent], size: int) -> Iterator[list[StoredEvent]]:
-    iterator = iter(events)
-    while part := list(islice(iterator, size)):
+def slices(groups: Iterable[EventColumns], size: int) -> Iterator[list[EventColumns]]:
+    """The groups in runs of at least `size` events (the last one may be short)."""
+    part: list[EventColumns] = []
+    count = 0
+    for group in groups:
+        part.append(group)
+        count += group.size
+        if count >= size:
+            yield part
+            part, count = [], 0
+    if part:
         yield part
 
 
@@ -75,8 +88,7 @@ class Store(ABC):
     dialect: str  # the `query.sql` dialect that reads this store
     location: str  # for messages: a path, or a URL without its password
     insert_size = 20_000  # how many events the writer gathers for one insert
-    # How many of them are decoded and written at a time: decoded, an event takes
-    # about 1.9 KB of Python objects.
+    # How many of them are decoded and written at a time.
     slice_size = 20_000
 
     # The engine gave up on its connection (DuckDB invalidates a database after a
@@ -111,12 +123,9 @@ class Store(ABC):
         for plan in self._plans.values():
             for event in plan.events:
                 self._event_columns[(plan.name, event)] = {
-                    **self._builtin_columns,
-                    **{
-                        prop.name: column_for[(prop.name, prop.type)]
-                        for prop in plan.properties_of(event).values()
-                        if (prop.name, prop.type) in column_for
-                    },
+                    key: column_for[(key, type_)]
+                    for key, type_ in typed_properties(plan, event).items()
+                    if (key, type_) in column_for
                 }
 
     def event_columns(self, project: str, event: str) -> dict[str, Column]:
@@ -146,10 +155,26 @@ class Store(ABC):
 
     # -- writing -------------------------------------------------------------------
 
-    @abstractmethod
+    def property_types(self, project: str, event: str) -> dict[str, PropertyType]:
+        """The typed properties of an event, as its columns in this store hold them."""
+        return {key: column.type for key, column in self.event_columns(project, event).items()}
+
     def insert(
         self,
         events: Iterable[StoredEvent],
+        wal_seq: int,
+        quarantine: frozenset[str] = frozenset(),
+        forward: dict[str, ForwardRules] | None = None,
+    ) -> int:
+        """`insert_columns` of events one at a time (quarantine replay, an event set
+        aside, a test's batch): laid out in columns first."""
+        groups = columns_of(list(events), self.property_types)
+        return self.insert_columns(groups, wal_seq, quarantine, forward)
+
+    @abstractmethod
+    def insert_columns(
+        self,
+        groups: Iterable[EventColumns],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, ForwardRules] | None = None,
@@ -164,19 +189,19 @@ class Store(ABC):
 
     def _write_batch(
         self,
-        events: Iterable[StoredEvent],
+        groups: Iterable[EventColumns],
         quarantine: frozenset[str],
         forward: dict[str, ForwardRules] | None,
     ) -> int:
-        """What `insert` writes, in the same order on every backend: a slice at a time,
-        the events (those held back to quarantine) and the outbox; then the identity
-        changes of them all, and the events a backend held back until
+        """What `insert_columns` writes, in the same order on every backend: a slice at
+        a time, the events (those held back to quarantine) and the outbox; then the
+        identity changes of them all, and the events a backend held back until
         `_finish_events`. Rows added."""
         self._load_identity()
         added = 0
         identity = IdentityChanges([])
-        for part in slices(events, self.slice_size):
-            forwarded, local = self._routed(part, forward or {})
+        for part in slices(groups, self.slice_size):
+            forwarded, local = self._routed([self._laid_out(g) for g in part], forward or {})
             kept, held = self._split(local, quarantine)
             changes = self._identities.apply(kept)
             added += self._insert_events(kept, changes.person_ids)
@@ -190,6 +215,17 @@ class Store(ABC):
         self._write_identity(identity)
         return added + self._finish_events()
 
+    def _laid_out(self, group: EventColumns) -> EventColumns:
+        """The group as this store's columns take it: laid out again when its typed
+        properties are not the store's (a plan changed between the log and the store)."""
+        own = self.event_columns(group.project, group.event)
+        for typed in group.typed:
+            column = own.get(typed.key)
+            if column is None or column.type != typed.type:
+                [group] = columns_of(group.events(), self.property_types)
+                break
+        return group
+
     def _finish_events(self) -> int:
         """Insert the events `_insert_events` held back, if it does; rows added."""
         return 0
@@ -201,7 +237,7 @@ class Store(ABC):
     def _write_identity(self, changes: IdentityChanges) -> None: ...
 
     @abstractmethod
-    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int: ...
+    def _insert_events(self, groups: list[EventColumns], person_ids: list[list[str]]) -> int: ...
 
     @abstractmethod
     def _insert_quarantine(self, events: list[StoredEvent]) -> int: ...
@@ -211,29 +247,47 @@ class Store(ABC):
 
     @staticmethod
     def _split(
-        events: list[StoredEvent], quarantine: frozenset[str]
-    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
-        """(kept, held back), both in time order."""
-        events = sorted(events, key=lambda e: e.timestamp)
-        held = [e for e in events if e.project in quarantine and e.verdict != "valid"]
-        kept = [e for e in events if not (e.project in quarantine and e.verdict != "valid")]
-        return kept, held
+        groups: list[EventColumns], quarantine: frozenset[str]
+    ) -> tuple[list[EventColumns], list[StoredEvent]]:
+        """(kept, held back in time order): a quarantined project's events that are not
+        valid are held back whole."""
+        kept: list[EventColumns] = []
+        held: list[StoredEvent] = []
+        for group in groups:
+            if group.project not in quarantine or all(v == "valid" for v in group.verdict):
+                kept.append(group)
+                continue
+            valid = [row for row, verdict in enumerate(group.verdict) if verdict == "valid"]
+            others = [row for row, verdict in enumerate(group.verdict) if verdict != "valid"]
+            if valid:
+                kept.append(group.take(valid))
+            held += group.take(others).events()
+        return kept, sorted(held, key=lambda e: e.timestamp)
 
     @staticmethod
     def _routed(
-        events: list[StoredEvent], forward: dict[str, ForwardRules]
-    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        groups: list[EventColumns], forward: dict[str, ForwardRules]
+    ) -> tuple[list[StoredEvent], list[EventColumns]]:
         """(to forward, to store here): by each project's rules, when it forwards."""
         if not forward:
-            return [], events
-        forwarded, local = [], []
-        for event in events:
-            rules = forward.get(event.project)
-            route = rules.route(event.event, event.verdict, event.distinct_id) if rules else "keep"
-            if route == "forward":
-                forwarded.append(event)
-            if route != "drop":
-                local.append(event)
+            return [], groups
+        forwarded: list[StoredEvent] = []
+        local: list[EventColumns] = []
+        for group in groups:
+            rules = forward.get(group.project)
+            if rules is None:
+                local.append(group)
+                continue
+            routes = [
+                rules.route(group.event, verdict, distinct_id)
+                for verdict, distinct_id in zip(group.verdict, group.distinct_id, strict=True)
+            ]
+            sent = [row for row, route in enumerate(routes) if route == "forward"]
+            if sent:
+                forwarded += group.take(sent).events()
+            kept = [row for row, route in enumerate(routes) if route != "drop"]
+            if kept:
+                local.append(group if len(kept) == group.size else group.take(kept))
         return forwarded, local
 
     # -- quarantine ----------------------------------------------------------------

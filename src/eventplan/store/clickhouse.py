@@ -39,7 +39,12 @@ from eventplan.plan.model import Plan, PropertyType
 from eventplan.store.base import DEDUPE_WINDOW_US, QueryError, Store, StoreUnavailable
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges
-from eventplan.store.records import StoredEvent, first_received, first_received_of
+from eventplan.store.records import (
+    EventColumns,
+    StoredEvent,
+    first_received,
+    first_received_columns,
+)
 from eventplan.store.rows import (
     TIME,
     events_table,
@@ -626,9 +631,9 @@ class ClickHouseStore(Store):
 
     # -- writing -----------------------------------------------------------------
 
-    def insert(
+    def insert_columns(
         self,
-        events: Iterable[StoredEvent],
+        groups: Iterable[EventColumns],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, ForwardRules] | None = None,
@@ -636,23 +641,25 @@ class ClickHouseStore(Store):
         # No transaction: each step is idempotent, and the log position is written
         # last, so a crash in between replays the batch onto what is already there.
         with self._lock:
-            added = self._write_batch(events, quarantine, forward)
+            added = self._write_batch(groups, quarantine, forward)
             self.set_meta("wal_seq", str(wal_seq))
             return added
 
-    def _stored_uuids(self, table: str, events: list[StoredEvent], window: bool) -> set[str]:
-        """The batch's uuids already in `table` (within ±24 h of the batch for events).
+    def _stored_uuids(
+        self, table: str, uuids: list[str], times: list[int] | None = None
+    ) -> set[str]:
+        """Those of `uuids` already in `table` (for events, within ±24 h of `times`).
 
         The uuids go in as one binary insert to a scratch table: parsing a literal
         list of 100k uuids costs ClickHouse seconds, the insert milliseconds.
         """
         scratch = self._scratch()
         self.engine.command(f"TRUNCATE TABLE {scratch}")
-        self.engine.insert(scratch, pa.table({"uuid": [e.uuid for e in events]}))
+        self.engine.insert(scratch, pa.table({"uuid": uuids}))
         where = f"uuid GLOBAL IN (SELECT uuid FROM {scratch})"  # GLOBAL: one list for all shards
-        if window:
-            low = min(e.timestamp for e in events) - DEDUPE_WINDOW_US
-            high = max(e.timestamp for e in events) + DEDUPE_WINDOW_US
+        if times is not None:
+            low = min(times) - DEDUPE_WINDOW_US
+            high = max(times) + DEDUPE_WINDOW_US
             where += (
                 f" AND timestamp BETWEEN fromUnixTimestamp64Micro({low}, 'UTC') "
                 f"AND fromUnixTimestamp64Micro({high}, 'UTC')"
@@ -667,19 +674,21 @@ class ClickHouseStore(Store):
             self._scratch_table = name
         return self._scratch_table
 
-    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
-        if not events:
+    def _insert_events(self, groups: list[EventColumns], person_ids: list[list[str]]) -> int:
+        if not groups:
             return 0
-        stored = self._stored_uuids("events_data", events, True)
-        fresh, person_ids = first_received_of(events, person_ids, stored)
+        uuids = [uuid for group in groups for uuid in group.uuid]
+        times = [time for group in groups for time in group.timestamp]
+        stored = self._stored_uuids("events_data", uuids, times)
+        fresh, person_ids = first_received_columns(groups, person_ids, stored)
         if not fresh:
             return 0
         staged = events_table(fresh, person_ids, self.columns, self.event_columns)
         self.engine.insert("events_data", staged)
-        return len(fresh)
+        return sum(group.size for group in fresh)
 
     def _insert_quarantine(self, events: list[StoredEvent]) -> int:
-        fresh = first_received(events, self._stored_uuids("quarantine", events, False))
+        fresh = first_received(events, self._stored_uuids("quarantine", [e.uuid for e in events]))
         if not fresh:
             return 0
         staged = quarantine_table(fresh).append_column(

@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-import pyarrow as pa
-
 from eventplan.plan.model import Plan, PropertyType
 from eventplan.plan.posthog import BOT_NAME
 
@@ -25,13 +23,6 @@ SQL_TYPES: dict[str, str] = {
     "number": "DOUBLE",
     "boolean": "BOOLEAN",
     "datetime": "VARCHAR",  # kept as sent (RFC 3339 text): exact round trip into `properties`
-}
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "number": pa.float64(),
-    "boolean": pa.bool_(),
-    "datetime": pa.string(),
 }
 
 
@@ -48,6 +39,13 @@ class Column:
 
 # Typed in every store, planned or not: queries leave bots out by it on every event.
 BUILTIN_TYPES: Final[tuple[tuple[str, PropertyType], ...]] = ((BOT_NAME, "string"),)
+
+
+def typed_properties(plan: Plan, event: str) -> dict[str, PropertyType]:
+    """The properties of an event a store keeps in typed columns, by key: the
+    built-in ones every event has, then the plan's (none for an event it lacks)."""
+    planned = plan.properties_of(event) if event in plan.events else {}
+    return {**dict(BUILTIN_TYPES), **{prop.name: prop.type for prop in planned.values()}}
 
 
 def planned_types(plans: Iterable[Plan]) -> list[tuple[str, PropertyType]]:

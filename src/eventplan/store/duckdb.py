@@ -48,7 +48,7 @@ from eventplan.store.base import (
 from eventplan.store.columns import Column, quote
 from eventplan.store.identity import GroupUpdate, IdentityChanges, update_rounds
 from eventplan.store.memory import release_free_memory
-from eventplan.store.records import StoredEvent, first_received_of
+from eventplan.store.records import EventColumns, StoredEvent, first_received_columns
 from eventplan.store.rows import (
     TIME,
     events_table,
@@ -350,9 +350,9 @@ class EventStore(Store):
         with self._lock, self._store_failures():
             self._run("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
-    def insert(
+    def insert_columns(
         self,
-        events: Iterable[StoredEvent],
+        groups: Iterable[EventColumns],
         wal_seq: int,
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, ForwardRules] | None = None,
@@ -362,7 +362,7 @@ class EventStore(Store):
             self._wrote_sorted = False
             try:
                 with self._transaction():
-                    added = self._write_batch(events, quarantine, forward)
+                    added = self._write_batch(groups, quarantine, forward)
                     self._run("INSERT OR REPLACE INTO meta VALUES ('wal_seq', ?)", [str(wal_seq)])
             finally:
                 self._staged, self._staged_uuids = {}, set()
@@ -387,21 +387,21 @@ class EventStore(Store):
                 self._run("ROLLBACK")
             raise
 
-    def _insert_events(self, events: list[StoredEvent], person_ids: list[str]) -> int:
+    def _insert_events(self, groups: list[EventColumns], person_ids: list[list[str]]) -> int:
         """Prepare a slice's events as Arrow tables, one per event name with only the
         columns that event has; `_finish_events` inserts them."""
-        events, person_ids = first_received_of(events, person_ids, self._staged_uuids)
-        self._staged_uuids.update(e.uuid for e in events)
-        by_name: dict[tuple[str, str], tuple[list[StoredEvent], list[str]]] = {}
-        for event, person in zip(events, person_ids, strict=True):
-            group = by_name.setdefault((event.event, event.project), ([], []))
-            group[0].append(event)
-            group[1].append(person)
-        for (name, project), (group_events, group_persons) in by_name.items():
+        groups, person_ids = first_received_columns(groups, person_ids, self._staged_uuids)
+        by_name: dict[tuple[str, str], tuple[list[EventColumns], list[list[str]]]] = {}
+        for group, persons in zip(groups, person_ids, strict=True):
+            self._staged_uuids.update(group.uuid)
+            named = by_name.setdefault((group.event, group.project), ([], []))
+            named[0].append(group)
+            named[1].append(persons)
+        for (name, project), (named_groups, persons_of) in by_name.items():
             own = self.event_columns(project, name)
             columns = [c for c in self.columns if own.get(c.key) is c]
             self._staged.setdefault((name, project), []).append(
-                events_table(group_events, group_persons, columns, self.event_columns)
+                events_table(named_groups, persons_of, columns, self.event_columns)
             )
         return 0
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventplan.store.records import StoredEvent
+from eventplan.store.records import EventColumns
 
 PERSON_NAMESPACE = uuidlib.UUID("5b6b9c1e-2f0a-4c3e-9a57-0e5f1d7c6a10")
 
@@ -46,7 +46,7 @@ def update_rounds(groups: Iterable[GroupUpdate]) -> list[list[GroupUpdate]]:
 class IdentityChanges:
     """What one batch changed, for the store to write in the batch's transaction."""
 
-    person_ids: list[str]  # the person of each event, in the batch's order
+    person_ids: list[list[str]]  # the person of each event, a list per group of the batch
     distinct_ids: dict[Key, str] = field(default_factory=dict)  # (project, distinct id) → person
     people: dict[Key, dict[str, Any]] = field(default_factory=dict)  # live persons' properties
     gone: list[Key] = field(default_factory=list)  # persons merged into another
@@ -68,6 +68,21 @@ class IdentityChanges:
         self.people.update(later.people)
         self.gone = [k for k in self.gone if k not in later.people and k not in gone]
         self.gone.extend(later.gone)
+
+
+IDENTITY_EVENTS = frozenset({"$identify", "$create_alias", "$groupidentify"})
+
+
+def in_time_order(groups: list[EventColumns]) -> Iterator[tuple[int, int]]:
+    """(group, row) of every event, by time when the order can matter (an identity
+    event, or a person's properties set), else as they come."""
+    ordered = any(
+        group.event in IDENTITY_EVENTS or any(group.set) or any(group.set_once) for group in groups
+    )
+    rows = ((index, row) for index, group in enumerate(groups) for row in range(group.size))
+    if not ordered:
+        return rows
+    return iter(sorted(rows, key=lambda at: groups[at[0]].timestamp[at[1]]))
 
 
 def person_for(project: str, distinct_id: str) -> str:
@@ -98,56 +113,64 @@ class Identities:
             self._person_props[(project, person_id)] = properties
         self.loaded = True
 
-    def apply(self, events: list[StoredEvent]) -> IdentityChanges:
-        """Each event's person, after merging ids as `$identify` / `$create_alias` ask."""
+    def apply(self, groups: list[EventColumns]) -> IdentityChanges:
+        """Each event's person, after merging ids as `$identify` / `$create_alias` ask,
+        taking the events in time order."""
         changed_ids: dict[Key, str] = {}
         changed_people: set[Key] = set()
         overrides: dict[Key, str] = {}
-        groups: list[GroupUpdate] = []
-        result = []
-        for event in events:
-            project = event.project
-            props = event.properties
-            if event.event == "$identify":
-                anon = props.get("$anon_distinct_id")
-                if isinstance(anon, str) and anon and anon != event.distinct_id:
-                    self._merge(
-                        project, event.distinct_id, anon, changed_ids, changed_people, overrides
-                    )
-            elif event.event == "$create_alias":
-                alias = props.get("alias")
-                if isinstance(alias, str) and alias and alias != event.distinct_id:
-                    self._merge(
-                        project, event.distinct_id, alias, changed_ids, changed_people, overrides
-                    )
-            elif event.event == "$groupidentify":
-                group_type, group_key = props.get("$group_type"), props.get("$group_key")
-                if isinstance(group_type, str) and group_key is not None:
-                    group_set = props.get("$group_set")
-                    groups.append(
-                        GroupUpdate(
-                            project,
-                            group_type,
-                            str(group_key),
-                            group_set if isinstance(group_set, dict) else {},
-                            event.timestamp,
-                        )
-                    )
-            person = self._person(project, event.distinct_id, changed_ids, changed_people)
-            if event.set or event.set_once:
+        updates: list[GroupUpdate] = []
+        persons = [[""] * group.size for group in groups]
+        for index, row in in_time_order(groups):
+            group = groups[index]
+            project = group.project
+            if group.event in IDENTITY_EVENTS:
+                self._identify(group, row, changed_ids, changed_people, overrides, updates)
+            person = self._person(project, group.distinct_id[row], changed_ids, changed_people)
+            set_, set_once = group.set[row], group.set_once[row]
+            if set_ or set_once:
                 current = self._person_props.setdefault((project, person), {})
-                for key, value in (event.set_once or {}).items():
+                for key, value in (set_once or {}).items():
                     current.setdefault(key, value)
-                current.update(event.set or {})
+                current.update(set_ or {})
                 changed_people.add((project, person))
-            result.append(person)
-        changes = IdentityChanges(result, changed_ids, groups=groups, overrides=overrides)
+            persons[index][row] = person
+        changes = IdentityChanges(persons, changed_ids, groups=updates, overrides=overrides)
         for changed in sorted(changed_people):
             if self._person_ids.get(changed):
                 changes.people[changed] = self._person_props.get(changed, {})
             else:
                 changes.gone.append(changed)
         return changes
+
+    def _identify(
+        self,
+        group: EventColumns,
+        row: int,
+        changed_ids: dict[Key, str],
+        changed_people: set[Key],
+        overrides: dict[Key, str],
+        updates: list[GroupUpdate],
+    ) -> None:
+        """What `$identify`, `$create_alias` and `$groupidentify` change."""
+        project, distinct_id, props = group.project, group.distinct_id[row], group.properties(row)
+        if group.event == "$groupidentify":
+            group_type, group_key = props.get("$group_type"), props.get("$group_key")
+            if isinstance(group_type, str) and group_key is not None:
+                group_set = props.get("$group_set")
+                updates.append(
+                    GroupUpdate(
+                        project,
+                        group_type,
+                        str(group_key),
+                        group_set if isinstance(group_set, dict) else {},
+                        group.timestamp[row],
+                    )
+                )
+            return
+        other = props.get("$anon_distinct_id" if group.event == "$identify" else "alias")
+        if isinstance(other, str) and other and other != distinct_id:
+            self._merge(project, distinct_id, other, changed_ids, changed_people, overrides)
 
     def _person(
         self, project: str, distinct_id: str, changed_ids: dict[Key, str], changed_people: set[Key]

@@ -1,8 +1,9 @@
 """A batch of stored events as Arrow tables, the form every backend inserts.
 
-Planned properties go to their typed column when the value fits the type; the
-rest (and a value that does not fit) stays in `properties_rest` JSON, so nothing
-an event carried is lost on the way to a column.
+The events come laid out in columns (`records.EventColumns`): planned properties
+in their typed column when the value fits the type, the rest (and a value that does
+not fit) in `properties_rest` JSON, so nothing an event carried is lost on the way
+to a column.
 """
 
 from __future__ import annotations
@@ -14,111 +15,62 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from eventplan.plan.model import PropertyType
-from eventplan.store.columns import ARROW_TYPES, Column
-from eventplan.store.records import StoredEvent
+from eventplan.store.columns import Column
+from eventplan.store.records import EventColumns, StoredEvent
 
 _json = msgspec.json.Encoder()
-_NO = object()
 TIME = pa.timestamp("us", tz="UTC")
-
-
-def _fit_text(value: Any) -> Any:
-    return value if isinstance(value, str) else _NO
-
-
-def _fit_boolean(value: Any) -> Any:
-    return value if isinstance(value, bool) else _NO
-
-
-def _fit_integer(value: Any) -> Any:
-    if isinstance(value, bool):
-        return _NO
-    if isinstance(value, int) and -(2**63) <= value < 2**63:
-        return value
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    return _NO
-
-
-def _fit_number(value: Any) -> Any:
-    if isinstance(value, bool):
-        return _NO
-    return float(value) if isinstance(value, int | float) else _NO
-
-
-# The value as its typed column stores it, or `_NO` when it does not fit.
-FITS: dict[PropertyType, Callable[[Any], Any]] = {
-    "string": _fit_text,
-    "datetime": _fit_text,
-    "boolean": _fit_boolean,
-    "integer": _fit_integer,
-    "number": _fit_number,
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "datetime": pa.string(),
 }
 
 
-# The Python type whose values a column stores as they are, without a call to FITS
-# (exact: a bool is not an int here). An integer column always asks FITS: its values
-# must fit in 64 bits.
-AS_IS: dict[PropertyType, type] = {"string": str, "datetime": str, "boolean": bool, "number": float}
+def events_table(
+    groups: list[EventColumns],
+    person_ids: list[list[str]],
+    columns: list[Column],
+    event_columns: Callable[[str, str], dict[str, Column]],
+) -> pa.Table:
+    """The fixed columns, then `columns`, the typed ones (NULL where a group has none):
+    the groups' lists joined, with no step per property."""
+
+    def joined(values_of: Callable[[EventColumns], list[Any]]) -> list[Any]:
+        return [value for group in groups for value in values_of(group)]
+
+    def repeated(value_of: Callable[[EventColumns], Any]) -> list[Any]:
+        return [value for group in groups for value in [value_of(group)] * group.size]
+
+    arrays: dict[str, pa.Array] = {
+        "uuid": pa.array(joined(lambda g: g.uuid), pa.string()),
+        "event": pa.array(repeated(lambda g: g.event), pa.string()),
+        "distinct_id": pa.array(joined(lambda g: g.distinct_id), pa.string()),
+        "person_id": pa.array([p for people in person_ids for p in people], pa.string()),
+        "timestamp": pa.array(joined(lambda g: g.timestamp), TIME),
+        "created_at": pa.array(joined(lambda g: g.created_at), TIME),
+        "project": pa.array(repeated(lambda g: g.project), pa.string()),
+        "ip_hash": pa.array(joined(lambda g: g.ip_hash), pa.string()),
+        "verdict": pa.array(joined(lambda g: g.verdict), pa.string()),
+        "violations": pa.array(joined(lambda g: g.violations), pa.string()),
+        "plan_version": pa.array(repeated(lambda g: g.plan_version), pa.string()),
+        "properties_rest": pa.array(joined(lambda g: g.rest), pa.string()),
+    }
+    typed: dict[str, list[Any]] = {column.name: [] for column in columns}
+    for group in groups:
+        own = event_columns(group.project, group.event)
+        present = {own[t.key].name: t.values for t in group.typed}
+        for name, values in typed.items():
+            values.extend(present.get(name) or [None] * group.size)
+    for column in columns:
+        arrays[column.name] = pa.array(typed[column.name], ARROW_TYPES[column.type])
+    return pa.table(arrays)
 
 
 def _text(value: Any) -> str | None:
     return _json.encode(value).decode() if value else None
-
-
-def events_table(
-    events: list[StoredEvent],
-    person_ids: list[str],
-    columns: list[Column],
-    event_columns: Callable[[str, str], dict[str, Column]],
-) -> pa.Table:
-    """The fixed columns, then one typed column per planned (property, type)."""
-    index_of = {column.name: i for i, column in enumerate(columns)}
-    typed: list[list[Any]] = [[None] * len(events) for _ in columns]
-    # Per event name: each planned key's column values, the type stored as it is (see
-    # AS_IS), and the fit for any other value, looked up once.
-    Target = tuple[list[Any], type | None, Callable[[Any], Any]]
-    targets_of: dict[tuple[str, str], dict[str, Target]] = {}
-    rest_json: list[str | None] = []
-    for row, event in enumerate(events):
-        which = (event.project, event.event)
-        targets = targets_of.get(which)
-        if targets is None:
-            targets = targets_of[which] = {
-                key: (typed[index_of[column.name]], AS_IS.get(column.type), FITS[column.type])
-                for key, column in event_columns(*which).items()
-            }
-        rest: dict[str, Any] = {}
-        for key, value in event.properties.items():
-            target = targets.get(key)
-            if target is not None and value is not None:
-                if type(value) is target[1]:
-                    target[0][row] = value
-                    continue
-                stored = target[2](value)
-                if stored is not _NO:
-                    target[0][row] = stored
-                    continue
-            rest[key] = value
-        rest_json.append(_text(rest))
-    arrays: dict[str, pa.Array] = {
-        "uuid": pa.array([e.uuid for e in events], pa.string()),
-        "event": pa.array([e.event for e in events], pa.string()),
-        "distinct_id": pa.array([e.distinct_id for e in events], pa.string()),
-        "person_id": pa.array(person_ids, pa.string()),
-        "timestamp": pa.array([e.timestamp for e in events], TIME),
-        "created_at": pa.array([e.created_at for e in events], TIME),
-        "project": pa.array([e.project for e in events], pa.string()),
-        "ip_hash": pa.array([e.ip_hash for e in events], pa.string()),
-        "verdict": pa.array([e.verdict for e in events], pa.string()),
-        "violations": pa.array([_text(e.violations) for e in events], pa.string()),
-        "plan_version": pa.array([e.plan_version for e in events], pa.string()),
-        "properties_rest": pa.array(rest_json, pa.string()),
-    }
-    for column, values in zip(columns, typed, strict=True):
-        arrays[column.name] = pa.array(values, ARROW_TYPES[column.type])
-    return pa.table(arrays)
 
 
 def quarantine_table(events: list[StoredEvent]) -> pa.Table:

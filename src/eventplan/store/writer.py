@@ -1,9 +1,11 @@
 """The background writer: durable log records of judged events in, large inserts out.
 
-Capture judges each request's events before it logs them (in a capture process, off
-the server's own Python). A log written by the previous version holds events as
-received; the writer judges those (`judge`: the plan's enrichment, verdict and
-privacy, per project) as it reads each record back.
+Capture judges each request's events and lays them out in the store's columns
+before it logs them (in a capture process, off the server's own Python), so this
+thread only joins the records' columns and inserts them. A log written by an older
+version holds events not laid out, or as received; the writer judges those
+(`judge`: the plan's enrichment, verdict and privacy, per project) and lays them out
+as it reads each record back.
 
 Capture hands over each acknowledged batch's log sequence number and size; this
 thread gathers them into inserts of the size the store asks for
@@ -15,8 +17,7 @@ row group's worth has gathered. Waiting up to 30 s for whole row groups cost abo
 17% less CPU at full speed, but kept events out of the store for 22 s at 5,000
 events/s (bench/fixed_rate.py). Waiting events are not held in memory: the insert
 reads its records back from the log (from the page cache, one pass forward) and
-decodes them a slice at a time. Held as bytes they took about 500 bytes per simulated
-event, decoded about 1.9 KB.
+decodes them a slice at a time.
 
 An insert ends exactly at its size, so the log record that crosses it is split:
 its head goes in now, its tail starts the next insert, and the log position the
@@ -62,12 +63,17 @@ from eventplan.plan.forwarding import ForwardRules
 from eventplan.store.base import Store, StoreUnavailable
 from eventplan.store.memory import release_free_memory
 from eventplan.store.records import (
+    EventColumns,
     LoggedEvent,
     StoredEvent,
+    columns_of,
+    decode_columns,
     decode_logged,
     decode_stored,
-    is_logged,
+    events_in,
+    record_kind,
     record_size,
+    slice_groups,
 )
 from eventplan.store.wal import WriteAheadLog, fsync_directory
 
@@ -97,14 +103,15 @@ class Piece:
 
     seq: int
     size: int
-    events: list[StoredEvent] | None = None  # None: only in the log, read when inserted
+    events: list[EventColumns] | None = None  # None: only in the log, read when inserted
     ends_record: bool = True
     start: int = 0  # where in the record's events it starts
 
     def split(self, at: int) -> tuple[Piece, Piece]:
         head = tail = None
         if self.events is not None:
-            head, tail = self.events[:at], self.events[at:]
+            head = slice_groups(self.events, 0, at)
+            tail = slice_groups(self.events, at, self.size - at)
         return (
             Piece(self.seq, at, head, ends_record=False, start=self.start),
             Piece(self.seq, self.size - at, tail, self.ends_record, self.start + at),
@@ -112,8 +119,8 @@ class Piece:
 
 
 def events_of(
-    pieces: Iterable[Piece], read: Callable[[Piece], list[StoredEvent]]
-) -> Iterator[StoredEvent]:
+    pieces: Iterable[Piece], read: Callable[[Piece], list[EventColumns]]
+) -> Iterator[EventColumns]:
     """The pieces' events in order, each piece let go of once it is decoded (a retry
     reads it from the log again)."""
     for piece in pieces:
@@ -296,7 +303,7 @@ class BackgroundWriter:
     def _logged(self, after: int, through: int | None = None) -> Iterator[Piece]:
         """The log's records past `after` (up to `through`), as pieces to insert.
         Counted now, decoded again when inserted: holding a row group's worth of
-        decoded events would take about 230 MB."""
+        decoded events would take hundreds of megabytes."""
         for seq, payload in self.wal.replay(after):
             if through is not None and seq > through:
                 return
@@ -459,7 +466,7 @@ class BackgroundWriter:
                 )
                 continue
             self._probe()  # raises if the store takes nothing now
-            self._set_aside(piece.seq, events, error)
+            self._set_aside(piece.seq, events_in(events), error)
             self._insert(
                 [Piece(piece.seq, 0, [], piece.ends_record, piece.start)], carry if last else None
             )
@@ -485,18 +492,24 @@ class BackgroundWriter:
             os.fsync(out.fileno())
         self.stats.unstored += len(events)
 
-    def _read(self, piece: Piece) -> list[StoredEvent]:
+    def _read(self, piece: Piece) -> list[EventColumns]:
         if piece.events is not None:
             return piece.events
         return self._judged(self._log.read(piece.seq), piece.start, piece.size)
 
-    def _judged(self, payload: bytes, start: int, size: int) -> list[StoredEvent]:
-        """A log record's events from `start` on, `size` of them, judged (a record from
-        an older version's log was judged when it was written). Only those: the halves
-        of a split record are each judged, and counted, once."""
-        if is_logged(payload):
-            return self.judge(decode_logged(payload)[start : start + size])
-        return decode_stored(payload)[start : start + size]
+    def _judged(self, payload: bytes, start: int, size: int) -> list[EventColumns]:
+        """A log record's events from `start` on, `size` of them, judged and laid out in
+        columns as capture logs them. Only those: the halves of a split record are each
+        judged, and counted, once. (An older version's log holds its events judged but
+        not laid out, or neither.)"""
+        kind = record_kind(payload)
+        if kind == "columns":
+            return slice_groups(decode_columns(payload), start, size)
+        if kind == "logged":
+            events = self.judge(decode_logged(payload)[start : start + size])
+        else:
+            events = decode_stored(payload)[start : start + size]
+        return columns_of(events, self.store.property_types)
 
     def _insert(self, pieces: list[Piece], carry: Piece | None = None) -> int:
         """Insert the pieces; the log position becomes the last record stored whole."""
@@ -509,7 +522,7 @@ class BackgroundWriter:
             position = min(position, min(split) - 1)
         position = max(position, self.stats.stored_seq)
         count = sum(piece.size for piece in pieces)
-        added = self.store.insert(
+        added = self.store.insert_columns(
             events_of(pieces, self._read), position, self.quarantine, self.forward
         )
         self.stats.inserted += added
