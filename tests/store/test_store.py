@@ -151,6 +151,8 @@ def test_identity_from_many_slices_is_written_once_as_if_one_at_a_time(
         assert sliced.sql(query)[1] == one_by_one.sql(query)[1], query
     _, [[persons]] = sliced.sql("SELECT count(DISTINCT person_id) FROM events")
     assert persons == 1
+    _, [[people]] = sliced.sql("SELECT count(*) FROM persons")
+    assert people == 1  # the two persons merged into the third are gone
     one_by_one.close()
     sliced.close()
 

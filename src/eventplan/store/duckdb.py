@@ -583,9 +583,18 @@ class EventStore(Store):
                 )
         if changes.people:
             self._write_people(changes.people)
-        for project, person in changes.gone:
-            self._run(
-                "DELETE FROM persons WHERE project = ? AND person_id = ?::UUID", [project, person]
+        if changes.gone:  # one statement: a batch merges thousands of persons at times
+            gone = pa.table(
+                {
+                    "project": [project for project, _ in changes.gone],
+                    "person_id": [person for _, person in changes.gone],
+                }
+            )
+            self._run_on(
+                "staged_gone",
+                gone,
+                "DELETE FROM persons WHERE (project, person_id) IN "
+                "(SELECT (project, person_id::UUID) FROM staged_gone)",
             )
 
     def _write_people(self, people: dict[tuple[str, str], dict[str, Any]]) -> None:

@@ -38,7 +38,7 @@ def events_table(
     """The fixed columns, then `columns`, the typed ones (NULL where a group has none):
     the groups' lists joined, with no step per property."""
 
-    def joined(values_of: Callable[[EventColumns], list[Any]]) -> list[Any]:
+    def joined(values_of: Callable[[EventColumns], tuple[Any, ...]]) -> list[Any]:
         return [value for group in groups for value in values_of(group)]
 
     def repeated(value_of: Callable[[EventColumns], Any]) -> list[Any]:
@@ -63,7 +63,7 @@ def events_table(
         own = event_columns(group.project, group.event)
         present = {own[t.key].name: t.values for t in group.typed}
         for name, values in typed.items():
-            values.extend(present.get(name) or [None] * group.size)
+            values.extend(present.get(name) or (None,) * group.size)
     for column in columns:
         arrays[column.name] = pa.array(typed[column.name], ARROW_TYPES[column.type])
     return pa.table(arrays)
