@@ -234,21 +234,33 @@ def _group(
             values = _fitted(key, type_, values, misfits)
         taken.add(key)
         typed.append(TypedValues(key, type_, tuple(values)))
+    # The per-event columns in one pass (transposed by zip), not a pass for each.
+    uuid, distinct_id, timestamp, created_at, ip_hash, verdict, violations, set_, set_once = zip(
+        *[
+            (
+                e.uuid, e.distinct_id, e.timestamp, e.created_at, e.ip_hash, e.verdict,
+                _text(e.violations) if e.violations else None, e.set, e.set_once,
+            )
+            for e in events
+        ],
+        strict=True,
+    )  # fmt: skip
+    rest = tuple(_rest(props, taken, misfits.get(row)) for row, props in enumerate(properties))
     return EventColumns(
         project,
         name,
         events[0].plan_version,
-        tuple(e.uuid for e in events),
-        tuple(e.distinct_id for e in events),
-        tuple(e.timestamp for e in events),
-        tuple(e.created_at for e in events),
-        tuple(e.ip_hash for e in events),
-        tuple(e.verdict for e in events),
-        tuple(_text(e.violations) for e in events),
-        tuple(_rest(props, taken, misfits.get(row)) for row, props in enumerate(properties)),
+        uuid,
+        distinct_id,
+        timestamp,
+        created_at,
+        ip_hash,
+        verdict,
+        violations,
+        rest,
         tuple(typed),
-        tuple(e.set for e in events),
-        tuple(e.set_once for e in events),
+        set_,
+        set_once,
     )
 
 
