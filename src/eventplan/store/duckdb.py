@@ -406,11 +406,12 @@ class EventStore(Store):
         return 0
 
     def _finish_events(self) -> int:
-        """Insert the prepared events, without those already stored, one event name at
-        a time in name order, each sorted by time: a row group's worth (or half of
-        one) goes in sorted and `settled`, a smaller insert is appended as it came.
-        Each name's Arrow table is released once DuckDB has its rows, so the two never
-        hold the whole insert at once."""
+        """Insert the prepared events, without those already stored. A row group's
+        worth (or half of one) goes in `settled`: one event name at a time in name
+        order, each sorted by time, each name's Arrow table released once DuckDB has
+        its rows, so the two never hold the whole insert at once. A smaller insert is
+        appended as it came, all names in one statement: a statement per name cost
+        about 7 ms each, half of an insert of 10,000 events."""
         staged, self._staged = self._staged, {}
         uuids, self._staged_uuids = self._staged_uuids, set()
         if not uuids:
@@ -420,6 +421,9 @@ class EventStore(Store):
         found = pa.array(sorted(stored), pa.string())
         rows: int = sum(t.num_rows for tables in staged.values() for t in tables) - len(stored)
         settled = rows >= self.insert_size // 2
+        if not settled:  # the names' columns differ: each lacks the others', NULL
+            every = [table for key in sorted(staged) for table in staged.pop(key)]
+            staged = {("", ""): [pa.concat_tables(every, promote_options="default")]}
         for key in sorted(staged):
             table = pa.concat_tables(staged.pop(key))
             if stored:
