@@ -91,6 +91,15 @@ def test_a_uuid_sent_twice_in_one_batch_is_kept_as_first_received(store: Store) 
     assert rows == [("early",)]
 
 
+def test_each_event_keeps_the_plan_version_that_judged_it(store: Store) -> None:
+    """A batch may hold events of one name judged by two versions (an export's)."""
+    older, newer = stored(), stored()
+    older.plan_version, newer.plan_version = "1.0.0", "1.1.0"
+    assert store.insert([older, newer], 1) == 2
+    _, rows = store.sql("SELECT uuid::VARCHAR, plan_version FROM events_data ORDER BY 2")
+    assert rows == [(older.uuid, "1.0.0"), (newer.uuid, "1.1.0")]
+
+
 def test_typed_and_unplanned_properties_read_back_as_sent(store: Store) -> None:
     event = stored(characters=42, extra_note="kept", source=7)  # 7 does not fit a string column
     store.insert([event], 1)

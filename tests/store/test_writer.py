@@ -23,7 +23,7 @@ from eventplan.store.records import (
     events_in,
 )
 from eventplan.store.wal import WriteAheadLog
-from eventplan.store.writer import UNSTORED, BackgroundWriter, Piece, chunks, events_of
+from eventplan.store.writer import UNSTORED, BackgroundWriter, Piece, chunks, groups_of
 from tests.conftest import SmallDisk
 from tests.store.test_store import NOW, stored
 
@@ -168,7 +168,7 @@ def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
     assert [(p.seq, p.start, p.size) for p in second] == [(2, 20, 80), (3, 0, 40)]
 
     def distinct_ids(pieces: list[Piece]) -> list[str]:
-        return [e.distinct_id for e in events_in(list(events_of(pieces, writer._read)))]
+        return [e.distinct_id for e in events_in(list(groups_of(pieces, writer._read)))]
 
     # A record holds its events by name (even numbers, then odd), and a piece of it
     # is its events from `start` on in that order.
@@ -177,7 +177,7 @@ def test_an_insert_reads_its_records_from_the_log_and_a_retry_reads_them_again(
 
     first_try = distinct_ids(second)
     assert first_try == in_record(1)[20:] + in_record(2)[:40]
-    assert all(piece.events is None for piece in second)  # nothing kept once decoded
+    assert all(piece.groups is None for piece in second)  # nothing kept once decoded
     assert distinct_ids(third) == in_record(2)[40:]
     # A retry goes back in the log for them.
     assert distinct_ids(second) == first_try

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, cast
 
 import msgspec
@@ -166,10 +167,15 @@ class Store(ABC):
         quarantine: frozenset[str] = frozenset(),
         forward: dict[str, ForwardRules] | None = None,
     ) -> int:
-        """`insert_columns` of events one at a time (quarantine replay, an event set
-        aside, a test's batch): laid out in columns first."""
-        groups = columns_of(list(events), self.property_types)
-        return self.insert_columns(groups, wal_seq, quarantine, forward)
+        """`insert_columns` of events given whole (an import, quarantine replay, an
+        event set aside, a test's batch), laid out in columns a slice at a time as
+        they are read: an import's events are judged as the insert takes them."""
+        return self.insert_columns(self._columns_of(events), wal_seq, quarantine, forward)
+
+    def _columns_of(self, events: Iterable[StoredEvent]) -> Iterator[EventColumns]:
+        iterator = iter(events)
+        while part := list(islice(iterator, self.slice_size)):
+            yield from columns_of(part, self.property_types)
 
     @abstractmethod
     def insert_columns(

@@ -194,8 +194,7 @@ FITS: dict[PropertyType, Callable[[Any], Any]] = {
 }
 
 # The Python type whose values a column stores as they are, without a call to FITS
-# (exact: a bool is not an int here). An integer column always asks FITS: its values
-# must fit in 64 bits.
+# (exact: a bool is not an int here). An integer column's must also fit in 64 bits.
 AS_IS: dict[PropertyType, type] = {"string": str, "datetime": str, "boolean": bool, "number": float}
 
 # An event's typed properties: (project, event name) → property key → its type.
@@ -203,14 +202,15 @@ PropertyTypes = Callable[[str, str], Mapping[str, PropertyType]]
 
 
 def columns_of(events: list[StoredEvent], types_of: PropertyTypes) -> list[EventColumns]:
-    """The events laid out in columns, one group per (project, event name), in the
-    order each name first comes."""
-    by_name: dict[tuple[str, str], list[StoredEvent]] = {}
+    """The events laid out in columns, one group per project, event name and plan
+    version (an export holds events judged by several), in the order each first
+    comes."""
+    by_name: dict[tuple[str, str, str], list[StoredEvent]] = {}
     for event in events:
-        by_name.setdefault((event.project, event.event), []).append(event)
+        by_name.setdefault((event.project, event.event, event.plan_version), []).append(event)
     return [
         _group(project, name, group, types_of(project, name))
-        for (project, name), group in by_name.items()
+        for (project, name, _), group in by_name.items()
     ]
 
 

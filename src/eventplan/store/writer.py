@@ -103,30 +103,30 @@ class Piece:
 
     seq: int
     size: int
-    events: list[EventColumns] | None = None  # None: only in the log, read when inserted
+    groups: list[EventColumns] | None = None  # None: only in the log, read when inserted
     ends_record: bool = True
     start: int = 0  # where in the record's events it starts
 
     def split(self, at: int) -> tuple[Piece, Piece]:
         head = tail = None
-        if self.events is not None:
-            head = slice_groups(self.events, 0, at)
-            tail = slice_groups(self.events, at, self.size - at)
+        if self.groups is not None:
+            head = slice_groups(self.groups, 0, at)
+            tail = slice_groups(self.groups, at, self.size - at)
         return (
             Piece(self.seq, at, head, ends_record=False, start=self.start),
             Piece(self.seq, self.size - at, tail, self.ends_record, self.start + at),
         )
 
 
-def events_of(
+def groups_of(
     pieces: Iterable[Piece], read: Callable[[Piece], list[EventColumns]]
 ) -> Iterator[EventColumns]:
-    """The pieces' events in order, each piece let go of once it is decoded (a retry
-    reads it from the log again)."""
+    """The pieces' events in order, in columns, each piece let go of once it is
+    decoded (a retry reads it from the log again)."""
     for piece in pieces:
-        events = piece.events if piece.events is not None else read(piece)
-        piece.events = None
-        yield from events
+        groups = piece.groups if piece.groups is not None else read(piece)
+        piece.groups = None
+        yield from groups
 
 
 def chunks(pieces: Iterable[Piece], size: int) -> Iterator[list[Piece]]:
@@ -458,15 +458,15 @@ class BackgroundWriter:
                 error = exc
             if isinstance(error, StoreUnavailable):
                 raise error  # the store, not this piece: wait for it
-            events = self._read(piece)
+            groups = self._read(piece)
             if piece.size > 1:
-                piece.events = events  # so the halves carry their slices
+                piece.groups = groups  # so the halves carry their slices
                 added += self._insert_halving(
                     list(piece.split(piece.size // 2)), carry if last else None
                 )
                 continue
             self._probe()  # raises if the store takes nothing now
-            self._set_aside(piece.seq, events_in(events), error)
+            self._set_aside(piece.seq, events_in(groups), error)
             self._insert(
                 [Piece(piece.seq, 0, [], piece.ends_record, piece.start)], carry if last else None
             )
@@ -493,8 +493,8 @@ class BackgroundWriter:
         self.stats.unstored += len(events)
 
     def _read(self, piece: Piece) -> list[EventColumns]:
-        if piece.events is not None:
-            return piece.events
+        if piece.groups is not None:
+            return piece.groups
         return self._judged(self._log.read(piece.seq), piece.start, piece.size)
 
     def _judged(self, payload: bytes, start: int, size: int) -> list[EventColumns]:
@@ -523,7 +523,7 @@ class BackgroundWriter:
         position = max(position, self.stats.stored_seq)
         count = sum(piece.size for piece in pieces)
         added = self.store.insert_columns(
-            events_of(pieces, self._read), position, self.quarantine, self.forward
+            groups_of(pieces, self._read), position, self.quarantine, self.forward
         )
         self.stats.inserted += added
         self.stats.duplicates += count - added
