@@ -239,7 +239,7 @@ def _group(
         *[
             (
                 e.uuid, e.distinct_id, e.timestamp, e.created_at, e.ip_hash, e.verdict,
-                _text(e.violations) if e.violations else None, e.set, e.set_once,
+                json_text(e.violations) if e.violations else None, e.set, e.set_once,
             )
             for e in events
         ],
@@ -298,10 +298,11 @@ def _rest(properties: dict[str, Any], taken: set[str], misfits: set[str] | None)
     """The properties no typed column took (a null among them), as JSON text."""
     if misfits:
         taken = taken - misfits
-    return _text({k: v for k, v in properties.items() if v is None or k not in taken})
+    return json_text({k: v for k, v in properties.items() if v is None or k not in taken})
 
 
-def _text(value: Any) -> str | None:
+def json_text(value: Any) -> str | None:
+    """A value as JSON text, None when empty (the store's JSON columns)."""
     return _json_encode(value).decode() if value else None
 
 

@@ -16,7 +16,7 @@ import msgspec
 import pyarrow as pa
 
 from eventplan.store.columns import Column
-from eventplan.store.records import EventColumns, StoredEvent
+from eventplan.store.records import EventColumns, StoredEvent, json_text
 
 _json = msgspec.json.Encoder()
 TIME = pa.timestamp("us", tz="UTC")
@@ -69,10 +69,6 @@ def events_table(
     return pa.table(arrays)
 
 
-def _text(value: Any) -> str | None:
-    return _json.encode(value).decode() if value else None
-
-
 def quarantine_table(events: list[StoredEvent]) -> pa.Table:
     """Held-back events whole (properties as JSON), so a replay can re-validate them."""
     return pa.table(
@@ -85,10 +81,10 @@ def quarantine_table(events: list[StoredEvent]) -> pa.Table:
             "project": pa.array([e.project for e in events], pa.string()),
             "ip_hash": pa.array([e.ip_hash for e in events], pa.string()),
             "properties": pa.array([_json.encode(e.properties).decode() for e in events]),
-            "person_set": pa.array([_text(e.set) for e in events], pa.string()),
-            "person_set_once": pa.array([_text(e.set_once) for e in events], pa.string()),
+            "person_set": pa.array([json_text(e.set) for e in events], pa.string()),
+            "person_set_once": pa.array([json_text(e.set_once) for e in events], pa.string()),
             "verdict": pa.array([e.verdict for e in events], pa.string()),
-            "violations": pa.array([_text(e.violations) for e in events], pa.string()),
+            "violations": pa.array([json_text(e.violations) for e in events], pa.string()),
         }
     )
 
